@@ -1,0 +1,91 @@
+# ngx_pullthrough: build, run and test an nginx pull-through registry cache.
+#
+#   make          install missing Debian packages, build the dynamic module
+#   make run      build, then run nginx with the module in the foreground
+#   make test     build, then run the test suite with prove
+#   make bench    benchmarks (see README)
+#
+# Variables: NGINX_SRC (nginx source or Debian nginx-dev tree), NGINX (the
+# nginx binary that loads the module), PORT, STATE_DIR, TEST_JOBS.
+
+NGINX      ?= /usr/sbin/nginx
+NGINX_SRC  ?= /usr/share/nginx/src
+BUILD_DIR  ?= $(CURDIR)/build
+PORT       ?= 24817
+STATE_DIR  ?= $(CURDIR)/var
+TEST_JOBS  ?= 2
+EXTRA_CC_OPT ?=
+
+MODULE     := $(BUILD_DIR)/nginx/objs/ngx_http_pullthrough_module.so
+SOURCES    := config ngx_pullthrough_module.c $(wildcard src/*.c src/*.h)
+
+# Debian packages: to build, to run, and what the tests drive.
+BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
+              libcurl4-openssl-dev libssl-dev
+RUN_PKGS   := nginx ca-certificates
+TEST_PKGS  := perl lmdb-utils docker-registry skopeo jq httpie curl \
+              openssl apache2-utils
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# nginx's configure flags must match the binary's for --with-compat to hold:
+# Debian's nginx-dev ships them in conf_flags; other trees get the minimum.
+NGINX_CONF_FLAGS ?= $(shell if [ -f $(NGINX_SRC)/conf_flags ]; then \
+	bash -c '. $(NGINX_SRC)/conf_flags; echo "$${NGX_CONF_FLAGS[@]}"'; \
+	else echo --with-compat --with-threads; fi)
+
+.PHONY: all build deps deps-build deps-run deps-test run test bench clean distclean
+
+all: build
+
+build: deps-build $(MODULE)
+
+deps: deps-build deps-run deps-test
+
+deps-build:
+	@$(MAKE) --no-print-directory -s apt-install PKGS="$(BUILD_PKGS)"
+deps-run:
+	@$(MAKE) --no-print-directory -s apt-install PKGS="$(RUN_PKGS)"
+deps-test:
+	@$(MAKE) --no-print-directory -s apt-install PKGS="$(TEST_PKGS)"
+
+# Installs only what is missing; silent when everything is there.
+apt-install:
+	@missing=; for p in $(PKGS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' \
+	        || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	        --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+$(BUILD_DIR)/nginx/objs/Makefile: config
+	rm -rf $(BUILD_DIR)/nginx
+	mkdir -p $(BUILD_DIR)
+	cp -r $(NGINX_SRC) $(BUILD_DIR)/nginx
+	cd $(BUILD_DIR)/nginx && ./configure $(NGINX_CONF_FLAGS) \
+	    --with-cc-opt='-g -O2 -Wall -Wextra -Werror $(EXTRA_CC_OPT)' \
+	    --add-dynamic-module=$(CURDIR) > $(BUILD_DIR)/configure.log 2>&1 \
+	    || { tail -20 $(BUILD_DIR)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD_DIR)/nginx/objs/Makefile $(SOURCES)
+	$(MAKE) -C $(BUILD_DIR)/nginx -f objs/Makefile modules
+
+run: build deps-run
+	@NGINX=$(NGINX) MODULE=$(MODULE) PORT=$(PORT) STATE_DIR=$(STATE_DIR) \
+	    sh t/bin/run-cache
+
+test: build deps-test
+	@NGINX=$(NGINX) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/
+
+bench: build deps-test
+	@NGINX=$(NGINX) MODULE=$(MODULE) perl -I t/lib t/bench/bench.pl
+
+clean:
+	rm -rf $(BUILD_DIR)
+
+distclean: clean
+	rm -rf $(STATE_DIR)

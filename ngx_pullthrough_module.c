@@ -1,0 +1,344 @@
+
+/*
+ * ngx_pullthrough: an nginx module that makes nginx a pull-through caching
+ * container registry. This file holds the module object, its directives,
+ * configuration and process hooks; the work is done in src/.
+ */
+
+
+#include <ngx_pt.h>
+
+
+static void *ngx_http_pullthrough_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_pullthrough_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_pullthrough_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_pullthrough_store(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_pullthrough_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_pullthrough_init_process(ngx_cycle_t *cycle);
+static void ngx_http_pullthrough_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_pullthrough_commands[] = {
+
+    { ngx_string("pullthrough_store"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_pullthrough_store,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pullthrough_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pullthrough_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pullthrough_admin_max_body_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, admin_max_body),
+      NULL },
+
+    { ngx_string("pullthrough_registry"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pullthrough_registry,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_pullthrough_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_pullthrough_create_main_conf, /* create main configuration */
+    ngx_http_pullthrough_init_main_conf,   /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_pullthrough_create_loc_conf,  /* create location configuration */
+    ngx_http_pullthrough_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_pullthrough_module = {
+    NGX_MODULE_V1,
+    &ngx_http_pullthrough_module_ctx,      /* module context */
+    ngx_http_pullthrough_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_pullthrough_init_module,      /* init module */
+    ngx_http_pullthrough_init_process,     /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_pullthrough_exit_process,     /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_pullthrough_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pullthrough_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     pmcf->path = { 0, NULL };
+     */
+
+    pmcf->map_size = NGX_CONF_UNSET_SIZE;
+
+    return pmcf;
+}
+
+
+static char *
+ngx_http_pullthrough_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_pullthrough_main_conf_t *pmcf = conf;
+
+    ngx_conf_init_size_value(pmcf->map_size, NGX_PT_DEFAULT_MAP_SIZE);
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_pullthrough_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    plcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_pullthrough_loc_conf_t));
+    if (plcf == NULL) {
+        return NULL;
+    }
+
+    plcf->admin = NGX_CONF_UNSET;
+    plcf->registry = NGX_CONF_UNSET;
+    plcf->admin_max_body = NGX_CONF_UNSET_SIZE;
+
+    return plcf;
+}
+
+
+static char *
+ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_pullthrough_loc_conf_t *prev = parent;
+    ngx_http_pullthrough_loc_conf_t *conf = child;
+
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    ngx_conf_merge_value(conf->admin, 0, 0);
+    ngx_conf_merge_value(conf->registry, 0, 0);
+    ngx_conf_merge_size_value(conf->admin_max_body, prev->admin_max_body,
+                              1024 * 1024);
+
+    if (!conf->admin && !conf->registry) {
+        return NGX_CONF_OK;
+    }
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pullthrough_module);
+
+    if (pmcf->path.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pullthrough_store\" must be set in the http "
+                           "block when \"pullthrough_admin\" or "
+                           "\"pullthrough_registry\" is used");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->admin) {
+        /*
+         * The admin handler enforces its own limit and answers in JSON;
+         * the core check would answer oversized bodies in HTML first.
+         */
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        clcf->client_max_body_size = 0;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pullthrough_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pullthrough_main_conf_t *pmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value, s;
+
+    if (pmcf->path.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    pmcf->path = value[1];
+
+    if (pmcf->path.len > 1 && pmcf->path.data[pmcf->path.len - 1] == '/') {
+        pmcf->path.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &pmcf->path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+
+        if (ngx_strncmp(value[2].data, "map_size=", 9) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + 9;
+        s.len = value[2].len - 9;
+
+        size = ngx_parse_size(&s);
+
+        /* LMDB wants whole pages; anything under 1m is a typo */
+        if (size == NGX_ERROR || size < 1024 * 1024) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid map_size \"%V\", "
+                               "it must be at least 1m", &s);
+            return NGX_CONF_ERROR;
+        }
+
+        pmcf->map_size = (size_t) size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pullthrough_loc_conf_t *plcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->admin != NGX_CONF_UNSET || plcf->registry != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    plcf->admin = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pullthrough_admin_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_pullthrough_loc_conf_t *plcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->admin != NGX_CONF_UNSET || plcf->registry != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    plcf->registry = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_pullthrough_registry_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_pullthrough_main_conf_t *
+ngx_http_pullthrough_get_main_conf(ngx_cycle_t *cycle)
+{
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    if (ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module)
+        == NULL)
+    {
+        return NULL;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_pullthrough_module);
+
+    if (pmcf == NULL || pmcf->path.data == NULL) {
+        return NULL;
+    }
+
+    return pmcf;
+}
+
+
+/*
+ * Runs in the master (and for "nginx -t"): creates the store and checks its
+ * schema before any worker exists, so a bad store stops startup or reload.
+ */
+
+static ngx_int_t
+ngx_http_pullthrough_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_pullthrough_get_main_conf(cycle);
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_pt_store_prepare(cycle, pmcf);
+}
+
+
+/* LMDB environments must not cross fork(): each worker opens its own */
+
+static ngx_int_t
+ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_pullthrough_get_main_conf(cycle);
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_pt_store_open(cycle, pmcf);
+}
+
+
+static void
+ngx_http_pullthrough_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_pt_store_close();
+}

@@ -1,0 +1,270 @@
+
+/*
+ * ngx_pullthrough: JSON through yajl, tied to nginx pools so that parse
+ * trees and generators are freed with the request.
+ */
+
+
+#include <ngx_pt.h>
+
+
+static void ngx_pt_json_gen_cleanup(void *data);
+static void ngx_pt_json_tree_cleanup(void *data);
+
+
+yajl_gen
+ngx_pt_json_gen(ngx_pool_t *pool)
+{
+    yajl_gen             g;
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    g = yajl_gen_alloc(NULL);
+    if (g == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_pt_json_gen_cleanup;
+    cln->data = g;
+
+    return g;
+}
+
+
+static void
+ngx_pt_json_gen_cleanup(void *data)
+{
+    yajl_gen_free(data);
+}
+
+
+/* copies the generated document into the pool */
+
+ngx_int_t
+ngx_pt_json_result(yajl_gen g, ngx_pool_t *pool, ngx_str_t *out)
+{
+    size_t                len;
+    const unsigned char  *buf;
+
+    if (yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok) {
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, buf, len);
+    out->len = len;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Parses a complete document; on failure returns NULL with a one-line
+ * message in err (or err->len == 0 on allocation failure).
+ */
+
+yajl_val
+ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
+{
+    char                 msg[256], *nl;
+    u_char              *text;
+    yajl_val             v;
+    ngx_pool_cleanup_t  *cln;
+
+    err->len = 0;
+
+    /* yajl_tree_parse() wants a C string: an inner NUL would cut it short */
+
+    if (ngx_strlchr(in->data, in->data + in->len, '\0') != NULL) {
+        ngx_str_set(err, "the body contains a NUL byte");
+        return NULL;
+    }
+
+    text = ngx_pnalloc(pool, in->len + 1);
+    if (text == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(text, in->data, in->len);
+    text[in->len] = '\0';
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    msg[0] = '\0';
+
+    v = yajl_tree_parse((const char *) text, msg, sizeof(msg));
+
+    if (v == NULL) {
+        if (msg[0] == '\0') {
+            ngx_str_set(err, "invalid JSON");
+            return NULL;
+        }
+
+        /* yajl's message spans lines: keep the first */
+        nl = strchr(msg, '\n');
+        if (nl) {
+            *nl = '\0';
+        }
+
+        err->len = ngx_strlen(msg);
+        err->data = ngx_pnalloc(pool, err->len);
+        if (err->data == NULL) {
+            err->len = 0;
+            return NULL;
+        }
+
+        ngx_memcpy(err->data, msg, err->len);
+        return NULL;
+    }
+
+    cln->handler = ngx_pt_json_tree_cleanup;
+    cln->data = v;
+
+    return v;
+}
+
+
+static void
+ngx_pt_json_tree_cleanup(void *data)
+{
+    yajl_tree_free(data);
+}
+
+
+yajl_val
+ngx_pt_json_get(yajl_val obj, const char *key)
+{
+    size_t  i;
+
+    if (obj == NULL || !YAJL_IS_OBJECT(obj)) {
+        return NULL;
+    }
+
+    for (i = 0; i < obj->u.object.len; i++) {
+        if (ngx_strcmp(obj->u.object.keys[i], key) == 0) {
+            return obj->u.object.values[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Generator shortcuts. Errors are sticky in practice: a failed call leaves
+ * the generator in a state where yajl_gen_get_buf() reports it.
+ */
+
+void
+ngx_pt_json_key(yajl_gen g, const char *key)
+{
+    yajl_gen_string(g, (const unsigned char *) key, ngx_strlen(key));
+}
+
+
+void
+ngx_pt_json_cstr(yajl_gen g, const char *s)
+{
+    yajl_gen_string(g, (const unsigned char *) s, ngx_strlen(s));
+}
+
+
+void
+ngx_pt_json_str(yajl_gen g, ngx_str_t *s)
+{
+    if (s->data == NULL) {
+        yajl_gen_null(g);
+        return;
+    }
+
+    yajl_gen_string(g, s->data, s->len);
+}
+
+
+void
+ngx_pt_json_int(yajl_gen g, int64_t n)
+{
+    if (n == NGX_PT_NULL_INT) {
+        yajl_gen_null(g);
+        return;
+    }
+
+    yajl_gen_integer(g, n);
+}
+
+
+void
+ngx_pt_json_num(yajl_gen g, double n)
+{
+    int   len;
+    char  buf[64];
+
+    if (ngx_pt_null_num(n)) {
+        yajl_gen_null(g);
+        return;
+    }
+
+    /* yajl_gen_double() prints 20 digits: 0.1 would read 0.1000...0555 */
+
+    len = snprintf(buf, sizeof(buf) - 2, "%.15g", n);
+
+    if (strpbrk(buf, ".eEn") == NULL) {
+        buf[len++] = '.';
+        buf[len++] = '0';
+    }
+
+    yajl_gen_number(g, buf, len);
+}
+
+
+void
+ngx_pt_json_bool(yajl_gen g, ngx_uint_t b)
+{
+    yajl_gen_bool(g, b ? 1 : 0);
+}
+
+
+void
+ngx_pt_json_null(yajl_gen g)
+{
+    yajl_gen_null(g);
+}
+
+
+void
+ngx_pt_json_map_open(yajl_gen g)
+{
+    yajl_gen_map_open(g);
+}
+
+
+void
+ngx_pt_json_map_close(yajl_gen g)
+{
+    yajl_gen_map_close(g);
+}
+
+
+void
+ngx_pt_json_array_open(yajl_gen g)
+{
+    yajl_gen_array_open(g);
+}
+
+
+void
+ngx_pt_json_array_close(yajl_gen g)
+{
+    yajl_gen_array_close(g);
+}

@@ -1,0 +1,170 @@
+
+/*
+ * ngx_pullthrough: small helpers shared by the other parts.
+ */
+
+
+#include <ngx_pt.h>
+
+#include <openssl/rand.h>
+#include <sys/time.h>
+
+
+/* a random (version 4) UUID in its canonical lowercase form */
+
+ngx_int_t
+ngx_pt_uuid(ngx_pool_t *pool, ngx_str_t *out)
+{
+    u_char  b[16], *p;
+
+    if (RAND_bytes(b, sizeof(b)) != 1) {
+        return NGX_ERROR;
+    }
+
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+
+    p = ngx_pnalloc(pool, NGX_PT_UUID_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    p = ngx_hex_dump(p, b, 4);
+    *p++ = '-';
+    p = ngx_hex_dump(p, b + 4, 2);
+    *p++ = '-';
+    p = ngx_hex_dump(p, b + 6, 2);
+    *p++ = '-';
+    p = ngx_hex_dump(p, b + 8, 2);
+    *p++ = '-';
+    p = ngx_hex_dump(p, b + 10, 6);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* current time as Pulp writes it: 2026-11-27T08:00:00.123456Z */
+
+ngx_int_t
+ngx_pt_now(ngx_pool_t *pool, ngx_str_t *out)
+{
+    u_char          *p;
+    ngx_tm_t         tm;
+    struct timeval   tv;
+
+    ngx_gettimeofday(&tv);
+    ngx_gmtime(tv.tv_sec, &tm);
+
+    p = ngx_pnalloc(pool, NGX_PT_TIME_LEN + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    out->len = ngx_sprintf(p, "%4d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+                           tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                           tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                           (int) tv.tv_usec)
+               - p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether prefix is path itself or a leading run of its '/'-separated
+ * components: "dock" is a prefix of "dock/x" but not of "dockerfoo/x".
+ */
+
+ngx_int_t
+ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path)
+{
+    if (prefix->len > path->len
+        || ngx_strncmp(prefix->data, path->data, prefix->len) != 0)
+    {
+        return 0;
+    }
+
+    return prefix->len == path->len || path->data[prefix->len] == '/';
+}
+
+
+/*
+ * One component of an OCI repository name:
+ * [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
+ */
+
+ngx_int_t
+ngx_pt_oci_component_valid(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    last = p + len;
+
+    for ( ;; ) {
+
+        /* an alphanumeric run */
+
+        if (p == last
+            || !((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+        {
+            return 0;
+        }
+
+        while (p < last
+               && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+        {
+            p++;
+        }
+
+        if (p == last) {
+            return 1;
+        }
+
+        /* a separator */
+
+        if (*p == '.') {
+            p++;
+
+        } else if (*p == '_') {
+            p++;
+            if (p < last && *p == '_') {
+                p++;
+            }
+
+        } else if (*p == '-') {
+            while (p < last && *p == '-') {
+                p++;
+            }
+
+        } else {
+            return 0;
+        }
+    }
+}
+
+
+/* search of s2 (n bytes) in [s1, last), optionally ignoring case */
+
+u_char *
+ngx_pt_strstrn(u_char *s1, u_char *last, u_char *s2, size_t n,
+    ngx_uint_t caseless)
+{
+    if (n == 0) {
+        return s1;
+    }
+
+    for ( /* void */ ; s1 + n <= last; s1++) {
+        if ((caseless ? ngx_strncasecmp(s1, s2, n)
+                      : ngx_strncmp(s1, s2, n)) == 0)
+        {
+            return s1;
+        }
+    }
+
+    return NULL;
+}
