@@ -5,10 +5,10 @@
 #   make test     build, then run the test suite with prove
 #   make bench    benchmarks (see README)
 #
-# Variables: NGINX_SRC (nginx source or Debian nginx-dev tree), NGINX (the
+# Variables: NGINX_SRC (nginx source or Debian nginx-dev tree), NGINX_BIN (the
 # nginx binary that loads the module), PORT, STATE_DIR, TEST_JOBS.
 
-NGINX      ?= /usr/sbin/nginx
+NGINX_BIN  ?= /usr/sbin/nginx
 NGINX_SRC  ?= /usr/share/nginx/src
 BUILD_DIR  ?= $(CURDIR)/build
 PORT       ?= 24817
@@ -75,14 +75,14 @@ $(MODULE): $(BUILD_DIR)/nginx/objs/Makefile $(SOURCES)
 	$(MAKE) -C $(BUILD_DIR)/nginx -f objs/Makefile modules
 
 run: build deps-run
-	@NGINX=$(NGINX) MODULE=$(MODULE) PORT=$(PORT) STATE_DIR=$(STATE_DIR) \
+	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) PORT=$(PORT) STATE_DIR=$(STATE_DIR) \
 	    sh t/bin/run-cache
 
 test: build deps-test
-	@NGINX=$(NGINX) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/
+	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/
 
 bench: build deps-test
-	@NGINX=$(NGINX) MODULE=$(MODULE) perl -I t/lib t/bench/bench.pl
+	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) perl -I t/lib t/bench/bench.pl
 
 clean:
 	rm -rf $(BUILD_DIR)
