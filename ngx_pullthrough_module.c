@@ -9,6 +9,8 @@
 #include <ngx_pt.h>
 
 
+static ngx_int_t ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_pullthrough_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_pullthrough_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_pullthrough_create_loc_conf(ngx_conf_t *cf);
@@ -55,13 +57,27 @@ static ngx_command_t  ngx_http_pullthrough_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pullthrough_manifest_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, manifest_max_size),
+      NULL },
+
+    { ngx_string("pullthrough_fill_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, fill_buffer_size),
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_http_module_t  ngx_http_pullthrough_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_pullthrough_preconfiguration, /* preconfiguration */
+    ngx_http_pullthrough_postconfiguration, /* postconfiguration */
 
     ngx_http_pullthrough_create_main_conf, /* create main configuration */
     ngx_http_pullthrough_init_main_conf,   /* init main configuration */
@@ -88,6 +104,20 @@ ngx_module_t  ngx_http_pullthrough_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_int_t
+ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_pt_fetch_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
+{
+    return ngx_pt_fetch_init_filters(cf);
+}
 
 
 static void *
@@ -136,6 +166,15 @@ ngx_http_pullthrough_create_loc_conf(ngx_conf_t *cf)
     plcf->admin = NGX_CONF_UNSET;
     plcf->registry = NGX_CONF_UNSET;
     plcf->admin_max_body = NGX_CONF_UNSET_SIZE;
+    plcf->manifest_max_size = NGX_CONF_UNSET_SIZE;
+    plcf->fill_buffer_size = NGX_CONF_UNSET_SIZE;
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     plcf->fetch_uri = { 0, NULL };
+     *     plcf->thread_pool = NULL;
+     */
 
     return plcf;
 }
@@ -154,6 +193,10 @@ ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->registry, 0, 0);
     ngx_conf_merge_size_value(conf->admin_max_body, prev->admin_max_body,
                               1024 * 1024);
+    ngx_conf_merge_size_value(conf->manifest_max_size,
+                              prev->manifest_max_size, 4 * 1024 * 1024);
+    ngx_conf_merge_size_value(conf->fill_buffer_size,
+                              prev->fill_buffer_size, 256 * 1024);
 
     if (!conf->admin && !conf->registry) {
         return NGX_CONF_OK;
@@ -265,12 +308,34 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
-    plcf->registry = 1;
-
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->named || clcf->exact_match
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+        || clcf->name.len == 0 || clcf->name.data[clcf->name.len - 1] != '/')
+    {
+        return "must be in a prefix location ending with \"/\", "
+               "such as \"location /v2/\"";
+    }
+
+    plcf->registry = 1;
     clcf->handler = ngx_http_pullthrough_registry_handler;
 
-    return NGX_CONF_OK;
+    /* large disk work of fills runs in the "default" thread pool */
+
+    plcf->thread_pool = ngx_thread_pool_add(cf, NULL);
+    if (plcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the internal location for upstream exchanges, nested in this one */
+
+    return ngx_pt_fetch_location(cf, &clcf->name,
+                                 plcf->fill_buffer_size != NGX_CONF_UNSET_SIZE
+                                 ? plcf->fill_buffer_size : 256 * 1024,
+                                 &plcf->fetch_uri);
 }
 
 
@@ -333,7 +398,11 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_pt_store_open(cycle, pmcf);
+    if (ngx_pt_store_open(cycle, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_blob_init(cycle, pmcf);
 }
 
 

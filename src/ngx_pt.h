@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include <lmdb.h>
+#include <openssl/evp.h>
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
@@ -42,6 +43,10 @@ typedef struct {
     ngx_flag_t                  admin;
     ngx_flag_t                  registry;
     size_t                      admin_max_body;
+    size_t                      manifest_max_size;
+    size_t                      fill_buffer_size;
+    ngx_str_t                   fetch_uri;   /* the internal location */
+    ngx_thread_pool_t          *thread_pool;
 } ngx_http_pullthrough_loc_conf_t;
 
 
@@ -75,6 +80,7 @@ ngx_int_t ngx_pt_store_open(ngx_cycle_t *cycle,
     ngx_http_pullthrough_main_conf_t *pmcf);
 void ngx_pt_store_close(void);
 ngx_int_t ngx_pt_store_ready(void);
+MDB_dbi ngx_pt_store_dbi(ngx_uint_t db);
 
 ngx_int_t ngx_pt_txn_begin(ngx_log_t *log, ngx_uint_t write, MDB_txn **txn);
 ngx_int_t ngx_pt_txn_commit(ngx_log_t *log, MDB_txn *txn);
@@ -170,6 +176,19 @@ typedef struct {
 } ngx_pt_dist_t;
 
 
+/* the repository a pull-through distribution's pulls make per image */
+typedef struct {
+    ngx_pt_meta_t               meta;
+    ngx_str_t                   name;
+    ngx_str_t                   description;
+    int64_t                     retain_repo_versions;
+    int64_t                     latest_version;
+    ngx_str_t                   remote;      /* remote id */
+    ngx_str_t                   parent;      /* pull-through dist id */
+    ngx_array_t                *labels;
+} ngx_pt_repo_t;
+
+
 typedef struct {
     ngx_pt_meta_t               meta;
     ngx_str_t                   name;
@@ -229,6 +248,7 @@ extern ngx_pt_type_t  ngx_pt_remote_type;
 extern ngx_pt_type_t  ngx_pt_pt_dist_type;
 extern ngx_pt_type_t  ngx_pt_dist_type;
 extern ngx_pt_type_t  ngx_pt_task_type;
+extern ngx_pt_type_t  ngx_pt_repo_type;
 
 
 /* field errors, rendered as {"field": ["message"]} */
@@ -274,13 +294,131 @@ ngx_int_t ngx_pt_base_path_valid(ngx_str_t *path, ngx_str_t *err);
 ngx_int_t ngx_pt_id_valid(ngx_str_t *id);
 
 
+/* upstream exchanges (ngx_pt_fetch.c) */
+
+typedef struct ngx_pt_fetch_s  ngx_pt_fetch_t;
+
+struct ngx_pt_fetch_s {
+    ngx_http_request_t         *r;           /* carries the subrequest */
+    ngx_http_request_t         *sr;          /* while it runs */
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+
+    ngx_str_t                   url;
+    ngx_str_t                   accept;
+    ngx_str_t                   authorization;
+    ngx_uint_t                  head;
+    ngx_uint_t                  redirects;
+
+    /* the answer */
+    ngx_int_t                   rc;
+    ngx_uint_t                  status;
+    off_t                       length;
+    ngx_str_t                   content_type;
+    ngx_str_t                   digest;
+    ngx_str_t                   location;
+    ngx_str_t                   retry_after;
+    ngx_str_t                   www_authenticate;
+    ngx_buf_t                  *body;        /* memory sink, its size caps */
+
+    ngx_int_t                 (*header_handler)(ngx_pt_fetch_t *f);
+    ngx_int_t                 (*body_handler)(ngx_pt_fetch_t *f,
+                                              ngx_chain_t *in);
+    void                      (*done)(ngx_pt_fetch_t *f, ngx_int_t rc);
+    void                      (*aborted)(ngx_pt_fetch_t *f);
+    void                       *data;
+
+    unsigned                    header:1;
+    unsigned                    too_big:1;
+    unsigned                    cleanup:1;
+    unsigned                    in_post:1;
+};
+
+ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_pt_fetch_init_filters(ngx_conf_t *cf);
+char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
+    size_t buffer_size, ngx_str_t *uri);
+ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
+
+
+/* blob store and fills (ngx_pt_blob.c) */
+
+typedef struct {
+    ngx_str_t                   full;        /* sha256:<hex> */
+    ngx_str_t                   alg;         /* sha256 */
+    ngx_str_t                   hex;
+    const EVP_MD               *md;
+} ngx_pt_digest_t;
+
+typedef struct ngx_pt_fill_s    ngx_pt_fill_t;
+typedef struct ngx_pt_reader_s  ngx_pt_reader_t;
+
+ngx_int_t ngx_pt_blob_init(ngx_cycle_t *cycle,
+    ngx_http_pullthrough_main_conf_t *pmcf);
+ngx_int_t ngx_pt_digest_parse(ngx_str_t *s, ngx_pt_digest_t *d);
+ngx_int_t ngx_pt_digest_compute(ngx_pool_t *pool, const EVP_MD *md,
+    u_char *data, size_t len, ngx_str_t *out);
+ngx_int_t ngx_pt_blob_path(ngx_pool_t *pool, ngx_pt_digest_t *d,
+    ngx_str_t *path);
+ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_pt_digest_t *d, u_char *data, size_t len);
+ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
+ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
+    ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *authorization);
+ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
+
+
+/* content records: repositories, versions, tags, manifests, blobs
+ * (ngx_pt_content.c) */
+
+typedef struct {
+    ngx_str_t                   repo;        /* <base_path>/<name> */
+    ngx_pt_dist_t              *dist;        /* the pull-through one */
+    ngx_str_t                   tag;         /* empty: pulled by digest */
+    ngx_str_t                   digest;
+    ngx_str_t                   media_type;
+    off_t                       size;
+    ngx_array_t                 blobs;       /* ngx_str_t digests */
+    ngx_array_t                 manifests;   /* ngx_str_t digests */
+} ngx_pt_manifest_info_t;
+
+ngx_int_t ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
+ngx_int_t ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *media_type);
+ngx_int_t ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest);
+ngx_int_t ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest, off_t size);
+ngx_int_t ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_pt_manifest_info_t *mi);
+ngx_int_t ngx_pt_content_parse_manifest(ngx_pool_t *pool,
+    ngx_pt_manifest_info_t *mi, u_char *data, size_t len);
+ngx_int_t ngx_pt_content_list(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_uint_t db, ngx_str_t *prefix, ngx_str_t *last, ngx_uint_t n,
+    ngx_array_t *out, ngx_uint_t *more);
+ngx_int_t ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *parent_id);
+
+
+/* registry API (ngx_pt_registry.c), for the fill's readers */
+
+ngx_uint_t ngx_pt_registry_cache_status(ngx_http_request_t *r);
+void ngx_pt_registry_set_reader(ngx_http_request_t *r, ngx_pt_reader_t *rd);
+ngx_pt_reader_t *ngx_pt_registry_get_reader(ngx_http_request_t *r);
+ngx_int_t ngx_pt_registry_fill_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code);
+ngx_int_t ngx_pt_registry_blob_header(ngx_http_request_t *r,
+    ngx_pt_digest_t *d, off_t length);
+
+
 /* helpers (ngx_pt_util.c) */
 
 ngx_int_t ngx_pt_uuid(ngx_pool_t *pool, ngx_str_t *out);
 ngx_int_t ngx_pt_now(ngx_pool_t *pool, ngx_str_t *out);
 ngx_int_t ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path);
 ngx_int_t ngx_pt_oci_component_valid(u_char *p, size_t len);
-u_char *ngx_pt_strstrn(u_char *s1, u_char *last, u_char *s2, size_t n,
+u_char *ngx_pt_strfind(u_char *s1, u_char *last, u_char *s2, size_t n,
     ngx_uint_t caseless);
 
 

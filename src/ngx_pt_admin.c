@@ -699,11 +699,11 @@ ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec)
                && ngx_strncmp(s->data, flt->value.data, s->len) == 0;
 
     case NGX_PT_OP_CONTAINS:
-        return ngx_pt_strstrn(s->data, s->data + s->len, flt->value.data,
+        return ngx_pt_strfind(s->data, s->data + s->len, flt->value.data,
                               flt->value.len, 0) != NULL;
 
     case NGX_PT_OP_ICONTAINS:
-        return ngx_pt_strstrn(s->data, s->data + s->len, flt->value.data,
+        return ngx_pt_strfind(s->data, s->data + s->len, flt->value.data,
                               flt->value.len, 1) != NULL;
 
     case NGX_PT_OP_STARTSWITH:
@@ -1303,7 +1303,9 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
 
         } else {
             /* per-image distributions are removed with their parent */
-            if (ngx_pt_db_del(ctx->log, txn, NGX_PT_DB_DIST_NAMES,
+            if (ngx_pt_content_delete_dist(ctx->pool, ctx->log, txn, &ctx->id)
+                != NGX_OK
+                || ngx_pt_db_del(ctx->log, txn, NGX_PT_DB_DIST_NAMES,
                               &((ngx_pt_dist_t *) old)->name) == NGX_ERROR
                 || ngx_pt_db_del(ctx->log, txn, NGX_PT_DB_DIST_PATHS,
                                  &((ngx_pt_dist_t *) old)->base_path)

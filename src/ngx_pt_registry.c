@@ -1,24 +1,106 @@
 
 /*
- * ngx_pullthrough: the registry API on /v2/ (OCI distribution, pull side).
+ * ngx_pullthrough: the registry API on /v2/ (the pull side of the OCI
+ * distribution spec). Hits are files served by nginx's own machinery;
+ * misses go upstream through ngx_pt_fetch.c and, for blobs, ngx_pt_blob.c.
  */
 
 
 #include <ngx_pt.h>
 
 
+#define NGX_PT_REQ_BASE       0
+#define NGX_PT_REQ_CATALOG    1
+#define NGX_PT_REQ_TAGS       2
+#define NGX_PT_REQ_MANIFEST   3
+#define NGX_PT_REQ_BLOB       4
+
+#define NGX_PT_CACHE_HIT      1
+#define NGX_PT_CACHE_MISS     2
+#define NGX_PT_CACHE_JOIN     3
+#define NGX_PT_CACHE_ERROR    5
+
+#define NGX_PT_MANIFEST_TYPES                                                 \
+    "application/vnd.oci.image.index.v1+json, "                               \
+    "application/vnd.oci.image.manifest.v1+json, "                            \
+    "application/vnd.docker.distribution.manifest.list.v2+json, "             \
+    "application/vnd.docker.distribution.manifest.v2+json"
+
+
+typedef struct {
+    ngx_uint_t                  kind;
+    ngx_str_t                   repo;        /* the path: <base_path>/<name> */
+    ngx_str_t                   name;        /* upstream repository name */
+    ngx_str_t                   reference;
+    ngx_pt_digest_t             digest;
+    ngx_uint_t                  by_digest;
+    ngx_pt_dist_t              *dist;
+    ngx_pt_remote_t            *remote;
+    ngx_uint_t                  cache_status;
+    ngx_pt_fetch_t             *fetch;
+    ngx_pt_reader_t            *reader;
+    void                      (*next)(ngx_http_request_t *r);
+} ngx_pt_req_t;
+
+
+static ngx_int_t ngx_pt_registry_route(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_name_valid(ngx_str_t *name);
+static ngx_int_t ngx_pt_registry_tag_valid(ngx_str_t *tag);
+static ngx_int_t ngx_pt_registry_resolve(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
+static ngx_int_t ngx_pt_registry_manifest_store(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_registry_blob(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static void ngx_pt_registry_blob_checked(ngx_http_request_t *r);
+static ngx_int_t ngx_pt_registry_blob_fill(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_fetch(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_uint_t head,
+    size_t body, void (*next)(ngx_http_request_t *r));
+static void ngx_pt_registry_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc);
+static void ngx_pt_registry_resume(ngx_http_request_t *r);
+static ngx_int_t ngx_pt_registry_upstream_error(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f, const char *unknown);
+static ngx_int_t ngx_pt_registry_upstream_url(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_str_t *url);
+static ngx_int_t ngx_pt_registry_send_file(ngx_http_request_t *r,
+    ngx_str_t *path, ngx_str_t *type, ngx_str_t *digest);
+static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_registry_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *body);
+    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
 static ngx_int_t ngx_pt_registry_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
+static ngx_int_t ngx_pt_registry_set_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
+static ngx_int_t ngx_pt_registry_etag(ngx_http_request_t *r,
+    ngx_str_t *digest);
+
+
+static ngx_str_t  ngx_pt_json_type = ngx_string("application/json");
+static ngx_str_t  ngx_pt_octet_type = ngx_string("application/octet-stream");
 
 
 ngx_int_t
 ngx_http_pullthrough_registry_handler(ngx_http_request_t *r)
 {
-    ngx_str_t  body;
+    ngx_int_t      rc;
+    ngx_str_t      body, v;
+    ngx_pt_req_t  *ctx;
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&v, "registry/2.0");
+    if (ngx_pt_registry_set_header(r, "Docker-Distribution-API-Version", &v)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -28,17 +110,1176 @@ ngx_http_pullthrough_registry_handler(ngx_http_request_t *r)
                                      "registry is a read-only cache.");
     }
 
-    if (r->uri.len == sizeof("/v2/") - 1
-        && ngx_strncmp(r->uri.data, "/v2/", r->uri.len) == 0)
-    {
-        ngx_str_set(&body, "{}");
-        return ngx_pt_registry_send(r, NGX_HTTP_OK, &body);
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_pt_req_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_pullthrough_module);
+
+    rc = ngx_pt_registry_route(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ctx->kind == NGX_PT_REQ_BASE) {
+        ngx_str_set(&body, "{}");
+        return ngx_pt_registry_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
+    }
+
+    if (!ngx_pt_store_ready()) {
+        return ngx_pt_registry_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "UNAVAILABLE", "The metadata store is "
+                                     "not available.");
+    }
+
+    if (ctx->kind == NGX_PT_REQ_CATALOG) {
+        return ngx_pt_registry_list(r, ctx);
+    }
+
+    rc = ngx_pt_registry_resolve(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    switch (ctx->kind) {
+
+    case NGX_PT_REQ_TAGS:
+        return ngx_pt_registry_list(r, ctx);
+
+    case NGX_PT_REQ_MANIFEST:
+        return ngx_pt_registry_manifest(r, ctx);
+
+    default: /* NGX_PT_REQ_BLOB */
+        return ngx_pt_registry_blob(r, ctx);
+    }
+}
+
+
+/*
+ * /v2/, /v2/_catalog, /v2/<name>/tags/list, /v2/<name>/manifests/<ref>,
+ * /v2/<name>/blobs/<digest>.
+ */
+
+static ngx_int_t
+ngx_pt_registry_route(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    u_char     *p, *last, *slash, *seg;
+    ngx_str_t   path;
+
+    if (r->uri.len < 4 || ngx_strncmp(r->uri.data, "/v2/", 4) != 0) {
+        goto unknown;
+    }
+
+    path.data = r->uri.data + 4;
+    path.len = r->uri.len - 4;
+
+    if (path.len == 0) {
+        ctx->kind = NGX_PT_REQ_BASE;
+        return NGX_OK;
+    }
+
+    if (path.len == sizeof("_catalog") - 1
+        && ngx_strncmp(path.data, "_catalog", path.len) == 0)
+    {
+        ctx->kind = NGX_PT_REQ_CATALOG;
+        return NGX_OK;
+    }
+
+    last = path.data + path.len;
+
+    if (path.len > sizeof("/tags/list") - 1
+        && ngx_strncmp(last - 10, "/tags/list", 10) == 0)
+    {
+        ctx->kind = NGX_PT_REQ_TAGS;
+        ctx->repo.data = path.data;
+        ctx->repo.len = path.len - 10;
+
+    } else {
+        /* <name>/<manifests|blobs>/<reference> */
+
+        for (slash = last - 1; slash > path.data && *slash != '/'; slash--) {
+            /* void */
+        }
+
+        if (slash == path.data || slash + 1 == last) {
+            goto unknown;
+        }
+
+        ctx->reference.data = slash + 1;
+        ctx->reference.len = last - slash - 1;
+
+        for (seg = slash - 1; seg > path.data && *seg != '/'; seg--) {
+            /* void */
+        }
+
+        if (seg == path.data) {
+            goto unknown;
+        }
+
+        p = seg + 1;
+
+        if (slash - p == 9 && ngx_strncmp(p, "manifests", 9) == 0) {
+            ctx->kind = NGX_PT_REQ_MANIFEST;
+
+        } else if (slash - p == 5 && ngx_strncmp(p, "blobs", 5) == 0) {
+            ctx->kind = NGX_PT_REQ_BLOB;
+
+        } else {
+            goto unknown;
+        }
+
+        ctx->repo.data = path.data;
+        ctx->repo.len = seg - path.data;
+    }
+
+    if (!ngx_pt_registry_name_valid(&ctx->repo)) {
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST, "NAME_INVALID",
+                                     "invalid repository name");
+    }
+
+    if (ctx->kind == NGX_PT_REQ_BLOB
+        || (ctx->kind == NGX_PT_REQ_MANIFEST
+            && ngx_strlchr(ctx->reference.data,
+                           ctx->reference.data + ctx->reference.len, ':')))
+    {
+        if (ngx_pt_digest_parse(&ctx->reference, &ctx->digest) != NGX_OK) {
+            return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "DIGEST_INVALID",
+                                         "provided digest did not match "
+                                         "uploaded content");
+        }
+
+        ctx->by_digest = 1;
+
+    } else if (ctx->kind == NGX_PT_REQ_MANIFEST
+               && !ngx_pt_registry_tag_valid(&ctx->reference))
+    {
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST,
+                                     "MANIFEST_INVALID", "invalid tag");
+    }
+
+    return NGX_OK;
+
+unknown:
 
     return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, "NAME_UNKNOWN",
                                  "repository name not known to registry");
 }
 
+
+static ngx_int_t
+ngx_pt_registry_name_valid(ngx_str_t *name)
+{
+    u_char  *p, *c, *last;
+
+    if (name->len == 0 || name->len > 255) {
+        return 0;
+    }
+
+    last = name->data + name->len;
+
+    for (c = name->data; c <= last; c = p + 1) {
+        p = ngx_strlchr(c, last, '/');
+        if (p == NULL) {
+            p = last;
+        }
+
+        if (!ngx_pt_oci_component_valid(c, p - c)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127} */
+
+static ngx_int_t
+ngx_pt_registry_tag_valid(ngx_str_t *tag)
+{
+    u_char      c;
+    ngx_uint_t  i;
+
+    if (tag->len == 0 || tag->len > 128) {
+        return 0;
+    }
+
+    for (i = 0; i < tag->len; i++) {
+        c = tag->data[i];
+
+        if (!(isalnum(c) || c == '_' || (i && (c == '.' || c == '-')))) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * The pull-through distribution whose base_path is the longest leading run
+ * of path components, and the remote behind it.
+ */
+
+static ngx_int_t
+ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    void       *rec;
+    MDB_txn    *txn;
+    ngx_int_t   rc;
+    ngx_str_t   prefix, id;
+    ngx_log_t  *log;
+
+    log = r->connection->log;
+
+    if (ngx_pt_txn_begin(log, 0, &txn) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+    prefix = ctx->repo;
+
+    for ( ;; ) {
+        while (prefix.len && prefix.data[prefix.len - 1] != '/') {
+            prefix.len--;
+        }
+
+        if (prefix.len == 0) {
+            break;
+        }
+
+        prefix.len--;
+
+        rc = ngx_pt_db_get(log, txn, NGX_PT_DB_DIST_PATHS, &prefix, &id);
+        if (rc == NGX_ERROR) {
+            break;
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_pt_record_load(r->pool, log, txn, &ngx_pt_pt_dist_type,
+                                    &id, &rec);
+            if (rc != NGX_DECLINED) {
+                break;
+            }
+        }
+    }
+
+    if (rc == NGX_OK) {
+        ctx->dist = rec;
+        ctx->name.data = ctx->repo.data + prefix.len + 1;
+        ctx->name.len = ctx->repo.len - prefix.len - 1;
+
+        rc = ngx_pt_record_load(r->pool, log, txn, &ngx_pt_remote_type,
+                                &ctx->dist->remote, &rec);
+        if (rc == NGX_OK) {
+            ctx->remote = rec;
+        }
+    }
+
+    ngx_pt_txn_abort(txn);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, "NAME_UNKNOWN",
+                                     "repository name not known to "
+                                     "registry");
+    }
+
+    return NGX_OK;
+}
+
+
+/* manifests */
+
+static ngx_int_t
+ngx_pt_registry_manifest(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    ngx_int_t                         rc;
+    ngx_str_t                         digest, type, path;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    digest = ctx->reference;
+    rc = NGX_OK;
+
+    if (!ctx->by_digest) {
+        rc = ngx_pt_content_tag(r->pool, r->connection->log, &ctx->repo,
+                                &ctx->reference, &digest);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_content_manifest(r->pool, r->connection->log, &ctx->repo,
+                                     &digest, &type);
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        if (!ctx->by_digest
+            && ngx_pt_digest_parse(&digest, &ctx->digest) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_pt_registry_send_file(r, &path, &type, &digest);
+        if (rc != NGX_DECLINED) {
+            ctx->cache_status = NGX_PT_CACHE_HIT;
+            return rc;
+        }
+
+        /* recorded but the file is gone: fetch it again */
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    ctx->cache_status = NGX_PT_CACHE_MISS;
+
+    return ngx_pt_registry_fetch(r, ctx, "manifests", &ctx->reference,
+                                 r->method == NGX_HTTP_HEAD,
+                                 plcf->manifest_max_size,
+                                 ngx_pt_registry_manifest_fetched);
+}
+
+
+static void
+ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
+{
+    ngx_int_t        rc;
+    ngx_str_t        type, digest, body;
+    ngx_pt_req_t    *ctx;
+    ngx_pt_fetch_t  *f;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    f = ctx->fetch;
+
+    if (!f->header || f->status != NGX_HTTP_OK || f->too_big
+        || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
+    {
+        rc = ngx_pt_registry_upstream_error(r, ctx, f, "MANIFEST_UNKNOWN");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    type = f->content_type;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        /* nothing verified, nothing stored: the upstream's answer */
+
+        digest = ctx->by_digest ? ctx->reference : f->digest;
+
+        if (digest.len
+            && ngx_pt_registry_set_header(r, "Docker-Content-Digest", &digest)
+               != NGX_OK)
+        {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        r->headers_out.status = NGX_HTTP_OK;
+        r->headers_out.content_length_n = f->length;
+        r->headers_out.content_type = type;
+        r->headers_out.content_type_len = type.len;
+
+        ngx_http_finalize_request(r, ngx_http_send_header(r));
+        return;
+    }
+
+    rc = ngx_pt_registry_manifest_store(r, ctx, f);
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    body.data = f->body->pos;
+    body.len = f->body->last - f->body->pos;
+
+    if (ngx_pt_registry_set_header(r, "Docker-Content-Digest",
+                                   &ctx->digest.full) != NGX_OK
+        || ngx_pt_registry_etag(r, &ctx->digest.full) != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_pt_registry_send(r, NGX_HTTP_OK,
+                                                      &ctx->fetch->content_type,
+                                                      &body));
+}
+
+
+/*
+ * Verifies a fetched manifest against the digest asked for (or the one
+ * upstream announced for a tag), stores its exact bytes and records it.
+ */
+
+static ngx_int_t
+ngx_pt_registry_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fetch_t *f)
+{
+    u_char                  *p;
+    ngx_str_t                computed, expected;
+    const EVP_MD            *md;
+    ngx_pt_digest_t          announced;
+    ngx_pt_manifest_info_t   mi;
+
+    md = EVP_sha256();
+    ngx_str_null(&expected);
+
+    if (ctx->by_digest) {
+        md = ctx->digest.md;
+        expected = ctx->reference;
+
+    } else if (f->digest.len) {
+        if (ngx_pt_digest_parse(&f->digest, &announced) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "pullthrough: upstream sent an invalid "
+                          "Docker-Content-Digest \"%V\" for \"%V\"",
+                          &f->digest, &f->url);
+            return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
+                                         "MANIFEST_INVALID",
+                                         "upstream sent an invalid digest");
+        }
+
+        md = announced.md;
+        expected = f->digest;
+    }
+
+    if (ngx_pt_digest_compute(r->pool, md, f->body->pos,
+                              f->body->last - f->body->pos, &computed)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (expected.len
+        && (expected.len != computed.len
+            || ngx_strncmp(expected.data, computed.data, computed.len) != 0))
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pullthrough: manifest from \"%V\" has digest %V, "
+                      "expected %V: not stored", &f->url, &computed,
+                      &expected);
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
+                                     "MANIFEST_INVALID", "the upstream "
+                                     "manifest does not match its digest");
+    }
+
+    if (ngx_pt_digest_parse(&computed, &ctx->digest) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memzero(&mi, sizeof(ngx_pt_manifest_info_t));
+
+    mi.repo = ctx->repo;
+    mi.dist = ctx->dist;
+    mi.digest = computed;
+    mi.size = f->body->last - f->body->pos;
+
+    if (!ctx->by_digest) {
+        mi.tag = ctx->reference;
+    }
+
+    if (ngx_pt_content_parse_manifest(r->pool, &mi, f->body->pos,
+                                      f->body->last - f->body->pos)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pullthrough: manifest from \"%V\" is not valid JSON: "
+                      "not stored", &f->url);
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
+                                     "MANIFEST_INVALID", "the upstream "
+                                     "manifest is not valid");
+    }
+
+    /* the Content-Type upstream gave, without parameters, else the body's */
+
+    if (f->content_type.len) {
+        p = ngx_strlchr(f->content_type.data,
+                        f->content_type.data + f->content_type.len, ';');
+        if (p) {
+            f->content_type.len = p - f->content_type.data;
+        }
+
+        while (f->content_type.len
+               && f->content_type.data[f->content_type.len - 1] == ' ')
+        {
+            f->content_type.len--;
+        }
+    }
+
+    if (f->content_type.len == 0
+        || (f->content_type.len == 16
+            && ngx_strncmp(f->content_type.data, "application/json", 16) == 0
+            && mi.media_type.len))
+    {
+        f->content_type = mi.media_type;
+    }
+
+    mi.media_type = f->content_type;
+
+    if (ngx_pt_blob_write_small(r->pool, r->connection->log, &ctx->digest,
+                                f->body->pos, f->body->last - f->body->pos)
+        != NGX_OK
+        || ngx_pt_content_manifest_add(r->pool, r->connection->log, &mi)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* blobs */
+
+static ngx_int_t
+ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    ngx_int_t        rc, member;
+    ngx_str_t        path;
+    ngx_file_info_t  fi;
+
+    member = ngx_pt_content_blob_has(r->pool, r->connection->log, &ctx->repo,
+                                     &ctx->digest.full);
+    if (member == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (member == NGX_OK) {
+        rc = ngx_pt_registry_send_file(r, &path, &ngx_pt_octet_type,
+                                       &ctx->digest.full);
+        if (rc != NGX_DECLINED) {
+            ctx->cache_status = NGX_PT_CACHE_HIT;
+            return rc;
+        }
+
+    } else if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR) {
+        /*
+         * Stored for another repository: this one may see it only once
+         * its upstream confirms, which costs a HEAD and no download.
+         */
+        ctx->cache_status = NGX_PT_CACHE_HIT;
+
+        return ngx_pt_registry_fetch(r, ctx, "blobs", &ctx->digest.full, 1, 0,
+                                     ngx_pt_registry_blob_checked);
+    }
+
+    ctx->cache_status = NGX_PT_CACHE_MISS;
+
+    if (r->method == NGX_HTTP_HEAD) {
+        return ngx_pt_registry_fetch(r, ctx, "blobs", &ctx->digest.full, 1, 0,
+                                     ngx_pt_registry_blob_checked);
+    }
+
+    return ngx_pt_registry_blob_fill(r, ctx);
+}
+
+
+static void
+ngx_pt_registry_blob_checked(ngx_http_request_t *r)
+{
+    ngx_int_t        rc;
+    ngx_str_t        path;
+    ngx_pt_req_t    *ctx;
+    ngx_pt_fetch_t  *f;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    f = ctx->fetch;
+
+    if (!f->header || f->status != NGX_HTTP_OK
+        || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
+    {
+        rc = ngx_pt_registry_upstream_error(r, ctx, f, "BLOB_UNKNOWN");
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    if (ctx->cache_status == NGX_PT_CACHE_HIT) {
+        /* the file is here: this repository may now use it */
+
+        if (ngx_pt_content_blob_add(r->pool, r->connection->log, &ctx->repo,
+                                    &ctx->digest.full, -1) != NGX_OK
+            || ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK)
+        {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        rc = ngx_pt_registry_send_file(r, &path, &ngx_pt_octet_type,
+                                       &ctx->digest.full);
+        if (rc != NGX_DECLINED) {
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        ctx->cache_status = NGX_PT_CACHE_MISS;
+
+        if (r->method == NGX_HTTP_GET) {
+            rc = ngx_pt_registry_blob_fill(r, ctx);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+    }
+
+    /* a HEAD miss: upstream's length, nothing downloaded */
+
+    rc = ngx_pt_registry_blob_header(r, &ctx->digest, f->length);
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static ngx_int_t
+ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    ngx_str_t       url, auth;
+    ngx_pt_fill_t  *fill;
+
+    fill = ngx_pt_fill_find(&ctx->repo, &ctx->digest);
+
+    if (fill) {
+        ctx->cache_status = NGX_PT_CACHE_JOIN;
+
+    } else {
+        if (ngx_pt_registry_upstream_url(r, ctx, "blobs", &ctx->digest.full,
+                                         &url) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_null(&auth);
+
+        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth);
+        if (fill == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_pt_fill_attach(fill, r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* headers of a blob response, for fills' readers and HEAD misses */
+
+ngx_int_t
+ngx_pt_registry_blob_header(ngx_http_request_t *r, ngx_pt_digest_t *d,
+    off_t length)
+{
+    if (ngx_pt_registry_set_header(r, "Docker-Content-Digest", &d->full)
+        != NGX_OK
+        || ngx_pt_registry_etag(r, &d->full) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = length;
+    r->headers_out.content_type = ngx_pt_octet_type;
+    r->headers_out.content_type_len = ngx_pt_octet_type.len;
+
+    return ngx_http_send_header(r);
+}
+
+
+ngx_int_t
+ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code)
+{
+    ngx_pt_req_t    *ctx;
+    ngx_pt_fetch_t   f;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    if (code) {
+        return ngx_pt_registry_error(r, status, code,
+                                     "the upstream blob does not match its "
+                                     "digest");
+    }
+
+    ngx_memzero(&f, sizeof(ngx_pt_fetch_t));
+
+    if (status == NGX_HTTP_BAD_GATEWAY || status == NGX_HTTP_GATEWAY_TIME_OUT
+        || status == NGX_HTTP_INTERNAL_SERVER_ERROR)
+    {
+        f.rc = status;
+
+    } else {
+        f.header = 1;
+        f.status = status;
+    }
+
+    return ngx_pt_registry_upstream_error(r, ctx, &f, "BLOB_UNKNOWN");
+}
+
+
+/* an exchange on behalf of r: r waits, next runs when it ends */
+
+static ngx_int_t
+ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    const char *what, ngx_str_t *ref, ngx_uint_t head, size_t body,
+    void (*next)(ngx_http_request_t *r))
+{
+    u_char          *p;
+    ngx_str_t        accept;
+    ngx_pt_fetch_t  *f;
+
+    f = ngx_pcalloc(r->pool, sizeof(ngx_pt_fetch_t));
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->r = r;
+    f->pool = r->pool;
+    f->log = r->connection->log;
+    f->head = head;
+    f->done = ngx_pt_registry_fetch_done;
+    f->data = r;
+
+    if (ngx_pt_registry_upstream_url(r, ctx, what, ref, &f->url) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (what[0] == 'm') {
+        /* the types this cache understands, then what the client asked */
+
+        accept = r->headers_in.accept ? r->headers_in.accept->value
+                                      : (ngx_str_t) ngx_null_string;
+
+        f->accept.len = sizeof(NGX_PT_MANIFEST_TYPES) - 1
+                        + (accept.len ? accept.len + 2 : 0);
+        f->accept.data = ngx_pnalloc(r->pool, f->accept.len);
+        if (f->accept.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_cpymem(f->accept.data, NGX_PT_MANIFEST_TYPES,
+                       sizeof(NGX_PT_MANIFEST_TYPES) - 1);
+        if (accept.len) {
+            *p++ = ',';
+            *p++ = ' ';
+            ngx_memcpy(p, accept.data, accept.len);
+        }
+
+    } else {
+        ngx_str_set(&f->accept, "*/*");
+    }
+
+    if (body && !head) {
+        f->body = ngx_create_temp_buf(r->pool, body);
+        if (f->body == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_pt_fetch_start(f) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->fetch = f;
+    ctx->next = next;
+
+    /* r waits: the handler's NGX_DONE gives this reference back */
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_pt_registry_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    ngx_http_request_t *r = f->data;
+
+    /* continue once the subrequest is fully finalized */
+
+    r->write_event_handler = ngx_pt_registry_resume;
+
+    (void) ngx_http_post_request(r, NULL);
+}
+
+
+static void
+ngx_pt_registry_resume(ngx_http_request_t *r)
+{
+    ngx_pt_req_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    r->write_event_handler = ngx_http_request_empty_handler;
+
+    ctx->next(r);
+}
+
+
+/* what the client gets when the upstream could not give what it asked */
+
+static ngx_int_t
+ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fetch_t *f, const char *unknown)
+{
+    ngx_str_t  *url;
+
+    ctx->cache_status = NGX_PT_CACHE_ERROR;
+    url = &f->url;
+
+    if (!f->header) {
+        if (f->rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+            return ngx_pt_registry_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                                         "UNAVAILABLE", "the upstream "
+                                         "registry timed out");
+        }
+
+        if (f->rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
+                                     "the upstream registry is unreachable");
+    }
+
+    if (f->too_big) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pullthrough: manifest from \"%V\" is larger than "
+                      "pullthrough_manifest_max_size", url);
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
+                                     "MANIFEST_INVALID", "the upstream "
+                                     "manifest exceeds the size limit");
+    }
+
+    switch (f->status) {
+
+    case NGX_HTTP_OK:
+        /* an answer that ended early */
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
+                                     "the upstream answer was incomplete");
+
+    case NGX_HTTP_NOT_FOUND:
+        return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, unknown,
+                                     unknown[0] == 'M'
+                                     ? "manifest unknown to registry"
+                                     : "blob unknown to registry");
+
+    case NGX_HTTP_UNAUTHORIZED:
+        return ngx_pt_registry_error(r, NGX_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
+                                     "the upstream registry refused the "
+                                     "credentials");
+
+    case NGX_HTTP_FORBIDDEN:
+        return ngx_pt_registry_error(r, NGX_HTTP_FORBIDDEN, "DENIED",
+                                     "the upstream registry denied access");
+
+    case 429:
+        if (f->retry_after.len
+            && ngx_pt_registry_set_header(r, "Retry-After", &f->retry_after)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_pt_registry_error(r, 429, "TOOMANYREQUESTS",
+                                     "the upstream registry is rate "
+                                     "limiting");
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pullthrough: upstream answered %ui for \"%V\"",
+                      f->status, url);
+        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
+                                     "the upstream registry failed");
+    }
+}
+
+
+static ngx_int_t
+ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    const char *what, ngx_str_t *ref, ngx_str_t *url)
+{
+    u_char     *p;
+    ngx_str_t   base;
+
+    base = ctx->remote->url;
+
+    while (base.len && base.data[base.len - 1] == '/') {
+        base.len--;
+    }
+
+    url->len = base.len + sizeof("/v2///") + ctx->name.len + ngx_strlen(what)
+               + ref->len;
+    url->data = ngx_pnalloc(r->pool, url->len);
+    if (url->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(url->data, "%V/v2/%V/%s/%V", &base, &ctx->name, what,
+                    ref);
+    url->len = p - url->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A stored file, with nginx's own machinery as the static module does:
+ * open file cache, sendfile, ranges, conditional requests on the ETag.
+ * NGX_DECLINED when the file is not there.
+ */
+
+static ngx_int_t
+ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
+    ngx_str_t *type, ngx_str_t *digest)
+{
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_chain_t                out;
+    ngx_open_file_info_t       of;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ngx_memzero(&of, sizeof(ngx_open_file_info_t));
+
+    of.read_ahead = clcf->read_ahead;
+    of.directio = clcf->directio;
+    of.valid = clcf->open_file_cache_valid;
+    of.min_uses = clcf->open_file_cache_min_uses;
+    of.errors = clcf->open_file_cache_errors;
+    of.events = clcf->open_file_cache_events;
+
+    if (ngx_open_cached_file(clcf->open_file_cache, path, &of, r->pool)
+        != NGX_OK)
+    {
+        if (of.err == NGX_ENOENT || of.err == NGX_ENOTDIR) {
+            return NGX_DECLINED;
+        }
+
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, of.err,
+                      "%s \"%s\" failed", of.failed, path->data);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_pt_registry_set_header(r, "Docker-Content-Digest", digest)
+        != NGX_OK
+        || ngx_pt_registry_etag(r, digest) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = of.size;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->allow_ranges = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file = ngx_pcalloc(r->pool, sizeof(ngx_file_t));
+    if (b->file == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->file_pos = 0;
+    b->file_last = of.size;
+    b->in_file = b->file_last ? 1 : 0;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+    b->sync = b->in_file ? 0 : 1;
+
+    b->file->fd = of.fd;
+    b->file->name = *path;
+    b->file->log = r->connection->log;
+    b->file->directio = of.is_directio;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* /v2/_catalog and /v2/<name>/tags/list, from the metadata store */
+
+static ngx_int_t
+ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    u_char      *p;
+    yajl_gen     g;
+    ngx_int_t    n;
+    ngx_str_t    arg, last, body, link, prefix, *items;
+    ngx_uint_t   i, more, db;
+    ngx_array_t  list;
+
+    n = 0;
+    ngx_str_null(&last);
+
+    if (ngx_http_arg(r, (u_char *) "n", 1, &arg) == NGX_OK) {
+        n = ngx_atoi(arg.data, arg.len);
+        if (n == NGX_ERROR) {
+            return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST,
+                                         "PAGINATION_NUMBER_INVALID",
+                                         "invalid number of results "
+                                         "requested");
+        }
+    }
+
+    if (ngx_http_arg(r, (u_char *) "last", 4, &arg) == NGX_OK) {
+        last.data = ngx_pnalloc(r->pool, arg.len);
+        if (last.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = last.data;
+        ngx_unescape_uri(&p, &arg.data, arg.len, 0);
+        last.len = p - last.data;
+    }
+
+    if (ngx_array_init(&list, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->kind == NGX_PT_REQ_CATALOG) {
+        db = NGX_PT_DB_REPO_NAMES;
+        ngx_str_null(&prefix);
+
+    } else {
+        db = NGX_PT_DB_TAGS;
+        prefix = ctx->repo;
+    }
+
+    if (ngx_pt_content_list(r->pool, r->connection->log, db, &prefix, &last,
+                            (ngx_uint_t) n, &list, &more)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->kind == NGX_PT_REQ_TAGS && list.nelts == 0 && last.len == 0
+        && ngx_pt_content_tag(r->pool, r->connection->log, &ctx->repo, NULL,
+                              NULL) == NGX_DECLINED)
+    {
+        return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, "NAME_UNKNOWN",
+                                     "repository name not known to "
+                                     "registry");
+    }
+
+    g = ngx_pt_json_gen(r->pool);
+    if (g == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    items = list.elts;
+
+    ngx_pt_json_map_open(g);
+
+    if (ctx->kind == NGX_PT_REQ_TAGS) {
+        ngx_pt_json_key(g, "name");
+        ngx_pt_json_str(g, &ctx->repo);
+        ngx_pt_json_key(g, "tags");
+
+    } else {
+        ngx_pt_json_key(g, "repositories");
+    }
+
+    ngx_pt_json_array_open(g);
+    for (i = 0; i < list.nelts; i++) {
+        ngx_pt_json_str(g, &items[i]);
+    }
+    ngx_pt_json_array_close(g);
+    ngx_pt_json_map_close(g);
+
+    if (ngx_pt_json_result(g, r->pool, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (more && list.nelts) {
+        link.len = r->uri.len + 3 * items[list.nelts - 1].len + NGX_INT_T_LEN
+                   + sizeof("<?n=&last=>; rel=\"next\"");
+        link.data = ngx_pnalloc(r->pool, link.len);
+        if (link.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(link.data, "<%V?n=%i&last=", &r->uri, n);
+        p = (u_char *) ngx_escape_uri(p, items[list.nelts - 1].data,
+                                      items[list.nelts - 1].len,
+                                      NGX_ESCAPE_ARGS);
+        p = ngx_cpymem(p, ">; rel=\"next\"", sizeof(">; rel=\"next\"") - 1);
+        link.len = p - link.data;
+
+        if (ngx_pt_registry_set_header(r, "Link", &link) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return ngx_pt_registry_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
+}
+
+
+static ngx_int_t
+ngx_pt_registry_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || body->len == 0) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* {"errors": [{"code", "message", "detail"}]} */
 
 static ngx_int_t
 ngx_pt_registry_error(ngx_http_request_t *r, ngx_uint_t status,
@@ -70,52 +1311,95 @@ ngx_pt_registry_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_pt_registry_send(r, status, &body);
+    /* an error page must not inherit a digest set for the content */
+    r->headers_out.etag = NULL;
+
+    return ngx_pt_registry_send(r, status, &ngx_pt_json_type, &body);
 }
 
 
 static ngx_int_t
-ngx_pt_registry_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body)
+ngx_pt_registry_set_header(ngx_http_request_t *r, const char *key,
+    ngx_str_t *value)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
-    ngx_str_set(&h->key, "Docker-Distribution-API-Version");
-    ngx_str_set(&h->value, "registry/2.0");
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value = *value;
 
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    return NGX_OK;
+}
 
-    rc = ngx_http_send_header(r);
 
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
+static ngx_int_t
+ngx_pt_registry_etag(ngx_http_request_t *r, ngx_str_t *digest)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
     }
 
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    h->hash = 1;
+    ngx_str_set(&h->key, "ETag");
+
+    h->value.len = digest->len + 2;
+    h->value.data = ngx_pnalloc(r->pool, h->value.len);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
     }
 
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    ngx_sprintf(h->value.data, "\"%V\"", digest);
 
-    out.buf = b;
-    out.next = NULL;
+    r->headers_out.etag = h;
 
-    return ngx_http_output_filter(r, &out);
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_pt_registry_cache_status(ngx_http_request_t *r)
+{
+    ngx_pt_req_t                     *ctx;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    r = r->main;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+    if (!plcf->registry) {
+        return 0;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    return ctx ? ctx->cache_status : 0;
+}
+
+
+void
+ngx_pt_registry_set_reader(ngx_http_request_t *r, ngx_pt_reader_t *rd)
+{
+    ngx_pt_req_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    ctx->reader = rd;
+}
+
+
+ngx_pt_reader_t *
+ngx_pt_registry_get_reader(ngx_http_request_t *r)
+{
+    ngx_pt_req_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    return ctx ? ctx->reader : NULL;
 }

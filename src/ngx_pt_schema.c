@@ -67,6 +67,7 @@ static EVP_PKEY *ngx_pt_read_key(ngx_str_t *pem);
 static int ngx_pt_no_passphrase(char *buf, int size, int rwflag, void *u);
 static void ngx_pt_remote_init(void *rec);
 static void ngx_pt_dist_init(void *rec);
+static void ngx_pt_repo_init(void *rec);
 
 
 #define NGX_PT_NO_LIMIT  0, 0, NULL
@@ -223,6 +224,33 @@ static ngx_pt_field_t  ngx_pt_dist_fields[] = {
 };
 
 
+static ngx_pt_field_t  ngx_pt_repo_fields[] = {
+
+    { "name", NGX_PT_T_STR, 0,
+      offsetof(ngx_pt_repo_t, name), NULL, NGX_PT_NO_LIMIT },
+
+    { "description", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_BLANK,
+      offsetof(ngx_pt_repo_t, description), NULL, NGX_PT_NO_LIMIT },
+
+    { "retain_repo_versions", NGX_PT_T_INT, NGX_PT_F_NULLABLE,
+      offsetof(ngx_pt_repo_t, retain_repo_versions), NULL, NGX_PT_NO_LIMIT },
+
+    { "remote", NGX_PT_T_REF, NGX_PT_F_NULLABLE,
+      offsetof(ngx_pt_repo_t, remote), NULL, 0, 0, NGX_PT_REMOTES_PATH },
+
+    { "pulp_labels", NGX_PT_T_LABELS, 0,
+      offsetof(ngx_pt_repo_t, labels), NULL, NGX_PT_NO_LIMIT },
+
+    { "latest_version", NGX_PT_T_INT, NGX_PT_F_INTERNAL,
+      offsetof(ngx_pt_repo_t, latest_version), NULL, NGX_PT_NO_LIMIT },
+
+    { "parent", NGX_PT_T_STR, NGX_PT_F_INTERNAL|NGX_PT_F_NULLABLE,
+      offsetof(ngx_pt_repo_t, parent), NULL, NGX_PT_NO_LIMIT },
+
+    { NULL, 0, 0, 0, NULL, NGX_PT_NO_LIMIT }
+};
+
+
 static ngx_pt_field_t  ngx_pt_task_fields[] = {
 
     { "name", NGX_PT_T_STR, 0,
@@ -261,6 +289,12 @@ ngx_pt_type_t  ngx_pt_dist_type = {
     ngx_pt_dist_fields, sizeof(ngx_pt_dist_t), ngx_pt_dist_init
 };
 
+ngx_pt_type_t  ngx_pt_repo_type = {
+    "repository", NGX_PT_DB_REPOS, NGX_PT_REPOS_PATH,
+    "container.containerrepository",
+    ngx_pt_repo_fields, sizeof(ngx_pt_repo_t), ngx_pt_repo_init
+};
+
 ngx_pt_type_t  ngx_pt_task_type = {
     "task", NGX_PT_DB_TASKS, "tasks/", "core.task",
     ngx_pt_task_fields, sizeof(ngx_pt_task_t), NULL
@@ -295,6 +329,15 @@ static void
 ngx_pt_dist_init(void *rec)
 {
     /* every field of a distribution starts as zero, null or false */
+}
+
+
+static void
+ngx_pt_repo_init(void *rec)
+{
+    ngx_pt_repo_t  *repo = rec;
+
+    repo->retain_repo_versions = 1;
 }
 
 

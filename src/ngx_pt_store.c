@@ -176,6 +176,13 @@ ngx_pt_store_close(void)
 }
 
 
+MDB_dbi
+ngx_pt_store_dbi(ngx_uint_t db)
+{
+    return ngx_pt_store.dbi[db];
+}
+
+
 ngx_int_t
 ngx_pt_store_ready(void)
 {

@@ -151,7 +151,7 @@ ngx_pt_oci_component_valid(u_char *p, size_t len)
 /* search of s2 (n bytes) in [s1, last), optionally ignoring case */
 
 u_char *
-ngx_pt_strstrn(u_char *s1, u_char *last, u_char *s2, size_t n,
+ngx_pt_strfind(u_char *s1, u_char *last, u_char *s2, size_t n,
     ngx_uint_t caseless)
 {
     if (n == 0) {

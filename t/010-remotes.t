@@ -121,7 +121,7 @@ is($t->get($r->{json}{pulp_href})->{json}{name}, $odd, 'and read back');
 # read-only fields are ignored
 $r = $t->post($REMOTES, { name => 'ro', url => 'http://127.0.0.2:5000',
                           pulp_href => '/x/', prn => 'prn:x', pulp_created => 'yesterday',
-                          pulp_last_updated => 'x', distributions => [ 'x' ],
+                          pulp_last_updated => 'x',
                           hidden_fields => [ { name => 'password', is_set => JSON::PP::true } ] });
 is_json_status($r, 201, undef, 'read-only fields in input are accepted');
 like($r->{json}{pulp_href}, qr{^\Q$REMOTES\E$UUID_RE/$}, 'and pulp_href is not taken from the input');
@@ -130,9 +130,10 @@ is_deeply(hidden($r->{json}), { map { $_ => 0 } @SECRETS }, 'nor hidden_fields')
 is($r->{json}{url}, 'http://127.0.0.2:5000', 'http:// URL with a port accepted');
 
 # tls_validation spellings
+my $tls = 0;
 for my $case ([ 'true', 1 ], [ '1', 1 ], [ '0', 0 ], [ JSON::PP::true, 1 ], [ JSON::PP::false, 0 ]) {
     my ($in, $want) = @$case;
-    my $r = $t->post($REMOTES, { name => "tls-$in", url => 'https://x.example', tls_validation => $in });
+    my $r = $t->post($REMOTES, { name => 'tls-' . $tls++, url => 'https://x.example', tls_validation => $in });
     ok($r->{status} == 201 && is_bool($r->{json}{tls_validation})
        && ($r->{json}{tls_validation} ? 1 : 0) == $want, "tls_validation " . dump_json($in))
         or diag(dump_json($r));
@@ -267,6 +268,15 @@ ok($r->{status} == 400 && ($r->{json}{detail} // '') =~ /^JSON parse error - /,
 
 is($count->(), $before, 'failed creates created nothing');
 
+# strings as DRF's CharField takes them: spaces around are trimmed, so
+# spaces only are blank; a NUL is refused, or at least never cuts the name
+is_field_errors($t->post($REMOTES, { name => '   ', url => 'https://x.example' }),
+                { name => 'This field may not be blank.' }, 'name of spaces only is blank');
+$r = $t->post($REMOTES, { name => "nul\x00byte", url => 'https://x.example' });
+ok(($r->{status} == 400 && ref $r->{json}{name} eq 'ARRAY')
+   || ($r->{status} == 201 && $r->{json}{name} eq "nul\x00byte"),
+   'name with a NUL: refused, or kept whole (never cut)') or diag(dump_json($r));
+
 
 # PATCH
 
@@ -289,7 +299,8 @@ is_deeply({ %$now, url => 0, pulp_last_updated => 0 }, { %$orig, url => 0, pulp_
           'PATCH changed nothing else');
 
 task_of($t, $t->patch($full->{pulp_href}, { name => 'full' }));
-is($t->get($full->{pulp_href})->{json}{name}, 'full', 'PATCH to its own name');
+$now = $t->get($full->{pulp_href})->{json};
+is($now->{name}, 'full', 'PATCH to its own name');
 is_field_errors($t->patch($full->{pulp_href}, { name => 'docker' }),
                 { name => 'This field must be unique.' }, 'PATCH to the name of another');
 is_field_errors($t->patch($full->{pulp_href}, { name => '' }),

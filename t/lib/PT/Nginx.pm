@@ -24,8 +24,9 @@ package PT::Nginx;
 # of the test, with a master process; it is stopped in an END block even
 # when the test dies. Set PT_KEEP=1 to keep the directories.
 #
-# Environment: NGINX (nginx binary, default /usr/sbin/nginx), MODULE (the
+# Environment: NGINX_BIN (nginx binary, default /usr/sbin/nginx), MODULE (the
 # module's .so, default <repo>/build/nginx/objs/ngx_http_pullthrough_module.so).
+# NGINX is removed from the environment (see $NGINX below).
 
 use strict;
 use warnings;
@@ -39,17 +40,24 @@ use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG);
-use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
 
 our $REPO = abs_path(dirname(__FILE__) . '/../../..');
-our $NGINX = $ENV{NGINX} || '/usr/sbin/nginx';
+
+# nginx reads the environment variable NGINX as sockets inherited from an
+# old binary (and logs an [emerg] for anything else in it): the binary is
+# NGINX_BIN (or NGINX when it holds a path), and NGINX is never passed on
+our $NGINX = $ENV{NGINX_BIN}
+    || (($ENV{NGINX} // '') =~ m{/} ? $ENV{NGINX} : undef)
+    || '/usr/sbin/nginx';
+delete $ENV{NGINX};
+
 our $MODULE = $ENV{MODULE}
     || "$REPO/build/nginx/objs/ngx_http_pullthrough_module.so";
 
 our $TIMEOUT = 15;      # seconds to wait for nginx to start, stop, reload
 
-my @INSTANCES;          # weak references, for the END block
+my @INSTANCES;          # every instance, for the END block
 my $JSON = JSON::PP->new->utf8->allow_nonref->canonical;
 
 # log lines that make a test fail unless a test allowed them
@@ -61,7 +69,7 @@ sub new {
 
     die "PT::Nginx->new: conf is required\n" unless defined $args{conf};
 
-    die "nginx binary $NGINX not found (set NGINX)\n" unless -x $NGINX;
+    die "nginx binary $NGINX not found (set NGINX_BIN)\n" unless -x $NGINX;
     die "module $MODULE not found (set MODULE or run make build)\n"
         unless -f $MODULE;
 
@@ -82,7 +90,6 @@ sub new {
     $self->write_conf;
 
     push @INSTANCES, $self;
-    weaken($INSTANCES[-1]);
 
     return $self;
 }
@@ -218,7 +225,7 @@ sub try_start {
 
         $self->{pid} = $pid;
 
-        my $ok = $self->_wait_ready;
+        my $ok = $self->_wait_ready($mark);
         return 1 if $ok;
 
         # another process took a port between free_port() and nginx's bind
@@ -237,7 +244,7 @@ sub try_start {
 
 
 sub _wait_ready {
-    my ($self) = @_;
+    my ($self, $mark) = @_;
 
     my $n = $self->worker_count;
     my $deadline = time + $TIMEOUT;
@@ -246,6 +253,13 @@ sub _wait_ready {
         if (waitpid($self->{pid}, WNOHANG) == $self->{pid}) {
             $self->{exit_status} = $?;
             $self->{pid} = undef;
+            return 0;
+        }
+
+        # workers that fail in their init are not respawned: the master
+        # stays, useless
+        if (substr($self->error_log, $mark) =~ /cannot be respawned/) {
+            $self->kill_all;
             return 0;
         }
 
@@ -388,14 +402,23 @@ sub kill_all {
     waitpid($pid, 0);
     $self->{pid} = undef;
 
-    # workers are not our children: wait until they are gone
+    # workers are not our children: wait until they are gone (or zombies)
     my $deadline = time + $TIMEOUT;
-    while (grep { kill 0, $_ } @$workers) {
+    while (grep { _alive($_) } @$workers) {
         last if time > $deadline;
         sleep 0.02;
     }
 
     return $self;
+}
+
+
+# a process that exists and is not a zombie
+sub _alive {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    return $stat !~ /\)\s+[ZX]\s/;
 }
 
 
@@ -450,7 +473,7 @@ sub check_error_log {
 
 END {
     my $status = $?;
-    for my $t (grep { defined } @INSTANCES) {
+    for my $t (@INSTANCES) {
         next unless $t->{pid};
         $t->stop(no_check => 1);
         my @bad = $t->bad_log_lines;
@@ -527,7 +550,9 @@ sub _with_body {
 
 
 # sends BYTES as they are on a new connection and reads the answer until the
-# server closes the connection; returns the same hash as request()
+# server closes the connection; returns the same hash as request().
+# Options: port => N, timeout => seconds (default 30), shutdown => 1 (close
+# the sending side after BYTES)
 sub raw {
     my ($self, $bytes, %opt) = @_;
 
@@ -539,17 +564,25 @@ sub raw {
     print $s $bytes;
     shutdown($s, 1) if $opt{shutdown};
 
+    # the answer is read until it is complete (by its Content-Length), the
+    # server closes, or the timeout (then status 599)
     my $in = '';
-    my $deadline = time + 30;
-    local $SIG{ALRM} = sub { die "raw request: timeout\n" };
-    alarm 30;
-    while (1) {
-        my $n = sysread($s, my $buf, 65536);
-        last unless $n;
-        $in .= $buf;
-    }
+    my $timeout = $opt{timeout} || 30;
+    my $ok = eval {
+        local $SIG{ALRM} = sub { die "timeout\n" };
+        alarm $timeout;
+        while (1) {
+            my $n = sysread($s, my $buf, 65536);
+            last unless $n;
+            $in .= $buf;
+            last if _complete($in, $bytes =~ /^HEAD /);
+        }
+        alarm 0;
+        1;
+    };
     alarm 0;
     close $s;
+    return _response(599, "no answer in $timeout s", {}, $in) unless $ok;
 
     my ($head, $body) = split /\r\n\r\n/, $in, 2;
     $head //= '';
@@ -574,6 +607,25 @@ sub raw {
     }
 
     return _response($status // 599, $reason, \%h, $body);
+}
+
+
+# a whole response with a Content-Length (or, chunked, its last chunk)
+sub _complete {
+    my ($in, $head_only) = @_;
+
+    my $end = index($in, "\r\n\r\n");
+    return 0 if $end < 0;
+    return 1 if $head_only;
+    my $head = substr($in, 0, $end);
+
+    if ($head =~ /^Content-Length:\s*(\d+)/mi) {
+        return length($in) - $end - 4 >= $1;
+    }
+    if ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
+        return $in =~ /\r\n0\r\n\r\n\z/;
+    }
+    return 0;
 }
 
 

@@ -117,15 +117,16 @@ sub create_dist {
 }
 
 
-# the task of a 202 {"task": href} response; dies on anything else
+# the task of a 202 {"task": href} response; dies on anything else.
+# %opt go to the GET of the task (auth => [...], port => N)
 sub task_of {
-    my ($t, $r) = @_;
+    my ($t, $r, %opt) = @_;
 
     die "expected 202 {task}, got " . dump_json($r) . "\n"
         unless $r->{status} == 202 && ref $r->{json} eq 'HASH'
             && defined $r->{json}{task};
 
-    my $tr = $t->get($r->{json}{task});
+    my $tr = $t->get($r->{json}{task}, %opt);
     die "task $r->{json}{task}: " . dump_json($tr) . "\n"
         unless $tr->{status} == 200 && ref $tr->{json} eq 'HASH';
 

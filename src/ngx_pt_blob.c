@@ -1,0 +1,1230 @@
+
+/*
+ * ngx_pullthrough: the blob store. Content-addressed files under
+ * <store>/blobs/<algorithm>/<2 hex>/<hex>, and the fill that makes them:
+ * upstream bytes are copied into two fill-owned buffers, hashed and written
+ * to a temp file by a thread pool task, one task at a time, and the file is
+ * renamed into place only when its length and digest match. Clients read
+ * the temp file as it grows; the last byte waits for the verdict, so a
+ * client never receives a complete, wrong blob.
+ */
+
+
+#include <ngx_pt.h>
+
+#include <openssl/evp.h>
+
+
+#define NGX_PT_FILL_RUNNING    0
+#define NGX_PT_FILL_COMMIT     1
+#define NGX_PT_FILL_DONE       2
+#define NGX_PT_FILL_FAILED     3
+
+
+typedef struct {
+    ngx_pt_fill_t              *fill;
+    u_char                     *data;
+    size_t                      len;
+    off_t                       offset;
+    ngx_err_t                   err;
+    ngx_uint_t                  ok;
+} ngx_pt_fill_task_ctx_t;
+
+
+struct ngx_pt_fill_s {
+    ngx_queue_t                 queue;       /* fills of this worker */
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+    ngx_uint_t                  refs;
+    ngx_uint_t                  state;
+
+    ngx_str_t                   repo;
+    ngx_pt_digest_t             digest;
+    ngx_str_t                   temp;
+    ngx_str_t                   path;
+    ngx_fd_t                    fd;
+    EVP_MD_CTX                 *md;
+
+    ngx_pt_fetch_t              fetch;
+    ngx_thread_pool_t          *tp;
+    ngx_thread_task_t          *task;
+    ngx_uint_t                  busy;        /* a task is in flight */
+    ngx_uint_t                  blocked;     /* upstream waits for us */
+    ngx_uint_t                  upstream_done;
+
+    ngx_buf_t                  *cur;         /* being filled */
+    ngx_buf_t                  *other;       /* being written */
+    ngx_chain_t                *pending;     /* upstream bufs not copied */
+    ngx_chain_t                *free;
+
+    off_t                       expected;    /* -1: unknown */
+    off_t                       received;
+    off_t                       written;
+    ngx_uint_t                  header;
+
+    ngx_uint_t                  error_status;
+    const char                 *error_code;
+
+    ngx_queue_t                 readers;
+};
+
+
+struct ngx_pt_reader_s {
+    ngx_queue_t                 queue;
+    ngx_http_request_t         *r;
+    ngx_pt_fill_t              *fill;
+    ngx_file_t                  file;
+    off_t                       sent;
+    ngx_chain_t                *free;
+    ngx_chain_t                *busy;
+    ngx_int_t                   rc;
+    unsigned                    header_sent:1;
+    unsigned                    last_sent:1;
+    unsigned                    finished:1;
+};
+
+
+static ngx_int_t ngx_pt_fill_header(ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in);
+static ngx_int_t ngx_pt_fill_drain(ngx_pt_fill_t *fill);
+static ngx_int_t ngx_pt_fill_post_write(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_write_thread(void *data, ngx_log_t *log);
+static void ngx_pt_fill_write_done(ngx_event_t *ev);
+static void ngx_pt_fill_upstream_done(ngx_pt_fetch_t *f, ngx_int_t rc);
+static void ngx_pt_fill_aborted(ngx_pt_fetch_t *f);
+static void ngx_pt_fill_commit(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_commit_thread(void *data, ngx_log_t *log);
+static void ngx_pt_fill_commit_done(ngx_event_t *ev);
+static void ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status,
+    const char *code);
+static void ngx_pt_fill_unref(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_notify(ngx_pt_fill_t *fill);
+static off_t ngx_pt_fill_published(ngx_pt_fill_t *fill);
+static void ngx_pt_reader_cleanup(void *data);
+static void ngx_pt_reader_write_handler(ngx_http_request_t *r);
+static void ngx_pt_reader_run(ngx_pt_reader_t *rd);
+static void ngx_pt_reader_finish(ngx_pt_reader_t *rd, ngx_int_t rc);
+static void ngx_pt_reader_release(ngx_pt_reader_t *rd);
+
+
+static ngx_queue_t  ngx_pt_fills;
+static ngx_str_t    ngx_pt_store_root;
+static ngx_uint_t   ngx_pt_fill_seq;
+
+
+ngx_int_t
+ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
+{
+    ngx_queue_init(&ngx_pt_fills);
+    ngx_pt_store_root = pmcf->path;
+
+    return NGX_OK;
+}
+
+
+/* "sha256:<64 hex>" or "sha512:<128 hex>", lowercase */
+
+ngx_int_t
+ngx_pt_digest_parse(ngx_str_t *s, ngx_pt_digest_t *d)
+{
+    size_t      hexlen;
+    ngx_uint_t  i;
+
+    if (s->len > 7 && ngx_strncmp(s->data, "sha256:", 7) == 0) {
+        d->md = EVP_sha256();
+        hexlen = 64;
+        d->alg.len = 6;
+
+    } else if (s->len > 7 && ngx_strncmp(s->data, "sha512:", 7) == 0) {
+        d->md = EVP_sha512();
+        hexlen = 128;
+        d->alg.len = 6;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    if (s->len != 7 + hexlen) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 7; i < s->len; i++) {
+        if (!((s->data[i] >= '0' && s->data[i] <= '9')
+              || (s->data[i] >= 'a' && s->data[i] <= 'f')))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    d->full = *s;
+    d->alg.data = s->data;
+    d->hex.data = s->data + 7;
+    d->hex.len = hexlen;
+
+    return NGX_OK;
+}
+
+
+/* the digest of bytes in memory, as "<alg>:<hex>" */
+
+ngx_int_t
+ngx_pt_digest_compute(ngx_pool_t *pool, const EVP_MD *md, u_char *data,
+    size_t len, ngx_str_t *out)
+{
+    u_char        *p, buf[EVP_MAX_MD_SIZE];
+    unsigned int   n;
+
+    if (EVP_Digest(data, len, buf, &n, md, NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(pool, 7 + 2 * n);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+    p = ngx_cpymem(p, (md == EVP_sha512()) ? "sha512:" : "sha256:", 7);
+    p = ngx_hex_dump(p, buf, n);
+    out->len = p - out->data;
+
+    return NGX_OK;
+}
+
+
+/* <store>/blobs/<alg>/<xx>/<hex>, NUL-terminated */
+
+ngx_int_t
+ngx_pt_blob_path(ngx_pool_t *pool, ngx_pt_digest_t *d, ngx_str_t *path)
+{
+    u_char  *p;
+
+    path->len = ngx_pt_store_root.len + sizeof("/blobs/") - 1 + d->alg.len
+                + 4 + d->hex.len;
+
+    p = ngx_pnalloc(pool, path->len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    path->data = p;
+
+    p = ngx_sprintf(p, "%V/blobs/%V/%*s/%V%Z", &ngx_pt_store_root, &d->alg,
+                    (size_t) 2, d->hex.data, &d->hex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Writes a small verified object (a manifest) into the store. It is done
+ * in place, being a few KiB; large bodies go through fills.
+ */
+
+ngx_int_t
+ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log, ngx_pt_digest_t *d,
+    u_char *data, size_t len)
+{
+    u_char     *p, *slash;
+    ssize_t     n;
+    ngx_fd_t    fd;
+    ngx_str_t   path, temp;
+
+    if (ngx_pt_blob_path(pool, d, &path) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    temp.len = ngx_pt_store_root.len + sizeof("/tmp/.") + 2 * NGX_INT_T_LEN
+               + 8;
+    temp.data = ngx_pnalloc(pool, temp.len);
+    if (temp.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(temp.data, "%V/tmp/%P.%ui.small%Z", &ngx_pt_store_root,
+                ngx_pid, ++ngx_pt_fill_seq);
+
+    fd = ngx_open_file(temp.data, NGX_FILE_WRONLY, NGX_FILE_TRUNCATE,
+                       NGX_FILE_DEFAULT_ACCESS);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", temp.data);
+        return NGX_ERROR;
+    }
+
+    n = ngx_write_fd(fd, data, len);
+
+    ngx_close_file(fd);
+
+    if (n != (ssize_t) len) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      "pullthrough: writing \"%s\" failed", temp.data);
+        ngx_delete_file(temp.data);
+        return NGX_ERROR;
+    }
+
+    /* the two directory levels are made on first use */
+
+    for (p = path.data + ngx_pt_store_root.len + sizeof("/blobs/") - 1;
+         (slash = (u_char *) ngx_strchr(p, '/')) != NULL;
+         p = slash + 1)
+    {
+        *slash = '\0';
+        (void) ngx_create_dir(path.data, 0700);
+        *slash = '/';
+    }
+
+    if (ngx_rename_file(temp.data, path.data) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
+                      ngx_rename_file_n " \"%s\" to \"%s\" failed",
+                      temp.data, path.data);
+        ngx_delete_file(temp.data);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_pt_fill_t *
+ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
+{
+    ngx_queue_t    *q;
+    ngx_pt_fill_t  *fill;
+
+    for (q = ngx_queue_head(&ngx_pt_fills);
+         q != ngx_queue_sentinel(&ngx_pt_fills);
+         q = ngx_queue_next(q))
+    {
+        fill = ngx_queue_data(q, ngx_pt_fill_t, queue);
+
+        if (fill->state == NGX_PT_FILL_RUNNING
+            && fill->repo.len == repo->len
+            && ngx_strncmp(fill->repo.data, repo->data, repo->len) == 0
+            && fill->digest.full.len == d->full.len
+            && ngx_strncmp(fill->digest.full.data, d->full.data,
+                           d->full.len) == 0)
+        {
+            return fill;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* starts fetching a blob into the store on behalf of request r */
+
+ngx_pt_fill_t *
+ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
+    ngx_str_t *url, ngx_str_t *authorization)
+{
+    u_char                           *p;
+    ngx_pool_t                       *pool;
+    ngx_pt_fill_t                    *fill;
+    ngx_pt_fill_task_ctx_t           *ctx;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return NULL;
+    }
+
+    fill = ngx_pcalloc(pool, sizeof(ngx_pt_fill_t));
+    if (fill == NULL) {
+        goto failed;
+    }
+
+    fill->pool = pool;
+    fill->log = ngx_cycle->log;
+    fill->refs = 1;
+    fill->fd = NGX_INVALID_FILE;
+    fill->expected = -1;
+    fill->tp = plcf->thread_pool;
+    ngx_queue_init(&fill->readers);
+
+    /* copies: the fill may outlive the request */
+
+    fill->repo.data = ngx_pstrdup(pool, repo);
+    fill->repo.len = repo->len;
+
+    p = ngx_pnalloc(pool, d->full.len);
+    if (fill->repo.data == NULL || p == NULL) {
+        goto failed;
+    }
+
+    ngx_memcpy(p, d->full.data, d->full.len);
+    fill->digest = *d;
+    fill->digest.full.data = p;
+    fill->digest.alg.data = p;
+    fill->digest.hex.data = p + 7;
+
+    if (ngx_pt_blob_path(pool, &fill->digest, &fill->path) != NGX_OK) {
+        goto failed;
+    }
+
+    fill->temp.len = ngx_pt_store_root.len + sizeof("/tmp/.fill")
+                     + 2 * NGX_INT_T_LEN;
+    fill->temp.data = ngx_pnalloc(pool, fill->temp.len);
+    if (fill->temp.data == NULL) {
+        goto failed;
+    }
+
+    fill->temp.len = ngx_sprintf(fill->temp.data, "%V/tmp/%P.%ui.fill%Z",
+                                 &ngx_pt_store_root, ngx_pid,
+                                 ++ngx_pt_fill_seq)
+                     - fill->temp.data - 1;
+
+    fill->fd = ngx_open_file(fill->temp.data, NGX_FILE_RDWR,
+                             NGX_FILE_CREATE_OR_OPEN|O_EXCL,
+                             NGX_FILE_DEFAULT_ACCESS);
+    if (fill->fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, ngx_errno,
+                      ngx_open_file_n " \"%s\" failed", fill->temp.data);
+        goto failed;
+    }
+
+    fill->md = EVP_MD_CTX_new();
+    if (fill->md == NULL || EVP_DigestInit_ex(fill->md, d->md, NULL) != 1) {
+        goto failed;
+    }
+
+    fill->cur = ngx_create_temp_buf(pool, plcf->fill_buffer_size);
+    fill->other = ngx_create_temp_buf(pool, plcf->fill_buffer_size);
+
+    fill->task = ngx_thread_task_alloc(pool, sizeof(ngx_pt_fill_task_ctx_t));
+
+    if (fill->cur == NULL || fill->other == NULL || fill->task == NULL) {
+        goto failed;
+    }
+
+    ctx = fill->task->ctx;
+    ctx->fill = fill;
+
+    fill->fetch.r = r;
+    fill->fetch.pool = pool;
+    fill->fetch.log = fill->log;
+    fill->fetch.url.data = ngx_pstrdup(pool, url);
+    fill->fetch.url.len = url->len;
+    ngx_str_set(&fill->fetch.accept, "*/*");
+
+    if (authorization->len) {
+        fill->fetch.authorization.data = ngx_pstrdup(pool, authorization);
+        fill->fetch.authorization.len = authorization->len;
+    }
+
+    fill->fetch.header_handler = ngx_pt_fill_header;
+    fill->fetch.body_handler = ngx_pt_fill_body;
+    fill->fetch.done = ngx_pt_fill_upstream_done;
+    fill->fetch.aborted = ngx_pt_fill_aborted;
+    fill->fetch.data = fill;
+
+    if (fill->fetch.url.data == NULL
+        || ngx_pt_fetch_start(&fill->fetch) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
+
+    return fill;
+
+failed:
+
+    if (fill) {
+        if (fill->md) {
+            EVP_MD_CTX_free(fill->md);
+        }
+
+        if (fill->fd != NGX_INVALID_FILE) {
+            ngx_close_file(fill->fd);
+            ngx_delete_file(fill->temp.data);
+        }
+    }
+
+    ngx_destroy_pool(pool);
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_pt_fill_header(ngx_pt_fetch_t *f)
+{
+    ngx_pt_fill_t *fill = f->data;
+
+    fill->header = 1;
+    fill->expected = f->length;
+
+    ngx_pt_fill_notify(fill);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in)
+{
+    ngx_pt_fill_t *fill = f->data;
+
+    ngx_chain_t  *cl, **ll;
+
+    if (fill->state != NGX_PT_FILL_RUNNING) {
+        return NGX_ERROR;
+    }
+
+    for (ll = &fill->pending; *ll; ll = &(*ll)->next) { /* void */ }
+
+    for ( /* void */ ; in; in = in->next) {
+        if (!ngx_buf_in_memory(in->buf) || ngx_buf_size(in->buf) == 0) {
+            continue;
+        }
+
+        cl = ngx_chain_get_free_buf(fill->pool, &fill->free);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* only the pointer is kept: upstream keeps the buffer busy */
+        cl->buf = in->buf;
+        *ll = cl;
+        ll = &cl->next;
+    }
+
+    return ngx_pt_fill_drain(fill);
+}
+
+
+/*
+ * Copies pending upstream bytes into the fill buffers. When both are busy
+ * the rest stays unconsumed, which stops upstream reads: memory is bounded
+ * by two fill buffers and the proxy buffer.
+ */
+
+static ngx_int_t
+ngx_pt_fill_drain(ngx_pt_fill_t *fill)
+{
+    size_t        n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    while (fill->pending) {
+        b = fill->pending->buf;
+
+        n = ngx_min((size_t) (b->last - b->pos),
+                    (size_t) (fill->cur->end - fill->cur->last));
+
+        if (n == 0 && b->pos < b->last) {
+
+            if (fill->busy) {
+                fill->blocked = 1;
+                return NGX_OK;
+            }
+
+            if (ngx_pt_fill_post_write(fill) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            continue;
+        }
+
+        fill->cur->last = ngx_cpymem(fill->cur->last, b->pos, n);
+        b->pos += n;
+        fill->received += n;
+
+        if (fill->expected >= 0 && fill->received > fill->expected) {
+            ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                          "pullthrough: upstream sent more than %O bytes "
+                          "of blob %V", fill->expected, &fill->digest.full);
+            return NGX_ERROR;
+        }
+
+        if (b->pos == b->last) {
+            cl = fill->pending;
+            fill->pending = cl->next;
+            cl->buf = NULL;
+            cl->next = fill->free;
+            fill->free = cl;
+        }
+    }
+
+    fill->blocked = 0;
+
+    if (!fill->busy && fill->cur->last > fill->cur->pos) {
+        return ngx_pt_fill_post_write(fill);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fill_post_write(ngx_pt_fill_t *fill)
+{
+    ngx_buf_t               *b;
+    ngx_pt_fill_task_ctx_t  *ctx;
+
+    b = fill->cur;
+    fill->cur = fill->other;
+    fill->other = b;
+
+    ctx = fill->task->ctx;
+    ctx->data = b->pos;
+    ctx->len = b->last - b->pos;
+    ctx->offset = fill->written;
+    ctx->err = 0;
+
+    fill->task->handler = ngx_pt_fill_write_thread;
+    fill->task->event.handler = ngx_pt_fill_write_done;
+    fill->task->event.data = ctx;
+
+    if (ngx_thread_task_post(fill->tp, fill->task) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fill->busy = 1;
+    fill->refs++;
+
+    return NGX_OK;
+}
+
+
+/* in a pool thread: hash, then write, the bytes of one buffer */
+
+static void
+ngx_pt_fill_write_thread(void *data, ngx_log_t *log)
+{
+    ngx_pt_fill_task_ctx_t *ctx = data;
+
+    u_char   *p;
+    size_t    len;
+    off_t     offset;
+    ssize_t   n;
+
+    if (EVP_DigestUpdate(ctx->fill->md, ctx->data, ctx->len) != 1) {
+        ctx->err = NGX_EINVAL;
+        return;
+    }
+
+    p = ctx->data;
+    len = ctx->len;
+    offset = ctx->offset;
+
+    while (len) {
+        n = pwrite(ctx->fill->fd, p, len, offset);
+
+        if (n == -1) {
+            if (ngx_errno == NGX_EINTR) {
+                continue;
+            }
+
+            ctx->err = ngx_errno;
+            return;
+        }
+
+        p += n;
+        len -= n;
+        offset += n;
+    }
+}
+
+
+static void
+ngx_pt_fill_write_done(ngx_event_t *ev)
+{
+    ngx_pt_fill_task_ctx_t *ctx = ev->data;
+
+    ngx_pt_fill_t       *fill;
+    ngx_http_request_t  *sr;
+
+    fill = ctx->fill;
+    fill->busy = 0;
+
+    if (fill->state != NGX_PT_FILL_RUNNING) {
+        ngx_pt_fill_unref(fill);
+        return;
+    }
+
+    if (ctx->err) {
+        ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
+                      "pullthrough: writing \"%s\" failed", fill->temp.data);
+        ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+        ngx_pt_fill_unref(fill);
+        return;
+    }
+
+    fill->written += ctx->len;
+    fill->other->pos = fill->other->start;
+    fill->other->last = fill->other->start;
+
+    ngx_pt_fill_notify(fill);
+
+    if (fill->pending && fill->fetch.sr) {
+        /* the upstream waits for room: copy, then let it read on */
+
+        if (ngx_pt_fill_drain(fill) != NGX_OK) {
+            ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+            ngx_pt_fill_unref(fill);
+            return;
+        }
+
+        if (!fill->blocked) {
+            sr = fill->fetch.sr;
+            if (ngx_http_post_request(sr, NULL) == NGX_OK) {
+                ngx_http_run_posted_requests(sr->connection);
+            }
+        }
+
+    } else if (fill->cur->last > fill->cur->pos) {
+        if (ngx_pt_fill_post_write(fill) != NGX_OK) {
+            ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+        }
+
+    } else if (fill->upstream_done) {
+        ngx_pt_fill_commit(fill);
+    }
+
+    ngx_pt_fill_unref(fill);
+}
+
+
+static void
+ngx_pt_fill_upstream_done(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    ngx_pt_fill_t *fill = f->data;
+
+    if (fill->state != NGX_PT_FILL_RUNNING) {
+        ngx_pt_fill_unref(fill);
+        return;
+    }
+
+    fill->pending = NULL;
+
+    if (!f->header) {
+        /* no response at all: refused, unreachable, timed out */
+        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                      "pullthrough: fetching blob %V from \"%V\" failed",
+                      &fill->digest.full, &f->url);
+
+        ngx_pt_fill_fail(fill, rc == NGX_HTTP_GATEWAY_TIME_OUT
+                               ? NGX_HTTP_GATEWAY_TIME_OUT
+                               : NGX_HTTP_BAD_GATEWAY, NULL);
+
+    } else if (f->status != NGX_HTTP_OK) {
+        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                      "pullthrough: upstream answered %ui for blob %V "
+                      "(\"%V\")", f->status, &fill->digest.full, &f->url);
+
+        ngx_pt_fill_fail(fill, f->status, NULL);
+
+    } else if (rc != NGX_OK
+               || (fill->expected >= 0 && fill->received != fill->expected))
+    {
+        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                      "pullthrough: blob %V from \"%V\" is incomplete: "
+                      "%O of %O bytes", &fill->digest.full, &f->url,
+                      fill->received, fill->expected);
+
+        ngx_pt_fill_fail(fill, NGX_HTTP_BAD_GATEWAY, NULL);
+
+    } else {
+        fill->upstream_done = 1;
+        fill->expected = fill->received;
+
+        if (!fill->busy) {
+            if (fill->cur->last > fill->cur->pos) {
+                if (ngx_pt_fill_post_write(fill) != NGX_OK) {
+                    ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     NULL);
+                }
+
+            } else {
+                ngx_pt_fill_commit(fill);
+            }
+        }
+    }
+
+    /* the fetch's reference */
+    ngx_pt_fill_unref(fill);
+}
+
+
+static void
+ngx_pt_fill_aborted(ngx_pt_fetch_t *f)
+{
+    ngx_pt_fill_t *fill = f->data;
+
+    fill->pending = NULL;
+
+    if (fill->state == NGX_PT_FILL_RUNNING) {
+        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                      "pullthrough: fill of blob %V was aborted",
+                      &fill->digest.full);
+        ngx_pt_fill_fail(fill, NGX_HTTP_BAD_GATEWAY, NULL);
+    }
+
+    ngx_pt_fill_unref(fill);
+}
+
+
+static void
+ngx_pt_fill_commit(ngx_pt_fill_t *fill)
+{
+    ngx_pt_fill_task_ctx_t  *ctx;
+
+    fill->state = NGX_PT_FILL_COMMIT;
+
+    ctx = fill->task->ctx;
+    ctx->err = 0;
+    ctx->ok = 0;
+
+    fill->task->handler = ngx_pt_fill_commit_thread;
+    fill->task->event.handler = ngx_pt_fill_commit_done;
+    fill->task->event.data = ctx;
+
+    if (ngx_thread_task_post(fill->tp, fill->task) != NGX_OK) {
+        fill->state = NGX_PT_FILL_RUNNING;
+        ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+        return;
+    }
+
+    fill->busy = 1;
+    fill->refs++;
+}
+
+
+/* in a pool thread: the verdict, then rename into place or delete */
+
+static void
+ngx_pt_fill_commit_thread(void *data, ngx_log_t *log)
+{
+    ngx_pt_fill_task_ctx_t *ctx = data;
+
+    u_char         *p, *slash, hex[2 * EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+    unsigned int    n;
+    ngx_pt_fill_t  *fill;
+
+    fill = ctx->fill;
+
+    if (EVP_DigestFinal_ex(fill->md, md, &n) != 1) {
+        ctx->err = NGX_EINVAL;
+        return;
+    }
+
+    ngx_hex_dump(hex, md, n);
+
+    if (2 * n != fill->digest.hex.len
+        || ngx_strncmp(hex, fill->digest.hex.data, 2 * n) != 0)
+    {
+        (void) ngx_delete_file(fill->temp.data);
+        return;
+    }
+
+    if (fsync(fill->fd) == -1) {
+        ctx->err = ngx_errno;
+        (void) ngx_delete_file(fill->temp.data);
+        return;
+    }
+
+    for (p = fill->path.data + ngx_pt_store_root.len + sizeof("/blobs/") - 1;
+         (slash = (u_char *) ngx_strchr(p, '/')) != NULL;
+         p = slash + 1)
+    {
+        *slash = '\0';
+        (void) ngx_create_dir(fill->path.data, 0700);
+        *slash = '/';
+    }
+
+    if (ngx_rename_file(fill->temp.data, fill->path.data) == NGX_FILE_ERROR) {
+        ctx->err = ngx_errno;
+        (void) ngx_delete_file(fill->temp.data);
+        return;
+    }
+
+    ctx->ok = 1;
+}
+
+
+static void
+ngx_pt_fill_commit_done(ngx_event_t *ev)
+{
+    ngx_pt_fill_task_ctx_t *ctx = ev->data;
+
+    ngx_pt_fill_t  *fill;
+
+    fill = ctx->fill;
+    fill->busy = 0;
+
+    if (ctx->err) {
+        ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
+                      "pullthrough: storing \"%s\" as \"%s\" failed",
+                      fill->temp.data, fill->path.data);
+        fill->state = NGX_PT_FILL_RUNNING;
+        ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
+
+    } else if (!ctx->ok) {
+        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                      "pullthrough: blob from \"%V\" does not match its "
+                      "digest %V: discarded", &fill->fetch.url,
+                      &fill->digest.full);
+        fill->state = NGX_PT_FILL_RUNNING;
+        ngx_pt_fill_fail(fill, NGX_HTTP_BAD_GATEWAY, "BLOB_UNKNOWN");
+
+    } else {
+        fill->state = NGX_PT_FILL_DONE;
+
+        if (ngx_pt_content_blob_add(fill->pool, fill->log, &fill->repo,
+                                    &fill->digest.full, fill->written)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, fill->log, 0,
+                          "pullthrough: blob %V stored but not recorded",
+                          &fill->digest.full);
+        }
+
+        ngx_queue_remove(&fill->queue);
+        ngx_pt_fill_notify(fill);
+    }
+
+    ngx_pt_fill_unref(fill);
+}
+
+
+static void
+ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
+{
+    if (fill->state == NGX_PT_FILL_FAILED) {
+        return;
+    }
+
+    if (fill->state == NGX_PT_FILL_RUNNING) {
+        ngx_queue_remove(&fill->queue);
+    }
+
+    fill->state = NGX_PT_FILL_FAILED;
+    fill->error_status = status;
+    fill->error_code = code;
+    fill->pending = NULL;
+
+    /* a write still in flight deletes nothing: the file goes now */
+
+    if (!fill->busy) {
+        (void) ngx_delete_file(fill->temp.data);
+    }
+
+    ngx_pt_fill_notify(fill);
+}
+
+
+static void
+ngx_pt_fill_unref(ngx_pt_fill_t *fill)
+{
+    if (--fill->refs) {
+        return;
+    }
+
+    if (fill->state == NGX_PT_FILL_RUNNING) {
+        ngx_queue_remove(&fill->queue);
+    }
+
+    if (fill->state != NGX_PT_FILL_DONE) {
+        (void) ngx_delete_file(fill->temp.data);
+    }
+
+    if (fill->fd != NGX_INVALID_FILE) {
+        ngx_close_file(fill->fd);
+    }
+
+    EVP_MD_CTX_free(fill->md);
+    ngx_destroy_pool(fill->pool);
+}
+
+
+static off_t
+ngx_pt_fill_published(ngx_pt_fill_t *fill)
+{
+    if (fill->state == NGX_PT_FILL_DONE || fill->expected < 0) {
+        return fill->written;
+    }
+
+    /* the last byte waits for the digest */
+    return ngx_min(fill->written, fill->expected - 1);
+}
+
+
+static void
+ngx_pt_fill_notify(ngx_pt_fill_t *fill)
+{
+    ngx_queue_t      *q, *next;
+    ngx_pt_reader_t  *rd;
+
+    for (q = ngx_queue_head(&fill->readers);
+         q != ngx_queue_sentinel(&fill->readers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        rd = ngx_queue_data(q, ngx_pt_reader_t, queue);
+
+        ngx_pt_reader_run(rd);
+    }
+}
+
+
+/*
+ * Makes request r a reader of the fill: it answers with the blob as the
+ * fill writes it. r waits (its handler returns NGX_DONE).
+ */
+
+ngx_int_t
+ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r)
+{
+    ngx_pt_reader_t     *rd;
+    ngx_pool_cleanup_t  *cln;
+
+    rd = ngx_pcalloc(r->pool, sizeof(ngx_pt_reader_t));
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->file.fd = dup(fill->fd);
+    if (rd->file.fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
+    rd->file.name = fill->path;
+    rd->file.log = r->connection->log;
+    rd->r = r;
+    rd->fill = fill;
+
+    cln->handler = ngx_pt_reader_cleanup;
+    cln->data = rd;
+
+    fill->refs++;
+    ngx_queue_insert_tail(&fill->readers, &rd->queue);
+
+    r->main->count++;
+    r->write_event_handler = ngx_pt_reader_write_handler;
+
+    ngx_pt_registry_set_reader(r, rd);
+
+    ngx_pt_reader_run(rd);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_reader_cleanup(void *data)
+{
+    ngx_pt_reader_t *rd = data;
+
+    if (rd->fill) {
+        ngx_queue_remove(&rd->queue);
+        ngx_pt_fill_unref(rd->fill);
+        rd->fill = NULL;
+    }
+
+    ngx_close_file(rd->file.fd);
+}
+
+
+static void
+ngx_pt_reader_write_handler(ngx_http_request_t *r)
+{
+    ngx_pt_reader_t  *rd;
+
+    rd = ngx_pt_registry_get_reader(r);
+
+    if (rd == NULL || rd->fill == NULL) {
+        return;
+    }
+
+    if (r->connection->write->timedout) {
+        r->connection->write->timedout = 0;
+        r->connection->timedout = 1;
+        r->connection->error = 1;
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "client timed out");
+        ngx_pt_reader_finish(rd, NGX_ERROR);
+        return;
+    }
+
+    ngx_pt_reader_run(rd);
+}
+
+
+static void
+ngx_pt_reader_run(ngx_pt_reader_t *rd)
+{
+    off_t                 avail;
+    ngx_int_t             rc;
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl, *out;
+    ngx_pt_fill_t        *fill;
+    ngx_http_request_t   *r;
+
+    r = rd->r;
+    fill = rd->fill;
+
+    if (fill == NULL) {
+        return;
+    }
+
+    if (rd->finished) {
+        ngx_pt_reader_release(rd);
+        return;
+    }
+
+    if (r->connection->error) {
+        ngx_pt_reader_finish(rd, NGX_ERROR);
+        return;
+    }
+
+    if (fill->state == NGX_PT_FILL_FAILED) {
+
+        if (!rd->header_sent) {
+            rc = ngx_pt_registry_fill_error(r, fill->error_status,
+                                            fill->error_code);
+            ngx_pt_reader_finish(rd, rc);
+            return;
+        }
+
+        /* cut the connection: the client must not take a short body */
+        r->keepalive = 0;
+        r->connection->error = 1;
+        ngx_pt_reader_finish(rd, NGX_ERROR);
+        return;
+    }
+
+    if (!rd->header_sent) {
+        if (!fill->header) {
+            return;
+        }
+
+        rc = ngx_pt_registry_blob_header(r, &fill->digest, fill->expected);
+
+        if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+            ngx_pt_reader_finish(rd, rc);
+            return;
+        }
+
+        rd->header_sent = 1;
+    }
+
+    out = NULL;
+    avail = ngx_pt_fill_published(fill);
+
+    if (!r->connection->buffered
+        && (avail > rd->sent
+            || (fill->state == NGX_PT_FILL_DONE && !rd->last_sent)))
+    {
+        cl = ngx_chain_get_free_buf(r->pool, &rd->free);
+        if (cl == NULL) {
+            ngx_pt_reader_finish(rd, NGX_ERROR);
+            return;
+        }
+
+        b = cl->buf;
+        ngx_memzero(b, sizeof(ngx_buf_t));
+
+        b->tag = (ngx_buf_tag_t) &ngx_pt_fill_attach;
+
+        if (avail > rd->sent) {
+            b->in_file = 1;
+            b->file = &rd->file;
+            b->file_pos = rd->sent;
+            b->file_last = avail;
+            rd->sent = avail;
+        }
+
+        if (fill->state == NGX_PT_FILL_DONE && rd->sent == fill->written) {
+            b->last_buf = (r == r->main) ? 1 : 0;
+            b->last_in_chain = 1;
+            rd->last_sent = 1;
+
+        } else {
+            b->flush = 1;
+        }
+
+        if (!b->in_file && !b->last_buf) {
+            b->sync = 1;
+        }
+
+        out = cl;
+    }
+
+    if (out == NULL && !r->connection->buffered) {
+        return;
+    }
+
+    rc = ngx_http_output_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &rd->free, &rd->busy, &out,
+                            (ngx_buf_tag_t) &ngx_pt_fill_attach);
+
+    if (rc == NGX_ERROR) {
+        ngx_pt_reader_finish(rd, NGX_ERROR);
+        return;
+    }
+
+    if (rd->last_sent) {
+        ngx_pt_reader_finish(rd, rc);
+        return;
+    }
+
+    if (ngx_handle_write_event(r->connection->write, 0) != NGX_OK) {
+        ngx_pt_reader_finish(rd, NGX_ERROR);
+    }
+}
+
+
+static void
+ngx_pt_reader_finish(ngx_pt_reader_t *rd, ngx_int_t rc)
+{
+    rd->finished = 1;
+    rd->rc = rc;
+
+    ngx_pt_reader_release(rd);
+}
+
+
+/*
+ * The request that carries the upstream exchange stays until the exchange
+ * ends: ending it sooner would abort the fill, which must complete even
+ * when its client has gone (as proxy_store does).
+ */
+
+static void
+ngx_pt_reader_release(ngx_pt_reader_t *rd)
+{
+    ngx_uint_t           parent;
+    ngx_pt_fill_t       *fill;
+    ngx_http_request_t  *r;
+
+    r = rd->r;
+    fill = rd->fill;
+
+    parent = (fill->fetch.r == r);
+
+    if (parent && fill->fetch.sr) {
+        return;
+    }
+
+    ngx_queue_remove(&rd->queue);
+    rd->fill = NULL;
+    ngx_pt_fill_unref(fill);
+
+    if (parent && fill->fetch.in_post && r->connection->error) {
+        /* nginx terminates it when the subrequest ends, just after */
+        return;
+    }
+
+    ngx_http_finalize_request(r, rd->rc);
+}

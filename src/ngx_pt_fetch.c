@@ -1,0 +1,634 @@
+
+/*
+ * ngx_pullthrough: exchanges with upstream registries. Each one is a
+ * background subrequest to an internal location nested in the registry
+ * location, where nginx's proxy module does the HTTP work; this file feeds
+ * it the URL and headers through variables and takes the response back
+ * through a header and a body filter, before anything reaches the client.
+ */
+
+
+#include <ngx_pt.h>
+
+#include <sys/mman.h>
+
+
+static ngx_int_t ngx_pt_fetch_post(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+static void ngx_pt_fetch_cleanup(void *data);
+static ngx_int_t ngx_pt_fetch_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_pt_fetch_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_table_elt_t *ngx_pt_fetch_header(ngx_http_request_t *r,
+    const char *name);
+static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_fetch_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+static ngx_http_variable_t  ngx_pt_fetch_vars[] = {
+
+    { ngx_string("pullthrough_upstream_url"), NULL, ngx_pt_fetch_variable,
+      offsetof(ngx_pt_fetch_t, url),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_upstream_accept"), NULL, ngx_pt_fetch_variable,
+      offsetof(ngx_pt_fetch_t, accept),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_upstream_authorization"), NULL,
+      ngx_pt_fetch_variable, offsetof(ngx_pt_fetch_t, authorization),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_cache_status"), NULL,
+      ngx_pt_cache_status_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_pt_head_method = ngx_string("HEAD ");
+
+static ngx_str_t  ngx_pt_cache_statuses[] = {
+    ngx_string("-"),
+    ngx_string("HIT"),
+    ngx_string("MISS"),
+    ngx_string("JOIN"),
+    ngx_string("REVALIDATED"),
+    ngx_string("ERROR")
+};
+
+
+ngx_int_t
+ngx_pt_fetch_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_pt_fetch_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pt_fetch_init_filters(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_pt_fetch_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_pt_fetch_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The internal location that carries upstream exchanges, nested in the
+ * registry location so that it inherits the operator's proxy_* settings
+ * there (timeouts, TLS trust, resolver). It is parsed from a memory file,
+ * as an "include" would be.
+ */
+
+char *
+ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, size_t buffer_size,
+    ngx_str_t *uri)
+{
+    int         fd;
+    char       *rv;
+    u_char     *p;
+    ssize_t     n;
+    ngx_str_t   text, name;
+
+    uri->len = parent->len + sizeof(".pullthrough/") - 1;
+    uri->data = ngx_pnalloc(cf->pool, uri->len);
+    if (uri->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(ngx_cpymem(uri->data, parent->data, parent->len),
+               ".pullthrough/", sizeof(".pullthrough/") - 1);
+
+    text.data = ngx_pnalloc(cf->pool, 2048 + uri->len);
+    if (text.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = ngx_sprintf(text.data,
+        "location %V {\n"
+        "    internal;\n"
+        "    proxy_pass $pullthrough_upstream_url;\n"
+        "    proxy_http_version 1.1;\n"
+        "    proxy_buffering off;\n"
+        "    proxy_request_buffering off;\n"
+        "    proxy_buffer_size %uz;\n"
+        "    proxy_buffers 4 %uz;\n"
+        "    proxy_busy_buffers_size %uz;\n"
+        "    proxy_ignore_client_abort on;\n"
+        "    proxy_intercept_errors off;\n"
+        "    proxy_redirect off;\n"
+        "    proxy_pass_request_headers off;\n"
+        "    proxy_pass_request_body off;\n"
+        "    proxy_set_header Connection \"\";\n"
+        "    proxy_set_header Accept $pullthrough_upstream_accept;\n"
+        "    proxy_set_header Authorization "
+                "$pullthrough_upstream_authorization;\n"
+        "    proxy_set_header User-Agent \"ngx_pullthrough\";\n"
+        "    proxy_ssl_server_name on;\n"
+        "    log_subrequest off;\n"
+        "}\n",
+        uri, buffer_size, buffer_size, buffer_size);
+
+    text.len = p - text.data;
+
+    fd = memfd_create("pullthrough", MFD_CLOEXEC);
+    if (fd == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "memfd_create() failed");
+        return NGX_CONF_ERROR;
+    }
+
+    n = write(fd, text.data, text.len);
+
+    if (n != (ssize_t) text.len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno, "write() failed");
+        close(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = ngx_pnalloc(cf->pool, sizeof("/proc/self/fd/") + NGX_INT_T_LEN);
+    if (name.data == NULL) {
+        close(fd);
+        return NGX_CONF_ERROR;
+    }
+
+    name.len = ngx_sprintf(name.data, "/proc/self/fd/%d%Z", fd) - name.data
+               - 1;
+
+    rv = ngx_conf_parse(cf, &name);
+
+    close(fd);
+
+    return rv;
+}
+
+
+/* starts (or restarts, for a redirect) the subrequest of an exchange */
+
+ngx_int_t
+ngx_pt_fetch_start(ngx_pt_fetch_t *f)
+{
+    ngx_int_t                          rc;
+    ngx_http_request_t                *sr;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_post_subrequest_t        *ps;
+    ngx_http_pullthrough_loc_conf_t   *plcf;
+
+    if (f->r == NULL) {
+        return NGX_ERROR;
+    }
+
+    plcf = ngx_http_get_module_loc_conf(f->r, ngx_http_pullthrough_module);
+
+    if (!f->cleanup) {
+        cln = ngx_pool_cleanup_add(f->r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_pt_fetch_cleanup;
+        cln->data = f;
+        f->cleanup = 1;
+    }
+
+    ps = ngx_palloc(f->r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_pt_fetch_post;
+    ps->data = f;
+
+    rc = ngx_http_subrequest(f->r, &plcf->fetch_uri, NULL, &sr, ps,
+                             NGX_HTTP_SUBREQUEST_BACKGROUND);
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_set_ctx(sr, f, ngx_http_pullthrough_module);
+
+    if (f->head) {
+        sr->method = NGX_HTTP_HEAD;
+        sr->method_name.data = ngx_pt_head_method.data;
+        sr->method_name.len = ngx_pt_head_method.len - 1;
+        sr->header_only = 1;
+    }
+
+    f->sr = sr;
+    f->status = 0;
+    f->length = -1;
+    f->header = 0;
+    f->too_big = 0;
+    ngx_str_null(&f->content_type);
+    ngx_str_null(&f->digest);
+    ngx_str_null(&f->location);
+    ngx_str_null(&f->retry_after);
+    ngx_str_null(&f->www_authenticate);
+
+    if (f->body) {
+        f->body->pos = f->body->start;
+        f->body->last = f->body->start;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
+{
+    ngx_pt_fetch_t *f = data;
+
+    if (f->sr != sr) {
+        return NGX_OK;
+    }
+
+    f->sr = NULL;
+
+    if (f->header && rc < NGX_HTTP_SPECIAL_RESPONSE
+        && (f->status == NGX_HTTP_MOVED_PERMANENTLY
+            || f->status == NGX_HTTP_MOVED_TEMPORARILY
+            || f->status == NGX_HTTP_SEE_OTHER
+            || f->status == NGX_HTTP_TEMPORARY_REDIRECT
+            || f->status == NGX_HTTP_PERMANENT_REDIRECT)
+        && f->location.len)
+    {
+        rc = ngx_pt_fetch_redirect(f);
+
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
+
+        rc = NGX_HTTP_BAD_GATEWAY;
+    }
+
+    /*
+     * NGX_OK whatever happened: the upstream's error is the exchange's
+     * result, not a reason to end the client's request.
+     */
+
+    f->rc = rc;
+    f->in_post = 1;
+    f->done(f, rc);
+    f->in_post = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Follows a redirect (blob storage on a CDN): credentials are not sent to
+ * another host, the Location is taken as is.
+ */
+
+static ngx_int_t
+ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
+{
+    u_char     *p, *host_end, *url_host;
+    size_t      len;
+    ngx_str_t   url;
+
+    if (++f->redirects > 5) {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: too many redirects from upstream");
+        return NGX_ERROR;
+    }
+
+    url = f->location;
+
+    if (url.data[0] == '/') {
+        /* relative: on the host of the current URL */
+        p = ngx_pt_strfind(f->url.data, f->url.data + f->url.len,
+                        (u_char *) "://", 3, 0);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        host_end = ngx_strlchr(p + 3, f->url.data + f->url.len, '/');
+        if (host_end == NULL) {
+            host_end = f->url.data + f->url.len;
+        }
+
+        len = host_end - f->url.data;
+
+        url.data = ngx_pnalloc(f->pool, len + f->location.len);
+        if (url.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        url.len = ngx_cpymem(ngx_cpymem(url.data, f->url.data, len),
+                             f->location.data, f->location.len)
+                  - url.data;
+
+    } else if (ngx_strncasecmp(url.data, (u_char *) "http://", 7) != 0
+               && ngx_strncasecmp(url.data, (u_char *) "https://", 8) != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: upstream redirected to \"%V\"",
+                      &f->location);
+        return NGX_ERROR;
+
+    } else {
+        /* copy: the header lives in the finished subrequest's pool */
+        url.data = ngx_pnalloc(f->pool, f->location.len);
+        if (url.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(url.data, f->location.data, f->location.len);
+    }
+
+    /* the same host keeps the credentials, another host never gets them */
+
+    url_host = ngx_pt_strfind(url.data, url.data + url.len,
+                           (u_char *) "://", 3, 0);
+    p = ngx_pt_strfind(f->url.data, f->url.data + f->url.len,
+                    (u_char *) "://", 3, 0);
+
+    if (url_host == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    url_host += 3;
+    p += 3;
+
+    host_end = url_host;
+    while (host_end < url.data + url.len && *host_end != '/'
+           && *host_end != '?')
+    {
+        host_end++;
+    }
+
+    len = host_end - url_host;
+
+    if ((size_t) (f->url.data + f->url.len - p) < len
+        || ngx_strncasecmp(p, url_host, len) != 0
+        || (p + len < f->url.data + f->url.len
+            && p[len] != '/' && p[len] != '?'))
+    {
+        ngx_str_null(&f->authorization);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough: following redirect to \"%V\"", &url);
+
+    f->url = url;
+
+    return ngx_pt_fetch_start(f);
+}
+
+
+static void
+ngx_pt_fetch_cleanup(void *data)
+{
+    ngx_pt_fetch_t *f = data;
+
+    /* the request that carried the exchange is gone */
+
+    f->r = NULL;
+
+    if (f->sr) {
+        f->sr = NULL;
+        f->rc = NGX_ERROR;
+
+        if (f->aborted) {
+            f->aborted(f);
+        }
+    }
+}
+
+
+static ngx_table_elt_t *
+ngx_pt_fetch_header(ngx_http_request_t *r, const char *name)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    len = ngx_strlen(name);
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash && h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_pt_dup(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
+{
+    dst->data = ngx_pnalloc(pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+    dst->len = src->len;
+
+    return NGX_OK;
+}
+
+
+/* what the upstream answered, kept in the exchange's own pool */
+
+static ngx_int_t
+ngx_pt_fetch_header_filter(ngx_http_request_t *r)
+{
+    ngx_pt_fetch_t   *f;
+    ngx_table_elt_t  *h;
+
+    if (r == r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    f = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    if (f == NULL || f->sr != r) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    f->header = 1;
+    f->status = r->headers_out.status;
+    f->length = r->headers_out.content_length_n;
+
+    if (r->headers_out.content_type.len
+        && ngx_pt_dup(f->pool, &r->headers_out.content_type,
+                      &f->content_type) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (r->headers_out.location
+        && ngx_pt_dup(f->pool, &r->headers_out.location->value,
+                      &f->location) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_pt_fetch_header(r, "Docker-Content-Digest");
+    if (h && ngx_pt_dup(f->pool, &h->value, &f->digest) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_pt_fetch_header(r, "Retry-After");
+    if (h && ngx_pt_dup(f->pool, &h->value, &f->retry_after) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    h = r->headers_out.www_authenticate;
+    if (h && ngx_pt_dup(f->pool, &h->value, &f->www_authenticate) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (f->status == NGX_HTTP_OK && f->body) {
+        if (f->length > (off_t) (f->body->end - f->body->start)) {
+            f->too_big = 1;
+            return NGX_ERROR;
+        }
+    }
+
+    if (f->status == NGX_HTTP_OK && f->header_handler) {
+        return f->header_handler(f);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    size_t           size;
+    ngx_buf_t       *b;
+    ngx_chain_t     *cl;
+    ngx_pt_fetch_t  *f;
+
+    if (r == r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    f = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    if (f == NULL || f->sr != r) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (f->status == NGX_HTTP_OK && f->body_handler) {
+        return f->body_handler(f, in);
+    }
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!ngx_buf_in_memory(b)) {
+            continue;
+        }
+
+        size = b->last - b->pos;
+
+        if (f->status == NGX_HTTP_OK && f->body) {
+            if (size > (size_t) (f->body->end - f->body->last)) {
+                f->too_big = 1;
+                return NGX_ERROR;
+            }
+
+            f->body->last = ngx_cpymem(f->body->last, b->pos, size);
+        }
+
+        b->pos = b->last;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fetch_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_str_t       *s;
+    ngx_pt_fetch_t  *f;
+
+    f = (r != r->main) ? ngx_http_get_module_ctx(r, ngx_http_pullthrough_module)
+                       : NULL;
+
+    if (f == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = (ngx_str_t *) ((u_char *) f + data);
+
+    v->data = s->data;
+    v->len = s->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_uint_t  status;
+
+    status = ngx_pt_registry_cache_status(r);
+
+    if (status == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ngx_pt_cache_statuses[status].data;
+    v->len = ngx_pt_cache_statuses[status].len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,563 @@
+package PT::Registry;
+
+# A real upstream registry for the data-plane tests: Debian's docker-registry
+# (CNCF distribution 2.8.x) on a free loopback port, with its own storage.
+#
+#   my $reg = PT::Registry->new->start;           # plain http
+#   my $reg = PT::Registry->new(auth => { alice => 'secret' })->start;
+#   my $reg = PT::Registry->new(tls => { cert => $crt, key => $key })->start;
+#
+#   $reg->url;             # http://127.0.0.1:PORT
+#   $reg->host;            # 127.0.0.1:PORT (for docker:// references)
+#   $reg->reset_requests;  # forget what was served so far
+#   ... pull through nginx ...
+#   my @r = $reg->requests;   # ({ method, path, status, ... }, ...)
+#   is(scalar @r, 0, 'the second pull made no upstream request');
+#   $reg->stop;            # also done in DESTROY and in an END block
+#
+# Each instance owns a temporary directory holding config.yml, the storage
+# (data/), the access log (access.log: the registry's stdout, one Apache
+# combined-format line per request), the registry's own log (registry.log:
+# its stderr, logrus text lines) and, with auth, the htpasswd file. Set
+# PT_KEEP=1 to keep the directories.
+#
+# Environment: PT_REGISTRY_BIN (default /usr/bin/docker-registry). The
+# registry reads REGISTRY_* variables as configuration overrides (e.g.
+# REGISTRY_HTTP_ADDR), so the child runs without them.
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use IO::Socket::INET;
+use MIME::Base64 qw(encode_base64);
+use POSIX qw(WNOHANG);
+use Scalar::Util qw(weaken);
+use Time::HiRes qw(sleep time);
+
+our $BIN = $ENV{PT_REGISTRY_BIN} || '/usr/bin/docker-registry';
+our $TIMEOUT = 15;      # seconds to wait for the registry to start or stop
+
+my @INSTANCES;          # weak references, for the END block
+my $OWN_PREFIX = '/v2/?pt-';      # the harness's own requests
+my $SYNC_PATH = '/v2/?pt-sync=';
+my $READY_PATH = '/v2/?pt-ready';
+
+
+# PT::Registry->new(%opt)
+#   dir    => DIR          working directory (default: a new temp dir)
+#   port   => N            port (default: a free one, changed if taken)
+#   auth   => { USER => PASSWORD, ... }
+#                          htpasswd basic auth (bcrypt file made with
+#                          `htpasswd -Bbn`, from apache2-utils)
+#   tls    => { cert => FILE, key => FILE }
+#                          serve https with this certificate (PEM files)
+#   secret => STRING       http.secret (default: a fixed test value)
+#   config => STRING       extra YAML appended under the top level
+#                          (e.g. "proxy:\n  remoteurl: ...\n")
+sub new {
+    my ($class, %opt) = @_;
+
+    my %known = map { $_ => 1 } qw(dir port auth tls secret config);
+    my @bad = grep { !$known{$_} } sort keys %opt;
+    croak "PT::Registry->new: unknown option(s) @bad" if @bad;
+
+    croak "docker-registry binary $BIN not found (set PT_REGISTRY_BIN)"
+        unless -x $BIN;
+
+    if ($opt{tls}) {
+        croak "PT::Registry->new: tls needs cert and key files"
+            unless $opt{tls}{cert} && -f $opt{tls}{cert}
+                && $opt{tls}{key} && -f $opt{tls}{key};
+    }
+
+    my $self = bless {
+        dir    => $opt{dir} || tempdir('pt-registry-XXXXXXXX', TMPDIR => 1,
+                                       CLEANUP => !$ENV{PT_KEEP}),
+        port   => $opt{port},
+        fixed_port => defined $opt{port},
+        auth   => $opt{auth},
+        tls    => $opt{tls},
+        secret => $opt{secret} // 'pt-test-registry-secret',
+        extra  => $opt{config} // '',
+        pid    => undef,
+        seen   => 0,       # access log lines hidden by reset_requests
+        sync   => 0,
+    }, $class;
+
+    $self->{port} ||= free_port();
+    Test::More::diag("registry directory: $self->{dir}")
+        if $ENV{PT_KEEP} && Test::More->can('diag');
+
+    $self->_write_htpasswd if $self->{auth};
+
+    push @INSTANCES, $self;
+    weaken($INSTANCES[-1]);
+
+    return $self;
+}
+
+
+# accessors
+
+sub dir { $_[0]{dir} }
+sub port { $_[0]{port} }
+sub pid { $_[0]{pid} }
+sub is_running { defined $_[0]{pid} }
+sub scheme { $_[0]{tls} ? 'https' : 'http' }
+sub host { '127.0.0.1:' . $_[0]{port} }
+sub url { $_[0]->scheme . '://' . $_[0]->host }
+sub storage_dir { "$_[0]{dir}/data" }
+sub config_file { "$_[0]{dir}/config.yml" }
+sub access_log_file { "$_[0]{dir}/access.log" }
+sub log_file { "$_[0]{dir}/registry.log" }
+sub htpasswd_file { $_[0]{auth} ? "$_[0]{dir}/htpasswd" : undef }
+sub tls { $_[0]{tls} }
+
+sub access_log { _slurp($_[0]->access_log_file) }
+sub registry_log { _slurp($_[0]->log_file) }
+
+# ([USER, PASSWORD]) of the first user (sorted by name), or () without auth
+sub credentials {
+    my ($self) = @_;
+    return () unless $self->{auth};
+    my ($user) = sort keys %{ $self->{auth} };
+    return ($user, $self->{auth}{$user});
+}
+
+# "USER:PASSWORD" for skopeo --creds, or undef without auth
+sub creds {
+    my ($self) = @_;
+    my ($u, $p) = $self->credentials;
+    return defined $u ? "$u:$p" : undef;
+}
+
+
+sub _write_htpasswd {
+    my ($self) = @_;
+
+    my $out = '';
+    for my $user (sort keys %{ $self->{auth} }) {
+        my $pass = $self->{auth}{$user};
+        croak "PT::Registry: a user name cannot hold ':'" if $user =~ /:/;
+        # list form: no shell, the password is never interpreted
+        open my $fh, '-|', 'htpasswd', '-Bbn', $user, $pass
+            or croak "htpasswd (apache2-utils): $!";
+        local $/;
+        my $line = <$fh>;
+        close $fh;
+        croak "htpasswd -Bbn failed (is apache2-utils installed?)"
+            if $? || !defined $line || $line !~ /^\Q$user\E:\$2y\$/;
+        $line =~ s/\s+\z//;
+        $out .= "$line\n";
+    }
+
+    _spew("$self->{dir}/htpasswd", $out);
+}
+
+
+sub _yaml_str {
+    my ($s) = @_;
+    $s =~ s/(["\\])/\\$1/g;
+    return qq("$s");
+}
+
+
+sub write_config {
+    my ($self) = @_;
+
+    my $root = _yaml_str($self->storage_dir);
+    my $addr = _yaml_str($self->host);
+    my $secret = _yaml_str($self->{secret});
+
+    my $yaml = <<"EOF";
+version: 0.1
+log:
+  level: info
+  formatter: text
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $root
+  delete:
+    enabled: true
+  redirect:
+    disable: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $addr
+  secret: $secret
+EOF
+
+    if (my $tls = $self->{tls}) {
+        $yaml .= "  tls:\n"
+            . '    certificate: ' . _yaml_str($tls->{cert}) . "\n"
+            . '    key: ' . _yaml_str($tls->{key}) . "\n";
+    }
+
+    $yaml .= <<'EOF';
+health:
+  storagedriver:
+    enabled: false
+EOF
+
+    if ($self->{auth}) {
+        $yaml .= "auth:\n  htpasswd:\n    realm: pt-test-registry\n"
+            . '    path: ' . _yaml_str($self->htpasswd_file) . "\n";
+    }
+
+    $yaml .= $self->{extra};
+
+    _spew($self->config_file, $yaml);
+}
+
+
+# starts the registry and returns once GET /v2/?pt-ready answers (200, or 401 with
+# auth); dies with the registry's log if it exits or does not answer
+sub start {
+    my ($self) = @_;
+
+    croak "the registry is already running" if $self->{pid};
+    mkdir $self->storage_dir;
+
+    for my $try (1 .. 3) {
+        $self->write_config;
+        my $mark = -s $self->log_file || 0;
+
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            open STDIN, '<', '/dev/null';
+            open STDOUT, '>>', $self->access_log_file;
+            open STDERR, '>>', $self->log_file;
+            delete @ENV{ grep { /^REGISTRY_/ } keys %ENV };
+            { no warnings 'exec';
+              exec $BIN, 'serve', $self->config_file; }
+            print STDERR "exec $BIN: $!\n";
+            POSIX::_exit(127);    # no END blocks in the child
+        }
+        $self->{pid} = $pid;
+        $self->{owner} = $$;      # forked children do not stop it
+        $self->_watch;
+
+        return $self if $self->_wait_ready;
+
+        # another process took the port between free_port() and the bind
+        my $log = substr($self->registry_log, $mark);
+        last if $self->{fixed_port}
+            || $log !~ /address already in use/;
+        $self->{port} = free_port();
+    }
+
+    die "docker-registry failed to start:\n" . $self->registry_log;
+}
+
+
+sub _wait_ready {
+    my ($self) = @_;
+
+    my $deadline = time + $TIMEOUT;
+
+    while (time < $deadline) {
+        if (waitpid($self->{pid}, WNOHANG) == $self->{pid}) {
+            $self->{exit_status} = $?;
+            $self->{pid} = undef;
+            return 0;
+        }
+
+        my $status = $self->_probe($READY_PATH);
+        return 1 if $status == 200 || ($self->{auth} && $status == 401);
+
+        sleep 0.02;
+    }
+
+    $self->_kill;
+    die "docker-registry did not answer in $TIMEOUT s:\n" . $self->registry_log;
+}
+
+
+# status of an unauthenticated GET of $path, 0 when no connection;
+# over https through curl (HTTP::Tiny needs IO::Socket::SSL, not core)
+sub _probe {
+    my ($self, $path) = @_;
+
+    unless ($self->{tls}) {
+        my $r = HTTP::Tiny->new(timeout => 5)->get($self->url . $path);
+        return $r->{status} == 599 ? 0 : $r->{status};
+    }
+
+    open my $fh, '-|', 'curl', '-sk', '-o', '/dev/null', '-m', '5',
+        '-w', '%{http_code}', $self->url . $path
+        or die "curl: $!";
+    my $code = <$fh> // '';
+    close $fh;
+    return $code =~ /^(\d+)$/ ? $1 + 0 : 0;
+}
+
+
+# A test killed by a signal (SIGPIPE from `prove ... | head`, SIGKILL from
+# a timeout) runs no END block. So a watcher process holds the read end of
+# a pipe whose write end only the test holds (close-on-exec: not even
+# skopeo or nginx inherit it): EOF means the test is gone, and the watcher
+# stops the registry.
+sub _watch {
+    my ($self) = @_;
+
+    my $reg = $self->{pid};
+    pipe(my $r, my $w) or die "pipe: $!";
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        close $w;
+        $0 = "pt-registry-watch $reg";
+        $SIG{$_} = 'IGNORE' for qw(INT TERM HUP PIPE);
+        1 while !defined sysread($r, my $buf, 1) && $!{EINTR};
+        kill 'TERM', $reg;
+        for (1 .. 250) {
+            POSIX::_exit(0) unless _alive($reg);
+            sleep 0.02;
+        }
+        kill 'KILL', $reg;
+        POSIX::_exit(0);
+    }
+
+    close $r;
+    $self->{watch_pid} = $pid;
+    $self->{watch_fh} = $w;
+}
+
+
+# false once $pid is gone or a zombie (orphans are not always reaped soon)
+sub _alive {
+    my ($pid) = @_;
+    return 0 unless kill 0, $pid;
+    open my $fh, '<', "/proc/$pid/stat" or return 1;
+    my $stat = <$fh> // '';
+    return $stat !~ /^\d+ \(.*\) Z /s;
+}
+
+
+sub _unwatch {
+    my ($self) = @_;
+    my $pid = delete $self->{watch_pid} or return;
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    close delete $self->{watch_fh};
+}
+
+
+sub stop {
+    my ($self) = @_;
+
+    my $pid = $self->{pid} or return $self;
+    $self->_unwatch;
+
+    kill 'TERM', $pid;
+    my $deadline = time + $TIMEOUT;
+    while (waitpid($pid, WNOHANG) != $pid) {
+        if (time > $deadline) {
+            Test::More::diag("docker-registry $pid did not stop, killing it")
+                if Test::More->can('diag');
+            $self->_kill;
+            return $self;
+        }
+        sleep 0.02;
+    }
+    $self->{exit_status} = $?;
+    $self->{pid} = undef;
+
+    return $self;
+}
+
+
+sub restart { $_[0]->stop->start }
+
+
+sub _kill {
+    my ($self) = @_;
+    my $pid = $self->{pid} or return;
+    $self->_unwatch;
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+    $self->{pid} = undef;
+}
+
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->stop if $self->{pid} && $self->{owner} == $$;
+}
+
+
+END {
+    my $status = $?;
+    for my $r (grep { defined } @INSTANCES) {
+        $r->stop if $r->{pid} && $r->{owner} == $$;
+    }
+    $? = $status;
+}
+
+
+# served requests
+
+# The registry writes a request's access log line when its handler returns,
+# which for a large blob can be just after the client got the last byte. So
+# requests() first makes a request of its own (GET /v2/?pt-sync=N) and waits
+# for its line: every request a client saw complete before is then logged.
+# These sync requests, and the readiness probes of start (GET /v2/?pt-ready),
+# never appear in the results.
+sub sync_log {
+    my ($self) = @_;
+
+    return unless $self->{pid};
+
+    my $uri = $SYNC_PATH . ++$self->{sync};
+    $self->_probe($uri);
+
+    my $deadline = time + 5;
+    while (time < $deadline) {
+        return if index($self->access_log, qq{"GET $uri HTTP/}) >= 0;
+        sleep 0.01;
+    }
+    die "docker-registry did not log $uri\n";
+}
+
+
+# ({ method, uri, path, query, status, bytes, user_agent, remote_addr,
+#    user, line }, ...)
+# the requests served since start (or the last reset_requests), in the order
+# the registry logged them (= order of completion)
+sub requests {
+    my ($self) = @_;
+
+    $self->sync_log;
+
+    my @lines = split /\n/, $self->access_log;
+    my @r;
+    for my $i ($self->{seen} .. $#lines) {
+        my $req = parse_access_line($lines[$i]) or next;
+        next if $req->{method} eq 'GET'
+            && index($req->{uri}, $OWN_PREFIX) == 0;
+        push @r, $req;
+    }
+
+    return @r;
+}
+
+
+# hides the requests served so far from requests()
+sub reset_requests {
+    my ($self) = @_;
+    $self->sync_log;
+    my @lines = split /\n/, $self->access_log;
+    $self->{seen} = @lines;
+    return $self;
+}
+
+
+# the requests whose method matches $method (a string, or undef for any)
+# and whose path matches $re (a regexp or string, or undef for any)
+sub requests_matching {
+    my ($self, $method, $re) = @_;
+    return grep {
+        (!defined $method || $_->{method} eq $method)
+            && (!defined $re || $_->{path} =~ (ref $re ? $re : qr/\Q$re\E/))
+    } $self->requests;
+}
+
+
+# 127.0.0.1 - alice [27/Nov/2026:08:12:50 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
+sub parse_access_line {
+    my ($line) = @_;
+
+    $line =~ m{^(\S+) \S+ (\S+) \[([^\]]+)\] "(\S+) (\S+) ([^"]*)" (\d{3}) (\d+|-)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?}
+        or return;
+
+    my ($path, $query) = split /\?/, $5, 2;
+
+    return {
+        remote_addr => $1,
+        user        => $2 eq '-' ? undef : $2,
+        time        => $3,
+        method      => $4,
+        uri         => $5,
+        path        => $path,
+        query       => $query,
+        protocol    => $6,
+        status      => $7 + 0,
+        bytes       => $8 eq '-' ? 0 : $8 + 0,
+        referer     => $9,
+        user_agent  => $10,
+        line        => $line,
+    };
+}
+
+
+# HTTP to the registry (plain http only), with the instance's credentials
+# unless auth => undef or [USER, PASS] is given:
+# $reg->get(PATH, headers => {...}) -> HTTP::Tiny response
+sub get {
+    my ($self, $path, %opt) = @_;
+    return $self->request('GET', $path, %opt);
+}
+
+sub head {
+    my ($self, $path, %opt) = @_;
+    return $self->request('HEAD', $path, %opt);
+}
+
+sub request {
+    my ($self, $method, $path, %opt) = @_;
+
+    croak "PT::Registry->request: no https without IO::Socket::SSL"
+        if $self->{tls};
+
+    my %h = %{ $opt{headers} || {} };
+    my $auth = exists $opt{auth} ? $opt{auth} : [ $self->credentials ];
+    if ($auth && @$auth) {
+        $h{Authorization} = 'Basic '
+            . encode_base64("$auth->[0]:$auth->[1]", '');
+    }
+
+    my %args = (headers => \%h);
+    $args{content} = $opt{content} if defined $opt{content};
+    $args{data_callback} = $opt{data_callback} if $opt{data_callback};
+
+    my $url = $path =~ m{^https?://} ? $path : $self->url . $path;
+    return HTTP::Tiny->new(timeout => 60, max_redirect => 0)
+        ->request($method, $url, \%args);
+}
+
+
+# helpers
+
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or die "free_port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+sub _slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    local $/;
+    my $s = <$fh>;
+    return $s // '';
+}
+
+sub _spew {
+    my ($file, $data) = @_;
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh $data;
+    close $fh or die "$file: $!";
+}
+
+1;
