@@ -23,7 +23,7 @@ SOURCES    := config ngx_pullthrough_module.c $(wildcard src/*.c src/*.h)
 BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
               libcurl4-openssl-dev libssl-dev
 RUN_PKGS   := nginx ca-certificates
-TEST_PKGS  := perl lmdb-utils docker-registry skopeo jq httpie curl \
+TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman jq httpie curl \
               openssl apache2-utils
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -355,6 +355,8 @@ typedef struct ngx_pt_reader_s  ngx_pt_reader_t;
 
 ngx_int_t ngx_pt_blob_init(ngx_cycle_t *cycle,
     ngx_http_pullthrough_main_conf_t *pmcf);
+void ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root,
+    ngx_uint_t all);
 ngx_int_t ngx_pt_digest_parse(ngx_str_t *s, ngx_pt_digest_t *d);
 ngx_int_t ngx_pt_digest_compute(ngx_pool_t *pool, const EVP_MD *md,
     u_char *data, size_t len, ngx_str_t *out);
@@ -374,6 +376,7 @@ ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 typedef struct {
     ngx_str_t                   repo;        /* <base_path>/<name> */
     ngx_pt_dist_t              *dist;        /* the pull-through one */
+    ngx_str_t                   config;      /* config blob digest */
     ngx_str_t                   tag;         /* empty: pulled by digest */
     ngx_str_t                   digest;
     ngx_str_t                   media_type;
@@ -399,6 +402,8 @@ ngx_int_t ngx_pt_content_list(ngx_pool_t *pool, ngx_log_t *log,
     ngx_array_t *out, ngx_uint_t *more);
 ngx_int_t ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *parent_id);
+ngx_int_t ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_pt_dist_t *dist);
 
 
 /* registry API (ngx_pt_registry.c), for the fill's readers */
@@ -420,6 +425,35 @@ ngx_int_t ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path);
 ngx_int_t ngx_pt_oci_component_valid(u_char *p, size_t len);
 u_char *ngx_pt_strfind(u_char *s1, u_char *last, u_char *s2, size_t n,
     ngx_uint_t caseless);
+
+
+/* admin API (ngx_pt_admin.c, ngx_pt_admin_content.c) */
+
+typedef struct {
+    ngx_http_request_t         *r;
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+    ngx_uint_t                  res;
+    ngx_pt_type_t              *type;
+    ngx_str_t                   id;          /* empty: the collection */
+    ngx_uint_t                  versions;    /* .../<id>/versions/ */
+    ngx_int_t                   version;     /* -1: all */
+    ngx_str_t                   body;
+    yajl_gen                    g;
+    ngx_uint_t                  status;
+} ngx_pt_admin_t;
+
+ngx_int_t ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
+    const char *fmt, ...);
+ngx_int_t ngx_pt_admin_store_error(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
+    ngx_int_t offset);
+ngx_int_t ngx_pt_admin_page_args(ngx_pt_admin_t *ctx, ngx_int_t *limit,
+    ngx_int_t *offset);
+ngx_int_t ngx_pt_admin_versions(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind);
+void ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo);
+void ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist);
 
 
 /* handlers */

@@ -13,23 +13,15 @@
 #define NGX_PT_RES_REMOTES    0
 #define NGX_PT_RES_PT_DISTS   1
 #define NGX_PT_RES_TASKS      2
+#define NGX_PT_RES_REPOS      3
+#define NGX_PT_RES_DISTS      4
+#define NGX_PT_RES_CONTENT    5   /* and up: tags, manifests, blobs */
 
 #define NGX_PT_DEFAULT_LIMIT  100
 
 #define NGX_PT_HREF_LEN       256
 
 
-typedef struct {
-    ngx_http_request_t         *r;
-    ngx_pool_t                 *pool;
-    ngx_log_t                  *log;
-    ngx_uint_t                  res;
-    ngx_pt_type_t              *type;
-    ngx_str_t                   id;          /* empty: the collection */
-    ngx_str_t                   body;
-    yajl_gen                    g;
-    ngx_uint_t                  status;
-} ngx_pt_admin_t;
 
 
 typedef struct {
@@ -71,11 +63,8 @@ static ngx_int_t ngx_pt_admin_read_body(ngx_pt_admin_t *ctx);
 static void ngx_pt_admin_run(ngx_pt_admin_t *ctx);
 static ngx_int_t ngx_pt_admin_dispatch(ngx_pt_admin_t *ctx);
 static ngx_int_t ngx_pt_admin_send(ngx_pt_admin_t *ctx);
-static ngx_int_t ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
-    const char *fmt, ...);
 static ngx_int_t ngx_pt_admin_field_errors(ngx_pt_admin_t *ctx,
     ngx_pt_errors_t *errs);
-static ngx_int_t ngx_pt_admin_store_error(ngx_pt_admin_t *ctx);
 static yajl_val ngx_pt_admin_body_object(ngx_pt_admin_t *ctx,
     ngx_int_t *rc);
 
@@ -86,8 +75,6 @@ static ngx_int_t ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec);
 static ngx_int_t ngx_pt_admin_parse_args(ngx_pt_admin_t *ctx,
     ngx_array_t *filters, ngx_int_t *limit, ngx_int_t *offset);
 static int ngx_libc_cdecl ngx_pt_admin_cmp(const void *one, const void *two);
-static ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
-    ngx_int_t offset);
 static ngx_int_t ngx_pt_admin_get(ngx_pt_admin_t *ctx);
 static ngx_int_t ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec);
@@ -132,6 +119,30 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
     { "tasks/", &ngx_pt_task_type,
       NGX_HTTP_GET|NGX_HTTP_HEAD,
       NGX_HTTP_GET|NGX_HTTP_HEAD,
+      "GET, HEAD", "GET, HEAD" },
+
+    /* what pulls make: read-only, but for deleting an image's distribution */
+
+    { "repositories/container/container/", &ngx_pt_repo_type,
+      NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_GET|NGX_HTTP_HEAD,
+      "GET, HEAD", "GET, HEAD" },
+
+    { "distributions/container/container/", &ngx_pt_dist_type,
+      NGX_HTTP_GET|NGX_HTTP_HEAD,
+      NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_DELETE,
+      "GET, HEAD", "GET, HEAD, DELETE" },
+
+    { "content/container/tags/", NULL,
+      NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      "GET, HEAD", "GET, HEAD" },
+
+    { "content/container/manifests/", NULL,
+      NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_GET|NGX_HTTP_HEAD,
+      "GET, HEAD", "GET, HEAD" },
+
+    { "content/container/blobs/", NULL,
+      NGX_HTTP_GET|NGX_HTTP_HEAD, NGX_HTTP_GET|NGX_HTTP_HEAD,
       "GET, HEAD", "GET, HEAD" },
 
     { NULL, NULL, 0, 0, NULL, NULL }
@@ -290,6 +301,33 @@ ngx_pt_admin_route(ngx_http_request_t *r, ngx_pt_admin_t *ctx)
 
         p += NGX_PT_UUID_LEN;
 
+        if (ctx->res == NGX_PT_RES_REPOS
+            && last - p >= 9 && ngx_strncmp(p, "/versions", 9) == 0)
+        {
+            /* <id>/versions/ and <id>/versions/<number>/ */
+
+            p += 9;
+            ctx->versions = 1;
+            ctx->version = -1;
+
+            if (p < last && *p == '/') {
+                p++;
+            }
+
+            if (p < last) {
+                for (len = 0; p + len < last && p[len] != '/'; len++) {
+                    /* void */
+                }
+
+                ctx->version = ngx_atoi(p, len);
+                if (ctx->version == NGX_ERROR) {
+                    goto not_found;
+                }
+
+                p += len;
+            }
+        }
+
         if (!(p == last || (p + 1 == last && *p == '/'))) {
             goto not_found;
         }
@@ -422,6 +460,14 @@ ngx_pt_admin_dispatch(ngx_pt_admin_t *ctx)
 {
     ngx_http_request_t  *r = ctx->r;
 
+    if (ctx->res >= NGX_PT_RES_CONTENT) {
+        return ngx_pt_admin_content(ctx, ctx->res - NGX_PT_RES_CONTENT);
+    }
+
+    if (ctx->versions) {
+        return ngx_pt_admin_versions(ctx);
+    }
+
     if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
         return ctx->id.len ? ngx_pt_admin_get(ctx) : ngx_pt_admin_list(ctx);
     }
@@ -475,7 +521,7 @@ ngx_pt_admin_send(ngx_pt_admin_t *ctx)
 
 /* {"detail": "..."}; returns NGX_DECLINED so callers can send at once */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
     const char *fmt, ...)
 {
@@ -509,7 +555,7 @@ ngx_pt_admin_field_errors(ngx_pt_admin_t *ctx, ngx_pt_errors_t *errs)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_admin_store_error(ngx_pt_admin_t *ctx)
 {
     (void) ngx_pt_admin_detail(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -957,7 +1003,7 @@ ngx_pt_admin_cmp(const void *one, const void *two)
 
 /* an absolute URL of another page, other query arguments kept */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
     ngx_int_t offset)
 {
@@ -1081,6 +1127,12 @@ ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
         if (rc != NGX_OK) {
             return rc;
         }
+
+    } else if (ctx->res == NGX_PT_RES_REPOS) {
+        ngx_pt_admin_render_repo(ctx, rec);
+
+    } else if (ctx->res == NGX_PT_RES_DISTS) {
+        ngx_pt_admin_render_dist(ctx, rec);
     }
 
     ngx_pt_json_map_close(ctx->g);
@@ -1283,7 +1335,14 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
 
     if (r->method == NGX_HTTP_DELETE) {
 
-        if (ctx->res == NGX_PT_RES_REMOTES) {
+        if (ctx->res == NGX_PT_RES_DISTS) {
+            if (ngx_pt_content_delete_image(ctx->pool, ctx->log, txn, old)
+                != NGX_OK)
+            {
+                goto failed;
+            }
+
+        } else if (ctx->res == NGX_PT_RES_REMOTES) {
             rc = ngx_pt_admin_delete_remote(ctx, txn, old);
             if (rc == NGX_DECLINED) {
                 ngx_pt_txn_abort(txn);
@@ -1315,7 +1374,9 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
             }
         }
 
-        if (ngx_pt_record_delete(ctx->log, txn, type, &ctx->id) == NGX_ERROR
+        if ((ctx->res != NGX_PT_RES_DISTS
+             && ngx_pt_record_delete(ctx->log, txn, type, &ctx->id)
+                == NGX_ERROR)
             || ngx_pt_admin_task(ctx, txn, "pulpcore.app.tasks.base."
                                  "general_delete", NULL, &task) != NGX_OK
             || ngx_pt_txn_commit(ctx->log, txn) != NGX_OK)

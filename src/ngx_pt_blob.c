@@ -118,7 +118,80 @@ ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
     ngx_queue_init(&ngx_pt_fills);
     ngx_pt_store_root = pmcf->path;
 
+    ngx_pt_blob_clean_temp(cycle, &pmcf->path, 0);
+
     return NGX_OK;
+}
+
+
+/*
+ * Temp files are named <pid>.<n>.<kind>: those of processes that are gone
+ * (a worker killed mid-fill) are removed when a worker starts; at a fresh
+ * start of nginx (all == 1) every one is.
+ */
+
+void
+ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root, ngx_uint_t all)
+{
+    u_char     *name, *p;
+    size_t      len;
+    ngx_dir_t   dir;
+    ngx_int_t   pid;
+    ngx_str_t   path;
+
+    path.len = root->len + sizeof("/tmp/") + NGX_MAX_PATH;
+    path.data = ngx_pnalloc(cycle->pool, path.len);
+    if (path.data == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(path.data, "%V/tmp%Z", root);
+
+    if (ngx_open_dir(&path, &dir) == NGX_ERROR) {
+        return;
+    }
+
+    p[-1] = '/';
+
+    while (ngx_read_dir(&dir) == NGX_OK) {
+        name = ngx_de_name(&dir);
+        len = ngx_de_namelen(&dir);
+
+        if (name[0] == '.' || len > NGX_MAX_PATH) {
+            continue;
+        }
+
+        p = ngx_strlchr(name, name + len, '.');
+        if (p == NULL) {
+            continue;
+        }
+
+        pid = ngx_atoi(name, p - name);
+        if (pid == NGX_ERROR) {
+            continue;
+        }
+
+        if (!all && (pid == ngx_pid || kill((pid_t) pid, 0) == 0
+                     || ngx_errno != NGX_ESRCH))
+        {
+            continue;
+        }
+
+        ngx_memcpy(path.data + root->len + sizeof("/tmp/") - 1, name, len);
+        path.data[root->len + sizeof("/tmp/") - 1 + len] = '\0';
+
+        if (ngx_delete_file(path.data) == NGX_FILE_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                          ngx_delete_file_n " \"%s\" failed", path.data);
+
+        } else {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "pullthrough: removed stale temp file \"%s\"",
+                          path.data);
+        }
+    }
+
+    ngx_close_dir(&dir);
 }
 
 

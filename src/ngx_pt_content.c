@@ -31,7 +31,8 @@ typedef struct {
 static ngx_int_t ngx_pt_content_key(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *item, ngx_str_t *key);
 static ngx_int_t ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log,
-    MDB_txn *txn, ngx_pt_manifest_info_t *mi, ngx_pt_repo_t **repop);
+    MDB_txn *txn, ngx_pt_manifest_info_t *mi, ngx_str_t *now,
+    ngx_pt_repo_t **repop);
 static ngx_int_t ngx_pt_content_version(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_repo_t *repo, ngx_str_t *now, ngx_uint_t initial);
 static ngx_int_t ngx_pt_content_snapshot(ngx_pt_snapshot_t *s);
@@ -230,6 +231,7 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
 
         s->data = (u_char *) v->u.string;
         s->len = ngx_strlen(v->u.string);
+        mi->config = *s;
     }
 
     v = ngx_pt_json_get(doc, "layers");
@@ -322,6 +324,8 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_json_int(g, mi->size);
     ngx_pt_json_key(g, "created");
     ngx_pt_json_str(g, &now);
+    ngx_pt_json_key(g, "config");
+    ngx_pt_json_str(g, &mi->config);
 
     ngx_pt_json_key(g, "blobs");
     ngx_pt_json_array_open(g);
@@ -348,7 +352,7 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
         return NGX_ERROR;
     }
 
-    if (ngx_pt_content_repo(pool, log, txn, mi, &repo) != NGX_OK
+    if (ngx_pt_content_repo(pool, log, txn, mi, &now, &repo) != NGX_OK
         || ngx_pt_db_put(log, txn, NGX_PT_DB_MANIFESTS, &key, &val) != NGX_OK)
     {
         goto failed;
@@ -409,11 +413,11 @@ failed:
 
 static ngx_int_t
 ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
-    ngx_pt_manifest_info_t *mi, ngx_pt_repo_t **repop)
+    ngx_pt_manifest_info_t *mi, ngx_str_t *now, ngx_pt_repo_t **repop)
 {
     void           *rec;
     ngx_int_t       rc;
-    ngx_str_t       id, now;
+    ngx_str_t       id;
     ngx_pt_dist_t  *dist;
     ngx_pt_repo_t  *repo;
 
@@ -434,10 +438,6 @@ ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         }
     }
 
-    if (ngx_pt_now(pool, &now) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
     repo = ngx_pt_record_new(pool, &ngx_pt_repo_type);
     dist = ngx_pt_record_new(pool, &ngx_pt_dist_type);
 
@@ -448,15 +448,15 @@ ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         return NGX_ERROR;
     }
 
-    repo->meta.created = now;
-    repo->meta.updated = now;
+    repo->meta.created = *now;
+    repo->meta.updated = *now;
     repo->name = mi->repo;
     repo->remote = mi->dist->remote;
     repo->parent = mi->dist->meta.id;
     repo->latest_version = 0;
 
-    dist->meta.created = now;
-    dist->meta.updated = now;
+    dist->meta.created = *now;
+    dist->meta.updated = *now;
     dist->name = mi->repo;
     dist->base_path = mi->repo;
     dist->repository = repo->meta.id;
@@ -489,7 +489,7 @@ ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
     /* version 0, empty, as Pulp makes with every repository */
 
-    if (ngx_pt_content_version(pool, log, txn, repo, &now, 1) != NGX_OK) {
+    if (ngx_pt_content_version(pool, log, txn, repo, now, 1) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -933,8 +933,6 @@ ngx_int_t
 ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *parent_id)
 {
-    u_char              buf[NGX_PT_UUID_LEN + 2];
-    ngx_str_t           id, prefix, key;
     ngx_uint_t          i;
     ngx_pt_dist_t     **dists;
     ngx_pt_children_t   ch;
@@ -952,49 +950,64 @@ ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     dists = ch.dists.elts;
 
     for (i = 0; i < ch.dists.nelts; i++) {
-        if (ngx_pt_db_del(log, txn, NGX_PT_DB_DISTS, &dists[i]->meta.id)
-            == NGX_ERROR
-            || ngx_pt_db_del(log, txn, NGX_PT_DB_DIST_PATHS,
-                             &dists[i]->base_path) == NGX_ERROR)
-        {
+        if (ngx_pt_content_delete_image(pool, log, txn, dists[i]) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
 
-        if (ngx_pt_db_get(log, txn, NGX_PT_DB_DIST_NAMES, &dists[i]->name,
-                          &id) == NGX_OK
-            && id.len == dists[i]->meta.id.len
-            && ngx_strncmp(id.data, dists[i]->meta.id.data, id.len) == 0
-            && ngx_pt_db_del(log, txn, NGX_PT_DB_DIST_NAMES, &dists[i]->name)
-               == NGX_ERROR)
-        {
-            return NGX_ERROR;
-        }
+    return NGX_OK;
+}
 
-        id = dists[i]->repository;
 
-        if (id.len == 0) {
-            continue;
-        }
+/* a per-image distribution, with its repository and what it recorded */
 
-        prefix.data = buf;
-        prefix.len = ngx_sprintf(buf, "%V/", &id) - buf;
+ngx_int_t
+ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_dist_t *dist)
+{
+    u_char     buf[NGX_PT_UUID_LEN + 2];
+    ngx_str_t  id, prefix, key;
 
-        if (ngx_pt_content_key(pool, &dists[i]->base_path, NULL, &key)
-            != NGX_OK
-            || ngx_pt_db_del(log, txn, NGX_PT_DB_REPOS, &id) == NGX_ERROR
-            || ngx_pt_db_del(log, txn, NGX_PT_DB_REPO_NAMES,
-                             &dists[i]->base_path) == NGX_ERROR
-            || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_VERSIONS,
-                                           &prefix) != NGX_OK
-            || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_TAGS, &key)
-               != NGX_OK
-            || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_MANIFESTS, &key)
-               != NGX_OK
-            || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_BLOBS, &key)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (ngx_pt_db_del(log, txn, NGX_PT_DB_DISTS, &dist->meta.id) == NGX_ERROR
+        || ngx_pt_db_del(log, txn, NGX_PT_DB_DIST_PATHS, &dist->base_path)
+           == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_pt_db_get(log, txn, NGX_PT_DB_DIST_NAMES, &dist->name, &id)
+        == NGX_OK
+        && id.len == dist->meta.id.len
+        && ngx_strncmp(id.data, dist->meta.id.data, id.len) == 0
+        && ngx_pt_db_del(log, txn, NGX_PT_DB_DIST_NAMES, &dist->name)
+           == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    id = dist->repository;
+
+    if (id.len == 0) {
+        return NGX_OK;
+    }
+
+    prefix.data = buf;
+    prefix.len = ngx_sprintf(buf, "%V/", &id) - buf;
+
+    if (ngx_pt_content_key(pool, &dist->base_path, NULL, &key) != NGX_OK
+        || ngx_pt_db_del(log, txn, NGX_PT_DB_REPOS, &id) == NGX_ERROR
+        || ngx_pt_db_del(log, txn, NGX_PT_DB_REPO_NAMES, &dist->base_path)
+           == NGX_ERROR
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_VERSIONS, &prefix)
+           != NGX_OK
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_TAGS, &key)
+           != NGX_OK
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_MANIFESTS, &key)
+           != NGX_OK
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_BLOBS, &key)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;

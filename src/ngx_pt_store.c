@@ -83,6 +83,12 @@ ngx_pt_store_prepare(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    /* on a fresh start no fill can be running: temp files are leftovers */
+
+    if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config) {
+        ngx_pt_blob_clean_temp(cycle, &pmcf->path, 1);
+    }
+
     p = ngx_cpymem(dir + pmcf->path.len, "/meta", sizeof("/meta"));
     if (ngx_pt_store_mkdir(cycle, dir) != NGX_OK) {
         return NGX_ERROR;

@@ -83,8 +83,8 @@ is_deeply($q->{distributions}, [], 'distributions in input ignored');
 like($q->{pulp_href}, qr{^\Q$DISTS\E$UUID_RE/$}, 'pulp_href in input ignored');
 
 my $other = create_dist($t, name => 'other', base_path => 'other',
-                        remote => "http://registry.example:8080$docker->{pulp_href}");
-is($other->{remote}, $docker->{pulp_href}, 'absolute remote URL with another host accepted');
+                        remote => "https://registry.example:8443$docker->{pulp_href}");
+is($other->{remote}, $docker->{pulp_href}, 'absolute https:// remote URL with another host accepted');
 
 
 # input errors

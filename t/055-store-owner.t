@@ -76,4 +76,11 @@ if (ok($t2->try_start, "switched user: nginx starts, workers as $user run")) {
     $t2->allow_log(qr/./);    # the failure was reported above
 }
 
+# a store path that cannot be a directory: nginx does not start, and says why
+my $t3 = PT::Nginx->new(conf => admin_conf(), store => '/dev/null/store');
+ok(!$t3->try_start, 'store under a file: nginx does not start');
+my @emerg = grep { /\[emerg\].*\/dev\/null\/store/ } split /\n/, $t3->error_log;
+ok(@emerg, 'store under a file: an [emerg] names the path') or diag($t3->error_log);
+$t3->allow_log(qr{\[emerg\].*/dev/null/store});
+
 done_testing;

@@ -243,7 +243,7 @@ sub check_blob {
     SKIP: {
         skip 'no tar', 2 unless grep { -x "$_/tar" } File::Spec->path;
         my $list = `tar -tvf '$blob' 2>&1`;
-        like($list, qr{^-rw-r--r-- root/root +5127 1970-01-01 00:00 pt/hello-a\.bin$},
+        like($list, qr{\A-rw-r--r-- root/root +5127 \S+ \S+ pt/hello-a\.bin\n\z},
              'layer tar lists one file') or diag($list);
         my $gz = `tar -xOf '$blob' | gzip -c | wc -c`;
         ok($gz > 5127, 'layer content is incompressible');

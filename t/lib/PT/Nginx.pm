@@ -24,6 +24,15 @@ package PT::Nginx;
 # of the test, with a master process; it is stopped in an END block even
 # when the test dies. Set PT_KEEP=1 to keep the directories.
 #
+# Methods: start, try_start (false when nginx exits or its workers cannot
+# start), stop, restart, reload (nginx -s reload, returns once new workers
+# replaced the old), set_conf, worker_pids, kill_worker (SIGKILL, waits for
+# the replacement), kill_all (SIGKILL to master and workers: a crash),
+# request/get/head/post/put/patch/delete (return { status, headers, content,
+# json }), raw (bytes over a socket), error_log, access_log, allow_log
+# (patterns of [alert]/[crit]/[emerg] lines a test expects), port, base_url,
+# dir, store.
+#
 # Environment: NGINX_BIN (nginx binary, default /usr/sbin/nginx), MODULE (the
 # module's .so, default <repo>/build/nginx/objs/ngx_http_pullthrough_module.so).
 # NGINX is removed from the environment (see $NGINX below).
@@ -471,13 +480,16 @@ sub check_error_log {
 }
 
 
+# nginx still running at the end (the test died, or did not stop it) is
+# stopped; [alert], [crit] or [emerg] in its log then fail the test file
 END {
     my $status = $?;
     for my $t (@INSTANCES) {
         next unless $t->{pid};
         $t->stop(no_check => 1);
         my @bad = $t->bad_log_lines;
-        diag("error.log of $t->{dir}:\n" . join "\n", @bad) if @bad;
+        ok(0, "error.log of $t->{dir} has no [alert], [crit] or [emerg]")
+            or diag(join "\n", @bad) if @bad;
     }
     $? = $status;
 }

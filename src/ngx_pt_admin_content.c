@@ -1,0 +1,965 @@
+
+/*
+ * ngx_pullthrough: the admin API's read-only views of what pulls made:
+ * repository versions and content (tags, manifests, blobs), with Pulp's
+ * shapes. Content units have no records of their own: their ids are
+ * derived from what they are, so the same blob has the same href in every
+ * repository.
+ */
+
+
+#include <ngx_pt.h>
+
+
+#define NGX_PT_CONTENT_TAGS       0
+#define NGX_PT_CONTENT_MANIFESTS  1
+#define NGX_PT_CONTENT_BLOBS      2
+
+
+typedef struct {
+    ngx_str_t                   id;
+    ngx_str_t                   name;        /* tags */
+    ngx_str_t                   digest;
+    ngx_str_t                   repo;
+} ngx_pt_unit_t;
+
+
+typedef struct {
+    ngx_pt_admin_t             *ctx;
+    ngx_uint_t                  kind;
+    ngx_array_t                 units;       /* ngx_pt_unit_t */
+    ngx_str_t                   digest;      /* filters */
+    ngx_str_t                   name;
+    ngx_str_t                   id;
+} ngx_pt_units_t;
+
+
+static const char  *ngx_pt_content_paths[] = {
+    "content/container/tags/",
+    "content/container/manifests/",
+    "content/container/blobs/"
+};
+
+static const char  *ngx_pt_content_prns[] = {
+    "container.tag",
+    "container.manifest",
+    "container.blob"
+};
+
+
+static ngx_int_t ngx_pt_unit_id(ngx_pool_t *pool, ngx_uint_t kind,
+    ngx_str_t *key, ngx_str_t *id);
+static void ngx_pt_unit_href(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *id,
+    ngx_str_t *href);
+static ngx_int_t ngx_pt_units_add(ngx_pt_units_t *u, ngx_str_t *repo,
+    ngx_str_t *name, ngx_str_t *digest);
+static ngx_int_t ngx_pt_units_scan(void *data, ngx_str_t *key,
+    ngx_str_t *val);
+static ngx_int_t ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn,
+    ngx_str_t *href);
+static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_uint_t kind, ngx_pt_unit_t *unit);
+static void ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
+    yajl_val v);
+static ngx_int_t ngx_pt_admin_arg(ngx_pt_admin_t *ctx, const char *name,
+    ngx_str_t *value);
+
+
+/* limit and offset of a list request */
+
+ngx_int_t
+ngx_pt_admin_page_args(ngx_pt_admin_t *ctx, ngx_int_t *limit,
+    ngx_int_t *offset)
+{
+    ngx_int_t  n;
+    ngx_str_t  v;
+
+    *limit = 100;
+    *offset = 0;
+
+    if (ngx_http_arg(ctx->r, (u_char *) "limit", 5, &v) == NGX_OK) {
+        n = ngx_atoi(v.data, v.len);
+        if (n > 0) {
+            *limit = n;
+        }
+    }
+
+    if (ngx_http_arg(ctx->r, (u_char *) "offset", 6, &v) == NGX_OK) {
+        n = ngx_atoi(v.data, v.len);
+        if (n > 0) {
+            *offset = n;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_admin_arg(ngx_pt_admin_t *ctx, const char *name, ngx_str_t *value)
+{
+    u_char     *dst, *src;
+    ngx_str_t   v;
+
+    if (ngx_http_arg(ctx->r, (u_char *) name, ngx_strlen(name), &v)
+        != NGX_OK)
+    {
+        ngx_str_null(value);
+        return NGX_DECLINED;
+    }
+
+    value->data = ngx_pnalloc(ctx->pool, v.len);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    dst = value->data;
+    src = v.data;
+    ngx_unescape_uri(&dst, &src, v.len, 0);
+    value->len = dst - value->data;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo)
+{
+    u_char     buf[256];
+    ngx_str_t  s;
+
+    ngx_pt_record_href(&ngx_pt_repo_type, &repo->meta.id, buf, &s);
+    s.len = ngx_sprintf(buf + s.len, "versions/") - buf;
+
+    ngx_pt_json_key(ctx->g, "versions_href");
+    ngx_pt_json_str(ctx->g, &s);
+
+    s.len = ngx_sprintf(buf + s.len, "%L/", repo->latest_version) - buf;
+
+    ngx_pt_json_key(ctx->g, "latest_version_href");
+    ngx_pt_json_str(ctx->g, &s);
+
+    ngx_pt_json_key(ctx->g, "manifest_signing_service");
+    ngx_pt_json_null(ctx->g);
+}
+
+
+void
+ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist)
+{
+    u_char     *p;
+    ngx_str_t   host, s;
+
+    ngx_pt_json_key(ctx->g, "repository_version");
+    ngx_pt_json_null(ctx->g);
+
+    host = ctx->r->headers_in.host ? ctx->r->headers_in.host->value
+                                   : ctx->r->headers_in.server;
+
+    p = ngx_pnalloc(ctx->pool, host.len + 1 + dist->base_path.len);
+    if (p == NULL) {
+        return;
+    }
+
+    s.data = p;
+    s.len = ngx_sprintf(p, "%V/%V", &host, &dist->base_path) - p;
+
+    ngx_pt_json_key(ctx->g, "registry_path");
+    ngx_pt_json_str(ctx->g, &s);
+}
+
+
+/* /repositories/container/container/<id>/versions/[<n>/] */
+
+ngx_int_t
+ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
+{
+    int             rc;
+    u_char          buf[NGX_PT_UUID_LEN + 2];
+    void           *rec;
+    MDB_val         k, v;
+    MDB_txn        *txn;
+    yajl_val        doc;
+    ngx_int_t       limit, offset, n, count;
+    ngx_str_t       prefix, val, err;
+    ngx_array_t     docs;
+    MDB_cursor     *cur;
+    ngx_pt_repo_t  *repo;
+    yajl_val       *d;
+
+    if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    rc = ngx_pt_record_load(ctx->pool, ctx->log, txn, &ngx_pt_repo_type,
+                            &ctx->id, &rec);
+    if (rc != NGX_OK) {
+        ngx_pt_txn_abort(txn);
+
+        if (rc == NGX_DECLINED) {
+            (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
+            return NGX_OK;
+        }
+
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    repo = rec;
+
+    if (ngx_array_init(&docs, ctx->pool, 4, sizeof(yajl_val)) != NGX_OK
+        || mdb_cursor_open(txn, ngx_pt_store_dbi(NGX_PT_DB_VERSIONS), &cur)
+           != 0)
+    {
+        ngx_pt_txn_abort(txn);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    prefix.data = buf;
+    prefix.len = ngx_sprintf(buf, "%V/", &repo->meta.id) - buf;
+
+    k.mv_data = prefix.data;
+    k.mv_size = prefix.len;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (k.mv_size < prefix.len
+            || ngx_memcmp(k.mv_data, prefix.data, prefix.len) != 0)
+        {
+            break;
+        }
+
+        val.data = v.mv_data;
+        val.len = v.mv_size;
+
+        doc = ngx_pt_json_parse(ctx->pool, &val, &err);
+        if (doc == NULL) {
+            continue;
+        }
+
+        n = YAJL_IS_INTEGER(ngx_pt_json_get(doc, "number"))
+            ? YAJL_GET_INTEGER(ngx_pt_json_get(doc, "number")) : -1;
+
+        if (ctx->version >= 0 && n != ctx->version) {
+            continue;
+        }
+
+        d = ngx_array_push(&docs);
+        if (d == NULL) {
+            break;
+        }
+
+        *d = doc;
+    }
+
+    mdb_cursor_close(cur);
+    ngx_pt_txn_abort(txn);
+
+    d = docs.elts;
+
+    if (ctx->version >= 0) {
+        if (docs.nelts == 0) {
+            (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
+            return NGX_OK;
+        }
+
+        ngx_pt_version_render(ctx, repo, d[0]);
+        ctx->status = NGX_HTTP_OK;
+        return NGX_OK;
+    }
+
+    ngx_pt_admin_page_args(ctx, &limit, &offset);
+
+    count = docs.nelts;
+
+    ngx_pt_json_map_open(ctx->g);
+    ngx_pt_json_key(ctx->g, "count");
+    ngx_pt_json_int(ctx->g, count);
+    ngx_pt_json_key(ctx->g, "next");
+    if (offset + limit < count) {
+        ngx_pt_admin_page_link(ctx, limit, offset + limit);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+    ngx_pt_json_key(ctx->g, "previous");
+    if (offset > 0) {
+        ngx_pt_admin_page_link(ctx, limit, offset > limit ? offset - limit : 0);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+
+    ngx_pt_json_key(ctx->g, "results");
+    ngx_pt_json_array_open(ctx->g);
+
+    /* newest first, as Pulp lists them */
+    for (n = count - 1 - offset; n >= 0 && n > count - 1 - offset - limit;
+         n--)
+    {
+        ngx_pt_version_render(ctx, repo, d[n]);
+    }
+
+    ngx_pt_json_array_close(ctx->g);
+    ngx_pt_json_map_close(ctx->g);
+
+    ctx->status = NGX_HTTP_OK;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo, yajl_val v)
+{
+    u_char      buf[256], qbuf[512];
+    size_t      n;
+    yajl_val    x;
+    ngx_str_t   href, repo_href, s, created;
+    ngx_uint_t  kind;
+    yajl_gen    g = ctx->g;
+
+    static const char  *lists[] = { "tags", "manifests", "blobs" };
+
+    x = ngx_pt_json_get(v, "number");
+    n = (x && YAJL_IS_INTEGER(x)) ? (size_t) YAJL_GET_INTEGER(x) : 0;
+
+    ngx_pt_record_href(&ngx_pt_repo_type, &repo->meta.id, buf, &repo_href);
+    href.data = buf;
+    href.len = ngx_sprintf(buf + repo_href.len, "versions/%uz/", n) - buf;
+
+    ngx_pt_json_map_open(g);
+
+    ngx_pt_json_key(g, "pulp_href");
+    ngx_pt_json_str(g, &href);
+
+    s.data = qbuf;
+    s.len = ngx_sprintf(qbuf, "prn:core.repositoryversion:%V/%uz",
+                        &repo->meta.id, n) - qbuf;
+    ngx_pt_json_key(g, "prn");
+    ngx_pt_json_str(g, &s);
+
+    x = ngx_pt_json_get(v, "created");
+    ngx_str_null(&created);
+    if (x && YAJL_IS_STRING(x)) {
+        created.data = (u_char *) x->u.string;
+        created.len = ngx_strlen(x->u.string);
+    }
+
+    ngx_pt_json_key(g, "pulp_created");
+    ngx_pt_json_str(g, &created);
+    ngx_pt_json_key(g, "pulp_last_updated");
+    ngx_pt_json_str(g, &created);
+    ngx_pt_json_key(g, "number");
+    ngx_pt_json_int(g, n);
+    ngx_pt_json_key(g, "repository");
+    ngx_pt_json_str(g, &repo_href);
+    ngx_pt_json_key(g, "base_version");
+    ngx_pt_json_null(g);
+
+    ngx_pt_json_key(g, "content_summary");
+    ngx_pt_json_map_open(g);
+
+    ngx_pt_json_key(g, "added");
+    ngx_pt_json_map_open(g);
+    ngx_pt_json_map_close(g);
+    ngx_pt_json_key(g, "removed");
+    ngx_pt_json_map_open(g);
+    ngx_pt_json_map_close(g);
+
+    ngx_pt_json_key(g, "present");
+    ngx_pt_json_map_open(g);
+
+    for (kind = 0; kind < 3; kind++) {
+        x = ngx_pt_json_get(v, lists[kind]);
+
+        n = 0;
+        if (x && YAJL_IS_OBJECT(x)) {
+            n = x->u.object.len;
+        } else if (x && YAJL_IS_ARRAY(x)) {
+            n = x->u.array.len;
+        }
+
+        if (n == 0) {
+            continue;
+        }
+
+        ngx_pt_json_key(g, ngx_pt_content_prns[kind]);
+        ngx_pt_json_map_open(g);
+        ngx_pt_json_key(g, "count");
+        ngx_pt_json_int(g, n);
+
+        s.data = qbuf;
+        s.len = ngx_sprintf(qbuf, NGX_PT_API_ROOT "%s?repository_version=%V",
+                            ngx_pt_content_paths[kind], &href) - qbuf;
+        ngx_pt_json_key(g, "href");
+        ngx_pt_json_str(g, &s);
+        ngx_pt_json_map_close(g);
+    }
+
+    ngx_pt_json_map_close(g);
+    ngx_pt_json_map_close(g);
+    ngx_pt_json_map_close(g);
+}
+
+
+/*
+ * /content/container/{tags,manifests,blobs}/: all of a repository version
+ * with ?repository_version=<href>, else every unit pulls recorded.
+ */
+
+ngx_int_t
+ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind)
+{
+    MDB_txn         *txn;
+    ngx_int_t        rc, limit, offset, i;
+    ngx_str_t        version;
+    ngx_pt_unit_t   *units;
+    ngx_pt_units_t   u;
+
+    static ngx_uint_t  dbs[] = {
+        NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS
+    };
+
+    u.ctx = ctx;
+    u.kind = kind;
+    u.id = ctx->id;
+
+    if (ngx_array_init(&u.units, ctx->pool, 16, sizeof(ngx_pt_unit_t))
+        != NGX_OK
+        || ngx_pt_admin_arg(ctx, "digest", &u.digest) == NGX_ERROR
+        || ngx_pt_admin_arg(ctx, "name", &u.name) == NGX_ERROR
+        || ngx_pt_admin_arg(ctx, "repository_version", &version) == NGX_ERROR)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    if (version.len) {
+        rc = ngx_pt_units_version(&u, txn, &version);
+
+        if (rc == NGX_DECLINED) {
+            ngx_pt_txn_abort(txn);
+
+            ngx_pt_json_map_open(ctx->g);
+            ngx_pt_json_key(ctx->g, "repository_version");
+            ngx_pt_json_array_open(ctx->g);
+            ngx_pt_json_cstr(ctx->g, "Invalid hyperlink - Object does not "
+                             "exist.");
+            ngx_pt_json_array_close(ctx->g);
+            ngx_pt_json_map_close(ctx->g);
+
+            ctx->status = NGX_HTTP_BAD_REQUEST;
+            return NGX_OK;
+        }
+
+    } else {
+        rc = ngx_pt_db_each(ctx->log, txn, dbs[kind], ngx_pt_units_scan, &u);
+    }
+
+    if (rc != NGX_OK) {
+        ngx_pt_txn_abort(txn);
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    units = u.units.elts;
+
+    if (ctx->id.len) {
+        if (u.units.nelts == 0) {
+            ngx_pt_txn_abort(txn);
+            (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
+            return NGX_OK;
+        }
+
+        rc = ngx_pt_unit_render(ctx, txn, kind, &units[0]);
+        ngx_pt_txn_abort(txn);
+
+        ctx->status = NGX_HTTP_OK;
+        return rc;
+    }
+
+    ngx_pt_admin_page_args(ctx, &limit, &offset);
+
+    ngx_pt_json_map_open(ctx->g);
+    ngx_pt_json_key(ctx->g, "count");
+    ngx_pt_json_int(ctx->g, u.units.nelts);
+    ngx_pt_json_key(ctx->g, "next");
+    if (offset + limit < (ngx_int_t) u.units.nelts) {
+        ngx_pt_admin_page_link(ctx, limit, offset + limit);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+    ngx_pt_json_key(ctx->g, "previous");
+    if (offset > 0) {
+        ngx_pt_admin_page_link(ctx, limit, offset > limit ? offset - limit : 0);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+
+    ngx_pt_json_key(ctx->g, "results");
+    ngx_pt_json_array_open(ctx->g);
+
+    rc = NGX_OK;
+
+    for (i = offset;
+         rc == NGX_OK && i < offset + limit && i < (ngx_int_t) u.units.nelts;
+         i++)
+    {
+        rc = ngx_pt_unit_render(ctx, txn, kind, &units[i]);
+    }
+
+    ngx_pt_txn_abort(txn);
+
+    ngx_pt_json_array_close(ctx->g);
+    ngx_pt_json_map_close(ctx->g);
+
+    ctx->status = NGX_HTTP_OK;
+
+    return rc;
+}
+
+
+/* a UUID (version 5 layout) from the SHA-256 of what the unit is */
+
+static ngx_int_t
+ngx_pt_unit_id(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *key,
+    ngx_str_t *id)
+{
+    u_char        *p, md[EVP_MAX_MD_SIZE];
+    unsigned int   n;
+    EVP_MD_CTX    *c;
+
+    c = EVP_MD_CTX_new();
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1
+        || EVP_DigestUpdate(c, ngx_pt_content_prns[kind],
+                            ngx_strlen(ngx_pt_content_prns[kind])) != 1
+        || EVP_DigestUpdate(c, key->data, key->len) != 1
+        || EVP_DigestFinal_ex(c, md, &n) != 1)
+    {
+        EVP_MD_CTX_free(c);
+        return NGX_ERROR;
+    }
+
+    EVP_MD_CTX_free(c);
+
+    md[6] = (md[6] & 0x0f) | 0x50;
+    md[8] = (md[8] & 0x3f) | 0x80;
+
+    p = ngx_pnalloc(pool, NGX_PT_UUID_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    id->data = p;
+
+    p = ngx_hex_dump(p, md, 4);
+    *p++ = '-';
+    p = ngx_hex_dump(p, md + 4, 2);
+    *p++ = '-';
+    p = ngx_hex_dump(p, md + 6, 2);
+    *p++ = '-';
+    p = ngx_hex_dump(p, md + 8, 2);
+    *p++ = '-';
+    p = ngx_hex_dump(p, md + 10, 6);
+
+    id->len = NGX_PT_UUID_LEN;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_unit_href(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *id,
+    ngx_str_t *href)
+{
+    href->data = ngx_pnalloc(pool, 128);
+    if (href->data == NULL) {
+        href->len = 0;
+        return;
+    }
+
+    href->len = ngx_sprintf(href->data, NGX_PT_API_ROOT "%s%V/",
+                            ngx_pt_content_paths[kind], id)
+                - href->data;
+}
+
+
+/* a unit into the list: tags are per repository, the rest per digest */
+
+static ngx_int_t
+ngx_pt_units_add(ngx_pt_units_t *u, ngx_str_t *repo, ngx_str_t *name,
+    ngx_str_t *digest)
+{
+    u_char         *p;
+    ngx_str_t       key, id;
+    ngx_uint_t      i;
+    ngx_pt_unit_t  *unit;
+
+    if ((u->digest.len && (u->digest.len != digest->len
+                           || ngx_strncmp(u->digest.data, digest->data,
+                                          digest->len) != 0))
+        || (u->name.len && u->kind == NGX_PT_CONTENT_TAGS
+            && (u->name.len != name->len
+                || ngx_strncmp(u->name.data, name->data, name->len) != 0)))
+    {
+        return NGX_OK;
+    }
+
+    if (u->kind == NGX_PT_CONTENT_TAGS) {
+        key.len = repo->len + name->len + digest->len + 2;
+        key.data = ngx_pnalloc(u->ctx->pool, key.len);
+        if (key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(key.data, "%V:%V@%V", repo, name, digest);
+        key.len = p - key.data;
+
+    } else {
+        key = *digest;
+    }
+
+    if (ngx_pt_unit_id(u->ctx->pool, u->kind, &key, &id) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (u->id.len
+        && ngx_strncmp(u->id.data, id.data, NGX_PT_UUID_LEN) != 0)
+    {
+        return NGX_OK;
+    }
+
+    unit = u->units.elts;
+    for (i = 0; i < u->units.nelts; i++) {
+        if (ngx_strncmp(unit[i].id.data, id.data, NGX_PT_UUID_LEN) == 0) {
+            return NGX_OK;
+        }
+    }
+
+    unit = ngx_array_push(&u->units);
+    if (unit == NULL) {
+        return NGX_ERROR;
+    }
+
+    unit->id = id;
+    unit->repo = *repo;
+    unit->digest = *digest;
+
+    if (name) {
+        unit->name = *name;
+    } else {
+        ngx_str_null(&unit->name);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_units_scan(void *data, ngx_str_t *key, ngx_str_t *val)
+{
+    ngx_pt_units_t *u = data;
+
+    u_char     *nul, *p;
+    ngx_str_t   repo, item, digest;
+
+    nul = ngx_strlchr(key->data, key->data + key->len, '\0');
+    if (nul == NULL) {
+        return NGX_OK;
+    }
+
+    /* copies: LMDB's memory is valid only in the transaction */
+
+    p = ngx_pnalloc(u->ctx->pool, key->len + val->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, key->data, key->len);
+    ngx_memcpy(p + key->len, val->data, val->len);
+
+    repo.data = p;
+    repo.len = nul - key->data;
+    item.data = p + repo.len + 1;
+    item.len = key->len - repo.len - 1;
+
+    if (u->kind == NGX_PT_CONTENT_TAGS) {
+        digest.data = p + key->len;
+        digest.len = val->len;
+        return ngx_pt_units_add(u, &repo, &item, &digest);
+    }
+
+    return ngx_pt_units_add(u, &repo, NULL, &item);
+}
+
+
+/* the units of one version, named by its href */
+
+static ngx_int_t
+ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn, ngx_str_t *href)
+{
+    u_char      *p, *last, buf[NGX_PT_UUID_LEN + NGX_INT64_LEN + 2];
+    size_t       root, i;
+    yajl_val     doc, list, item;
+    ngx_int_t    n;
+    ngx_str_t    id, key, val, err, name, digest;
+    const char  *path;
+
+    p = href->data;
+    last = p + href->len;
+
+    if (href->len > 8 && (ngx_strncasecmp(p, (u_char *) "http://", 7) == 0
+                          || ngx_strncasecmp(p, (u_char *) "https://", 8) == 0))
+    {
+        p = ngx_strlchr(p + 8, last, '/');
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    root = sizeof(NGX_PT_API_ROOT) - 1;
+    path = ngx_pt_repo_type.path;
+
+    if ((size_t) (last - p) < root + ngx_strlen(path) + NGX_PT_UUID_LEN + 10
+        || ngx_strncmp(p, NGX_PT_API_ROOT, root) != 0
+        || ngx_strncmp(p + root, path, ngx_strlen(path)) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p += root + ngx_strlen(path);
+
+    id.data = p;
+    id.len = NGX_PT_UUID_LEN;
+    p += NGX_PT_UUID_LEN;
+
+    if (!ngx_pt_id_valid(&id) || ngx_strncmp(p, "/versions/", 10) != 0) {
+        return NGX_DECLINED;
+    }
+
+    p += 10;
+
+    for (i = 0; p + i < last && p[i] != '/'; i++) { /* void */ }
+
+    n = ngx_atoi(p, i);
+    if (n == NGX_ERROR) {
+        return NGX_DECLINED;
+    }
+
+    key.data = buf;
+    key.len = ngx_sprintf(buf, "%V/%010i", &id, n) - buf;
+
+    if (ngx_pt_db_get(u->ctx->log, txn, NGX_PT_DB_VERSIONS, &key, &val)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    doc = ngx_pt_json_parse(u->ctx->pool, &val, &err);
+    if (doc == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* the repository's name, for tag units */
+
+    if (ngx_pt_db_get(u->ctx->log, txn, NGX_PT_DB_REPOS, &id, &val)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    item = ngx_pt_json_get(ngx_pt_json_parse(u->ctx->pool, &val, &err),
+                           "name");
+    if (item == NULL || !YAJL_IS_STRING(item)) {
+        return NGX_ERROR;
+    }
+
+    name.data = (u_char *) item->u.string;
+    name.len = ngx_strlen(item->u.string);
+
+    if (u->kind == NGX_PT_CONTENT_TAGS) {
+        list = ngx_pt_json_get(doc, "tags");
+
+        if (list && YAJL_IS_OBJECT(list)) {
+            for (i = 0; i < list->u.object.len; i++) {
+                if (!YAJL_IS_STRING(list->u.object.values[i])) {
+                    continue;
+                }
+
+                key.data = (u_char *) list->u.object.keys[i];
+                key.len = ngx_strlen(list->u.object.keys[i]);
+                digest.data = (u_char *) list->u.object.values[i]->u.string;
+                digest.len = ngx_strlen(digest.data);
+
+                if (ngx_pt_units_add(u, &name, &key, &digest) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    list = ngx_pt_json_get(doc, u->kind == NGX_PT_CONTENT_MANIFESTS
+                                ? "manifests" : "blobs");
+
+    if (list && YAJL_IS_ARRAY(list)) {
+        for (i = 0; i < list->u.array.len; i++) {
+            if (!YAJL_IS_STRING(list->u.array.values[i])) {
+                continue;
+            }
+
+            digest.data = (u_char *) list->u.array.values[i]->u.string;
+            digest.len = ngx_strlen(digest.data);
+
+            if (ngx_pt_units_add(u, &name, NULL, &digest) != NGX_OK) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
+    ngx_pt_unit_t *unit)
+{
+    u_char      *p;
+    size_t       i;
+    yajl_val     doc, v;
+    ngx_str_t    href, key, val, err, id, s;
+    yajl_gen     g = ctx->g;
+
+    ngx_pt_json_map_open(g);
+
+    ngx_pt_unit_href(ctx->pool, kind, &unit->id, &href);
+    ngx_pt_json_key(g, "pulp_href");
+    ngx_pt_json_str(g, &href);
+
+    p = ngx_pnalloc(ctx->pool, 64 + NGX_PT_UUID_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    s.data = p;
+    s.len = ngx_sprintf(p, "prn:%s:%V", ngx_pt_content_prns[kind], &unit->id)
+            - p;
+    ngx_pt_json_key(g, "prn");
+    ngx_pt_json_str(g, &s);
+
+    if (kind == NGX_PT_CONTENT_TAGS) {
+        ngx_pt_json_key(g, "name");
+        ngx_pt_json_str(g, &unit->name);
+
+        if (ngx_pt_unit_id(ctx->pool, NGX_PT_CONTENT_MANIFESTS, &unit->digest,
+                           &id) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_pt_unit_href(ctx->pool, NGX_PT_CONTENT_MANIFESTS, &id, &href);
+        ngx_pt_json_key(g, "tagged_manifest");
+        ngx_pt_json_str(g, &href);
+
+        ngx_pt_json_map_close(g);
+        return NGX_OK;
+    }
+
+    ngx_pt_json_key(g, "digest");
+    ngx_pt_json_str(g, &unit->digest);
+
+    if (kind == NGX_PT_CONTENT_BLOBS) {
+        ngx_pt_json_map_close(g);
+        return NGX_OK;
+    }
+
+    /* a manifest: what it names, from its record */
+
+    key.len = unit->repo.len + 1 + unit->digest.len;
+    key.data = ngx_pnalloc(ctx->pool, key.len);
+    if (key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(key.data, unit->repo.data, unit->repo.len);
+    *p++ = '\0';
+    ngx_memcpy(p, unit->digest.data, unit->digest.len);
+
+    doc = NULL;
+
+    if (ngx_pt_db_get(ctx->log, txn, NGX_PT_DB_MANIFESTS, &key, &val)
+        == NGX_OK)
+    {
+        doc = ngx_pt_json_parse(ctx->pool, &val, &err);
+    }
+
+    v = ngx_pt_json_get(doc, "media_type");
+    ngx_pt_json_key(g, "media_type");
+    if (v && YAJL_IS_STRING(v)) {
+        ngx_pt_json_cstr(g, v->u.string);
+    } else {
+        ngx_pt_json_null(g);
+    }
+
+    v = ngx_pt_json_get(doc, "config");
+    ngx_pt_json_key(g, "config_blob");
+    if (v && YAJL_IS_STRING(v)) {
+        s.data = (u_char *) v->u.string;
+        s.len = ngx_strlen(v->u.string);
+
+        if (ngx_pt_unit_id(ctx->pool, NGX_PT_CONTENT_BLOBS, &s, &id)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_pt_unit_href(ctx->pool, NGX_PT_CONTENT_BLOBS, &id, &href);
+        ngx_pt_json_str(g, &href);
+
+    } else {
+        ngx_pt_json_null(g);
+    }
+
+    for (kind = NGX_PT_CONTENT_MANIFESTS; kind <= NGX_PT_CONTENT_BLOBS;
+         kind++)
+    {
+        v = ngx_pt_json_get(doc, kind == NGX_PT_CONTENT_MANIFESTS
+                                 ? "manifests" : "blobs");
+
+        ngx_pt_json_key(g, kind == NGX_PT_CONTENT_MANIFESTS
+                           ? "listed_manifests" : "blobs");
+        ngx_pt_json_array_open(g);
+
+        if (v && YAJL_IS_ARRAY(v)) {
+            for (i = 0; i < v->u.array.len; i++) {
+                if (!YAJL_IS_STRING(v->u.array.values[i])) {
+                    continue;
+                }
+
+                s.data = (u_char *) v->u.array.values[i]->u.string;
+                s.len = ngx_strlen(s.data);
+
+                if (ngx_pt_unit_id(ctx->pool, kind, &s, &id) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+                ngx_pt_unit_href(ctx->pool, kind, &id, &href);
+                ngx_pt_json_str(g, &href);
+            }
+        }
+
+        ngx_pt_json_array_close(g);
+    }
+
+    ngx_pt_json_map_close(g);
+
+    return NGX_OK;
+}
