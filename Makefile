@@ -82,6 +82,7 @@ test: build deps-test
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/
 
 bench: build deps-test
+	@$(MAKE) --no-print-directory -s apt-install PKGS="wrk"
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) perl -I t/lib t/bench/bench.pl
 
 clean:

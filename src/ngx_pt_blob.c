@@ -1111,7 +1111,9 @@ ngx_pt_reader_cleanup(void *data)
 static void
 ngx_pt_reader_write_handler(ngx_http_request_t *r)
 {
-    ngx_pt_reader_t  *rd;
+    ngx_event_t               *wev;
+    ngx_pt_reader_t           *rd;
+    ngx_http_core_loc_conf_t  *clcf;
 
     rd = ngx_pt_registry_get_reader(r);
 
@@ -1119,14 +1121,35 @@ ngx_pt_reader_write_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (r->connection->write->timedout) {
-        r->connection->write->timedout = 0;
-        r->connection->timedout = 1;
-        r->connection->error = 1;
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
-                      "client timed out");
-        ngx_pt_reader_finish(rd, NGX_ERROR);
-        return;
+    wev = r->connection->write;
+
+    /* as ngx_http_writer(): a delayed write (sendfile_max_chunk, limit_rate)
+     * times out on purpose */
+
+    if (wev->timedout) {
+        wev->timedout = 0;
+
+        if (!wev->delayed) {
+            r->connection->timedout = 1;
+            r->connection->error = 1;
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                          "client timed out");
+            ngx_pt_reader_finish(rd, NGX_ERROR);
+            return;
+        }
+
+        wev->delayed = 0;
+
+        if (!wev->ready) {
+            clcf = ngx_http_get_module_loc_conf(r->main, ngx_http_core_module);
+            ngx_add_timer(wev, clcf->send_timeout);
+
+            if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
+                ngx_pt_reader_finish(rd, NGX_ERROR);
+            }
+
+            return;
+        }
     }
 
     ngx_pt_reader_run(rd);
@@ -1136,12 +1159,14 @@ ngx_pt_reader_write_handler(ngx_http_request_t *r)
 static void
 ngx_pt_reader_run(ngx_pt_reader_t *rd)
 {
-    off_t                 avail;
-    ngx_int_t             rc;
-    ngx_buf_t            *b;
-    ngx_chain_t          *cl, *out;
-    ngx_pt_fill_t        *fill;
-    ngx_http_request_t   *r;
+    off_t                      avail;
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_event_t               *wev;
+    ngx_chain_t               *cl, *out;
+    ngx_pt_fill_t             *fill;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
 
     r = rd->r;
     fill = rd->fill;
@@ -1191,60 +1216,83 @@ ngx_pt_reader_run(ngx_pt_reader_t *rd)
         rd->header_sent = 1;
     }
 
-    out = NULL;
-    avail = ngx_pt_fill_published(fill);
+    wev = r->connection->write;
 
-    if (!r->connection->buffered
-        && (avail > rd->sent
-            || (fill->state == NGX_PT_FILL_DONE && !rd->last_sent)))
-    {
-        cl = ngx_chain_get_free_buf(r->pool, &rd->free);
-        if (cl == NULL) {
+    if (wev->delayed) {
+        if (wev->timer_set) {
+            /* the write event's timer resumes it */
+            return;
+        }
+
+        /*
+         * The fill's upstream, on the same connection, deletes timers of
+         * the client's write event: nothing would end this delay.
+         */
+        wev->delayed = 0;
+    }
+
+    /* until the socket is full, or there is nothing more to send */
+
+    for ( ;; ) {
+        out = NULL;
+        avail = ngx_pt_fill_published(fill);
+
+        if (!r->connection->buffered
+            && (avail > rd->sent
+                || (fill->state == NGX_PT_FILL_DONE && !rd->last_sent)))
+        {
+            cl = ngx_chain_get_free_buf(r->pool, &rd->free);
+            if (cl == NULL) {
+                ngx_pt_reader_finish(rd, NGX_ERROR);
+                return;
+            }
+
+            b = cl->buf;
+            ngx_memzero(b, sizeof(ngx_buf_t));
+
+            b->tag = (ngx_buf_tag_t) &ngx_pt_fill_attach;
+
+            if (avail > rd->sent) {
+                b->in_file = 1;
+                b->file = &rd->file;
+                b->file_pos = rd->sent;
+                b->file_last = avail;
+                rd->sent = avail;
+            }
+
+            if (fill->state == NGX_PT_FILL_DONE && rd->sent == fill->written) {
+                b->last_buf = (r == r->main) ? 1 : 0;
+                b->last_in_chain = 1;
+                rd->last_sent = 1;
+
+            } else {
+                b->flush = 1;
+            }
+
+            if (!b->in_file && !b->last_buf) {
+                b->sync = 1;
+            }
+
+            out = cl;
+        }
+
+        if (out == NULL && !r->connection->buffered) {
+            return;
+        }
+
+        rc = ngx_http_output_filter(r, out);
+
+        ngx_chain_update_chains(r->pool, &rd->free, &rd->busy, &out,
+                                (ngx_buf_tag_t) &ngx_pt_fill_attach);
+
+        if (rc == NGX_ERROR) {
             ngx_pt_reader_finish(rd, NGX_ERROR);
             return;
         }
 
-        b = cl->buf;
-        ngx_memzero(b, sizeof(ngx_buf_t));
-
-        b->tag = (ngx_buf_tag_t) &ngx_pt_fill_attach;
-
-        if (avail > rd->sent) {
-            b->in_file = 1;
-            b->file = &rd->file;
-            b->file_pos = rd->sent;
-            b->file_last = avail;
-            rd->sent = avail;
+        if (rd->last_sent || r->connection->buffered || wev->delayed) {
+            break;
         }
-
-        if (fill->state == NGX_PT_FILL_DONE && rd->sent == fill->written) {
-            b->last_buf = (r == r->main) ? 1 : 0;
-            b->last_in_chain = 1;
-            rd->last_sent = 1;
-
-        } else {
-            b->flush = 1;
-        }
-
-        if (!b->in_file && !b->last_buf) {
-            b->sync = 1;
-        }
-
-        out = cl;
-    }
-
-    if (out == NULL && !r->connection->buffered) {
-        return;
-    }
-
-    rc = ngx_http_output_filter(r, out);
-
-    ngx_chain_update_chains(r->pool, &rd->free, &rd->busy, &out,
-                            (ngx_buf_tag_t) &ngx_pt_fill_attach);
-
-    if (rc == NGX_ERROR) {
-        ngx_pt_reader_finish(rd, NGX_ERROR);
-        return;
     }
 
     if (rd->last_sent) {
@@ -1252,7 +1300,18 @@ ngx_pt_reader_run(ngx_pt_reader_t *rd)
         return;
     }
 
-    if (ngx_handle_write_event(r->connection->write, 0) != NGX_OK) {
+    /* a client that stops reading is given send_timeout, as nginx does */
+
+    clcf = ngx_http_get_module_loc_conf(r->main, ngx_http_core_module);
+
+    if (r->connection->buffered && !wev->delayed && !wev->ready) {
+        ngx_add_timer(wev, clcf->send_timeout);
+
+    } else if (wev->timer_set && !wev->delayed) {
+        ngx_del_timer(wev);
+    }
+
+    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
         ngx_pt_reader_finish(rd, NGX_ERROR);
     }
 }

@@ -157,6 +157,9 @@ for my $bp ('/a', 'a/', 'a//b', 'A', 'Docker', 'a b', 'a..b', 'a___b', '-a', 'a-
 }
 is($count->(), $before, 'failed creates created nothing');
 
+$r = $t->post($DISTS, { name => 'nul-test', base_path => "nulpath\x00x", remote => $docker->{pulp_href} });
+is_field_errors($r, { base_path => undef }, 'base_path with a NUL refused (not cut at the NUL)');
+
 for my $bp ('a', '0', 'a.b', 'a_b', 'a__b', 'a-b', 'a---b', 'library/nginx', 'a/b/c/d',
             'x1.y2_z3__w4-v5', 'a' x 255, join('/', ('abcdefg') x 32)) {
     my $r = $t->post($DISTS, { %ok, base_path => $bp });

@@ -90,9 +90,9 @@ is_json_status($t->get("$remote->{pulp_href}?fields=name"), 200, $remote, 'query
 for my $path ("$API/", "$API/foo/", "$API/remotes/", "$API/remotes/container/",
               "$API/remotes/container/container/", "$API/remotes/container/pull-throughx/",
               "$API/remotes/container/pull-through/$remote->{pulp_href}",
-              "$remote->{pulp_href}extra/", "$API/distributions/container/container/",
-              "$API/distributions/", "$API/tasks/x/y/", "$API/status/",
-              "$API/repositories/container/container/") {
+              "$remote->{pulp_href}extra/", "$API/distributions/container/nope/",
+              "$API/distributions/", "$API/tasks/x/y/", "$API/status/", "$API/repositories/",
+              "$API/remotes/container/pull-through/x/y/") {
     is_json_status($t->get($path), 404, $notfound, "GET $path: 404");
 }
 is_json_status($t->post("$API/foo/", { name => 'x' }), 404, $notfound, 'POST unknown path: 404');
