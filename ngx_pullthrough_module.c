@@ -22,7 +22,6 @@ static char *ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_pullthrough_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_pullthrough_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pullthrough_exit_process(ngx_cycle_t *cycle);
 
@@ -96,7 +95,7 @@ ngx_module_t  ngx_http_pullthrough_module = {
     ngx_http_pullthrough_commands,         /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    ngx_http_pullthrough_init_module,      /* init module */
+    NULL,                                  /* init module */
     ngx_http_pullthrough_init_process,     /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -113,9 +112,29 @@ ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf)
 }
 
 
+/*
+ * The store is made and its schema checked while the configuration is
+ * read: a bad store fails "nginx -t" and a reload leaves the running
+ * configuration in place, where a failing init_module would stop nginx.
+ */
+
 static ngx_int_t
 ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pullthrough_module);
+
+    if (pmcf->path.data) {
+        if (pmcf->map_size == NGX_CONF_UNSET_SIZE) {
+            pmcf->map_size = NGX_PT_DEFAULT_MAP_SIZE;
+        }
+
+        if (ngx_pt_store_prepare(cf->cycle, pmcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
     return ngx_pt_fetch_init_filters(cf);
 }
 
@@ -197,6 +216,20 @@ ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->manifest_max_size, 4 * 1024 * 1024);
     ngx_conf_merge_size_value(conf->fill_buffer_size,
                               prev->fill_buffer_size, 256 * 1024);
+
+    if (conf->manifest_max_size < 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pullthrough_manifest_max_size\" must be at "
+                           "least 1k");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->fill_buffer_size < 4096) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pullthrough_fill_buffer_size\" must be at "
+                           "least 4k");
+        return NGX_CONF_ERROR;
+    }
 
     if (!conf->admin && !conf->registry) {
         return NGX_CONF_OK;
@@ -332,10 +365,7 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* the internal location for upstream exchanges, nested in this one */
 
-    return ngx_pt_fetch_location(cf, &clcf->name,
-                                 plcf->fill_buffer_size != NGX_CONF_UNSET_SIZE
-                                 ? plcf->fill_buffer_size : 256 * 1024,
-                                 &plcf->fetch_uri);
+    return ngx_pt_fetch_location(cf, &clcf->name, &plcf->fetch_uri);
 }
 
 
@@ -361,25 +391,6 @@ ngx_http_pullthrough_get_main_conf(ngx_cycle_t *cycle)
 }
 
 
-/*
- * Runs in the master (and for "nginx -t"): creates the store and checks its
- * schema before any worker exists, so a bad store stops startup or reload.
- */
-
-static ngx_int_t
-ngx_http_pullthrough_init_module(ngx_cycle_t *cycle)
-{
-    ngx_http_pullthrough_main_conf_t  *pmcf;
-
-    pmcf = ngx_http_pullthrough_get_main_conf(cycle);
-    if (pmcf == NULL) {
-        return NGX_OK;
-    }
-
-    return ngx_pt_store_prepare(cycle, pmcf);
-}
-
-
 /* LMDB environments must not cross fork(): each worker opens its own */
 
 static ngx_int_t
@@ -398,9 +409,12 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_pt_store_open(cycle, pmcf) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    /*
+     * A worker without its store still answers, with 503 errors: exiting
+     * would leave the master without workers, and nobody to say why.
+     */
+
+    (void) ngx_pt_store_open(cycle, pmcf);
 
     return ngx_pt_blob_init(cycle, pmcf);
 }

@@ -220,6 +220,7 @@ enum {
 #define NGX_PT_F_READONLY   0x0008   /* accepted and ignored on input */
 #define NGX_PT_F_BLANK      0x0010   /* "" is a valid value */
 #define NGX_PT_F_INTERNAL   0x0020   /* stored, never shown nor taken */
+#define NGX_PT_F_TRIM       0x0040   /* leading, trailing spaces dropped */
 
 struct ngx_pt_field_s {
     const char                 *name;
@@ -282,6 +283,8 @@ void ngx_pt_record_href(ngx_pt_type_t *type, ngx_str_t *id, u_char *buf,
     ngx_str_t *out);
 ngx_int_t ngx_pt_record_load(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, ngx_str_t *id, void **rec);
+ngx_int_t ngx_pt_record_load_cached(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_pt_type_t *type, ngx_str_t *id, void **rec);
 ngx_int_t ngx_pt_record_decode(ngx_pool_t *pool, ngx_pt_type_t *type,
     ngx_str_t *val, void **rec);
 ngx_int_t ngx_pt_record_save(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
@@ -337,7 +340,7 @@ struct ngx_pt_fetch_s {
 ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_pt_fetch_init_filters(ngx_conf_t *cf);
 char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
-    size_t buffer_size, ngx_str_t *uri);
+    ngx_str_t *uri);
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
 
 
@@ -388,7 +391,7 @@ typedef struct {
 ngx_int_t ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
 ngx_int_t ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log,
-    ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *media_type);
+    ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *media_type, off_t *size);
 ngx_int_t ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *digest);
 ngx_int_t ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log,
@@ -402,6 +405,8 @@ ngx_int_t ngx_pt_content_list(ngx_pool_t *pool, ngx_log_t *log,
     ngx_array_t *out, ngx_uint_t *more);
 ngx_int_t ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *parent_id);
+ngx_int_t ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *name);
 ngx_int_t ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_dist_t *dist);
 

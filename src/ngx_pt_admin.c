@@ -592,9 +592,18 @@ ngx_pt_admin_body_object(ngx_pt_admin_t *ctx, ngx_int_t *rc)
         ngx_pt_json_map_open(ctx->g);
         ngx_pt_json_key(ctx->g, "non_field_errors");
         ngx_pt_json_array_open(ctx->g);
-        ngx_pt_json_cstr(ctx->g, YAJL_IS_ARRAY(v)
-                         ? "Invalid data. Expected a dictionary, but got list."
-                         : "Invalid data. Expected a dictionary.");
+        ngx_pt_json_cstr(ctx->g,
+            YAJL_IS_ARRAY(v)
+            ? "Invalid data. Expected a dictionary, but got list."
+            : YAJL_IS_STRING(v)
+            ? "Invalid data. Expected a dictionary, but got str."
+            : (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v))
+            ? "Invalid data. Expected a dictionary, but got bool."
+            : YAJL_IS_INTEGER(v)
+            ? "Invalid data. Expected a dictionary, but got int."
+            : YAJL_IS_NUMBER(v)
+            ? "Invalid data. Expected a dictionary, but got float."
+            : "Invalid data. Expected a dictionary, but got NoneType.");
         ngx_pt_json_array_close(ctx->g);
         ngx_pt_json_map_close(ctx->g);
         ctx->status = NGX_HTTP_BAD_REQUEST;
@@ -1458,6 +1467,16 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
         if (rc == NGX_OK) {
             rc = ngx_pt_admin_index(ctx, txn, NGX_PT_DB_DIST_PATHS, opath,
                                     path, &meta->id);
+        }
+
+        /* the images cached under an old base_path no longer exist */
+
+        if (rc == NGX_OK && opath
+            && (opath->len != path->len
+                || ngx_strncmp(opath->data, path->data, path->len) != 0))
+        {
+            rc = ngx_pt_content_delete_dist(ctx->pool, ctx->log, txn,
+                                            &meta->id);
         }
     }
 

@@ -701,6 +701,12 @@ ngx_pt_fill_write_thread(void *data, ngx_log_t *log)
         len -= n;
         offset += n;
     }
+
+#if (NGX_LINUX)
+    /* start writeback now, so that the fsync() of the commit is short */
+    (void) sync_file_range(ctx->fill->fd, ctx->offset, ctx->len,
+                           SYNC_FILE_RANGE_WRITE);
+#endif
 }
 
 

@@ -36,6 +36,8 @@ static ngx_int_t ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log,
 static ngx_int_t ngx_pt_content_version(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_repo_t *repo, ngx_str_t *now, ngx_uint_t initial);
 static ngx_int_t ngx_pt_content_snapshot(ngx_pt_snapshot_t *s);
+static ngx_uint_t ngx_pt_content_same(ngx_pool_t *pool, ngx_str_t *version,
+    ngx_pt_snapshot_t *s);
 static ngx_int_t ngx_pt_content_add_unique(ngx_array_t *a, ngx_str_t *v);
 static ngx_int_t ngx_pt_content_delete_range(ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *prefix);
@@ -109,7 +111,7 @@ ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
 
 ngx_int_t
 ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
-    ngx_str_t *digest, ngx_str_t *media_type)
+    ngx_str_t *digest, ngx_str_t *media_type, off_t *size)
 {
     MDB_txn    *txn;
     yajl_val    doc, v;
@@ -135,6 +137,9 @@ ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
         } else {
             rc = NGX_ERROR;
         }
+
+        v = ngx_pt_json_get(doc, "size");
+        *size = (v && YAJL_IS_INTEGER(v)) ? YAJL_GET_INTEGER(v) : -1;
     }
 
     ngx_pt_txn_abort(txn);
@@ -387,17 +392,23 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
             goto failed;
         }
 
-        if (rc == NGX_DECLINED || old.len != mi->digest.len
-            || ngx_strncmp(old.data, mi->digest.data, old.len) != 0)
+        if ((rc == NGX_DECLINED || old.len != mi->digest.len
+             || ngx_strncmp(old.data, mi->digest.data, old.len) != 0)
+            && ngx_pt_db_put(log, txn, NGX_PT_DB_TAGS, &key, &mi->digest)
+               != NGX_OK)
         {
-            if (ngx_pt_db_put(log, txn, NGX_PT_DB_TAGS, &key, &mi->digest)
-                != NGX_OK
-                || ngx_pt_content_version(pool, log, txn, repo, &now, 0)
-                   != NGX_OK)
-            {
-                goto failed;
-            }
+            goto failed;
         }
+    }
+
+    /*
+     * A new version when what the tags reach changed: a new or moved tag,
+     * or the child manifest of a tagged index pulled by digest. The same
+     * tag at the same digest changes nothing.
+     */
+
+    if (ngx_pt_content_version(pool, log, txn, repo, &now, 0) != NGX_OK) {
+        goto failed;
     }
 
     return ngx_pt_txn_commit(log, txn);
@@ -428,12 +439,26 @@ ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
     if (rc == NGX_OK) {
         rc = ngx_pt_record_load(pool, log, txn, &ngx_pt_repo_type, &id, &rec);
-        if (rc == NGX_OK) {
-            *repop = rec;
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        repo = rec;
+
+        if (rc == NGX_OK && repo->parent.len == mi->dist->meta.id.len
+            && ngx_strncmp(repo->parent.data, mi->dist->meta.id.data,
+                           repo->parent.len) == 0)
+        {
+            *repop = repo;
             return NGX_OK;
         }
 
-        if (rc == NGX_ERROR) {
+        /*
+         * Left by another pull-through distribution that had this path:
+         * what it cached is not this one's to serve.
+         */
+
+        if (ngx_pt_content_delete_repo(pool, log, txn, &mi->repo) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -510,6 +535,7 @@ ngx_pt_content_version(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 {
     u_char             buf[NGX_PT_UUID_LEN + NGX_INT64_LEN + 2];
     yajl_gen           g;
+    ngx_int_t          rc;
     ngx_str_t          key, val, *s;
     ngx_uint_t         i;
     ngx_keyval_t      *kv;
@@ -535,6 +561,15 @@ ngx_pt_content_version(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         key.data = buf;
         key.len = ngx_sprintf(buf, "%V/%010L", &repo->meta.id,
                               repo->latest_version) - buf;
+
+        rc = ngx_pt_db_get(log, txn, NGX_PT_DB_VERSIONS, &key, &val);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK && ngx_pt_content_same(pool, &val, &snap)) {
+            return NGX_OK;
+        }
 
         if (ngx_pt_db_del(log, txn, NGX_PT_DB_VERSIONS, &key) == NGX_ERROR) {
             return NGX_ERROR;
@@ -725,6 +760,80 @@ ngx_pt_content_snapshot(ngx_pt_snapshot_t *s)
     }
 
     return NGX_OK;
+}
+
+
+/* whether a stored version holds exactly what a snapshot holds */
+
+static ngx_uint_t
+ngx_pt_content_same(ngx_pool_t *pool, ngx_str_t *version, ngx_pt_snapshot_t *s)
+{
+    size_t         i, j;
+    yajl_val       doc, tags, list;
+    ngx_str_t      err, *items;
+    ngx_array_t   *a;
+    ngx_keyval_t  *kv;
+
+    doc = ngx_pt_json_parse(pool, version, &err);
+    tags = ngx_pt_json_get(doc, "tags");
+
+    if (tags == NULL || !YAJL_IS_OBJECT(tags)
+        || tags->u.object.len != s->tags.nelts)
+    {
+        return 0;
+    }
+
+    kv = s->tags.elts;
+
+    for (i = 0; i < s->tags.nelts; i++) {
+        for (j = 0; j < tags->u.object.len; j++) {
+            if (kv[i].key.len == ngx_strlen(tags->u.object.keys[j])
+                && ngx_strncmp(kv[i].key.data, tags->u.object.keys[j],
+                               kv[i].key.len) == 0
+                && YAJL_IS_STRING(tags->u.object.values[j])
+                && kv[i].value.len
+                   == ngx_strlen(tags->u.object.values[j]->u.string)
+                && ngx_strncmp(kv[i].value.data,
+                               tags->u.object.values[j]->u.string,
+                               kv[i].value.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == tags->u.object.len) {
+            return 0;
+        }
+    }
+
+    /* manifests and blobs follow from the tags, but for pulled children */
+
+    for (a = &s->manifests; a; a = (a == &s->manifests) ? &s->blobs : NULL) {
+        list = ngx_pt_json_get(doc, a == &s->manifests ? "manifests"
+                                                       : "blobs");
+
+        if (list == NULL || !YAJL_IS_ARRAY(list)
+            || list->u.array.len != a->nelts)
+        {
+            return 0;
+        }
+
+        items = a->elts;
+
+        for (i = 0; i < a->nelts; i++) {
+            if (!YAJL_IS_STRING(list->u.array.values[i])
+                || items[i].len
+                   != ngx_strlen(list->u.array.values[i]->u.string)
+                || ngx_strncmp(items[i].data,
+                               list->u.array.values[i]->u.string,
+                               items[i].len) != 0)
+            {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
 }
 
 
@@ -1000,6 +1109,55 @@ ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
            == NGX_ERROR
         || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_VERSIONS, &prefix)
            != NGX_OK
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_TAGS, &key)
+           != NGX_OK
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_MANIFESTS, &key)
+           != NGX_OK
+        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_BLOBS, &key)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a repository and its distribution, found by name */
+
+ngx_int_t
+ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *name)
+{
+    void       *rec;
+    ngx_int_t   rc;
+    ngx_str_t   id, key;
+
+    rc = ngx_pt_db_get(log, txn, NGX_PT_DB_DIST_PATHS, name, &id);
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_record_load(pool, log, txn, &ngx_pt_dist_type, &id, &rec);
+        if (rc == NGX_OK) {
+            return ngx_pt_content_delete_image(pool, log, txn, rec);
+        }
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* no distribution: the repository alone */
+
+    if (ngx_pt_db_get(log, txn, NGX_PT_DB_REPO_NAMES, name, &id) == NGX_OK) {
+        if (ngx_pt_db_del(log, txn, NGX_PT_DB_REPOS, &id) == NGX_ERROR
+            || ngx_pt_db_del(log, txn, NGX_PT_DB_REPO_NAMES, name)
+               == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_pt_content_key(pool, name, NULL, &key) != NGX_OK
         || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_TAGS, &key)
            != NGX_OK
         || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_MANIFESTS, &key)

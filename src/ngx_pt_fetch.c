@@ -28,6 +28,10 @@ static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
+/* what the proxy reads from the upstream at once, unbuffered */
+#define NGX_PT_PROXY_BUFFER  (256 * 1024)
+
+
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
@@ -105,8 +109,7 @@ ngx_pt_fetch_init_filters(ngx_conf_t *cf)
  */
 
 char *
-ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, size_t buffer_size,
-    ngx_str_t *uri)
+ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri)
 {
     int         fd;
     char       *rv;
@@ -151,7 +154,8 @@ ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, size_t buffer_size,
         "    proxy_ssl_server_name on;\n"
         "    log_subrequest off;\n"
         "}\n",
-        uri, buffer_size, buffer_size, buffer_size);
+        uri, (size_t) NGX_PT_PROXY_BUFFER, (size_t) NGX_PT_PROXY_BUFFER,
+        (size_t) NGX_PT_PROXY_BUFFER);
 
     text.len = p - text.data;
 

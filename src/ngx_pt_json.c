@@ -88,6 +88,15 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
         return NULL;
     }
 
+    /* nor can it carry one as an escape: strings would be cut there */
+
+    if (ngx_pt_strfind(in->data, in->data + in->len, (u_char *) "\\u0000",
+                       6, 1) != NULL)
+    {
+        ngx_str_set(err, "strings must not contain NUL characters");
+        return NULL;
+    }
+
     text = ngx_pnalloc(pool, in->len + 1);
     if (text == NULL) {
         return NULL;

@@ -69,7 +69,7 @@ static ngx_int_t ngx_pt_registry_upstream_error(ngx_http_request_t *r,
 static ngx_int_t ngx_pt_registry_upstream_url(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_str_t *url);
 static ngx_int_t ngx_pt_registry_send_file(ngx_http_request_t *r,
-    ngx_str_t *path, ngx_str_t *type, ngx_str_t *digest);
+    ngx_str_t *path, ngx_str_t *type, ngx_str_t *digest, off_t size);
 static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_registry_send(ngx_http_request_t *r,
@@ -358,8 +358,8 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         }
 
         if (rc == NGX_OK) {
-            rc = ngx_pt_record_load(r->pool, log, txn, &ngx_pt_pt_dist_type,
-                                    &id, &rec);
+            rc = ngx_pt_record_load_cached(r->pool, log, txn,
+                                           &ngx_pt_pt_dist_type, &id, &rec);
             if (rc != NGX_DECLINED) {
                 break;
             }
@@ -371,8 +371,8 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         ctx->name.data = ctx->repo.data + prefix.len + 1;
         ctx->name.len = ctx->repo.len - prefix.len - 1;
 
-        rc = ngx_pt_record_load(r->pool, log, txn, &ngx_pt_remote_type,
-                                &ctx->dist->remote, &rec);
+        rc = ngx_pt_record_load_cached(r->pool, log, txn, &ngx_pt_remote_type,
+                                       &ctx->dist->remote, &rec);
         if (rc == NGX_OK) {
             ctx->remote = rec;
         }
@@ -399,6 +399,7 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 static ngx_int_t
 ngx_pt_registry_manifest(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
+    off_t                             size;
     ngx_int_t                         rc;
     ngx_str_t                         digest, type, path;
     ngx_http_pullthrough_loc_conf_t  *plcf;
@@ -413,7 +414,7 @@ ngx_pt_registry_manifest(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
     if (rc == NGX_OK) {
         rc = ngx_pt_content_manifest(r->pool, r->connection->log, &ctx->repo,
-                                     &digest, &type);
+                                     &digest, &type, &size);
     }
 
     if (rc == NGX_ERROR) {
@@ -431,13 +432,13 @@ ngx_pt_registry_manifest(ngx_http_request_t *r, ngx_pt_req_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rc = ngx_pt_registry_send_file(r, &path, &type, &digest);
+        rc = ngx_pt_registry_send_file(r, &path, &type, &digest, size);
         if (rc != NGX_DECLINED) {
             ctx->cache_status = NGX_PT_CACHE_HIT;
             return rc;
         }
 
-        /* recorded but the file is gone: fetch it again */
+        /* recorded but the file is gone or cut short: fetch it again */
     }
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
@@ -662,7 +663,7 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
     if (member == NGX_OK) {
         rc = ngx_pt_registry_send_file(r, &path, &ngx_pt_octet_type,
-                                       &ctx->digest.full);
+                                       &ctx->digest.full, -1);
         if (rc != NGX_DECLINED) {
             ctx->cache_status = NGX_PT_CACHE_HIT;
             return rc;
@@ -721,7 +722,7 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         }
 
         rc = ngx_pt_registry_send_file(r, &path, &ngx_pt_octet_type,
-                                       &ctx->digest.full);
+                                       &ctx->digest.full, -1);
         if (rc != NGX_DECLINED) {
             ngx_http_finalize_request(r, rc);
             return;
@@ -1044,7 +1045,7 @@ ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
 static ngx_int_t
 ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
-    ngx_str_t *type, ngx_str_t *digest)
+    ngx_str_t *type, ngx_str_t *digest, off_t size)
 {
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
@@ -1073,6 +1074,14 @@ ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
         ngx_log_error(NGX_LOG_CRIT, r->connection->log, of.err,
                       "%s \"%s\" failed", of.failed, path->data);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (size >= 0 && of.size != size) {
+        /* a file a crash left short: never served */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "pullthrough: \"%s\" has %O bytes, %O recorded",
+                      path->data, of.size, size);
+        return NGX_DECLINED;
     }
 
     if (ngx_pt_registry_set_header(r, "Docker-Content-Digest", digest)

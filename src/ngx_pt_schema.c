@@ -74,10 +74,10 @@ static void ngx_pt_repo_init(void *rec);
 
 static ngx_pt_field_t  ngx_pt_remote_fields[] = {
 
-    { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED,
+    { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
       offsetof(ngx_pt_remote_t, name), NULL, 0, 255, NULL },
 
-    { "url", NGX_PT_T_STR, NGX_PT_F_REQUIRED,
+    { "url", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
       offsetof(ngx_pt_remote_t, url), ngx_pt_check_url, 0, 4096, NULL },
 
     { "ca_cert", NGX_PT_T_STR, NGX_PT_F_NULLABLE,
@@ -94,7 +94,7 @@ static ngx_pt_field_t  ngx_pt_remote_fields[] = {
     { "tls_validation", NGX_PT_T_BOOL, 0,
       offsetof(ngx_pt_remote_t, tls_validation), NULL, NGX_PT_NO_LIMIT },
 
-    { "proxy_url", NGX_PT_T_STR, NGX_PT_F_NULLABLE,
+    { "proxy_url", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_TRIM,
       offsetof(ngx_pt_remote_t, proxy_url), ngx_pt_check_proxy_url,
       0, 4096, NULL },
 
@@ -153,7 +153,7 @@ static ngx_pt_field_t  ngx_pt_remote_fields[] = {
 
 static ngx_pt_field_t  ngx_pt_pt_dist_fields[] = {
 
-    { "base_path", NGX_PT_T_STR, NGX_PT_F_REQUIRED,
+    { "base_path", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
       offsetof(ngx_pt_dist_t, base_path), ngx_pt_check_base_path,
       NGX_PT_NO_LIMIT },
 
@@ -167,7 +167,7 @@ static ngx_pt_field_t  ngx_pt_pt_dist_fields[] = {
     { "pulp_labels", NGX_PT_T_LABELS, 0,
       offsetof(ngx_pt_dist_t, labels), NULL, NGX_PT_NO_LIMIT },
 
-    { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED,
+    { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
       offsetof(ngx_pt_dist_t, name), NULL, 0, 255, NULL },
 
     { "remote", NGX_PT_T_REF, NGX_PT_F_REQUIRED,
@@ -594,6 +594,18 @@ ngx_pt_set_str(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v, ngx_str_t *s,
     }
 
     if (!trusted) {
+
+        if (f->flags & NGX_PT_F_TRIM) {
+            /* as Django REST framework trims a CharField */
+            while (value.len && isspace(value.data[0])) {
+                value.data++;
+                value.len--;
+            }
+
+            while (value.len && isspace(value.data[value.len - 1])) {
+                value.len--;
+            }
+        }
 
         if (value.len == 0 && !(f->flags & NGX_PT_F_BLANK)) {
             ngx_str_set(err, "This field may not be blank.");
@@ -1411,8 +1423,7 @@ ngx_pt_check_content_guard(ngx_pool_t *pool, void *value, ngx_str_t *err)
         return NGX_OK;
     }
 
-    ngx_str_set(err, "Content guards are not supported: protect the "
-                "registry location with nginx access control instead.");
+    ngx_str_set(err, "Content guards are not supported.");
     return NGX_DECLINED;
 }
 
@@ -1816,4 +1827,154 @@ ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
     ngx_str_t *id)
 {
     return ngx_pt_db_del(log, txn, type->db, id);
+}
+
+
+/*
+ * Records the registry reads on every request (distributions, remotes),
+ * decoded once per worker: an entry is used while the stored bytes are the
+ * same, and freed once replaced and no request holds it.
+ */
+
+#define NGX_PT_RECORD_CACHE  64
+
+typedef struct {
+    ngx_pt_type_t              *type;
+    ngx_str_t                   raw;
+    void                       *rec;
+    ngx_pool_t                 *pool;
+    ngx_uint_t                  refs;
+    ngx_uint_t                  stale;
+} ngx_pt_cached_t;
+
+
+static ngx_pt_cached_t  *ngx_pt_record_cache[NGX_PT_RECORD_CACHE];
+static ngx_uint_t        ngx_pt_record_cache_next;
+
+
+static void
+ngx_pt_cached_release(void *data)
+{
+    ngx_pt_cached_t *c = data;
+
+    if (--c->refs == 0 && c->stale) {
+        ngx_destroy_pool(c->pool);
+    }
+}
+
+
+static void
+ngx_pt_cached_drop(ngx_pt_cached_t *c)
+{
+    c->stale = 1;
+
+    if (c->refs == 0) {
+        ngx_destroy_pool(c->pool);
+    }
+}
+
+
+ngx_int_t
+ngx_pt_record_load_cached(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_str_t *id, void **recp)
+{
+    void                *rec;
+    ngx_int_t            rc;
+    ngx_str_t            val;
+    ngx_uint_t           i, slot;
+    ngx_pool_t          *cpool;
+    ngx_pt_meta_t       *meta;
+    ngx_pt_cached_t     *c;
+    ngx_pool_cleanup_t  *cln;
+
+    rc = ngx_pt_db_get(log, txn, type->db, id, &val);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    slot = NGX_PT_RECORD_CACHE;
+
+    for (i = 0; i < NGX_PT_RECORD_CACHE; i++) {
+        c = ngx_pt_record_cache[i];
+
+        if (c == NULL) {
+            if (slot == NGX_PT_RECORD_CACHE) {
+                slot = i;
+            }
+            continue;
+        }
+
+        meta = c->rec;
+
+        if (c->type != type || meta->id.len != id->len
+            || ngx_strncmp(meta->id.data, id->data, id->len) != 0)
+        {
+            continue;
+        }
+
+        if (c->raw.len == val.len
+            && ngx_memcmp(c->raw.data, val.data, val.len) == 0)
+        {
+            c->refs++;
+            cln->handler = ngx_pt_cached_release;
+            cln->data = c;
+            *recp = c->rec;
+            return NGX_OK;
+        }
+
+        /* changed since: decode again */
+        ngx_pt_record_cache[i] = NULL;
+        ngx_pt_cached_drop(c);
+        slot = i;
+        break;
+    }
+
+    if (slot == NGX_PT_RECORD_CACHE) {
+        slot = ngx_pt_record_cache_next++ % NGX_PT_RECORD_CACHE;
+        ngx_pt_cached_drop(ngx_pt_record_cache[slot]);
+        ngx_pt_record_cache[slot] = NULL;
+    }
+
+    cpool = ngx_create_pool(1024, ngx_cycle->log);
+    if (cpool == NULL) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_pcalloc(cpool, sizeof(ngx_pt_cached_t));
+    if (c == NULL) {
+        ngx_destroy_pool(cpool);
+        return NGX_ERROR;
+    }
+
+    c->raw.data = ngx_pnalloc(cpool, val.len);
+    if (c->raw.data == NULL
+        || ngx_pt_record_decode(cpool, type, &val, &rec) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "pullthrough: %s record \"%V\" is corrupt",
+                      type->name, id);
+        ngx_destroy_pool(cpool);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(c->raw.data, val.data, val.len);
+    c->raw.len = val.len;
+    c->type = type;
+    c->rec = rec;
+    c->pool = cpool;
+    c->refs = 1;
+
+    ngx_pt_record_cache[slot] = c;
+
+    cln->handler = ngx_pt_cached_release;
+    cln->data = c;
+
+    *recp = rec;
+
+    return NGX_OK;
 }

@@ -16,6 +16,8 @@
 typedef struct {
     MDB_env                    *env;
     MDB_dbi                     dbi[NGX_PT_DB_COUNT];
+    MDB_txn                    *rtxn;        /* a reusable read transaction */
+    ngx_uint_t                  rtxn_busy;
 } ngx_pt_store_t;
 
 
@@ -26,6 +28,7 @@ static ngx_int_t ngx_pt_store_dbis_open(ngx_log_t *log, MDB_env *env,
 static ngx_int_t ngx_pt_store_schema(ngx_log_t *log, MDB_txn *txn,
     MDB_dbi meta, u_char *dir);
 static ngx_int_t ngx_pt_store_mkdir(ngx_cycle_t *cycle, u_char *dir);
+static void ngx_pt_store_owner(ngx_cycle_t *cycle);
 static void ngx_pt_store_chown(ngx_cycle_t *cycle, u_char *path);
 
 
@@ -49,6 +52,10 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
 
 static ngx_pt_store_t  ngx_pt_store;
 
+/* the user and group workers run as, when started as root */
+static ngx_uid_t  ngx_pt_store_uid = (ngx_uid_t) -1;
+static ngx_gid_t  ngx_pt_store_gid = (ngx_gid_t) -1;
+
 
 ngx_int_t
 ngx_pt_store_prepare(ngx_cycle_t *cycle,
@@ -69,6 +76,13 @@ ngx_pt_store_prepare(ngx_cycle_t *cycle,
     ngx_memcpy(dir, pmcf->path.data, pmcf->path.len);
     dir[pmcf->path.len] = '\0';
 
+    if (ngx_process == NGX_PROCESS_SIGNALLER) {
+        /* "nginx -s": it reads the configuration, the store is not its */
+        return NGX_OK;
+    }
+
+    ngx_pt_store_owner(cycle);
+
     if (ngx_pt_store_mkdir(cycle, dir) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -85,7 +99,9 @@ ngx_pt_store_prepare(ngx_cycle_t *cycle,
 
     /* on a fresh start no fill can be running: temp files are leftovers */
 
-    if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config) {
+    if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config
+        && ngx_process != NGX_PROCESS_SIGNALLER)
+    {
         ngx_pt_blob_clean_temp(cycle, &pmcf->path, 1);
     }
 
@@ -175,6 +191,11 @@ ngx_pt_store_open(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
 void
 ngx_pt_store_close(void)
 {
+    if (ngx_pt_store.rtxn) {
+        mdb_txn_abort(ngx_pt_store.rtxn);
+        ngx_pt_store.rtxn = NULL;
+    }
+
     if (ngx_pt_store.env) {
         mdb_env_close(ngx_pt_store.env);
         ngx_pt_store.env = NULL;
@@ -339,22 +360,31 @@ ngx_pt_store_mkdir(ngx_cycle_t *cycle, u_char *dir)
                           "pullthrough: \"%s\" is not a directory", dir);
             return NGX_ERROR;
         }
-
-        return NGX_OK;
     }
 
+    /* existing ones too: the worker user may have changed */
     ngx_pt_store_chown(cycle, dir);
 
     return NGX_OK;
 }
 
 
-/* as nginx does for its temp paths: workers run as the "user" directive's */
+/*
+ * The owner workers need, as nginx resolves it for its temp paths: the
+ * "user" directive, else nginx's default user when started as root. This
+ * runs while the configuration is read, before the core module settles
+ * its defaults.
+ */
 
 static void
-ngx_pt_store_chown(ngx_cycle_t *cycle, u_char *path)
+ngx_pt_store_owner(ngx_cycle_t *cycle)
 {
+    struct group     *grp;
+    struct passwd    *pwd;
     ngx_core_conf_t  *ccf;
+
+    ngx_pt_store_uid = (ngx_uid_t) -1;
+    ngx_pt_store_gid = (ngx_gid_t) -1;
 
     if (geteuid() != 0) {
         return;
@@ -362,11 +392,30 @@ ngx_pt_store_chown(ngx_cycle_t *cycle, u_char *path)
 
     ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
 
-    if (ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT || ccf->user == 0) {
+    if (ccf && ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        ngx_pt_store_uid = ccf->user;
+        ngx_pt_store_gid = ccf->group;
         return;
     }
 
-    if (chown((const char *) path, ccf->user, ccf->group) == -1
+    pwd = getpwnam(NGX_USER);
+    grp = getgrnam(NGX_GROUP);
+
+    if (pwd && grp) {
+        ngx_pt_store_uid = pwd->pw_uid;
+        ngx_pt_store_gid = grp->gr_gid;
+    }
+}
+
+
+static void
+ngx_pt_store_chown(ngx_cycle_t *cycle, u_char *path)
+{
+    if (ngx_pt_store_uid == (ngx_uid_t) -1 || ngx_pt_store_uid == 0) {
+        return;
+    }
+
+    if (chown((const char *) path, ngx_pt_store_uid, ngx_pt_store_gid) == -1
         && ngx_errno != NGX_ENOENT)
     {
         ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
@@ -384,6 +433,30 @@ ngx_pt_txn_begin(ngx_log_t *log, ngx_uint_t write, MDB_txn **txn)
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "pullthrough: the metadata store is not open");
         return NGX_ERROR;
+    }
+
+    /* read transactions are many and short: one handle is renewed */
+
+    if (!write && !ngx_pt_store.rtxn_busy) {
+
+        if (ngx_pt_store.rtxn) {
+            rc = mdb_txn_renew(ngx_pt_store.rtxn);
+
+        } else {
+            rc = mdb_txn_begin(ngx_pt_store.env, NULL, MDB_RDONLY,
+                               &ngx_pt_store.rtxn);
+        }
+
+        if (rc == 0) {
+            ngx_pt_store.rtxn_busy = 1;
+            *txn = ngx_pt_store.rtxn;
+            return NGX_OK;
+        }
+
+        if (ngx_pt_store.rtxn) {
+            mdb_txn_abort(ngx_pt_store.rtxn);
+            ngx_pt_store.rtxn = NULL;
+        }
     }
 
     rc = mdb_txn_begin(ngx_pt_store.env, NULL, write ? 0 : MDB_RDONLY, txn);
@@ -418,6 +491,12 @@ ngx_pt_txn_commit(ngx_log_t *log, MDB_txn *txn)
 void
 ngx_pt_txn_abort(MDB_txn *txn)
 {
+    if (txn == ngx_pt_store.rtxn) {
+        mdb_txn_reset(txn);
+        ngx_pt_store.rtxn_busy = 0;
+        return;
+    }
+
     mdb_txn_abort(txn);
 }
 

@@ -39,6 +39,9 @@ my $t = PT::Nginx->new(conf => cache_conf());
 $t->start;
 setup_cache($t, $reg->url);
 
+# a pull of these images takes a few seconds at most
+$PT::Pull::CMD_TIMEOUT = 20;
+
 my $have_podman = -x '/usr/bin/podman' || grep { -x "$_/podman" } File::Spec->path;
 
 
@@ -139,9 +142,9 @@ sub pull_oci {
     my ($ref) = @_;
     my $dir = "$tmp/oci-" . ++$n;
     my $i = $img->{$ref};
-    my @o = is_list($i) ? ('--all') : ();
-    push @o, '--preserve-digests', '--dest-oci-accept-uncompressed-layers'
-        if is_oci($i);
+    my @o = ('--dest-oci-accept-uncompressed-layers');
+    push @o, '--all' if is_list($i);
+    push @o, '--preserve-digests' if is_oci($i);
     my ($rc, $out) = skopeo('copy', '--quiet', @o, '--src-tls-verify=false',
                             'docker://' . cache_ref($t, $ref), "oci:$dir:t");
     is($rc, 0, "skopeo copy $ref to oci:") or diag($out), return;
@@ -172,7 +175,6 @@ my %first = (
     'team/app:1.1'      => 'podman',
 );
 my @refs = sort keys %first;
-my $pcold = "$tmp/podman-cold";
 
 for my $ref (@refs) {
     my $mark = cache_log_mark($t);
@@ -181,7 +183,7 @@ for my $ref (@refs) {
 
     my $c = $first{$ref};
     $c eq 'dir' ? pull_dir($ref) : $c eq 'oci' ? pull_oci($ref)
-                : pull_podman($ref, $pcold);
+                : pull_podman($ref, "$tmp/podman-cold-" . ++$n);
     note(sprintf '%s cold through %s in %.2f s', $ref, $c, time - $t1);
 
     my @up = $reg->requests;
@@ -196,12 +198,10 @@ for my $ref (@refs) {
 
 $reg->reset_requests;
 my $mark = cache_log_mark($t);
-my $pwarm = "$tmp/podman-warm";
-
 for my $ref (@refs) {
     pull_dir($ref);
     pull_oci($ref);
-    pull_podman($ref, $pwarm);
+    pull_podman($ref, "$tmp/podman-warm-" . ++$n);
 }
 
 for my $ref (qw(library/hello:1.0 team/multi:1.0)) {

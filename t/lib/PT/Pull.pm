@@ -37,6 +37,7 @@ our @EXPORT = qw(
     blob_file store_files tmp_files
     vm_kib stream_get http_get
     is_oci_error file_digest sha256_digest
+    bg_stream_get bg_result
 );
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -163,9 +164,17 @@ sub wait_for {
 }
 
 
-# runs a command, stderr with stdout; returns ($exit_status, $output)
+# runs a command, stderr with stdout; returns ($exit_status, $output).
+# A hash reference first holds options: timeout => SECONDS (default
+# $CMD_TIMEOUT): the command is killed after that (status 124, as timeout(1)
+# says, and the output ends with a line saying so)
+our $CMD_TIMEOUT = 60;
+
 sub run_cmd {
+    my %o = ref $_[0] eq 'HASH' ? %{ shift @_ } : ();
     my (@cmd) = @_;
+    my $timeout = $o{timeout} // $CMD_TIMEOUT;
+
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
@@ -174,16 +183,41 @@ sub run_cmd {
         print "exec $cmd[0]: $!\n";
         POSIX::_exit(127);
     }
-    local $/;
-    my $out = <$fh> // '';
+
+    my $out = '';
+    my $timed_out = 0;
+    my $deadline = time + $timeout;
+    while (1) {
+        my $left = $deadline - time;
+        if ($left <= 0) {
+            $timed_out = 1;
+            kill 'KILL', $pid;
+            last;
+        }
+        my $rin = '';
+        vec($rin, fileno($fh), 1) = 1;
+        my $n = select(my $rout = $rin, undef, undef, $left);
+        next unless $n && $n > 0;
+        my $r = sysread($fh, my $buf, 65536);
+        last unless $r;
+        $out .= $buf;
+    }
     close $fh;
-    return ($? >> 8 | ($? & 127 ? 128 + ($? & 127) : 0), $out);
+    my $status = $? >> 8 | ($? & 127 ? 128 + ($? & 127) : 0);
+
+    if ($timed_out) {
+        $out .= "\n[killed after $timeout s: @cmd]\n";
+        return (124, $out);
+    }
+    return ($status, $out);
 }
 
-# skopeo with an insecure policy, no retries
+# skopeo with an insecure policy, no retries; an options hash may come
+# first (see run_cmd)
 sub skopeo {
+    my $o = ref $_[0] eq 'HASH' ? shift @_ : {};
     my (@args) = @_;
-    return run_cmd('skopeo', '--insecure-policy', @args);
+    return run_cmd($o, 'skopeo', '--insecure-policy', @args);
 }
 
 # podman with its own vfs storage under $dir
@@ -195,8 +229,9 @@ sub podman_cmd {
 }
 
 sub podman {
+    my $o = ref $_[0] eq 'HASH' ? shift @_ : {};
     my ($dir, @args) = @_;
-    return run_cmd(podman_cmd($dir), @args);
+    return run_cmd($o, podman_cmd($dir), @args);
 }
 
 
@@ -268,7 +303,9 @@ sub sha256_digest {
 #              rcvbuf => N          SO_RCVBUF of the socket
 #              on_read => sub { my ($bytes_so_far) = @_ }
 #              keep => 1            keep the body in {content}
-#              timeout => SECONDS   (default 60))
+#              timeout => SECONDS   (default 60)
+#              idle_timeout => SECONDS  give up when nothing comes for that
+#                                   long (default: timeout))
 # returns { status, headers (lowercase), length (body bytes read),
 #   expected (Content-Length), complete (length == expected), sha256,
 #   eof (the server closed), error (a read error or timeout), aborted,
@@ -299,6 +336,7 @@ sub stream_get {
     my $sha = Digest::SHA->new(256);
     my $timeout = $o{timeout} // 60;
     my $deadline = time + $timeout;
+    my $idle = $o{idle_timeout};
     my $buf = '';
 
     # the head
@@ -342,7 +380,9 @@ sub stream_get {
                 $res{aborted} = 1;
                 last;
             }
-            my $n = _read($s, \$buf, $o{chunk} || 65536, $deadline);
+            my $until = $deadline;
+            $until = time + $idle if $idle && time + $idle < $until;
+            my $n = _read($s, \$buf, $o{chunk} || 65536, $until);
             if (!defined $n) { $res{error} = "body: $!"; last }
             if ($n == 0) { $res{eof} = 1; last }
             $take->($buf);
@@ -373,6 +413,58 @@ sub _read {
     my $n = select(my $rout = $rin, undef, undef, $left);
     if (!$n) { $! = POSIX::ETIMEDOUT(); return undef }
     return sysread($s, $$bufref, $len, length $$bufref);
+}
+
+
+# stream_get in a child process: returns a handle for bg_result. Extra
+# option: started => FILE, created once the first body bytes arrived (or
+# the answer ended)
+sub bg_stream_get {
+    my ($t, $path, %o) = @_;
+
+    my $dir = tempdir('pt-bg-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $started = delete $o{started};
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        my $mark = sub {
+            return unless $started && !-e $started;
+            if (open my $fh, '>', $started) { close $fh }
+        };
+        my $on_read = $o{on_read};
+        my $r = eval {
+            stream_get($t, $path, %o,
+                       on_read => sub { $mark->(); $on_read->(@_) if $on_read });
+        } || { status => 599, error => "$@" };
+        $mark->();
+        delete $r->{content} unless $o{keep};
+        if (open my $fh, '>', "$dir/result.tmp") {
+            print $fh $JSON->encode($r);
+            close $fh;
+            rename "$dir/result.tmp", "$dir/result";
+        }
+        POSIX::_exit(0);
+    }
+
+    return { pid => $pid, dir => $dir };
+}
+
+# waits for a bg_stream_get child (at most $timeout seconds, default 120)
+# and returns its stream_get result
+sub bg_result {
+    my ($h, $timeout) = @_;
+    my $deadline = time + ($timeout // 120);
+    while (waitpid($h->{pid}, POSIX::WNOHANG()) == 0) {
+        if (time > $deadline) {
+            kill 'KILL', $h->{pid};
+            waitpid($h->{pid}, 0);
+            return { status => 599, error => 'bg_stream_get: no result in time' };
+        }
+        sleep 0.02;
+    }
+    my $data = _slurp("$h->{dir}/result");
+    return length $data ? $JSON->decode($data)
+                        : { status => 599, error => 'bg_stream_get: no result' };
 }
 
 
