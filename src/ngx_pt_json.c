@@ -75,7 +75,7 @@ yajl_val
 ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
 {
     char                 msg[256], *nl;
-    u_char              *text;
+    u_char              *text, *p;
     yajl_val             v;
     ngx_pool_cleanup_t  *cln;
 
@@ -88,15 +88,6 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
         return NULL;
     }
 
-    /* nor can it carry one as an escape: strings would be cut there */
-
-    if (ngx_pt_strfind(in->data, in->data + in->len, (u_char *) "\\u0000",
-                       6, 1) != NULL)
-    {
-        ngx_str_set(err, "strings must not contain NUL characters");
-        return NULL;
-    }
-
     text = ngx_pnalloc(pool, in->len + 1);
     if (text == NULL) {
         return NULL;
@@ -104,6 +95,20 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
 
     ngx_memcpy(text, in->data, in->len);
     text[in->len] = '\0';
+
+    /*
+     * Nor can a string carry one as an escape: yajl would cut it there.
+     * "\u0000" becomes the noncharacter U+FFFF, which the field checks
+     * refuse as a NUL (see ngx_pt_json_has_nul()).
+     */
+
+    for (p = text;
+         (p = ngx_pt_strfind(p, text + in->len, (u_char *) "\\u0000", 6, 1))
+         != NULL;
+         p += 6)
+    {
+        ngx_memcpy(p + 2, "ffff", 4);
+    }
 
     cln = ngx_pool_cleanup_add(pool, 0);
     if (cln == NULL) {
@@ -276,4 +281,13 @@ void
 ngx_pt_json_array_close(yajl_gen g)
 {
     yajl_gen_array_close(g);
+}
+
+
+/* a NUL the client sent escaped, as ngx_pt_json_parse() marked it */
+
+ngx_int_t
+ngx_pt_json_has_nul(const char *s)
+{
+    return ngx_strstr(s, "\xef\xbf\xbf") != NULL;
 }

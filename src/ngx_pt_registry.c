@@ -498,6 +498,7 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
     rc = ngx_pt_registry_manifest_store(r, ctx, f);
 
     if (rc != NGX_OK) {
+        ctx->cache_status = NGX_PT_CACHE_ERROR;
         ngx_http_finalize_request(r, rc);
         return;
     }

@@ -589,6 +589,11 @@ ngx_pt_set_str(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v, ngx_str_t *s,
         return NGX_DECLINED;
     }
 
+    if (!trusted && ngx_pt_json_has_nul(v->u.string)) {
+        ngx_str_set(err, "Null characters are not allowed.");
+        return NGX_DECLINED;
+    }
+
     if (ngx_pt_strdup(pool, v->u.string, &value) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -863,6 +868,11 @@ ngx_pt_set_strlist(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
             return NGX_DECLINED;
         }
 
+        if (ngx_pt_json_has_nul(item->u.string)) {
+            ngx_str_set(err, "Null characters are not allowed.");
+            return NGX_DECLINED;
+        }
+
         s = ngx_array_push(list);
         if (s == NULL || ngx_pt_strdup(pool, item->u.string, s) != NGX_OK) {
             return NGX_ERROR;
@@ -908,6 +918,11 @@ ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
             return NGX_DECLINED;
         }
 
+        if (ngx_pt_json_has_nul(value->u.string)) {
+            ngx_str_set(err, "Null characters are not allowed.");
+            return NGX_DECLINED;
+        }
+
         /* Pulp allows word characters, spaces, dots and dashes in keys */
 
         for (p = (u_char *) v->u.object.keys[i]; *p; p++) {
@@ -918,7 +933,9 @@ ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
             }
         }
 
-        if (*p || p == (u_char *) v->u.object.keys[i]) {
+        if (*p || p == (u_char *) v->u.object.keys[i]
+            || ngx_pt_json_has_nul(v->u.object.keys[i]))
+        {
             ngx_str_set(err, "Label keys may contain only letters, digits, "
                         "spaces, '_', '-' and '.'.");
             return NGX_DECLINED;
@@ -999,8 +1016,9 @@ ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
             }
         }
 
-        if (*p) {
-            ngx_str_set(err, "Header values must not contain line breaks.");
+        if (*p || ngx_pt_json_has_nul(value->u.string)) {
+            ngx_str_set(err, "Header values must not contain line breaks "
+                        "or null characters.");
             return NGX_DECLINED;
         }
 
