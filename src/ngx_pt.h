@@ -332,9 +332,10 @@ struct ngx_pt_fetch_s {
     void                      (*aborted)(ngx_pt_fetch_t *f);
     void                       *data;
 
+    ngx_pool_cleanup_t         *cln;         /* on the request's pool */
+
     unsigned                    header:1;
     unsigned                    too_big:1;
-    unsigned                    cleanup:1;
     unsigned                    in_post:1;
 };
 
@@ -343,6 +344,7 @@ ngx_int_t ngx_pt_fetch_init_filters(ngx_conf_t *cf);
 char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
     ngx_str_t *uri);
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
+void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
 
 
 /* blob store and fills (ngx_pt_blob.c) */

@@ -507,6 +507,8 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
 failed:
 
     if (fill) {
+        ngx_pt_fetch_detach(&fill->fetch);
+
         if (fill->md) {
             EVP_MD_CTX_free(fill->md);
         }
@@ -1016,6 +1018,8 @@ ngx_pt_fill_unref(ngx_pt_fill_t *fill)
         ngx_close_file(fill->fd);
     }
 
+    ngx_pt_fetch_detach(&fill->fetch);
+
     EVP_MD_CTX_free(fill->md);
     ngx_destroy_pool(fill->pool);
 }
@@ -1342,7 +1346,7 @@ ngx_pt_reader_finish(ngx_pt_reader_t *rd, ngx_int_t rc)
 static void
 ngx_pt_reader_release(ngx_pt_reader_t *rd)
 {
-    ngx_uint_t           parent;
+    ngx_uint_t           parent, terminated;
     ngx_pt_fill_t       *fill;
     ngx_http_request_t  *r;
 
@@ -1355,12 +1359,14 @@ ngx_pt_reader_release(ngx_pt_reader_t *rd)
         return;
     }
 
+    /* nginx terminates it when the subrequest ends, just after */
+    terminated = parent && fill->fetch.in_post && r->connection->error;
+
     ngx_queue_remove(&rd->queue);
     rd->fill = NULL;
     ngx_pt_fill_unref(fill);
 
-    if (parent && fill->fetch.in_post && r->connection->error) {
-        /* nginx terminates it when the subrequest ends, just after */
+    if (terminated) {
         return;
     }
 

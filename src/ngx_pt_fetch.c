@@ -208,7 +208,7 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
 
     plcf = ngx_http_get_module_loc_conf(f->r, ngx_http_pullthrough_module);
 
-    if (!f->cleanup) {
+    if (f->cln == NULL) {
         cln = ngx_pool_cleanup_add(f->r->pool, 0);
         if (cln == NULL) {
             return NGX_ERROR;
@@ -216,7 +216,7 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
 
         cln->handler = ngx_pt_fetch_cleanup;
         cln->data = f;
-        f->cleanup = 1;
+        f->cln = cln;
     }
 
     ps = ngx_palloc(f->r->pool, sizeof(ngx_http_post_subrequest_t));
@@ -294,6 +294,9 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
      * NGX_OK whatever happened: the upstream's error is the exchange's
      * result, not a reason to end the client's request.
      */
+
+    /* the exchange is over: the request's end no longer concerns it */
+    ngx_pt_fetch_detach(f);
 
     f->rc = rc;
     f->in_post = 1;
@@ -406,6 +409,18 @@ ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
 }
 
 
+/* for owners of an exchange that may outlive its request, or die first */
+
+void
+ngx_pt_fetch_detach(ngx_pt_fetch_t *f)
+{
+    if (f->cln) {
+        f->cln->handler = NULL;
+        f->cln = NULL;
+    }
+}
+
+
 static void
 ngx_pt_fetch_cleanup(void *data)
 {
@@ -413,6 +428,7 @@ ngx_pt_fetch_cleanup(void *data)
 
     /* the request that carried the exchange is gone */
 
+    f->cln = NULL;
     f->r = NULL;
 
     if (f->sr) {
