@@ -295,6 +295,9 @@ ngx_int_t ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn,
 ngx_int_t ngx_pt_remote_validate(ngx_pool_t *pool, ngx_pt_remote_t *remote,
     ngx_pt_errors_t *errs);
 ngx_int_t ngx_pt_base_path_valid(ngx_str_t *path, ngx_str_t *err);
+ngx_int_t ngx_pt_remote_docker_hub(ngx_pt_remote_t *remote, ngx_str_t *host);
+ngx_int_t ngx_pt_remote_basic(ngx_pool_t *pool, ngx_pt_remote_t *remote,
+    ngx_str_t *out);
 ngx_int_t ngx_pt_id_valid(ngx_str_t *id);
 
 
@@ -311,6 +314,7 @@ struct ngx_pt_fetch_s {
     ngx_str_t                   url;
     ngx_str_t                   accept;
     ngx_str_t                   authorization;
+    ngx_str_t                   basic;       /* for a Basic challenge */
     ngx_uint_t                  head;
     ngx_uint_t                  redirects;
 
@@ -337,6 +341,7 @@ struct ngx_pt_fetch_s {
     unsigned                    header:1;
     unsigned                    too_big:1;
     unsigned                    in_post:1;
+    unsigned                    auth_tried:1;
 };
 
 ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
@@ -372,7 +377,7 @@ ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_digest_t *d, u_char *data, size_t len);
 ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
-    ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *authorization);
+    ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

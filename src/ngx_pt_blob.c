@@ -390,7 +390,7 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_str_t *url, ngx_str_t *authorization)
+    ngx_str_t *url, ngx_str_t *basic)
 {
     u_char                           *p;
     ngx_pool_t                       *pool;
@@ -483,9 +483,13 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     fill->fetch.url.len = url->len;
     ngx_str_set(&fill->fetch.accept, "*/*");
 
-    if (authorization->len) {
-        fill->fetch.authorization.data = ngx_pstrdup(pool, authorization);
-        fill->fetch.authorization.len = authorization->len;
+    if (basic->len) {
+        fill->fetch.basic.data = ngx_pstrdup(pool, basic);
+        fill->fetch.basic.len = basic->len;
+
+        if (fill->fetch.basic.data == NULL) {
+            goto failed;
+        }
     }
 
     fill->fetch.header_handler = ngx_pt_fill_header;

@@ -273,6 +273,21 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 
     f->sr = NULL;
 
+    /* a Basic challenge gets the remote's credentials, once */
+
+    if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && f->basic.len
+        && !f->auth_tried && f->www_authenticate.len >= 5
+        && ngx_strncasecmp(f->www_authenticate.data, (u_char *) "Basic", 5)
+           == 0)
+    {
+        f->auth_tried = 1;
+        f->authorization = f->basic;
+
+        if (ngx_pt_fetch_start(f) == NGX_OK) {
+            return NGX_OK;
+        }
+    }
+
     if (f->header && rc < NGX_HTTP_SPECIAL_RESPONSE
         && (f->status == NGX_HTTP_MOVED_PERMANENTLY
             || f->status == NGX_HTTP_MOVED_TEMPORARILY
@@ -398,6 +413,7 @@ ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
             && p[len] != '/' && p[len] != '?'))
     {
         ngx_str_null(&f->authorization);
+        ngx_str_null(&f->basic);
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
@@ -538,7 +554,7 @@ ngx_pt_fetch_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    h = r->headers_out.www_authenticate;
+    h = ngx_pt_fetch_header(r, "WWW-Authenticate");
     if (h && ngx_pt_dup(f->pool, &h->value, &f->www_authenticate) != NGX_OK) {
         return NGX_ERROR;
     }

@@ -8,6 +8,8 @@
 
 #include <ngx_pt.h>
 
+#include <fnmatch.h>
+
 
 #define NGX_PT_REQ_BASE       0
 #define NGX_PT_REQ_CATALOG    1
@@ -36,6 +38,7 @@ typedef struct {
     ngx_uint_t                  by_digest;
     ngx_pt_dist_t              *dist;
     ngx_pt_remote_t            *remote;
+    ngx_str_t                   upstream;    /* base URL, when not the remote's */
     ngx_uint_t                  cache_status;
     ngx_pt_fetch_t             *fetch;
     ngx_pt_reader_t            *reader;
@@ -49,6 +52,11 @@ static ngx_int_t ngx_pt_registry_name_valid(ngx_str_t *name);
 static ngx_int_t ngx_pt_registry_tag_valid(ngx_str_t *tag);
 static ngx_int_t ngx_pt_registry_resolve(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_docker_hub(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_allowed(ngx_pt_remote_t *remote,
+    ngx_str_t *name);
+static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
@@ -117,8 +125,10 @@ ngx_http_pullthrough_registry_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_pullthrough_module);
 
+    /* route and resolve answer errors themselves: r->header_sent tells */
+
     rc = ngx_pt_registry_route(r, ctx);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || r->header_sent) {
         return rc;
     }
 
@@ -138,7 +148,7 @@ ngx_http_pullthrough_registry_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_pt_registry_resolve(r, ctx);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || r->header_sent) {
         return rc;
     }
 
@@ -390,7 +400,118 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                                      "registry");
     }
 
+    if (ngx_pt_registry_docker_hub(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the remote's filters, evaluated on every request: edits apply now */
+
+    if (!ngx_pt_registry_allowed(ctx->remote, &ctx->name)) {
+        return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, "NAME_UNKNOWN",
+                                     "Repository not found.");
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * Docker Hub keeps official images under "library/": "busybox" is
+ * "library/busybox" upstream, and here both are one repository.
+ */
+
+static ngx_int_t
+ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    u_char     *p;
+    size_t      base;
+    ngx_str_t   host;
+
+    if (!ngx_pt_remote_docker_hub(ctx->remote, &host)) {
+        return NGX_OK;
+    }
+
+    ngx_str_set(&ctx->upstream, "https://registry-1.docker.io");
+
+    if (ngx_strlchr(ctx->name.data, ctx->name.data + ctx->name.len, '/')) {
+        return NGX_OK;
+    }
+
+    base = ctx->repo.len - ctx->name.len;
+
+    p = ngx_pnalloc(r->pool, ctx->repo.len + sizeof("library/") - 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->repo.len = ngx_sprintf(p, "%*slibrary/%V", base, ctx->repo.data,
+                                &ctx->name) - p;
+    ctx->repo.data = p;
+    ctx->name.data = p + base;
+    ctx->name.len = ctx->repo.len - base;
+
+    return NGX_OK;
+}
+
+
+/* shell globs on the upstream name, "*" matching "/" too */
+
+static ngx_int_t
+ngx_pt_registry_allowed(ngx_pt_remote_t *remote, ngx_str_t *name)
+{
+    u_char      buf[256];
+    ngx_str_t  *globs;
+    ngx_uint_t  i, ok;
+
+    if (name->len >= sizeof(buf)) {
+        return 0;
+    }
+
+    ngx_memcpy(buf, name->data, name->len);
+    buf[name->len] = '\0';
+
+    ok = 1;
+
+    if (remote->includes && remote->includes->nelts) {
+        ok = 0;
+        globs = remote->includes->elts;
+
+        for (i = 0; i < remote->includes->nelts; i++) {
+            if (ngx_pt_glob(&globs[i], (char *) buf)) {
+                ok = 1;
+                break;
+            }
+        }
+    }
+
+    if (ok && remote->excludes) {
+        globs = remote->excludes->elts;
+
+        for (i = 0; i < remote->excludes->nelts; i++) {
+            if (ngx_pt_glob(&globs[i], (char *) buf)) {
+                return 0;
+            }
+        }
+    }
+
+    return ok;
+}
+
+
+static ngx_int_t
+ngx_pt_glob(ngx_str_t *glob, char *name)
+{
+    u_char  buf[1024];
+
+    if (glob->len >= sizeof(buf)) {
+        return 0;
+    }
+
+    /* the stored strings are NUL-terminated, but copies need not be */
+    ngx_memcpy(buf, glob->data, glob->len);
+    buf[glob->len] = '\0';
+
+    return fnmatch((char *) buf, name, 0) == 0;
 }
 
 
@@ -763,7 +884,9 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_str_null(&auth);
+        if (ngx_pt_remote_basic(r->pool, ctx->remote, &auth) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
         fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth);
         if (fill == NULL) {
@@ -855,7 +978,9 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     f->done = ngx_pt_registry_fetch_done;
     f->data = r;
 
-    if (ngx_pt_registry_upstream_url(r, ctx, what, ref, &f->url) != NGX_OK) {
+    if (ngx_pt_registry_upstream_url(r, ctx, what, ref, &f->url) != NGX_OK
+        || ngx_pt_remote_basic(r->pool, ctx->remote, &f->basic) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1017,7 +1142,7 @@ ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     u_char     *p;
     ngx_str_t   base;
 
-    base = ctx->remote->url;
+    base = ctx->upstream.len ? ctx->upstream : ctx->remote->url;
 
     while (base.len && base.data[base.len - 1] == '/') {
         base.len--;

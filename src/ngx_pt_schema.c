@@ -1996,3 +1996,82 @@ ngx_pt_record_load_cached(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
     return NGX_OK;
 }
+
+
+/* whether a remote's url names Docker Hub (one of its hosts) */
+
+ngx_int_t
+ngx_pt_remote_docker_hub(ngx_pt_remote_t *remote, ngx_str_t *host)
+{
+    u_char      *p, *last;
+    ngx_uint_t   i;
+
+    static ngx_str_t  hosts[] = {
+        ngx_string("registry-1.docker.io"),
+        ngx_string("docker.io"),
+        ngx_string("index.docker.io"),
+        ngx_string("registry.hub.docker.com"),
+    };
+
+    p = ngx_pt_strfind(remote->url.data, remote->url.data + remote->url.len,
+                       (u_char *) "://", 3, 0);
+    if (p == NULL) {
+        return 0;
+    }
+
+    p += 3;
+    last = p;
+
+    while (last < remote->url.data + remote->url.len
+           && *last != '/' && *last != ':')
+    {
+        last++;
+    }
+
+    host->data = p;
+    host->len = last - p;
+
+    for (i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        if (host->len == hosts[i].len
+            && ngx_strncasecmp(host->data, hosts[i].data, host->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* "Basic <base64 of user:password>", empty when the remote has no user */
+
+ngx_int_t
+ngx_pt_remote_basic(ngx_pool_t *pool, ngx_pt_remote_t *remote, ngx_str_t *out)
+{
+    ngx_str_t  plain, enc;
+
+    ngx_str_null(out);
+
+    if (remote->username.data == NULL) {
+        return NGX_OK;
+    }
+
+    plain.len = remote->username.len + 1 + remote->password.len;
+    plain.data = ngx_pnalloc(pool, plain.len);
+
+    out->data = ngx_pnalloc(pool, sizeof("Basic ") - 1
+                                  + ngx_base64_encoded_length(plain.len));
+
+    if (plain.data == NULL || out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(plain.data, "%V:%V", &remote->username, &remote->password);
+
+    enc.data = ngx_cpymem(out->data, "Basic ", sizeof("Basic ") - 1);
+    ngx_encode_base64(&enc, &plain);
+
+    out->len = sizeof("Basic ") - 1 + enc.len;
+
+    return NGX_OK;
+}

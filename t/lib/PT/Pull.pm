@@ -373,6 +373,7 @@ sub stream_get {
         };
 
         $take->($buf);
+        $o{on_read}->($res{length}) if $o{on_read} && length $buf;
         $buf = '';
 
         while (!defined $want || $res{length} < $want) {
