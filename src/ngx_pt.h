@@ -340,6 +340,7 @@ struct ngx_pt_fetch_s {
 
     unsigned                    header:1;
     unsigned                    too_big:1;
+    unsigned                    stopped:1;
     unsigned                    in_post:1;
     unsigned                    auth_tried:1;
 };
@@ -350,6 +351,7 @@ char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
     ngx_str_t *uri);
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
+void ngx_pt_fetch_abort(ngx_pt_fetch_t *f);
 
 
 /* blob store and fills (ngx_pt_blob.c) */

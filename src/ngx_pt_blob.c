@@ -51,6 +51,7 @@ struct ngx_pt_fill_s {
     ngx_uint_t                  busy;        /* a task is in flight */
     ngx_uint_t                  blocked;     /* upstream waits for us */
     ngx_uint_t                  upstream_done;
+    ngx_uint_t                  in_task;     /* in a task's completion */
 
     ngx_buf_t                  *cur;         /* being filled */
     ngx_buf_t                  *other;       /* being written */
@@ -556,6 +557,7 @@ ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in)
 
     for (ll = &fill->pending; *ll; ll = &(*ll)->next) { /* void */ }
 
+
     for ( /* void */ ; in; in = in->next) {
         if (!ngx_buf_in_memory(in->buf) || ngx_buf_size(in->buf) == 0) {
             continue;
@@ -563,6 +565,7 @@ ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in)
 
         cl = ngx_chain_get_free_buf(fill->pool, &fill->free);
         if (cl == NULL) {
+            ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
             return NGX_ERROR;
         }
 
@@ -572,7 +575,13 @@ ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in)
         ll = &cl->next;
     }
 
-    return ngx_pt_fill_drain(fill);
+    if (ngx_pt_fill_drain(fill) != NGX_OK) {
+        /* the fetch stops: ngx_pt_fetch_body_filter() ends it */
+        ngx_pt_fill_fail(fill, NGX_HTTP_BAD_GATEWAY, NULL);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -726,18 +735,17 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
 
     fill = ctx->fill;
     fill->busy = 0;
+    fill->in_task = 1;
 
     if (fill->state != NGX_PT_FILL_RUNNING) {
-        ngx_pt_fill_unref(fill);
-        return;
+        goto done;
     }
 
     if (ctx->err) {
         ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
                       "pullthrough: writing \"%s\" failed", fill->temp.data);
         ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
-        ngx_pt_fill_unref(fill);
-        return;
+        goto done;
     }
 
     fill->written += ctx->len;
@@ -751,11 +759,13 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
 
         if (ngx_pt_fill_drain(fill) != NGX_OK) {
             ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
-            ngx_pt_fill_unref(fill);
-            return;
+            goto done;
         }
 
         if (!fill->blocked) {
+            /* the upstream runs its own connection's posted requests */
+            fill->in_task = 0;
+
             sr = fill->fetch.sr;
             if (ngx_http_post_request(sr, NULL) == NGX_OK) {
                 ngx_http_run_posted_requests(sr->connection);
@@ -771,6 +781,9 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
         ngx_pt_fill_commit(fill);
     }
 
+done:
+
+    fill->in_task = 0;
     ngx_pt_fill_unref(fill);
 }
 
@@ -941,6 +954,7 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
 
     fill = ctx->fill;
     fill->busy = 0;
+    fill->in_task = 1;
 
     if (ctx->err) {
         ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
@@ -973,6 +987,7 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
         ngx_pt_fill_notify(fill);
     }
 
+    fill->in_task = 0;
     ngx_pt_fill_unref(fill);
 }
 
@@ -980,6 +995,9 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
 static void
 ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
 {
+    ngx_chain_t         *cl;
+    ngx_http_request_t  *sr;
+
     if (fill->state == NGX_PT_FILL_FAILED) {
         return;
     }
@@ -991,7 +1009,23 @@ ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
     fill->state = NGX_PT_FILL_FAILED;
     fill->error_status = status;
     fill->error_code = code;
+
+    /* what the upstream waits on is released, and the upstream stopped */
+
+    for (cl = fill->pending; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+    }
+
     fill->pending = NULL;
+
+    if (fill->fetch.sr && fill->in_task) {
+        sr = fill->fetch.sr;
+        ngx_pt_fetch_abort(&fill->fetch);
+
+        if (ngx_http_post_request(sr, NULL) == NGX_OK) {
+            ngx_http_run_posted_requests(sr->connection);
+        }
+    }
 
     /* a write still in flight deletes nothing: the file goes now */
 
@@ -1044,8 +1078,9 @@ ngx_pt_fill_published(ngx_pt_fill_t *fill)
 static void
 ngx_pt_fill_notify(ngx_pt_fill_t *fill)
 {
-    ngx_queue_t      *q, *next;
-    ngx_pt_reader_t  *rd;
+    ngx_queue_t       *q, *next;
+    ngx_pt_reader_t   *rd;
+    ngx_connection_t  *c;
 
     for (q = ngx_queue_head(&fill->readers);
          q != ngx_queue_sentinel(&fill->readers);
@@ -1053,8 +1088,18 @@ ngx_pt_fill_notify(ngx_pt_fill_t *fill)
     {
         next = ngx_queue_next(q);
         rd = ngx_queue_data(q, ngx_pt_reader_t, queue);
+        c = rd->r->connection;
 
         ngx_pt_reader_run(rd);
+
+        /*
+         * Outside the connection's own handlers (a thread task's
+         * completion), nobody else runs what finalizing it posted.
+         */
+
+        if (fill->in_task) {
+            ngx_http_run_posted_requests(c);
+        }
     }
 }
 

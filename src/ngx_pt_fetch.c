@@ -21,6 +21,7 @@ static ngx_int_t ngx_pt_fetch_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_table_elt_t *ngx_pt_fetch_header(ngx_http_request_t *r,
     const char *name);
+static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -247,6 +248,7 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
     f->length = -1;
     f->header = 0;
     f->too_big = 0;
+    f->stopped = 0;
     ngx_str_null(&f->content_type);
     ngx_str_null(&f->digest);
     ngx_str_null(&f->location);
@@ -266,6 +268,10 @@ static ngx_int_t
 ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_pt_fetch_t *f = data;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "pullthrough fetch done: %i, status %ui, current %d",
+                   rc, f->status, f->sr == sr);
 
     if (f->sr != sr) {
         return NGX_OK;
@@ -537,10 +543,12 @@ ngx_pt_fetch_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    if (r->headers_out.location
-        && ngx_pt_dup(f->pool, &r->headers_out.location->value,
-                      &f->location) != NGX_OK)
-    {
+    /* nginx keeps a relative Location in the list only */
+
+    h = r->headers_out.location ? r->headers_out.location
+                                : ngx_pt_fetch_header(r, "Location");
+
+    if (h && ngx_pt_dup(f->pool, &h->value, &f->location) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -591,8 +599,12 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    if (f->status == NGX_HTTP_OK && f->body_handler) {
-        return f->body_handler(f, in);
+    if (f->status == NGX_HTTP_OK && f->body_handler && !f->stopped) {
+        if (f->body_handler(f, in) == NGX_OK) {
+            return NGX_OK;
+        }
+
+        ngx_pt_fetch_stop(r, f);
     }
 
     for (cl = in; cl; cl = cl->next) {
@@ -604,19 +616,47 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         size = b->last - b->pos;
 
-        if (f->status == NGX_HTTP_OK && f->body) {
+        if (f->status == NGX_HTTP_OK && f->body && !f->stopped) {
             if (size > (size_t) (f->body->end - f->body->last)) {
                 f->too_big = 1;
-                return NGX_ERROR;
-            }
+                ngx_pt_fetch_stop(r, f);
 
-            f->body->last = ngx_cpymem(f->body->last, b->pos, size);
+            } else {
+                f->body->last = ngx_cpymem(f->body->last, b->pos, size);
+            }
         }
 
         b->pos = b->last;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Ends an exchange early, without the NGX_ERROR of a body filter, which
+ * would mark the client's connection as failed: the upstream sees its
+ * response as complete, and the connection is not kept.
+ */
+
+void
+ngx_pt_fetch_abort(ngx_pt_fetch_t *f)
+{
+    if (f->sr) {
+        ngx_pt_fetch_stop(f->sr, f);
+    }
+}
+
+
+static void
+ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f)
+{
+    f->stopped = 1;
+
+    if (r->upstream) {
+        r->upstream->length = 0;
+        r->upstream->keepalive = 0;
+    }
 }
 
 

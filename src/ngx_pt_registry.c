@@ -618,7 +618,8 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
 
     rc = ngx_pt_registry_manifest_store(r, ctx, f);
 
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || r->header_sent) {
+        /* refused: the error is answered already */
         ctx->cache_status = NGX_PT_CACHE_ERROR;
         ngx_http_finalize_request(r, rc);
         return;

@@ -216,7 +216,7 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
     my $elog = length $t->error_log;
     $fake->reset_requests;
 
-    my $r = stream_get($t, $path, idle_timeout => 10);
+    my $r = stream_get($t, $path, idle_timeout => 4);
     is($r->{status}, 200, "wrong bytes ($what): the answer had begun");
     is($r->{expected}, $size, "wrong bytes ($what): with the upstream's length");
     ok(!$r->{complete} && $r->{length} < $size,
@@ -231,7 +231,7 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
 
     # curl sees it too: a transfer error (18: partial file, 56: receive
     # error), not its timeout (28)
-    my ($rc, $out) = run_cmd({ timeout => 20 }, 'curl', '-s', '-m', '10',
+    my ($rc, $out) = run_cmd({ timeout => 20 }, 'curl', '-s', '-m', '4',
                              '-o', '/dev/null',
                              '-w', '%{http_code} %{size_download}',
                              $t->base_url . $path);
@@ -242,7 +242,7 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
 
     # the upstream mends its ways
     $fake->set_flag(flag_of($d));
-    $r = stream_get($t, $path, idle_timeout => 10, keep => 1);
+    $r = stream_get($t, $path, idle_timeout => 4, keep => 1);
     my $got = $d =~ /^sha512/ ? 'sha512:' . sha512_hex($r->{content})
                               : sha256_digest($r->{content});
     ok($r->{complete} && $got eq $d,
@@ -263,20 +263,20 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
     $fake->reset_requests;
 
     # either the answer had begun and is cut, or it had not and is an error
-    my $r = stream_get($t, $path, idle_timeout => 10);
+    my $r = stream_get($t, $path, idle_timeout => 4);
     ok($r->{status} == 200 ? !$r->{complete} && $r->{eof}
                            : $r->{status} >= 500 && $r->{status} < 600,
        'short body: a cut 200 or a 5xx') or diag(explain_get($r, $size));
     ok(!-e blob_file($t, $d), 'short body: not stored');
     no_temp_files('short body');
-    $r = stream_get($t, $path, idle_timeout => 10);
+    $r = stream_get($t, $path, idle_timeout => 4);
     ok($r->{status} == 200 ? !$r->{complete} && $r->{eof}
                            : $r->{status} >= 500 && $r->{status} < 600,
        'short body: again') or diag(explain_get($r, $size));
     is(fake_gets(qr/\Q$d\E/), 2, 'short body: the next request fetched again');
 
     $fake->set_flag(flag_of($d));
-    $r = stream_get($t, $path, idle_timeout => 10);
+    $r = stream_get($t, $path, idle_timeout => 4);
     ok($r->{complete} && $r->{sha256} eq $d, 'short body: then whole');
     ok(wait_for(sub { -f blob_file($t, $d) }), 'short body: then stored');
 }

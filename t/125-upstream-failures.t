@@ -1,0 +1,202 @@
+#!/usr/bin/perl
+
+# Upstreams that are down (connection refused: 502 at once) or stall (no
+# answer: 504 after proxy_read_timeout, 2 s here), for manifests and blobs,
+# GET and HEAD; what is cached is still pulled, with no upstream contact;
+# nothing is stored or left behind by a failure.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(time);
+
+use PT::Nginx;
+use PT::Pulp;
+use PT::Images;
+use PT::FakeUpstream;
+use PT::Pull;
+
+if (my @missing = PT::Images::missing_tools()) {
+    plan skip_all => "not installed: @missing";
+}
+
+my $ACCEPT = $PT::Images::ACCEPT;
+my $tmp = tempdir('pt-125-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+my $L = PT::Images::build('hello');
+my $h10 = $L->{refs}{'hello-1.0'};
+my $h11 = $L->{refs}{'hello-1.1'};
+my %tags = ('library/hello:1.0' => $h10->{digest},
+            'library/hello:1.1' => $h11->{digest});
+
+# answers normally, or (flag "stall") takes requests and never answers
+my $fake = PT::FakeUpstream->new(
+    blob_dirs => [ "$L->{dir}/blobs" ], tags => \%tags,
+    hook => sub {
+        my ($req, $fake) = @_;
+        return { stall => 1, release => 'unstall' }
+            if defined $fake->flag('stall');
+        return;
+    })->start;
+
+# an upstream that will be stopped
+my $mortal = PT::FakeUpstream->new(blob_dirs => [ "$L->{dir}/blobs" ],
+                                   tags => \%tags)->start;
+
+# nothing listens there
+my $dead = 'http://127.0.0.1:' . PT::Nginx::free_port();
+
+my $t = PT::Nginx->new(conf => cache_conf(registry => <<'EOF'));
+proxy_connect_timeout 2s;
+            proxy_read_timeout 2s;
+            proxy_send_timeout 2s;
+EOF
+$t->start;
+setup_cache($t, $fake->url);
+setup_cache($t, $mortal->url, base_path => 'mortal');
+setup_cache($t, $dead, base_path => 'down');
+
+$PT::Pull::CMD_TIMEOUT = 30;
+
+sub timed {
+    my ($code) = @_;
+    my $t0 = time;
+    my $r = $code->();
+    return ($r, time - $t0);
+}
+
+sub pull {
+    my ($ref, $name) = @_;
+    return skopeo('copy', '--quiet', '--src-tls-verify=false',
+                  'docker://' . cache_ref($t, $ref, $name =~ s{/.*}{}r),
+                  "dir:$tmp/" . ($name =~ s{\W}{_}gr));
+}
+
+sub repo_names {
+    return [ sort map { $_->{name} }
+             @{ list_all($t, "$API/repositories/container/container/") } ];
+}
+
+
+# an upstream that refuses connections: 502 at once, nothing stored
+
+{
+    my $base = '/v2/down/library/hello';
+    my $mark = cache_log_mark($t);
+
+    my ($r, $s) = timed(sub { http_get($t, "$base/manifests/1.0",
+                                       headers => { Accept => $ACCEPT }) });
+    is_oci_error($r, 502, 'UNAVAILABLE', 'down, manifest: 502 UNAVAILABLE');
+    ok($s < 1.5, sprintf('down, manifest: answered in %.2f s', $s));
+
+    ($r, $s) = timed(sub { http_get($t, "$base/manifests/1.0", method => 'HEAD') });
+    is($r->{status}, 502, 'down, manifest HEAD: 502');
+    ok($s < 1.5, sprintf('down, manifest HEAD: answered in %.2f s', $s));
+
+    my $d = $h10->{layers}[1];
+    ($r, $s) = timed(sub { http_get($t, "$base/blobs/$d") });
+    is_oci_error($r, 502, 'UNAVAILABLE', 'down, blob: 502 UNAVAILABLE');
+    ok($s < 1.5, sprintf('down, blob: answered in %.2f s', $s));
+
+    ($r, $s) = timed(sub { http_get($t, "$base/blobs/$d", method => 'HEAD') });
+    is($r->{status}, 502, 'down, blob HEAD: 502');
+    ok($s < 1.5, sprintf('down, blob HEAD: answered in %.2f s', $s));
+
+    ok(!-e blob_file($t, $d) && !-e blob_file($t, $h10->{digest}),
+       'down: nothing stored');
+    ok(wait_for(sub { !tmp_files($t) }), 'down: no temp file');
+    is_oci_error(http_get($t, "$base/tags/list"), 404, 'NAME_UNKNOWN',
+                 'down: no tag recorded');
+    ok(!grep({ m{^down/} } @{ repo_names() }), 'down: no repository');
+
+    wait_for(sub { cache_log($t, $mark) >= 4 });
+    is_deeply([ map { $_->{cache} }
+                grep { $_->{path} =~ m{^/v2/down/.*/(?:manifests|blobs)/} }
+                cache_log($t, $mark) ], [ ('ERROR') x 4 ],
+              'down: logged ERROR');
+}
+
+
+# cache hello:1.0 through both upstreams while they answer
+
+for my $name ('cache', 'mortal') {
+    my ($rc, $out) = pull('library/hello:1.0', "$name/warm");
+    is($rc, 0, "$name: hello:1.0 pulled and cached") or diag($out);
+}
+
+
+# an upstream that stalls: uncached content 504 after proxy_read_timeout;
+# cached content as if nothing happened
+
+$fake->set_flag('stall');
+
+{
+    $fake->reset_requests;
+    my ($rc, $out) = pull('library/hello:1.0', 'cache/stalled');
+    is($rc, 0, 'stalled upstream: cached hello:1.0 still pulls') or diag($out);
+    is(scalar(my @r = $fake->requests), 0, '... without asking the upstream');
+    is(file_digest("$tmp/cache_stalled/manifest.json"), $h10->{digest},
+       '... the right manifest');
+
+    my $base = '/v2/cache/library/hello';
+    my ($r, $s) = timed(sub { http_get($t, "$base/manifests/1.1",
+                                       headers => { Accept => $ACCEPT }) });
+    is_oci_error($r, 504, 'UNAVAILABLE', 'stalled, manifest: 504 UNAVAILABLE');
+    ok($s > 1.5 && $s < 5, sprintf('stalled, manifest: after %.1f s', $s));
+
+    ($r, $s) = timed(sub { http_get($t, "$base/manifests/1.1", method => 'HEAD') });
+    is($r->{status}, 504, 'stalled, manifest HEAD: 504');
+    ok($s > 1.5 && $s < 5, sprintf('stalled, manifest HEAD: after %.1f s', $s));
+
+    my $d = $h11->{layers}[1];
+    ($r, $s) = timed(sub { http_get($t, "$base/blobs/$d") });
+    is_oci_error($r, 504, 'UNAVAILABLE', 'stalled, blob: 504 UNAVAILABLE');
+    ok($s > 1.5 && $s < 5, sprintf('stalled, blob: after %.1f s', $s));
+
+    ($r, $s) = timed(sub { http_get($t, "$base/blobs/$d", method => 'HEAD') });
+    is($r->{status}, 504, 'stalled, blob HEAD: 504');
+
+    ok(!-e blob_file($t, $d) && !-e blob_file($t, $h11->{digest}),
+       'stalled: nothing stored');
+    ok(wait_for(sub { !tmp_files($t) }), 'stalled: no temp file');
+    is_deeply(http_get($t, "$base/tags/list")->{json}{tags}, ['1.0'],
+              'stalled: no tag recorded');
+    is(scalar(@r = $fake->requests), 4, 'stalled: each request went upstream once');
+
+    # the upstream recovers
+    $fake->clear_flag('stall');
+    $fake->set_flag('unstall');
+    ($rc, $out) = pull('library/hello:1.1', 'cache/recovered');
+    is($rc, 0, 'recovered upstream: hello:1.1 pulls') or diag($out);
+    is(file_digest("$tmp/cache_recovered/manifest.json"), $h11->{digest},
+       '... the right manifest');
+}
+
+
+# an upstream that went away: cached content still pulls, the rest is a
+# quick 502
+
+$mortal->stop;
+
+{
+    my ($rc, $out) = pull('library/hello:1.0', 'mortal/after');
+    is($rc, 0, 'upstream gone: cached hello:1.0 still pulls') or diag($out);
+    is(file_digest("$tmp/mortal_after/manifest.json"), $h10->{digest},
+       '... the right manifest');
+
+    my $t0 = time;
+    ($rc, $out) = pull('library/hello:1.1', 'mortal/uncached');
+    isnt($rc, 0, 'upstream gone: uncached hello:1.1 fails');
+    ok(time - $t0 < 10, sprintf('... in %.1f s', time - $t0));
+    my ($r, $s) = timed(sub { http_get($t, '/v2/mortal/library/hello/manifests/1.1',
+                                       headers => { Accept => $ACCEPT }) });
+    is_oci_error($r, 502, 'UNAVAILABLE', 'upstream gone, manifest: 502 UNAVAILABLE');
+    ok($s < 1.5, sprintf('upstream gone: answered in %.2f s', $s));
+}
+
+$t->stop;
+$fake->stop;
+
+done_testing;

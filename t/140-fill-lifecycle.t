@@ -1,0 +1,199 @@
+#!/usr/bin/perl
+
+# The life of a fill of the 100 MiB blob: streamed to a slow client with
+# bounded worker memory; completed and committed when its client goes away;
+# a worker killed with SIGKILL mid-fill leaves nothing partial in the store
+# and its temp file is removed when the replacement worker starts; temp
+# files are all removed when nginx starts afresh.
+#
+# The fake upstream serves the blob at full speed, or stops at 20 MiB until
+# the test lets it go on, so that "mid-fill" is a state, not a race.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use Time::HiRes qw(time);
+
+use PT::Nginx;
+use PT::Pulp;
+use PT::Images;
+use PT::FakeUpstream;
+use PT::Pull;
+
+if (my @missing = PT::Images::missing_tools()) {
+    plan skip_all => "not installed: @missing";
+}
+
+my $MiB = 1024 * 1024;
+my $big = PT::Images::build('big');
+my $d = $big->{layers}{'big-data'}{digest};
+my $size = $big->{layers}{'big-data'}{size};
+ok($size >= 100 * $MiB, 'the blob: 100 MiB');
+
+my $fake = PT::FakeUpstream->new(
+    blob_dirs => [ "$big->{dir}/blobs" ],
+    hook => sub {
+        my ($req, $fake) = @_;
+        my ($repo, $ref) = $req->{path} =~ m{^/v2/(.+)/blobs/([^/]+)$} or return;
+        return unless $repo =~ m{^library/gate-(\w+)$};
+        return [ 200, [ 'Content-Type' => 'application/octet-stream',
+                        'Docker-Content-Digest' => $ref ],
+                 { file => $fake->blob_file($ref), pause_at => 20 * $MiB,
+                   wait_flag => "go-$1" } ];
+    })->start;
+
+sub cache {
+    my $t = PT::Nginx->new(conf => cache_conf(registry => 'proxy_read_timeout 60s;'));
+    $t->start;
+    setup_cache($t, $fake->url);
+    return $t;
+}
+
+sub temp_size {
+    my ($t) = @_;
+    my @f = tmp_files($t);
+    return @f ? (-s $t->store . "/tmp/$f[0]") // 0 : -1;
+}
+
+sub blob_visible {
+    my ($t) = @_;
+    my $hex = substr($d, 7);
+    return scalar grep { /\Q$hex\E/ } store_files($t);
+}
+
+
+# a slow client: the whole blob, and the worker's memory stays bounded
+
+{
+    my $t = cache();
+    is(http_get($t, '/v2/')->{status}, 200, 'memory: nginx answers');
+    my $w = $t->worker_pids->[0];
+    my $rss0 = vm_kib($w);
+    my $hwm0 = vm_kib($w, 'VmHWM');
+    my $max = $rss0;
+    my $samples = 0;
+
+    my $r = stream_get($t, "/v2/cache/library/big/blobs/$d",
+                       rcvbuf => 64 * 1024, chunk => 64 * 1024, delay => 0.001,
+                       idle_timeout => 5, timeout => 60,
+                       on_read => sub {
+                           my $v = vm_kib($w) // return;
+                           $samples++;
+                           $max = $v if $v > $max;
+                       });
+
+    ok($r->{complete}, 'a client slower than the fill gets the whole blob')
+        or diag(sprintf '%d of %d bytes, %s, %.1f s', $r->{length}, $size,
+                $r->{error} // ($r->{eof} ? 'closed' : '?'), $r->{seconds});
+    is($r->{sha256}, $d, '... the right bytes') if $r->{complete};
+    my $hwm = vm_kib($w, 'VmHWM');
+    note(sprintf 'worker %d: VmRSS %d KiB before, at most %d KiB in %d samples; '
+         . 'VmHWM %d -> %d KiB; %.1f s', $w, $rss0, $max, $samples, $hwm0, $hwm,
+         $r->{seconds});
+    ok($samples > 100, "memory: RSS sampled $samples times");
+    ok($max - $rss0 < 16 * 1024,
+       sprintf('memory: RSS grew by %d KiB while streaming 100 MiB', $max - $rss0));
+    ok($hwm - $hwm0 < 16 * 1024,
+       sprintf('memory: peak RSS (VmHWM) grew by %d KiB', $hwm - $hwm0));
+    ok(wait_for(sub { -f blob_file($t, $d) }, 20), 'memory: the blob was stored');
+    is($t->worker_pids->[0], $w, 'memory: the same worker throughout');
+    $t->stop;
+}
+
+
+# a client that goes away mid-fill: the fill completes and is committed
+
+{
+    my $t = cache();
+    my $path = "/v2/cache/library/gate-abort/blobs/$d";
+
+    my $r = stream_get($t, $path, abort_after => $MiB, idle_timeout => 10);
+    is($r->{status}, 200, 'abort: the answer had begun');
+    ok($r->{aborted} && $r->{length} == $MiB, 'abort: the client read 1 MiB and left');
+    ok(wait_for(sub { temp_size($t) >= 19 * $MiB }, 20),
+       'abort: the fill is at the pause (20 MiB)');
+    ok(!blob_visible($t), 'abort: nothing in the store mid-fill');
+
+    $fake->set_flag('go-abort');
+    ok(wait_for(sub { -f blob_file($t, $d) }, 30),
+       'abort: the fill completes without its client');
+    is(-f blob_file($t, $d) ? file_digest(blob_file($t, $d)) : '', $d,
+       'abort: the stored blob is right');
+    ok(wait_for(sub { !tmp_files($t) }), 'abort: no temp file left');
+
+    $fake->reset_requests;
+    my $mark = cache_log_mark($t);
+    $r = stream_get($t, $path, idle_timeout => 10);
+    ok($r->{complete} && $r->{sha256} eq $d, 'abort: a later GET gets the blob');
+    is(scalar(my @u = $fake->requests), 0, 'abort: ... with no upstream request');
+    my $l = wait_cache_log($t, $mark, 'GET', qr{/blobs/});
+    is($l && $l->{cache}, 'HIT', 'abort: ... a HIT');
+    $t->stop;
+}
+
+
+# a worker killed with SIGKILL mid-fill
+
+{
+    my $t = cache();
+    my $path = "/v2/cache/library/gate-kill/blobs/$d";
+    my $dir = tempdir('pt-140-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+    my $h = bg_stream_get($t, $path, idle_timeout => 30);
+    ok(wait_for(sub { temp_size($t) >= 19 * $MiB }, 20),
+       'kill: the fill is at the pause (20 MiB)');
+    my @tmp = tmp_files($t);
+    my $old = $t->worker_pids->[0];
+    is(scalar @tmp, 1, 'kill: one temp file');
+    like($tmp[0] // '', qr/^\Q$old\E\./, 'kill: named after its worker');
+    ok(!blob_visible($t), 'kill: nothing in the store mid-fill');
+
+    $t->allow_log(qr/worker process \d+ exited on signal 9/);
+    my $new = $t->kill_worker($old);
+    isnt($new->[0], $old, 'kill: a new worker replaced the killed one');
+
+    my $r = bg_result($h, 30);
+    ok(!$r->{complete} && $r->{length} < $size,
+       "kill: the client got a cut body ($r->{length} bytes)");
+    ok(wait_for(sub { !grep { $_ eq ($tmp[0] // '') } tmp_files($t) }, 10),
+       'kill: the temp file is removed once the new worker runs');
+    ok(!blob_visible($t), 'kill: no partial blob in the store');
+
+    # the upstream connection of the killed worker is gone: let it go on
+    $fake->set_flag('go-kill');
+    $fake->reset_requests;
+    $r = stream_get($t, $path, idle_timeout => 10);
+    ok($r->{complete} && $r->{sha256} eq $d, 'kill: the next pull gets the blob');
+    is(scalar(my @u = $fake->requests), 1, 'kill: ... fetched again');
+    ok(wait_for(sub { -f blob_file($t, $d) }, 20), 'kill: ... and stored');
+    is(-f blob_file($t, $d) ? file_digest(blob_file($t, $d)) : '', $d,
+       'kill: the stored blob is right');
+    ok(wait_for(sub { !tmp_files($t) }), 'kill: no temp file left');
+
+
+    # stale temp files: a dead process's go when a worker starts, every
+    # one goes when nginx starts afresh
+
+    my $pid_max = do { open my $fh, '<', '/proc/sys/kernel/pid_max'; <$fh> } || 4194304;
+    my $dead = $pid_max + 1;
+    my $tdir = $t->store . '/tmp';
+    for my $f ("$$.1.fill", "$dead.2.fill", "$dead.3.small") {
+        open my $fh, '>', "$tdir/$f" or die "$tdir/$f: $!";
+        print $fh 'x' x 1000;
+        close $fh;
+    }
+    $t->kill_worker;
+    ok(wait_for(sub { !-e "$tdir/$dead.2.fill" && !-e "$tdir/$dead.3.small" }, 10),
+       'stale temp files of a dead process: removed when a worker starts');
+    ok(-e "$tdir/$$.1.fill", 'temp files of a live process: kept');
+    $t->restart;
+    is_deeply([ tmp_files($t) ], [], 'a fresh start removes every temp file');
+    ok(-f blob_file($t, $d), 'the stored blob survives restarts');
+    $t->stop;
+}
+
+$fake->stop;
+
+done_testing;
