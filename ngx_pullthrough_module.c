@@ -356,6 +356,12 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     plcf->registry = 1;
     clcf->handler = ngx_http_pullthrough_registry_handler;
 
+    /* bearer tokens, shared by the workers */
+
+    if (ngx_pt_auth_zone_add(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     /* large disk work of fills runs in the "default" thread pool */
 
     plcf->thread_pool = ngx_thread_pool_add(cf, NULL);
@@ -415,6 +421,10 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
      */
 
     (void) ngx_pt_store_open(cycle, pmcf);
+
+    if (ngx_pt_auth_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_pt_blob_init(cycle, pmcf);
 }

@@ -305,6 +305,18 @@ ngx_int_t ngx_pt_id_valid(ngx_str_t *id);
 
 typedef struct ngx_pt_fetch_s  ngx_pt_fetch_t;
 
+/* what a token request needs of the remote, copied: it may outlive it */
+typedef struct {
+    ngx_str_t                   remote;      /* id: tokens are per remote */
+    ngx_str_t                   name;        /* upstream repository name */
+    ngx_str_t                   username;
+    ngx_str_t                   password;
+    ngx_str_t                   ca_cert;
+    ngx_uint_t                  tls_validation;
+    long                        timeout_ms;
+    ngx_thread_pool_t          *thread_pool;
+} ngx_pt_upstream_auth_t;
+
 struct ngx_pt_fetch_s {
     ngx_http_request_t         *r;           /* carries the subrequest */
     ngx_http_request_t         *sr;          /* while it runs */
@@ -315,6 +327,8 @@ struct ngx_pt_fetch_s {
     ngx_str_t                   accept;
     ngx_str_t                   authorization;
     ngx_str_t                   basic;       /* for a Basic challenge */
+    ngx_pt_upstream_auth_t     *auth;        /* for a Bearer challenge */
+    ngx_pool_cleanup_t         *token_cln;   /* while a token is fetched */
     ngx_uint_t                  head;
     ngx_uint_t                  redirects;
 
@@ -343,6 +357,7 @@ struct ngx_pt_fetch_s {
     unsigned                    stopped:1;
     unsigned                    in_post:1;
     unsigned                    auth_tried:1;
+    unsigned                    preempted:1;
 };
 
 ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
@@ -352,6 +367,17 @@ char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_abort(ngx_pt_fetch_t *f);
+
+
+/* upstream authentication (ngx_pt_auth.c) */
+
+ngx_int_t ngx_pt_auth_zone_add(ngx_conf_t *cf);
+ngx_int_t ngx_pt_auth_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_pt_auth_bearer(ngx_pt_fetch_t *f);
+void ngx_pt_auth_orphan(void *data);
+void ngx_pt_auth_preempt(ngx_pt_fetch_t *f);
+ngx_pt_upstream_auth_t *ngx_pt_auth_copy(ngx_pool_t *pool,
+    ngx_pt_upstream_auth_t *src);
 
 
 /* blob store and fills (ngx_pt_blob.c) */
@@ -379,7 +405,8 @@ ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_digest_t *d, u_char *data, size_t len);
 ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
-    ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic);
+    ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic,
+    ngx_pt_upstream_auth_t *auth);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

@@ -391,7 +391,7 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_str_t *url, ngx_str_t *basic)
+    ngx_str_t *url, ngx_str_t *basic, ngx_pt_upstream_auth_t *auth)
 {
     u_char                           *p;
     ngx_pool_t                       *pool;
@@ -491,6 +491,15 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
         if (fill->fetch.basic.data == NULL) {
             goto failed;
         }
+    }
+
+    if (auth) {
+        fill->fetch.auth = ngx_pt_auth_copy(pool, auth);
+        if (fill->fetch.auth == NULL) {
+            goto failed;
+        }
+
+        ngx_pt_auth_preempt(&fill->fetch);
     }
 
     fill->fetch.header_handler = ngx_pt_fill_header;

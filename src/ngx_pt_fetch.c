@@ -294,6 +294,14 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         }
     }
 
+    /* a Bearer challenge: a token first (maybe asynchronously), once */
+
+    if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && !f->auth_tried
+        && ngx_pt_auth_bearer(f) == NGX_OK)
+    {
+        return NGX_OK;
+    }
+
     if (f->header && rc < NGX_HTTP_SPECIAL_RESPONSE
         && (f->status == NGX_HTTP_MOVED_PERMANENTLY
             || f->status == NGX_HTTP_MOVED_TEMPORARILY

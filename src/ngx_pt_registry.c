@@ -57,6 +57,8 @@ static ngx_int_t ngx_pt_registry_docker_hub(ngx_http_request_t *r,
 static ngx_int_t ngx_pt_registry_allowed(ngx_pt_remote_t *remote,
     ngx_str_t *name);
 static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
+static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
@@ -451,6 +453,50 @@ ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     ctx->name.len = ctx->repo.len - base;
 
     return NGX_OK;
+}
+
+
+/* what a token request will need of the remote (in the request's pool) */
+
+static ngx_pt_upstream_auth_t *
+ngx_pt_registry_auth(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    ngx_pt_remote_t                  *remote;
+    ngx_pt_upstream_auth_t           *a;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    a = ngx_pcalloc(r->pool, sizeof(ngx_pt_upstream_auth_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    remote = ctx->remote;
+
+    a->remote = remote->meta.id;
+    a->name = ctx->name;
+    a->tls_validation = remote->tls_validation;
+    a->thread_pool = plcf->thread_pool;
+
+    if (remote->username.data) {
+        a->username = remote->username;
+        a->password = remote->password.data ? remote->password
+                                            : (ngx_str_t) ngx_string("");
+    }
+
+    if (remote->ca_cert.data) {
+        a->ca_cert = remote->ca_cert;
+    }
+
+    a->timeout_ms = ngx_pt_null_num(remote->total_timeout)
+                    ? 30000 : (long) (remote->total_timeout * 1000);
+
+    if (a->timeout_ms <= 0) {
+        a->timeout_ms = 30000;
+    }
+
+    return a;
 }
 
 
@@ -889,7 +935,8 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth);
+        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth,
+                                  ngx_pt_registry_auth(r, ctx));
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -984,6 +1031,9 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    f->auth = ngx_pt_registry_auth(r, ctx);
+    ngx_pt_auth_preempt(f);
 
     if (what[0] == 'm') {
         /* the types this cache understands, then what the client asked */

@@ -46,11 +46,12 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 # nginx.conf: the registry on /v2/, the admin API on /pulp/api/v3/, and an
 # access log (cache.log in the test directory) with the cache status.
 # Options: http, server, registry (directives in the /v2/ location),
-# workers, main.
+# listen (parameters of the listen directive, e.g. "sndbuf=64k"), workers,
+# main.
 sub cache_conf {
     my (%o) = @_;
 
-    $o{$_} //= '' for qw(http server registry main);
+    $o{$_} //= '' for qw(http server registry main listen);
     my $workers = $o{workers} ? "worker_processes $o{workers};\n" : '';
 
     return <<"EOF";
@@ -67,7 +68,7 @@ http {
     $o{http}
 
     server {
-        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT%% $o{listen};
         $o{server}
 
         location /v2/ {

@@ -6,6 +6,8 @@ package PT::Registry;
 #   my $reg = PT::Registry->new->start;           # plain http
 #   my $reg = PT::Registry->new(auth => { alice => 'secret' })->start;
 #   my $reg = PT::Registry->new(tls => { cert => $crt, key => $key })->start;
+#   my $reg = PT::Registry->new(token => $issuer->registry_token)->start;
+#   my $img = $reg->without_auth(sub { PT::Images::seed($reg, 'hello') });
 #
 #   $reg->url;             # http://127.0.0.1:PORT
 #   $reg->host;            # 127.0.0.1:PORT (for docker:// references)
@@ -57,15 +59,33 @@ my $READY_PATH = '/v2/?pt-ready';
 #   secret => STRING       http.secret (default: a fixed test value)
 #   config => STRING       extra YAML appended under the top level
 #                          (e.g. "proxy:\n  remoteurl: ...\n")
+#   token  => { realm => URL, service => NAME, issuer => NAME,
+#               cert => FILE, user => USER, password => PASSWORD }
+#                          token auth (auth: token: realm, service,
+#                          issuer, rootcertbundle = cert, a PEM file):
+#                          clients need a JWT from the realm (see
+#                          PT::TokenIssuer, whose registry_token gives the
+#                          first four). user/password (optional) are the
+#                          realm's credentials that credentials/creds
+#                          return and that request() sends to the realm.
+#                          Not with auth.
 sub new {
     my ($class, %opt) = @_;
 
-    my %known = map { $_ => 1 } qw(dir port auth tls secret config);
+    my %known = map { $_ => 1 } qw(dir port auth tls secret config token);
     my @bad = grep { !$known{$_} } sort keys %opt;
     croak "PT::Registry->new: unknown option(s) @bad" if @bad;
 
     croak "docker-registry binary $BIN not found (set PT_REGISTRY_BIN)"
         unless -x $BIN;
+
+    if (my $tk = $opt{token}) {
+        croak "PT::Registry->new: auth or token, not both" if $opt{auth};
+        my @miss = grep { !defined $tk->{$_} } qw(realm service issuer cert);
+        croak "PT::Registry->new: token needs @miss" if @miss;
+        croak "PT::Registry->new: token cert $tk->{cert} not found"
+            unless -f $tk->{cert};
+    }
 
     if ($opt{tls}) {
         croak "PT::Registry->new: tls needs cert and key files"
@@ -79,6 +99,7 @@ sub new {
         port   => $opt{port},
         fixed_port => defined $opt{port},
         auth   => $opt{auth},
+        token  => $opt{token},
         tls    => $opt{tls},
         secret => $opt{secret} // 'pt-test-registry-secret',
         extra  => $opt{config} // '',
@@ -115,13 +136,19 @@ sub access_log_file { "$_[0]{dir}/access.log" }
 sub log_file { "$_[0]{dir}/registry.log" }
 sub htpasswd_file { $_[0]{auth} ? "$_[0]{dir}/htpasswd" : undef }
 sub tls { $_[0]{tls} }
+sub token { $_[0]{token} }
 
 sub access_log { _slurp($_[0]->access_log_file) }
 sub registry_log { _slurp($_[0]->log_file) }
 
-# ([USER, PASSWORD]) of the first user (sorted by name), or () without auth
+# ([USER, PASSWORD]) of the first user (sorted by name), or () without auth;
+# with token: its user and password, when given
 sub credentials {
     my ($self) = @_;
+    if (my $tk = $self->{token}) {
+        return defined $tk->{user} ? ($tk->{user}, $tk->{password} // '')
+                                   : ();
+    }
     return () unless $self->{auth};
     my ($user) = sort keys %{ $self->{auth} };
     return ($user, $self->{auth}{$user});
@@ -206,9 +233,17 @@ health:
     enabled: false
 EOF
 
-    if ($self->{auth}) {
+    if ($self->{auth} && !$self->{auth_off}) {
         $yaml .= "auth:\n  htpasswd:\n    realm: pt-test-registry\n"
             . '    path: ' . _yaml_str($self->htpasswd_file) . "\n";
+    }
+
+    if ((my $tk = $self->{token}) && !$self->{auth_off}) {
+        $yaml .= "auth:\n  token:\n"
+            . '    realm: ' . _yaml_str($tk->{realm}) . "\n"
+            . '    service: ' . _yaml_str($tk->{service}) . "\n"
+            . '    issuer: ' . _yaml_str($tk->{issuer}) . "\n"
+            . '    rootcertbundle: ' . _yaml_str($tk->{cert}) . "\n";
     }
 
     $yaml .= $self->{extra};
@@ -270,7 +305,8 @@ sub _wait_ready {
         }
 
         my $status = $self->_probe($READY_PATH);
-        return 1 if $status == 200 || ($self->{auth} && $status == 401);
+        return 1 if $status == 200
+            || (($self->{auth} || $self->{token}) && $status == 401);
 
         sleep 0.02;
     }
@@ -375,6 +411,31 @@ sub stop {
 
 
 sub restart { $_[0]->stop->start }
+
+
+# without_auth(CODE): runs CODE with the registry restarted without its auth
+# section (same port and storage; started if it was not running), then
+# restarts it with its auth again; returns what CODE returns (in scalar
+# context). For seeding a token-auth registry with PT::Images, whose
+# read_back and retag send Basic credentials only. The port can change if
+# another process took it meanwhile (not with a fixed port).
+sub without_auth {
+    my ($self, $code) = @_;
+
+    $self->stop if $self->{pid};
+    local $self->{auth_off} = 1;
+    $self->start;
+
+    my $res = eval { $code->() };
+    my $err = $@;
+
+    $self->stop;
+    $self->{auth_off} = 0;
+    $self->start;
+
+    die $err if $err;
+    return $res;
+}
 
 
 sub _kill {
@@ -529,8 +590,55 @@ sub request {
     $args{data_callback} = $opt{data_callback} if $opt{data_callback};
 
     my $url = $path =~ m{^https?://} ? $path : $self->url . $path;
-    return HTTP::Tiny->new(timeout => 60, max_redirect => 0)
-        ->request($method, $url, \%args);
+    my $ua = HTTP::Tiny->new(timeout => 60, max_redirect => 0);
+    my $res = $ua->request($method, $url, \%args);
+
+    # token auth: a Bearer challenge is answered with a token from its
+    # realm, asked for with the credentials, and the request made again
+    my $chal = $res->{headers}{'www-authenticate'} // '';
+    $chal = $chal->[0] if ref $chal;
+    if ($self->{token} && $res->{status} == 401 && $chal =~ /^Bearer\s/i) {
+        my $tok = $self->bearer_token($chal, $auth);
+        if (defined $tok) {
+            $h{Authorization} = "Bearer $tok";
+            $res = $ua->request($method, $url, \%args);
+        }
+    }
+
+    return $res;
+}
+
+
+# bearer_token(CHALLENGE, [USER, PASS] or undef): the token the challenge's
+# realm gives for its service and scope (undef when it refuses)
+sub bearer_token {
+    my ($self, $chal, $auth) = @_;
+
+    my %p;
+    while ($chal =~ /(\w+)="([^"]*)"/g) { $p{lc $1} = $2 }
+    return undef unless $p{realm};
+
+    my @q;
+    push @q, 'service=' . _escape($p{service}) if defined $p{service};
+    push @q, 'scope=' . _escape($p{scope}) if defined $p{scope};
+    my $url = $p{realm} . (@q ? ($p{realm} =~ /\?/ ? '&' : '?') . join('&', @q) : '');
+
+    my %h;
+    $h{Authorization} = 'Basic ' . encode_base64("$auth->[0]:$auth->[1]", '')
+        if $auth && @$auth;
+    my $r = HTTP::Tiny->new(timeout => 30)->get($url, { headers => \%h });
+    return undef unless $r->{status} == 200;
+
+    require JSON::PP;
+    my $j = eval { JSON::PP::decode_json($r->{content}) } or return undef;
+    return $j->{token} // $j->{access_token};
+}
+
+
+sub _escape {
+    my ($s) = @_;
+    $s =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge;
+    return $s;
 }
 
 

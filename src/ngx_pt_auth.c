@@ -1,0 +1,1009 @@
+
+/*
+ * ngx_pullthrough: upstream authentication by bearer token, as Docker Hub,
+ * ghcr.io, quay.io and token-auth registries ask for it. A 401 with a
+ * Bearer challenge sends a token request to the challenge's realm; libcurl
+ * does it in a thread pool task, the exchange waiting meanwhile (nothing
+ * blocks the event loop). Tokens are kept in shared memory, so that every
+ * worker uses them, keyed by remote, realm, service and scope: a token is
+ * never sent for another remote.
+ */
+
+
+#include <ngx_pt.h>
+
+#include <curl/curl.h>
+
+
+#define NGX_PT_TOKEN_ZONE_SIZE   (1024 * 1024)
+#define NGX_PT_TOKEN_MAX_BODY    (256 * 1024)
+#define NGX_PT_TOKEN_DEFAULT_TTL 60
+
+
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
+} ngx_pt_tokens_sh_t;
+
+
+typedef struct {
+    ngx_rbtree_node_t           node;
+    ngx_queue_t                 queue;
+    time_t                      expires;
+    size_t                      key_len;
+    size_t                      token_len;
+    u_char                      data[1];     /* key, then token */
+} ngx_pt_token_node_t;
+
+
+typedef struct {
+    ngx_pt_tokens_sh_t         *sh;
+    ngx_slab_pool_t            *shpool;
+} ngx_pt_tokens_t;
+
+
+/* a token request, in its own pool: the exchange may end before it does */
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_pt_fetch_t             *fetch;       /* NULL once orphaned */
+    ngx_str_t                   key;
+    ngx_str_t                   hint;        /* remote and default scope */
+    char                       *url;
+    ngx_str_t                   username;
+    ngx_str_t                   password;
+    ngx_str_t                   ca_cert;
+    ngx_uint_t                  tls_validation;
+    long                        timeout_ms;
+
+    /* results */
+    long                        status;
+    ngx_str_t                   token;
+    time_t                      ttl;
+    char                        error[CURL_ERROR_SIZE];
+} ngx_pt_token_req_t;
+
+
+static ngx_int_t ngx_pt_auth_zone_init(ngx_shm_zone_t *shm_zone, void *data);
+static ngx_int_t ngx_pt_auth_dup(ngx_pool_t *pool, ngx_str_t *s);
+static ngx_int_t ngx_pt_auth_hint_key(ngx_pool_t *pool,
+    ngx_pt_upstream_auth_t *auth, ngx_str_t *key);
+static ngx_int_t ngx_pt_auth_param(ngx_str_t *header, const char *name,
+    ngx_pool_t *pool, ngx_str_t *value);
+static ngx_int_t ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool,
+    ngx_str_t *token);
+static void ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl);
+static ngx_pt_token_node_t *ngx_pt_auth_lookup(ngx_str_t *key,
+    uint32_t hash);
+static void ngx_pt_auth_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_uint_t ngx_pt_auth_may_send(ngx_str_t *url);
+static void ngx_pt_auth_thread(void *data, ngx_log_t *log);
+static size_t ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb,
+    void *userdata);
+static void ngx_pt_auth_done(ngx_event_t *ev);
+
+
+static ngx_shm_zone_t  *ngx_pt_tokens_zone;
+static ngx_str_t        ngx_pt_tokens_name = ngx_string("pullthrough_tokens");
+
+
+ngx_int_t
+ngx_pt_auth_zone_add(ngx_conf_t *cf)
+{
+    ngx_shm_zone_t   *zone;
+    ngx_pt_tokens_t  *tokens;
+
+    zone = ngx_shared_memory_add(cf, &ngx_pt_tokens_name,
+                                 NGX_PT_TOKEN_ZONE_SIZE,
+                                 &ngx_http_pullthrough_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (zone->data == NULL) {
+        tokens = ngx_pcalloc(cf->pool, sizeof(ngx_pt_tokens_t));
+        if (tokens == NULL) {
+            return NGX_ERROR;
+        }
+
+        zone->init = ngx_pt_auth_zone_init;
+        zone->data = tokens;
+    }
+
+    ngx_pt_tokens_zone = zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_auth_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_pt_tokens_t  *otokens = data;
+
+    ngx_pt_tokens_t  *tokens;
+
+    tokens = shm_zone->data;
+
+    if (otokens) {
+        /* a reload keeps the tokens */
+        tokens->sh = otokens->sh;
+        tokens->shpool = otokens->shpool;
+        return NGX_OK;
+    }
+
+    tokens->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        tokens->sh = tokens->shpool->data;
+        return NGX_OK;
+    }
+
+    tokens->sh = ngx_slab_alloc(tokens->shpool, sizeof(ngx_pt_tokens_sh_t));
+    if (tokens->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    tokens->shpool->data = tokens->sh;
+
+    ngx_rbtree_init(&tokens->sh->rbtree, &tokens->sh->sentinel,
+                    ngx_pt_auth_insert_value);
+    ngx_queue_init(&tokens->sh->lru);
+
+    tokens->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pt_auth_init_process(ngx_cycle_t *cycle)
+{
+    /* before any request: curl_global_init() is not thread-safe */
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "pullthrough: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Called with a 401 that carries a Bearer challenge. NGX_OK: a token is
+ * on its way (or was cached) and the exchange restarts with it; NGX_DECLINED:
+ * nothing to try, the 401 stands.
+ */
+
+ngx_int_t
+ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
+{
+    u_char                  *p;
+    size_t                   len;
+    ngx_str_t                realm, service, scope, token, *esc;
+    ngx_pool_t              *pool;
+    ngx_thread_task_t       *task;
+    ngx_pt_token_req_t      *req;
+    ngx_pool_cleanup_t      *cln;
+
+    if (f->www_authenticate.len < 7
+        || ngx_strncasecmp(f->www_authenticate.data, (u_char *) "Bearer ", 7)
+           != 0
+        || f->r == NULL || f->auth == NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_pt_auth_param(&f->www_authenticate, "realm", f->pool, &realm)
+        != NGX_OK
+        || realm.len == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: upstream Bearer challenge without realm");
+        return NGX_DECLINED;
+    }
+
+    if (ngx_strncasecmp(realm.data, (u_char *) "https://", 8) != 0
+        && ngx_strncasecmp(realm.data, (u_char *) "http://", 7) != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: upstream token realm \"%V\" is not an "
+                      "http(s) URL", &realm);
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_pt_auth_param(&f->www_authenticate, "service", f->pool,
+                             &service);
+
+    if (ngx_pt_auth_param(&f->www_authenticate, "scope", f->pool, &scope)
+        != NGX_OK
+        || scope.len == 0)
+    {
+        scope.len = sizeof("repository::pull") - 1 + f->auth->name.len;
+        scope.data = ngx_pnalloc(f->pool, scope.len);
+        if (scope.data == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_sprintf(scope.data, "repository:%V:pull", &f->auth->name);
+    }
+
+    /* the cache key: the remote first, so remotes never share tokens */
+
+    pool = ngx_create_pool(2048, f->log);
+    if (pool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    task = ngx_thread_task_alloc(pool, sizeof(ngx_pt_token_req_t));
+    if (task == NULL) {
+        goto failed;
+    }
+
+    req = task->ctx;
+    ngx_memzero(req, sizeof(ngx_pt_token_req_t));
+    req->pool = pool;
+
+    req->key.len = f->auth->remote.len + realm.len + service.len + scope.len
+                   + 3;
+    req->key.data = ngx_pnalloc(pool, req->key.len);
+    if (req->key.data == NULL) {
+        goto failed;
+    }
+
+    ngx_sprintf(req->key.data, "%V\n%V\n%V\n%V", &f->auth->remote, &realm,
+                &service, &scope);
+
+    /* a token sent up front and refused is not asked of the cache again */
+
+    if (!f->preempted
+        && ngx_pt_auth_cached(&req->key, f->pool, &token) == NGX_OK)
+    {
+        ngx_destroy_pool(pool);
+        goto retry;
+    }
+
+    if (ngx_pt_auth_hint_key(pool, f->auth, &req->hint) != NGX_OK) {
+        goto failed;
+    }
+
+    /* realm?service=...&scope=..., the values escaped */
+
+    esc = ngx_palloc(pool, 2 * sizeof(ngx_str_t));
+    if (esc == NULL) {
+        goto failed;
+    }
+
+    esc[0].len = service.len
+                 + 2 * ngx_escape_uri(NULL, service.data, service.len,
+                                      NGX_ESCAPE_ARGS);
+    esc[1].len = scope.len
+                 + 2 * ngx_escape_uri(NULL, scope.data, scope.len,
+                                      NGX_ESCAPE_ARGS);
+
+    len = realm.len + esc[0].len + esc[1].len + sizeof("?service=&scope=");
+
+    req->url = ngx_pnalloc(pool, len);
+    if (req->url == NULL) {
+        goto failed;
+    }
+
+    p = ngx_cpymem(req->url, realm.data, realm.len);
+    *p++ = ngx_strlchr(realm.data, realm.data + realm.len, '?') ? '&' : '?';
+
+    if (service.len) {
+        p = ngx_cpymem(p, "service=", 8);
+        p = (u_char *) ngx_escape_uri(p, service.data, service.len,
+                                      NGX_ESCAPE_ARGS);
+        *p++ = '&';
+    }
+
+    p = ngx_cpymem(p, "scope=", 6);
+    p = (u_char *) ngx_escape_uri(p, scope.data, scope.len, NGX_ESCAPE_ARGS);
+    *p = '\0';
+
+    /*
+     * The remote's credentials go to the realm only over https or to this
+     * machine: a challenge must not be a way to collect them in clear.
+     */
+
+    if (f->auth->username.len) {
+        realm.len = ngx_strlen(req->url);
+        realm.data = (u_char *) req->url;
+
+        if (ngx_pt_auth_may_send(&realm)) {
+            req->username.data = ngx_pstrdup(pool, &f->auth->username);
+            req->username.len = f->auth->username.len;
+            req->password.data = ngx_pnalloc(pool, f->auth->password.len + 1);
+
+            if (req->username.data == NULL || req->password.data == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(req->password.data, f->auth->password.data,
+                       f->auth->password.len);
+            req->password.data[f->auth->password.len] = '\0';
+            req->password.len = f->auth->password.len;
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                          "pullthrough: credentials are not sent to the "
+                          "token realm \"%s\": it is neither https nor "
+                          "local", req->url);
+        }
+    }
+
+    if (f->auth->ca_cert.len) {
+        req->ca_cert.data = ngx_pstrdup(pool, &f->auth->ca_cert);
+        req->ca_cert.len = f->auth->ca_cert.len;
+    }
+
+    req->tls_validation = f->auth->tls_validation;
+    req->timeout_ms = f->auth->timeout_ms;
+    req->fetch = f;
+
+    task->handler = ngx_pt_auth_thread;
+    task->event.handler = ngx_pt_auth_done;
+    task->event.data = req;
+
+    /* the exchange's request may end first: then the answer is dropped */
+
+    cln = ngx_pool_cleanup_add(f->r->pool, 0);
+    if (cln == NULL) {
+        goto failed;
+    }
+
+    if (ngx_thread_task_post(f->auth->thread_pool, task) != NGX_OK) {
+        goto failed;
+    }
+
+    cln->handler = ngx_pt_auth_orphan;
+    cln->data = req;
+    f->token_cln = cln;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough: token request to \"%s\"", req->url);
+
+    return NGX_OK;
+
+retry:
+
+    /* a cached token: straight back to the upstream */
+
+    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + token.len);
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    f->authorization.data = p;
+    f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7), token.data,
+                                      token.len) - p;
+    f->auth_tried = 1;
+
+    return ngx_pt_fetch_start(f) == NGX_OK ? NGX_OK : NGX_DECLINED;
+
+failed:
+
+    ngx_destroy_pool(pool);
+    return NGX_DECLINED;
+}
+
+
+/* "<remote>\n\n\nrepository:<name>:pull", the token a pull usually needs */
+
+static ngx_int_t
+ngx_pt_auth_hint_key(ngx_pool_t *pool, ngx_pt_upstream_auth_t *auth,
+    ngx_str_t *key)
+{
+    key->len = auth->remote.len + auth->name.len
+               + sizeof("\n\n\nrepository::pull") - 1;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "%V\n\n\nrepository:%V:pull", &auth->remote,
+                &auth->name);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A token this remote got for this repository before, sent with the first
+ * request: registries that want one would otherwise answer 401 each time.
+ */
+
+void
+ngx_pt_auth_preempt(ngx_pt_fetch_t *f)
+{
+    u_char     *p;
+    ngx_str_t   key, token;
+
+    if (f->auth == NULL || f->authorization.len
+        || ngx_pt_auth_hint_key(f->pool, f->auth, &key) != NGX_OK
+        || ngx_pt_auth_cached(&key, f->pool, &token) != NGX_OK)
+    {
+        return;
+    }
+
+    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + token.len);
+    if (p == NULL) {
+        return;
+    }
+
+    f->authorization.data = p;
+    f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7), token.data,
+                                      token.len) - p;
+    f->preempted = 1;
+}
+
+
+void
+ngx_pt_auth_orphan(void *data)
+{
+    ngx_pt_token_req_t *req = data;
+
+    ngx_pt_fetch_t  *f;
+
+    f = req->fetch;
+    req->fetch = NULL;
+
+    if (f) {
+        f->token_cln = NULL;
+        f->r = NULL;
+
+        if (f->aborted) {
+            f->aborted(f);
+        }
+    }
+}
+
+
+ngx_pt_upstream_auth_t *
+ngx_pt_auth_copy(ngx_pool_t *pool, ngx_pt_upstream_auth_t *src)
+{
+    ngx_pt_upstream_auth_t  *a;
+
+    a = ngx_palloc(pool, sizeof(ngx_pt_upstream_auth_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    *a = *src;
+
+    if (ngx_pt_auth_dup(pool, &a->remote) != NGX_OK
+        || ngx_pt_auth_dup(pool, &a->name) != NGX_OK
+        || ngx_pt_auth_dup(pool, &a->username) != NGX_OK
+        || ngx_pt_auth_dup(pool, &a->password) != NGX_OK
+        || ngx_pt_auth_dup(pool, &a->ca_cert) != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return a;
+}
+
+
+static ngx_int_t
+ngx_pt_auth_dup(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    if (s->len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, s->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, s->data, s->len);
+    s->data = p;
+
+    return NGX_OK;
+}
+
+
+/* name="value" (or name=value) in a challenge */
+
+static ngx_int_t
+ngx_pt_auth_param(ngx_str_t *header, const char *name, ngx_pool_t *pool,
+    ngx_str_t *value)
+{
+    u_char      *p, *last, *start, *dst;
+    size_t       len;
+    ngx_uint_t   match;
+
+    ngx_str_null(value);
+
+    len = ngx_strlen(name);
+    p = header->data + 7;
+    last = header->data + header->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != '=' && *p != ',') {
+            p++;
+        }
+
+        if (p == last || *p != '=') {
+            continue;
+        }
+
+        match = ((size_t) (p - start) == len
+                 && ngx_strncasecmp(start, (u_char *) name, len) == 0);
+        p++;
+
+        if (p < last && *p == '"') {
+            p++;
+            start = p;
+
+            value->data = ngx_pnalloc(pool, last - p);
+            if (value->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            dst = value->data;
+
+            while (p < last && *p != '"') {
+                if (*p == '\\' && p + 1 < last) {
+                    p++;
+                }
+
+                *dst++ = *p++;
+            }
+
+            value->len = dst - value->data;
+            p++;
+
+        } else {
+            start = p;
+
+            while (p < last && *p != ',' && *p != ' ') {
+                p++;
+            }
+
+            value->data = start;
+            value->len = p - start;
+        }
+
+        if (match) {
+            return NGX_OK;
+        }
+
+        ngx_str_null(value);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_uint_t
+ngx_pt_auth_may_send(ngx_str_t *url)
+{
+    u_char  *host;
+
+    if (url->len > 8 && ngx_strncasecmp(url->data, (u_char *) "https://", 8)
+                        == 0)
+    {
+        return 1;
+    }
+
+    host = url->data + 7;
+
+    return (size_t) (url->data + url->len - host) > 9
+           && (ngx_strncmp(host, "127.", 4) == 0
+               || ngx_strncasecmp(host, (u_char *) "localhost", 9) == 0
+               || ngx_strncmp(host, "[::1]", 5) == 0);
+}
+
+
+/* in a pool thread: the token request, by libcurl */
+
+static void
+ngx_pt_auth_thread(void *data, ngx_log_t *log)
+{
+    ngx_pt_token_req_t *req = data;
+
+    CURL       *curl;
+    CURLcode    rc;
+    yajl_val    doc, v;
+    ngx_buf_t   body;
+    struct curl_blob  blob;
+
+    req->status = 0;
+    req->error[0] = '\0';
+
+    ngx_memzero(&body, sizeof(ngx_buf_t));
+
+    body.start = malloc(NGX_PT_TOKEN_MAX_BODY + 1);
+    if (body.start == NULL) {
+        ngx_cpystrn((u_char *) req->error, (u_char *) "out of memory",
+                    CURL_ERROR_SIZE);
+        return;
+    }
+
+    body.pos = body.start;
+    body.last = body.start;
+    body.end = body.start + NGX_PT_TOKEN_MAX_BODY;
+
+    curl = curl_easy_init();
+    if (curl == NULL) {
+        free(body.start);
+        ngx_cpystrn((u_char *) req->error, (u_char *) "curl_easy_init()",
+                    CURL_ERROR_SIZE);
+        return;
+    }
+
+    curl_easy_setopt(curl, CURLOPT_URL, req->url);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, req->error);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, ngx_pt_auth_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, "ngx_pullthrough");
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+
+    if (req->username.len) {
+        /* libcurl keeps them from other hosts a redirect leads to */
+        curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+        curl_easy_setopt(curl, CURLOPT_USERNAME, (char *) req->username.data);
+        curl_easy_setopt(curl, CURLOPT_PASSWORD, (char *) req->password.data);
+    }
+
+    if (!req->tls_validation) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+
+    } else if (req->ca_cert.len) {
+        blob.data = req->ca_cert.data;
+        blob.len = req->ca_cert.len;
+        blob.flags = CURL_BLOB_COPY;
+        curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+    }
+
+    rc = curl_easy_perform(curl);
+
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &req->status);
+    }
+
+    curl_easy_cleanup(curl);
+
+    if (rc != CURLE_OK || req->status != 200) {
+        if (rc == CURLE_OK) {
+            ngx_snprintf((u_char *) req->error, CURL_ERROR_SIZE,
+                         "the realm answered %l%Z", req->status);
+
+        } else if (req->error[0] == '\0') {
+            ngx_cpystrn((u_char *) req->error,
+                        (u_char *) curl_easy_strerror(rc), CURL_ERROR_SIZE);
+        }
+
+        free(body.start);
+        return;
+    }
+
+    *body.last = '\0';
+
+    doc = yajl_tree_parse((char *) body.start, NULL, 0);
+
+    free(body.start);
+
+    v = ngx_pt_json_get(doc, "token");
+    if (v == NULL || !YAJL_IS_STRING(v) || v->u.string[0] == '\0') {
+        v = ngx_pt_json_get(doc, "access_token");
+    }
+
+    if (v == NULL || !YAJL_IS_STRING(v) || v->u.string[0] == '\0') {
+        ngx_cpystrn((u_char *) req->error,
+                    (u_char *) "the realm's answer has no token",
+                    CURL_ERROR_SIZE);
+        yajl_tree_free(doc);
+        req->status = 0;
+        return;
+    }
+
+    req->token.len = ngx_strlen(v->u.string);
+    req->token.data = malloc(req->token.len);
+
+    if (req->token.data) {
+        ngx_memcpy(req->token.data, v->u.string, req->token.len);
+    }
+
+    v = ngx_pt_json_get(doc, "expires_in");
+    req->ttl = (v && YAJL_IS_INTEGER(v) && YAJL_GET_INTEGER(v) > 0)
+               ? (time_t) YAJL_GET_INTEGER(v) : NGX_PT_TOKEN_DEFAULT_TTL;
+
+    yajl_tree_free(doc);
+}
+
+
+static size_t
+ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    ngx_buf_t *b = userdata;
+
+    size_t  n;
+
+    n = size * nmemb;
+
+    if (n > (size_t) (b->end - b->last)) {
+        /* far more than a token: refused */
+        return 0;
+    }
+
+    b->last = ngx_cpymem(b->last, ptr, n);
+
+    return n;
+}
+
+
+static void
+ngx_pt_auth_done(ngx_event_t *ev)
+{
+    ngx_pt_token_req_t *req = ev->data;
+
+    u_char              *p;
+    time_t               ttl;
+    ngx_pt_fetch_t      *f;
+    ngx_connection_t    *c;
+
+    f = req->fetch;
+
+    if (req->token.data && req->status == 200) {
+        /* kept until shortly before it expires */
+        ttl = req->ttl > 20 ? req->ttl - 10 : req->ttl / 2 + 1;
+
+        ngx_pt_auth_cache(&req->key, &req->token, ttl);
+
+        /* and offered up front next time: no 401 round trip */
+        if (req->hint.len) {
+            ngx_pt_auth_cache(&req->hint, &req->token, ttl);
+        }
+    }
+
+    if (f == NULL) {
+        /* the exchange ended meanwhile */
+        free(req->token.data);
+        ngx_destroy_pool(req->pool);
+        return;
+    }
+
+    if (f->token_cln) {
+        f->token_cln->handler = NULL;
+        f->token_cln = NULL;
+    }
+
+    c = f->r->connection;
+
+    if (req->token.data == NULL || req->status != 200) {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: token request for \"%V\" failed: %s",
+                      &f->url, req->error);
+
+        free(req->token.data);
+        ngx_destroy_pool(req->pool);
+
+        /* the 401 stands */
+        ngx_pt_fetch_detach(f);
+        f->done(f, NGX_OK);
+        ngx_http_run_posted_requests(c);
+        return;
+    }
+
+    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + req->token.len);
+
+    if (p) {
+        f->authorization.data = p;
+        f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7),
+                                          req->token.data, req->token.len)
+                               - p;
+    }
+
+    free(req->token.data);
+    ngx_destroy_pool(req->pool);
+
+    f->auth_tried = 1;
+
+    if (p == NULL || ngx_pt_fetch_start(f) != NGX_OK) {
+        ngx_pt_fetch_detach(f);
+        f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* the shared token cache */
+
+static ngx_int_t
+ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
+{
+    uint32_t              hash;
+    ngx_pt_tokens_t      *tokens;
+    ngx_pt_token_node_t  *tn;
+
+    if (ngx_pt_tokens_zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    tokens = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key->data, key->len);
+
+    ngx_shmtx_lock(&tokens->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(key, hash);
+
+    if (tn == NULL || tn->expires <= ngx_time()) {
+        ngx_shmtx_unlock(&tokens->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    token->len = tn->token_len;
+    token->data = ngx_pnalloc(pool, token->len);
+
+    if (token->data) {
+        ngx_memcpy(token->data, tn->data + tn->key_len, token->len);
+    }
+
+    ngx_queue_remove(&tn->queue);
+    ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
+
+    ngx_shmtx_unlock(&tokens->shpool->mutex);
+
+    return token->data ? NGX_OK : NGX_DECLINED;
+}
+
+
+static void
+ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
+{
+    size_t                size;
+    uint32_t              hash;
+    ngx_uint_t            tries;
+    ngx_queue_t          *q;
+    ngx_pt_tokens_t      *tokens;
+    ngx_pt_token_node_t  *tn;
+
+    if (ngx_pt_tokens_zone == NULL) {
+        return;
+    }
+
+    tokens = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key->data, key->len);
+    size = offsetof(ngx_pt_token_node_t, data) + key->len + token->len;
+
+    ngx_shmtx_lock(&tokens->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(key, hash);
+
+    if (tn) {
+        ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);
+        ngx_queue_remove(&tn->queue);
+        ngx_slab_free_locked(tokens->shpool, tn);
+    }
+
+    /* room is made from the least recently used end */
+
+    for (tries = 0; tries < 64; tries++) {
+        tn = ngx_slab_alloc_locked(tokens->shpool, size);
+        if (tn || ngx_queue_empty(&tokens->sh->lru)) {
+            break;
+        }
+
+        q = ngx_queue_last(&tokens->sh->lru);
+        ngx_queue_remove(q);
+
+        tn = ngx_queue_data(q, ngx_pt_token_node_t, queue);
+        ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);
+        ngx_slab_free_locked(tokens->shpool, tn);
+        tn = NULL;
+    }
+
+    if (tn) {
+        tn->node.key = hash;
+        tn->expires = ngx_time() + ttl;
+        tn->key_len = key->len;
+        tn->token_len = token->len;
+        ngx_memcpy(tn->data, key->data, key->len);
+        ngx_memcpy(tn->data + key->len, token->data, token->len);
+
+        ngx_rbtree_insert(&tokens->sh->rbtree, &tn->node);
+        ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
+    }
+
+    ngx_shmtx_unlock(&tokens->shpool->mutex);
+}
+
+
+static ngx_pt_token_node_t *
+ngx_pt_auth_lookup(ngx_str_t *key, uint32_t hash)
+{
+    ngx_int_t             rc;
+    ngx_pt_tokens_t      *tokens;
+    ngx_rbtree_node_t    *node, *sentinel;
+    ngx_pt_token_node_t  *tn;
+
+    tokens = ngx_pt_tokens_zone->data;
+
+    node = tokens->sh->rbtree.root;
+    sentinel = tokens->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (hash > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        tn = (ngx_pt_token_node_t *) node;
+
+        rc = ngx_memn2cmp(key->data, tn->data, key->len, tn->key_len);
+
+        if (rc == 0) {
+            return tn;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_pt_auth_insert_value(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t    **p;
+    ngx_pt_token_node_t   *tn, *tnt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            tn = (ngx_pt_token_node_t *) node;
+            tnt = (ngx_pt_token_node_t *) temp;
+
+            p = (ngx_memn2cmp(tn->data, tnt->data, tn->key_len, tnt->key_len)
+                 < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}

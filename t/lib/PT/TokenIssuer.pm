@@ -1,0 +1,562 @@
+package PT::TokenIssuer;
+
+# A small token issuer (the "realm" of a registry's Bearer challenge) for
+# the upstream-access tests: the Docker registry token protocol, as
+# Docker Hub, ghcr.io and CNCF distribution's token auth speak it.
+#
+#   my $iss = PT::TokenIssuer->new(users => { alice => 'pw' })->start;
+#   my $reg = PT::Registry->new(token => $iss->registry_token)->start;
+#   $iss->realm;           # http://127.0.0.1:PORT/token
+#   $iss->set(expires_in => 2);            # takes effect at once
+#   my @r = $iss->requests;                # what was asked, and answered
+#   my @t = $iss->token_requests(user => 'alice', scope => qr/hello/);
+#   $iss->reset_requests;
+#   $iss->stop;            # also done in DESTROY and at exit
+#
+# GET /token?service=S&scope=SC[&scope=SC2...] (scope may be absent) answers
+# 200 {"token": JWT, "access_token": JWT, "expires_in": N, "issued_at": T}.
+# The JWT is signed RS256 (openssl dgst -sha256 -sign) with a key made at
+# new() (openssl req -x509: a self-signed RSA certificate, cert_file, which
+# is the registry's rootcertbundle); its header carries that certificate in
+# "x5c" (base64 DER), which is how distribution finds the key that signed
+# it. Claims: iss (issuer), sub (the Basic user, "" when anonymous), aud
+# (the service asked for), exp (now + expires_in, or + 60 when expires_in
+# is omitted), nbf, iat, jti (unique), access (one entry per
+# "repository:NAME:ACTIONS" scope, with the actions asked for among those
+# granted: pull, and push unless no_push).
+#
+# Options (new, and set while running; set writes a file the connection
+# processes read at each request):
+#   users        => { USER => PASSWORD }   Basic credentials required
+#                   (401 without them or with others); absent or undef:
+#                   anyone, credentials or not, gets a token
+#   expires_in   => N        (default 300)
+#   omit_expires_in => 1     no expires_in in the answer
+#   only_access_token => 1   "access_token" only (no "token")
+#   only_token   => 1        "token" only (no "access_token")
+#   no_push      => 1        grant pull only
+#   status       => N        answer every token request with N (an error)
+#   issuer       => STRING   (default pt-issuer)
+#   service      => STRING   what registry_token gives the registry
+#                            (default pt-test)
+# new only: dir, port, key/cert (PEM files to use instead of new ones).
+#
+# Every request is logged (requests.log, one JSON object a line) once its
+# answer is decided and before it is sent: a client that got its answer
+# finds its request in requests(). A record: { method, uri, path, query,
+# service, scopes => [...], authorization (the header as sent), user and
+# password (decoded from Basic, when sent), status (answered), token (the
+# JWT answered), jti, exp, expires_in, time, pid }.
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Fcntl qw(:flock);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use JSON::PP;
+use MIME::Base64 qw(encode_base64 decode_base64);
+use POSIX qw(WNOHANG);
+use Scalar::Util qw(weaken);
+use Time::HiRes qw(sleep time);
+
+my @INSTANCES;
+my $JSON = JSON::PP->new->utf8->canonical;
+
+my @SETTINGS = qw(users expires_in omit_expires_in only_access_token
+                  only_token no_push status issuer service);
+
+
+sub new {
+    my ($class, %opt) = @_;
+
+    my %known = map { $_ => 1 } @SETTINGS, qw(dir port key cert);
+    my @bad = grep { !$known{$_} } sort keys %opt;
+    croak "PT::TokenIssuer->new: unknown option(s) @bad" if @bad;
+
+    my $self = bless {
+        dir => $opt{dir} || tempdir('pt-issuer-XXXXXXXX', TMPDIR => 1,
+                                    CLEANUP => !$ENV{PT_KEEP}),
+        port => $opt{port},
+        pid => undef,
+        seen => 0,
+        settings => { issuer => 'pt-issuer', service => 'pt-test',
+                      expires_in => 300 },
+    }, $class;
+
+    Test::More::diag("token issuer directory: $self->{dir}")
+        if $ENV{PT_KEEP} && Test::More->can('diag');
+
+    if ($opt{key} || $opt{cert}) {
+        croak "PT::TokenIssuer->new: key and cert go together"
+            unless $opt{key} && -f $opt{key} && $opt{cert} && -f $opt{cert};
+        $self->{key} = $opt{key};
+        $self->{cert} = $opt{cert};
+    } else {
+        $self->{key} = "$self->{dir}/issuer.key";
+        $self->{cert} = "$self->{dir}/issuer.crt";
+        my $out = _run('openssl', 'req', '-x509', '-newkey', 'rsa:2048',
+                       '-nodes', '-days', '2', '-subj', '/CN=pt-token-issuer',
+                       '-keyout', $self->{key}, '-out', $self->{cert});
+        croak "openssl req: $out" if $?;
+    }
+
+    # x5c: the certificate's DER in base64, which is the PEM body
+    my $pem = _slurp($self->{cert});
+    my ($b64) = $pem =~ /-----BEGIN CERTIFICATE-----\s*(.*?)-----END CERTIFICATE-----/s
+        or croak "no certificate in $self->{cert}";
+    $b64 =~ s/\s+//g;
+    $self->{x5c} = $b64;
+
+    my %s = map { $_ => $opt{$_} } grep { exists $opt{$_} } @SETTINGS;
+    $self->set(%s);
+
+    push @INSTANCES, $self;
+    weaken($INSTANCES[-1]);
+
+    return $self;
+}
+
+
+sub dir { $_[0]{dir} }
+sub port { $_[0]{port} }
+sub host { '127.0.0.1:' . $_[0]{port} }
+sub url { 'http://' . $_[0]->host }
+sub realm { $_[0]->url . '/token' }
+sub pid { $_[0]{pid} }
+sub cert_file { $_[0]{cert} }
+sub key_file { $_[0]{key} }
+sub x5c { $_[0]{x5c} }
+sub log_file { "$_[0]{dir}/requests.log" }
+sub issuer { $_[0]{settings}{issuer} }
+sub service { $_[0]{settings}{service} }
+sub settings { +{ %{ $_[0]{settings} } } }
+
+# what PT::Registry->new(token => ...) takes
+sub registry_token {
+    my ($self) = @_;
+    croak "PT::TokenIssuer: start it before registry_token (the port)"
+        unless $self->{port};
+    return { realm => $self->realm, service => $self->service,
+             issuer => $self->issuer, cert => $self->cert_file };
+}
+
+
+# changes settings (see the options); undef deletes one
+sub set {
+    my ($self, %s) = @_;
+
+    my %known = map { $_ => 1 } @SETTINGS;
+    my @bad = grep { !$known{$_} } sort keys %s;
+    croak "PT::TokenIssuer->set: unknown setting(s) @bad" if @bad;
+
+    for my $k (keys %s) {
+        if (defined $s{$k}) { $self->{settings}{$k} = $s{$k} }
+        else { delete $self->{settings}{$k} }
+    }
+
+    my $f = "$self->{dir}/settings.json";
+    _spew("$f.tmp", $JSON->encode($self->{settings}));
+    rename "$f.tmp", $f or die "rename $f: $!";
+
+    return $self;
+}
+
+
+sub start {
+    my ($self) = @_;
+
+    croak "the token issuer is already running" if $self->{pid};
+
+    my $listen = IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1', LocalPort => $self->{port} || 0,
+        Proto => 'tcp', Listen => 128, ReuseAddr => 1)
+        or die "token issuer: listen: $!";
+    $self->{port} = $listen->sockport;
+
+    my $parent = $$;
+    my $pid = fork // die "fork: $!";
+
+    if ($pid == 0) {
+        setpgrp(0, 0);
+        $0 = "pt-token-issuer $self->{port}";
+        $SIG{CHLD} = 'IGNORE';
+        $SIG{PIPE} = 'IGNORE';
+        $SIG{TERM} = sub { POSIX::_exit(0) };
+        $SIG{INT} = 'IGNORE';
+
+        while (1) {
+            POSIX::_exit(0) if getppid() != $parent;
+
+            my $rin = '';
+            vec($rin, fileno($listen), 1) = 1;
+            my $n = select(my $rout = $rin, undef, undef, 0.5);
+            next unless $n && $n > 0;
+
+            my $c = $listen->accept or next;
+            my $k = fork;
+            if (defined $k && $k == 0) {
+                close $listen;
+                eval { $self->_serve($c) };
+                POSIX::_exit(0);
+            }
+            close $c;
+        }
+    }
+
+    close $listen;
+    $self->{pid} = $pid;
+    $self->{owner} = $$;
+
+    return $self;
+}
+
+
+sub stop {
+    my ($self) = @_;
+
+    my $pid = $self->{pid} or return $self;
+    return $self unless $self->{owner} && $self->{owner} == $$;
+
+    kill 'TERM', -$pid;
+    kill 'TERM', $pid;
+    my $deadline = time + 10;
+    while (waitpid($pid, WNOHANG) != $pid) {
+        if (time > $deadline) {
+            kill 'KILL', -$pid;
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            last;
+        }
+        sleep 0.01;
+    }
+    $self->{pid} = undef;
+
+    return $self;
+}
+
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->stop if $self->{pid};
+}
+
+
+END {
+    my $status = $?;
+    for my $i (grep { defined } @INSTANCES) {
+        $i->stop if $i->{pid};
+    }
+    $? = $status;
+}
+
+
+# the log
+
+sub requests {
+    my ($self) = @_;
+
+    open my $fh, '<', $self->log_file or return ();
+    flock($fh, LOCK_SH);
+    my @lines = <$fh>;
+    close $fh;
+
+    return map { $JSON->decode($_) } @lines[ $self->{seen} .. $#lines ];
+}
+
+sub reset_requests {
+    my ($self) = @_;
+    open my $fh, '<', $self->log_file or do { $self->{seen} = 0; return $self };
+    flock($fh, LOCK_SH);
+    my @lines = <$fh>;
+    close $fh;
+    $self->{seen} = @lines;
+    return $self;
+}
+
+# the requests for the token path, filtered:
+#   user => NAME (undef: anonymous), status => N,
+#   scope => STRING or qr// (one of the request's scopes matches),
+#   service => STRING
+sub token_requests {
+    my ($self, %f) = @_;
+
+    my @r = grep { $_->{path} eq '/token' } $self->requests;
+
+    @r = grep { ($_->{user} // "\0") eq ($f{user} // "\0") } @r
+        if exists $f{user};
+    @r = grep { $_->{status} == $f{status} } @r if defined $f{status};
+    @r = grep { ($_->{service} // '') eq $f{service} } @r
+        if defined $f{service};
+    if (defined $f{scope}) {
+        my $m = $f{scope};
+        @r = grep {
+            grep { ref $m ? $_ =~ $m : $_ eq $m } @{ $_->{scopes} }
+        } @r;
+    }
+
+    return @r;
+}
+
+
+# the claims of a JWT (no verification), or undef
+sub claims {
+    my ($jwt) = @_;
+    my (undef, $p) = split /\./, $jwt // '';
+    return undef unless defined $p;
+    return eval { $JSON->decode(_b64url_decode($p)) };
+}
+
+
+# in a connection's process
+
+sub _serve {
+    my ($self, $c) = @_;
+
+    binmode $c;
+    # the server ignores SIGCHLD; openssl's exit status is needed here
+    $SIG{CHLD} = 'DEFAULT';
+    local $SIG{ALRM} = sub { POSIX::_exit(0) };
+    alarm 30;
+
+    my $head = '';
+    while ($head !~ /\r\n\r\n/) {
+        my $n = sysread($c, my $buf, 8192);
+        POSIX::_exit(0) unless $n;
+        $head .= $buf;
+    }
+
+    $head =~ s/\r\n\r\n.*\z//s;
+    my ($line, @lines) = split /\r\n/, $head;
+    my ($method, $uri) = split / /, $line // '';
+    $method //= '';
+    $uri //= '/';
+    my ($path, $query) = split /\?/, $uri, 2;
+
+    my %h;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
+        $h{ lc $k } = exists $h{ lc $k } ? "$h{ lc $k }, $v" : $v;
+    }
+
+    my (%q, @scopes);
+    for my $pair (split /&/, $query // '') {
+        my ($k, $v) = split /=/, $pair, 2;
+        $_ = _unescape($_ // '') for $k, $v;
+        if ($k eq 'scope') {
+            # "scope=a b" holds several, space-separated
+            push @scopes, grep { length } split / /, $v;
+        } else {
+            $q{$k} //= $v;
+        }
+    }
+
+    my $req = { method => $method, uri => $uri, path => $path,
+                query => $query, service => $q{service},
+                account => $q{account}, scopes => \@scopes,
+                authorization => $h{authorization},
+                user_agent => $h{'user-agent'}, time => time, pid => $$ };
+
+    if (($h{authorization} // '') =~ /^Basic\s+(\S+)/i) {
+        my $dec = decode_base64($1);
+        my ($u, $p) = split /:/, $dec, 2;
+        $req->{user} = $u;
+        $req->{password} = $p;
+    }
+
+    my $s = eval { $JSON->decode(_slurp("$self->{dir}/settings.json")) }
+        || $self->{settings};
+
+    my ($status, $ctype, $body, @extra) = $self->_answer($req, $s);
+
+    $req->{status} = $status;
+    if (open my $log, '>>', $self->log_file) {
+        flock($log, LOCK_EX);
+        print $log $JSON->encode($req), "\n";
+        close $log;
+    }
+
+    my $reason = { 200 => 'OK', 401 => 'Unauthorized', 403 => 'Forbidden',
+                   404 => 'Not Found', 405 => 'Method Not Allowed',
+                   500 => 'Internal Server Error',
+                   503 => 'Service Unavailable' }->{$status} // 'Status';
+    my $out = "HTTP/1.1 $status $reason\r\n"
+        . "Content-Type: $ctype\r\n"
+        . "Content-Length: " . length($body) . "\r\n"
+        . join('', map { "$_\r\n" } @extra)
+        . "Connection: close\r\n\r\n";
+    $out .= $body unless $method eq 'HEAD';
+
+    my $off = 0;
+    while ($off < length $out) {
+        my $n = syswrite($c, $out, length($out) - $off, $off);
+        last unless defined $n;
+        $off += $n;
+    }
+    close $c;
+}
+
+
+sub _error {
+    my ($status, $code, $msg, @extra) = @_;
+    return ($status, 'application/json',
+            $JSON->encode({ errors => [ { code => $code, message => $msg,
+                                          detail => undef } ] }), @extra);
+}
+
+
+# ($status, $content_type, $body, @extra_header_lines); fills in $req
+sub _answer {
+    my ($self, $req, $s) = @_;
+
+    return _error(404, 'NOT_FOUND', 'not found') unless $req->{path} eq '/token';
+    return _error(405, 'UNSUPPORTED', 'GET only')
+        unless $req->{method} eq 'GET' || $req->{method} eq 'HEAD';
+
+    if ($s->{users}) {
+        my $u = $req->{user};
+        unless (defined $u && defined $s->{users}{$u}
+                && $s->{users}{$u} eq ($req->{password} // ''))
+        {
+            return _error(401, 'UNAUTHORIZED', 'authentication required',
+                          'WWW-Authenticate: Basic realm="pt-issuer"');
+        }
+    }
+
+    return _error($s->{status}, 'UNAVAILABLE', 'forced error')
+        if $s->{status};
+
+    my @granted = $s->{no_push} ? ('pull') : ('pull', 'push');
+    my %ok = map { $_ => 1 } @granted;
+    my @access;
+    for my $sc (@{ $req->{scopes} }) {
+        # repository:NAME:ACTIONS (NAME may hold ':' only with a port,
+        # which repository names do not have)
+        my ($type, $name, $actions) = $sc =~ /^([^:]+):(.+):([^:]*)$/
+            or next;
+        my @a = grep { $ok{$_} } split /,/, $actions;
+        push @access, { type => $type, name => $name, actions => \@a };
+    }
+
+    my $now = int time;
+    my $ttl = $s->{omit_expires_in} ? 60 : $s->{expires_in} // 300;
+    my $jti = sprintf '%d-%d-%06d', $now, $$, int rand 1e6;
+
+    my $header = { alg => 'RS256', typ => 'JWT', x5c => [ $self->{x5c} ] };
+    my $claims = {
+        iss => $s->{issuer} // 'pt-issuer',
+        sub => $req->{user} // '',
+        aud => $req->{service} // '',
+        exp => $now + $ttl,
+        nbf => $now - 1,
+        iat => $now,
+        jti => $jti,
+        access => \@access,
+    };
+
+    my $input = _b64url($JSON->encode($header)) . '.'
+        . _b64url($JSON->encode($claims));
+    my $sig = $self->_sign($input);
+    my $jwt = "$input." . _b64url($sig);
+
+    my %ans = (issued_at => _iso8601($now));
+    $ans{token} = $jwt unless $s->{only_access_token};
+    $ans{access_token} = $jwt unless $s->{only_token};
+    $ans{expires_in} = $ttl + 0 unless $s->{omit_expires_in};
+
+    $req->{token} = $jwt;
+    $req->{jti} = $jti;
+    $req->{exp} = $claims->{exp};
+    $req->{expires_in} = $ans{expires_in};
+
+    return (200, 'application/json', $JSON->encode(\%ans));
+}
+
+
+sub _sign {
+    my ($self, $input) = @_;
+
+    my $tmp = "$self->{dir}/sign.$$";
+    _spew($tmp, $input);
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open STDERR, '>', '/dev/null';
+        { no warnings 'exec';
+          exec 'openssl', 'dgst', '-sha256', '-binary', '-sign', $self->{key},
+              $tmp; }
+        POSIX::_exit(127);
+    }
+    binmode $fh;
+    local $/;
+    my $sig = <$fh> // '';
+    close $fh;
+    unlink $tmp;
+    die "openssl dgst -sign failed\n" if $? || !length $sig;
+    return $sig;
+}
+
+
+# helpers
+
+sub _b64url {
+    my ($s) = @_;
+    my $b = encode_base64($s, '');
+    $b =~ tr{+/}{-_};
+    $b =~ s/=+\z//;
+    return $b;
+}
+
+sub _b64url_decode {
+    my ($s) = @_;
+    $s =~ tr{-_}{+/};
+    $s .= '=' x ((4 - length($s) % 4) % 4);
+    return decode_base64($s);
+}
+
+sub _unescape {
+    my ($s) = @_;
+    $s =~ tr/+/ /;
+    $s =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+    return $s;
+}
+
+sub _iso8601 {
+    my @t = gmtime $_[0];
+    return sprintf '%04d-%02d-%02dT%02d:%02d:%02dZ',
+        $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0];
+}
+
+sub _run {
+    my (@cmd) = @_;
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        open STDIN, '<', '/dev/null';
+        { no warnings 'exec'; exec @cmd; }
+        print "exec $cmd[0]: $!\n";
+        POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return $out;
+}
+
+sub _slurp {
+    my ($file) = @_;
+    open my $fh, '<:raw', $file or return '';
+    local $/;
+    my $s = <$fh>;
+    return $s // '';
+}
+
+sub _spew {
+    my ($file, $data) = @_;
+    open my $fh, '>:raw', $file or die "$file: $!";
+    print $fh $data;
+    close $fh or die "$file: $!";
+}
+
+1;
