@@ -355,7 +355,6 @@ struct ngx_pt_fetch_s {
     unsigned                    header:1;
     unsigned                    too_big:1;
     unsigned                    stopped:1;
-    unsigned                    in_post:1;
     unsigned                    auth_tried:1;
     unsigned                    preempted:1;
 };
@@ -364,6 +363,8 @@ ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_pt_fetch_init_filters(ngx_conf_t *cf);
 char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
     ngx_str_t *uri);
+extern ngx_pt_fetch_t  *ngx_pt_fetch_in_post;
+
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_abort(ngx_pt_fetch_t *f);

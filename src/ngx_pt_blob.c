@@ -1418,7 +1418,8 @@ ngx_pt_reader_release(ngx_pt_reader_t *rd)
     }
 
     /* nginx terminates it when the subrequest ends, just after */
-    terminated = parent && fill->fetch.in_post && r->connection->error;
+    terminated = parent && ngx_pt_fetch_in_post == &fill->fetch
+                 && r->connection->error;
 
     ngx_queue_remove(&rd->queue);
     rd->fill = NULL;

@@ -33,6 +33,10 @@ static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
 #define NGX_PT_PROXY_BUFFER  (256 * 1024)
 
 
+/* the exchange whose subrequest is being finalized, if any */
+ngx_pt_fetch_t  *ngx_pt_fetch_in_post;
+
+
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
@@ -327,10 +331,12 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     /* the exchange is over: the request's end no longer concerns it */
     ngx_pt_fetch_detach(f);
 
+    /* done() may free f (a fill's last reference): f is not used after */
+
     f->rc = rc;
-    f->in_post = 1;
+    ngx_pt_fetch_in_post = f;
     f->done(f, rc);
-    f->in_post = 0;
+    ngx_pt_fetch_in_post = NULL;
 
     return NGX_OK;
 }

@@ -40,7 +40,7 @@ $t->start;
 setup_cache($t, $reg->url);
 
 # a pull of these images takes a few seconds at most
-$PT::Pull::CMD_TIMEOUT = 20;
+$PT::Pull::CMD_TIMEOUT = 45;
 
 my $have_podman = -x '/usr/bin/podman' || grep { -x "$_/podman" } File::Spec->path;
 

@@ -320,6 +320,17 @@ my $bsize = $hb->{layer_sizes}[1];
     is_deeply([ grep { $_->{method} eq 'GET' } $reg->requests ], [],
               'blob of another repository: not downloaded again');
     is_deeply([ store_files($t) ], \@before, 'blob of another repository: no new file');
+
+    # the upstream of this repository does not have it: not served from the
+    # other repository's file
+    $reg->reset_requests;
+    is_oci_error(v2('GET', "/v2/cache/team/app/blobs/$d"), 404, 'BLOB_UNKNOWN',
+                 'stored blob unknown to this repository upstream: BLOB_UNKNOWN');
+    is(v2('HEAD', "/v2/cache/team/app/blobs/$d")->{status}, 404,
+       'stored blob unknown to this repository upstream: HEAD 404');
+    is_deeply([ map { "$_->{method} $_->{path}" } grep { $_->{method} eq 'GET' }
+                $reg->requests ], [],
+              '... and nothing downloaded');
 }
 
 

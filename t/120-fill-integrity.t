@@ -14,6 +14,7 @@ use warnings;
 use Test::More;
 use Digest::SHA qw(sha512_hex);
 use File::Temp ();
+use MIME::Base64 ();
 use JSON::PP;
 use Time::HiRes qw(time);
 
@@ -81,6 +82,8 @@ my $cdn = PT::FakeUpstream->new(blob_dirs => \@blob_dirs, hook => sub {
 })->start;
 my $cdn_url = $cdn->url;
 
+my $BASIC = 'Basic ' . MIME::Base64::encode_base64('alice:secret', '');
+
 sub flag_of { 'fixed-' . substr($_[0], 7, 12) }
 
 my $fake = PT::FakeUpstream->new(
@@ -134,11 +137,26 @@ my $fake = PT::FakeUpstream->new(
                                 $ref =~ /:/ ? $ref : $h10->{digest} ],
                      layout_bytes($h11->{digest}) ];
         }
+        if ($repo eq 'library/nodigest' && $kind eq 'manifests') {
+            # no Docker-Content-Digest: the cache computes it
+            return [ 200, [ 'Content-Type' => $MT{oci_manifest} ],
+                     layout_bytes($h10->{digest}) ];
+        }
         if ($repo eq 'library/hugestream' && $kind eq 'manifests') {
             # no Content-Length: the body ends when the connection closes
             return [ 200, [ 'Content-Type' => $MT{oci_manifest},
                             'Docker-Content-Digest' => sha256_digest($huge) ],
                      sub { PT::FakeUpstream::_write($_[0], $huge) } ];
+        }
+        if ($repo eq 'library/authredirect') {
+            # Basic auth here; the blob itself on the CDN
+            return [ 401, [ 'WWW-Authenticate' => 'Basic realm="fake"',
+                            'Content-Type' => 'application/json' ],
+                     '{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}' ]
+                unless ($req->{headers}{authorization} // '') eq $BASIC;
+            return [ 307, [ Location => "$cdn_url/cdn/$ref?sig=abc" ], '' ]
+                if $kind eq 'blobs';
+            return;
         }
         if ($repo eq 'library/redirect' && $kind eq 'blobs') {
             return [ 307, [ Location => "$cdn_url/cdn/$ref?sig=abc" ], '' ];
@@ -325,6 +343,23 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
 }
 
 
+# a manifest by tag without Docker-Content-Digest: its digest is computed
+
+{
+    my $r = http_get($t, '/v2/cache/library/nodigest/manifests/1.0',
+                     headers => { Accept => $ACCEPT });
+    is($r->{status}, 200, 'no Docker-Content-Digest upstream: 200');
+    is($r->{headers}{'docker-content-digest'}, $h10->{digest},
+       'no Docker-Content-Digest upstream: computed');
+    is($r->{content}, layout_bytes($h10->{digest}), '... the bytes');
+    $r = http_get($t, "/v2/cache/library/nodigest/manifests/$h10->{digest}",
+                  headers => { Accept => $ACCEPT });
+    is($r->{status}, 200, '... then served by that digest');
+    is_deeply(http_get($t, '/v2/cache/library/nodigest/tags/list')->{json}{tags},
+              ['1.0'], '... and the tag recorded');
+}
+
+
 # manifests larger than pullthrough_manifest_max_size (4k here)
 
 {
@@ -386,6 +421,23 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
               'redirected blobs: fetched from the Location, query included');
     is_deeply([ grep { exists $_->{headers}{authorization} } @cdn ], [],
               'the other host never gets an Authorization header');
+
+    # with credentials: the upstream gets them, the CDN it redirects to not
+    $fake->reset_requests;
+    $cdn->reset_requests;
+    my $ad = $layer{'app-c'}{digest};
+    my $ar = stream_get($t, "/v2/cache/library/authredirect/blobs/$ad",
+                        idle_timeout => 10);
+    ok($ar->{complete} && $ar->{sha256} eq $ad,
+       'redirect after Basic auth: the blob') or diag(explain_get($ar));
+    my @up = $fake->requests_matching('GET', qr{/library/authredirect/});
+    ok(scalar(grep { ($_->{headers}{authorization} // '') eq $BASIC } @up),
+       'redirect after Basic auth: the upstream got the credentials');
+    my @c = $cdn->requests;
+    is_deeply([ map { $_->{uri} } @c ], [ "/cdn/$ad?sig=abc" ],
+              'redirect after Basic auth: the blob from the CDN');
+    is_deeply([ grep { exists $_->{headers}{authorization} } @c ], [],
+              'redirect after Basic auth: the CDN never gets the credentials');
 
     my $d = $layer{'hello-c'}{digest};
     my $r = stream_get($t, "/v2/cache/library/relredirect/blobs/$d");

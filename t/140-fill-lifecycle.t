@@ -116,7 +116,17 @@ sub blob_visible {
        'abort: the fill is at the pause (20 MiB)');
     ok(!blob_visible($t), 'abort: nothing in the store mid-fill');
 
+    # another client joins the fill its first client left
+    my $dir = tempdir('pt-140-abort-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $h = bg_stream_get($t, $path, started => "$dir/b", idle_timeout => 30);
+    ok(wait_for(sub { -e "$dir/b" }, 20), 'abort: a second client has its first bytes');
+
     $fake->set_flag('go-abort');
+    my $rb = bg_result($h, 60);
+    ok($rb->{complete} && $rb->{sha256} eq $d,
+       'abort: the second client gets the whole blob from the same fill');
+    is(scalar(my @g = $fake->requests_matching('GET', qr{/gate-abort/blobs/})), 1,
+       'abort: one upstream request for both');
     ok(wait_for(sub { -f blob_file($t, $d) }, 30),
        'abort: the fill completes without its client');
     is(-f blob_file($t, $d) ? file_digest(blob_file($t, $d)) : '', $d,
@@ -191,6 +201,55 @@ sub blob_visible {
     $t->restart;
     is_deeply([ tmp_files($t) ], [], 'a fresh start removes every temp file');
     ok(-f blob_file($t, $d), 'the stored blob survives restarts');
+    $fake->reset_requests;
+    my $mark = cache_log_mark($t);
+    $r = stream_get($t, $path, idle_timeout => 10);
+    ok($r->{complete} && $r->{sha256} eq $d, 'after a restart: the blob');
+    is(scalar(@u = $fake->requests), 0, 'after a restart: no upstream request');
+    my $l = wait_cache_log($t, $mark, 'GET', qr{/blobs/});
+    is($l && $l->{cache}, 'HIT', 'after a restart: a HIT');
+    $t->stop;
+}
+
+
+# clients of two workers at once: every one gets the blob, at most one fill
+# per worker, one file
+
+{
+    my $t = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport',
+                                              registry => 'proxy_read_timeout 60s;'));
+    $t->start;
+    setup_cache($t, $fake->url);
+    my $path = "/v2/cache/library/gate-twice/blobs/$d";
+    my $dir = tempdir('pt-140-twice-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    $fake->reset_requests;
+    my $mark = cache_log_mark($t);
+
+    my @h = map { bg_stream_get($t, $path, started => "$dir/$_", idle_timeout => 30) }
+            1 .. 4;
+    ok(wait_for(sub { 4 == grep { -e "$dir/$_" } 1 .. 4 }, 20),
+       'two workers: four clients have their first bytes');
+    ok(!blob_visible($t), 'two workers: nothing in the store mid-fill');
+    $fake->set_flag('go-twice');
+
+    my @r = map { bg_result($_, 60) } @h;
+    is(scalar(grep { $_->{complete} && $_->{sha256} eq $d } @r), 4,
+       'two workers: every client got the whole blob')
+        or diag(join "\n", map { "$_->{status} $_->{length} "
+                                 . ($_->{error} // '') } @r);
+    my $n = () = $fake->requests_matching('GET', qr{/blobs/});
+    ok($n >= 1 && $n <= 2, "two workers: $n upstream fill(s), at most one a worker");
+    ok(wait_for(sub { -f blob_file($t, $d) && !tmp_files($t) }, 20),
+       'two workers: stored, no temp file left');
+    is(-f blob_file($t, $d) ? file_digest(blob_file($t, $d)) : '', $d,
+       'two workers: the stored blob is right');
+    wait_for(sub { grep({ $_->{path} =~ /gate-twice/ } cache_log($t, $mark)) >= 4 });
+    my @l = grep { $_->{path} =~ /gate-twice/ } cache_log($t, $mark);
+    my %pids = map { $_->{pid} => 1 } @l;
+    note('clients served by ' . scalar(keys %pids) . ' worker(s): '
+         . join(' ', map { "$_->{pid}:$_->{cache}" } @l));
+    is(scalar(grep { $_->{cache} eq 'MISS' } @l), $n,
+       'two workers: one MISS per fill, the rest JOIN');
     $t->stop;
 }
 

@@ -10,7 +10,7 @@ package PT::TokenIssuer;
 #   $iss->set(expires_in => 2);            # takes effect at once
 #   my @r = $iss->requests;                # what was asked, and answered
 #   my @t = $iss->token_requests(user => 'alice', scope => qr/hello/);
-#   $iss->reset_requests;
+#   $iss->reset_requests;   # requests() then starts after what was seen
 #   $iss->stop;            # also done in DESTROY and at exit
 #
 # GET /token?service=S&scope=SC[&scope=SC2...] (scope may be absent) answers
@@ -39,7 +39,12 @@ package PT::TokenIssuer;
 #   issuer       => STRING   (default pt-issuer)
 #   service      => STRING   what registry_token gives the registry
 #                            (default pt-test)
-# new only: dir, port, key/cert (PEM files to use instead of new ones).
+# new only: dir, port, addr (the address to listen on and put in the
+# realm, default 127.0.0.1), key/cert (PEM files to use instead of new ones).
+#
+# The server is a process forked by start() that forks again for each
+# connection (one request per connection, Connection: close), as
+# PT::FakeUpstream does; the settings file is how set() reaches it.
 #
 # Every request is logged (requests.log, one JSON object a line) once its
 # answer is decided and before it is sent: a client that got its answer
@@ -71,7 +76,7 @@ my @SETTINGS = qw(users expires_in omit_expires_in only_access_token
 sub new {
     my ($class, %opt) = @_;
 
-    my %known = map { $_ => 1 } @SETTINGS, qw(dir port key cert);
+    my %known = map { $_ => 1 } @SETTINGS, qw(dir port addr key cert);
     my @bad = grep { !$known{$_} } sort keys %opt;
     croak "PT::TokenIssuer->new: unknown option(s) @bad" if @bad;
 
@@ -79,6 +84,7 @@ sub new {
         dir => $opt{dir} || tempdir('pt-issuer-XXXXXXXX', TMPDIR => 1,
                                     CLEANUP => !$ENV{PT_KEEP}),
         port => $opt{port},
+        addr => $opt{addr} // '127.0.0.1',
         pid => undef,
         seen => 0,
         settings => { issuer => 'pt-issuer', service => 'pt-test',
@@ -121,7 +127,8 @@ sub new {
 
 sub dir { $_[0]{dir} }
 sub port { $_[0]{port} }
-sub host { '127.0.0.1:' . $_[0]{port} }
+sub addr { $_[0]{addr} }
+sub host { "$_[0]{addr}:$_[0]{port}" }
 sub url { 'http://' . $_[0]->host }
 sub realm { $_[0]->url . '/token' }
 sub pid { $_[0]{pid} }
@@ -170,7 +177,7 @@ sub start {
     croak "the token issuer is already running" if $self->{pid};
 
     my $listen = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1', LocalPort => $self->{port} || 0,
+        LocalAddr => $self->{addr}, LocalPort => $self->{port} || 0,
         Proto => 'tcp', Listen => 128, ReuseAddr => 1)
         or die "token issuer: listen: $!";
     $self->{port} = $listen->sockport;
@@ -264,6 +271,13 @@ sub requests {
     close $fh;
 
     return map { $JSON->decode($_) } @lines[ $self->{seen} .. $#lines ];
+}
+
+# every request since start, reset_requests or not
+sub all_requests {
+    my ($self) = @_;
+    local $self->{seen} = 0;
+    return $self->requests;
 }
 
 sub reset_requests {
