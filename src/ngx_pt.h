@@ -395,8 +395,7 @@ typedef struct ngx_pt_reader_s  ngx_pt_reader_t;
 
 ngx_int_t ngx_pt_blob_init(ngx_cycle_t *cycle,
     ngx_http_pullthrough_main_conf_t *pmcf);
-void ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root,
-    ngx_uint_t all);
+void ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root);
 ngx_int_t ngx_pt_digest_parse(ngx_str_t *s, ngx_pt_digest_t *d);
 ngx_int_t ngx_pt_digest_compute(ngx_pool_t *pool, const EVP_MD *md,
     u_char *data, size_t len, ngx_str_t *out);

@@ -215,6 +215,21 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
         return NGX_DECLINED;
     }
 
+    /* user information in a realm is a way to mislead about its host */
+
+    for (p = realm.data + 7; p < realm.data + realm.len; p++) {
+        if (*p == '/' || *p == '?' || *p == '#') {
+            break;
+        }
+
+        if (*p == '@') {
+            ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                          "pullthrough: upstream token realm \"%V\" has "
+                          "user information: refused", &realm);
+            return NGX_DECLINED;
+        }
+    }
+
     (void) ngx_pt_auth_param(&f->www_authenticate, "service", f->pool,
                              &service);
 
@@ -315,17 +330,21 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
         realm.data = (u_char *) req->url;
 
         if (ngx_pt_auth_may_send(&realm)) {
-            req->username.data = ngx_pstrdup(pool, &f->auth->username);
-            req->username.len = f->auth->username.len;
+            /* C strings for libcurl */
+
+            req->username.data = ngx_pnalloc(pool, f->auth->username.len + 1);
             req->password.data = ngx_pnalloc(pool, f->auth->password.len + 1);
 
             if (req->username.data == NULL || req->password.data == NULL) {
                 goto failed;
             }
 
-            ngx_memcpy(req->password.data, f->auth->password.data,
-                       f->auth->password.len);
-            req->password.data[f->auth->password.len] = '\0';
+            ngx_cpystrn(req->username.data, f->auth->username.data,
+                        f->auth->username.len + 1);
+            req->username.len = f->auth->username.len;
+
+            ngx_cpystrn(req->password.data, f->auth->password.data,
+                        f->auth->password.len + 1);
             req->password.len = f->auth->password.len;
 
         } else {
@@ -592,7 +611,8 @@ ngx_pt_auth_param(ngx_str_t *header, const char *name, ngx_pool_t *pool,
 static ngx_uint_t
 ngx_pt_auth_may_send(ngx_str_t *url)
 {
-    u_char  *host;
+    u_char      *host, *end, *last, *p;
+    ngx_uint_t   dots;
 
     if (url->len > 8 && ngx_strncasecmp(url->data, (u_char *) "https://", 8)
                         == 0)
@@ -600,12 +620,55 @@ ngx_pt_auth_may_send(ngx_str_t *url)
         return 1;
     }
 
-    host = url->data + 7;
+    if (url->len <= 7
+        || ngx_strncasecmp(url->data, (u_char *) "http://", 7) != 0)
+    {
+        return 0;
+    }
 
-    return (size_t) (url->data + url->len - host) > 9
-           && (ngx_strncmp(host, "127.", 4) == 0
-               || ngx_strncasecmp(host, (u_char *) "localhost", 9) == 0
-               || ngx_strncmp(host, "[::1]", 5) == 0);
+    /* the whole host of plain http: a loopback name or address, no more */
+
+    host = url->data + 7;
+    last = url->data + url->len;
+
+    for (end = host; end < last && *end != '/' && *end != '?' && *end != '#';
+         end++)
+    {
+        if (*end == '@') {
+            /* user information: what looks like the host may not be it */
+            return 0;
+        }
+    }
+
+    if (end - host >= 5 && ngx_strncmp(host, "[::1]", 5) == 0) {
+        return host + 5 == end || host[5] == ':';
+    }
+
+    p = ngx_strlchr(host, end, ':');
+    if (p) {
+        end = p;
+    }
+
+    if (end - host == 9 && ngx_strncasecmp(host, (u_char *) "localhost", 9)
+                           == 0)
+    {
+        return 1;
+    }
+
+    if (end - host < 7 || ngx_strncmp(host, "127.", 4) != 0) {
+        return 0;
+    }
+
+    for (dots = 0, p = host; p < end; p++) {
+        if (*p == '.') {
+            dots++;
+
+        } else if (*p < '0' || *p > '9') {
+            return 0;
+        }
+    }
+
+    return dots == 3;
 }
 
 
@@ -766,7 +829,8 @@ ngx_pt_auth_done(ngx_event_t *ev)
 
     if (req->token.data && req->status == 200) {
         /* kept until shortly before it expires */
-        ttl = req->ttl > 20 ? req->ttl - 10 : req->ttl / 2 + 1;
+        ttl = req->ttl > 20 ? req->ttl - 10
+                            : (req->ttl * 3 / 4 > 0 ? req->ttl * 3 / 4 : 1);
 
         ngx_pt_auth_cache(&req->key, &req->token, ttl);
 
@@ -800,6 +864,7 @@ ngx_pt_auth_done(ngx_event_t *ev)
 
         /* the 401 stands */
         ngx_pt_fetch_detach(f);
+        f->rc = NGX_OK;
         f->done(f, NGX_OK);
         ngx_http_run_posted_requests(c);
         return;
@@ -821,6 +886,8 @@ ngx_pt_auth_done(ngx_event_t *ev)
 
     if (p == NULL || ngx_pt_fetch_start(f) != NGX_OK) {
         ngx_pt_fetch_detach(f);
+        f->header = 0;
+        f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 

@@ -119,7 +119,7 @@ ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
     ngx_queue_init(&ngx_pt_fills);
     ngx_pt_store_root = pmcf->path;
 
-    ngx_pt_blob_clean_temp(cycle, &pmcf->path, 0);
+    ngx_pt_blob_clean_temp(cycle, &pmcf->path);
 
     return NGX_OK;
 }
@@ -127,12 +127,12 @@ ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
 
 /*
  * Temp files are named <pid>.<n>.<kind>: those of processes that are gone
- * (a worker killed mid-fill) are removed when a worker starts; at a fresh
- * start of nginx (all == 1) every one is.
+ * (a worker killed mid-fill, an nginx that crashed) are removed when nginx
+ * starts and when a worker starts.
  */
 
 void
-ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root, ngx_uint_t all)
+ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root)
 {
     u_char     *name, *p;
     size_t      len;
@@ -172,8 +172,8 @@ ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root, ngx_uint_t all)
             continue;
         }
 
-        if (!all && (pid == ngx_pid || kill((pid_t) pid, 0) == 0
-                     || ngx_errno != NGX_ESRCH))
+        if (pid == ngx_pid || kill((pid_t) pid, 0) == 0
+            || ngx_errno != NGX_ESRCH)
         {
             continue;
         }

@@ -432,8 +432,10 @@ ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
         || (p + len < f->url.data + f->url.len
             && p[len] != '/' && p[len] != '?'))
     {
+        /* nor a token flow: the other host would choose the realm */
         ngx_str_null(&f->authorization);
         ngx_str_null(&f->basic);
+        f->auth = NULL;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,

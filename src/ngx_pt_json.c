@@ -102,12 +102,20 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
      * refuse as a NUL (see ngx_pt_json_has_nul()).
      */
 
-    for (p = text;
-         (p = ngx_pt_strfind(p, text + in->len, (u_char *) "\\u0000", 6, 1))
-         != NULL;
-         p += 6)
-    {
-        ngx_memcpy(p + 2, "ffff", 4);
+    for (p = text; p < text + in->len; p++) {
+        if (*p != '\\') {
+            continue;
+        }
+
+        /* an escape: "\\u0000" is a NUL, "\\\\u0000" is not */
+
+        if (text + in->len - p >= 6
+            && ngx_strncasecmp(p + 1, (u_char *) "u0000", 5) == 0)
+        {
+            ngx_memcpy(p + 2, "ffff", 4);
+        }
+
+        p++;
     }
 
     cln = ngx_pool_cleanup_add(pool, 0);

@@ -489,11 +489,15 @@ ngx_pt_registry_auth(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         a->ca_cert = remote->ca_cert;
     }
 
-    a->timeout_ms = ngx_pt_null_num(remote->total_timeout)
-                    ? 30000 : (long) (remote->total_timeout * 1000);
+    /* total_timeout bounds a token request; 30 s when unset */
 
-    if (a->timeout_ms <= 0) {
+    if (ngx_pt_null_num(remote->total_timeout)
+        || remote->total_timeout <= 0 || remote->total_timeout > 86400)
+    {
         a->timeout_ms = 30000;
+
+    } else {
+        a->timeout_ms = (long) (remote->total_timeout * 1000);
     }
 
     return a;
@@ -505,7 +509,7 @@ ngx_pt_registry_auth(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 static ngx_int_t
 ngx_pt_registry_allowed(ngx_pt_remote_t *remote, ngx_str_t *name)
 {
-    u_char      buf[256];
+    u_char      buf[512];
     ngx_str_t  *globs;
     ngx_uint_t  i, ok;
 

@@ -868,6 +868,11 @@ ngx_pt_set_strlist(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
             return NGX_DECLINED;
         }
 
+        if (ngx_strlen(item->u.string) > 255) {
+            ngx_str_set(err, "Items may have at most 255 characters.");
+            return NGX_DECLINED;
+        }
+
         if (ngx_pt_json_has_nul(item->u.string)) {
             ngx_str_set(err, "Null characters are not allowed.");
             return NGX_DECLINED;

@@ -97,12 +97,13 @@ ngx_pt_store_prepare(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
-    /* on a fresh start no fill can be running: temp files are leftovers */
+    /*
+     * Leftovers of processes that are gone: only those, as another nginx
+     * (a binary upgrade, a second start by mistake) may be filling now.
+     */
 
-    if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config
-        && ngx_process != NGX_PROCESS_SIGNALLER)
-    {
-        ngx_pt_blob_clean_temp(cycle, &pmcf->path, 1);
+    if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config) {
+        ngx_pt_blob_clean_temp(cycle, &pmcf->path);
     }
 
     p = ngx_cpymem(dir + pmcf->path.len, "/meta", sizeof("/meta"));

@@ -463,6 +463,17 @@ sub err_case {
     err_case('GET', "$hello/manifests/sha256:xyz", 400, 'DIGEST_INVALID', undef,
              'manifest by a bad digest');
 
+    # valid names and tags unknown upstream: MANIFEST_UNKNOWN, not invalid
+    for my $name ('library/he__llo', 'library/he--llo', 'library/he.llo',
+                  'a/b/c/d/e', 'library/h3ll0') {
+        err_case('GET', "/v2/cache/$name/manifests/1.0", 404, 'MANIFEST_UNKNOWN',
+                 [ "GET /v2/$name/manifests/1.0" ], "valid name '$name'");
+    }
+    for my $tag ('_tag', 'T.a-g_1', '0') {
+        err_case('GET', "$hello/manifests/$tag", 404, 'MANIFEST_UNKNOWN',
+                 [ "GET /v2/library/hello/manifests/$tag" ], "valid tag '$tag'");
+    }
+
     for my $tag ('-1.0', '.hidden', 'a' x 129) {
         err_case('GET', "$hello/manifests/$tag", 400, 'MANIFEST_INVALID', undef,
                  'tag ' . substr($tag, 0, 10));

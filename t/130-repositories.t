@@ -298,6 +298,49 @@ pull('library/hello:1.0', 'priv');
 }
 
 $t->stop;
+
+
+# concurrent first pulls, from two workers: one repository, one
+# distribution, one version per new tag, no tag lost
+
+{
+    my $t2 = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport'));
+    $t2->start;
+    my $race = setup_cache($t2, $reg->url, base_path => 'race');
+    my @tags = (qw(1.0 1.1) x 4);
+
+    my $res = parallel(scalar @tags, sub {
+        my ($i) = @_;
+        my $r = http_get($t2, "/v2/race/library/hello/manifests/$tags[$i]",
+                         headers => { Accept => $ACCEPT });
+        return { status => $r->{status},
+                 digest => $r->{headers}{'docker-content-digest'} };
+    });
+    is_deeply([ map { "$_->{status} " . ($_->{digest} // '') } @$res ],
+              [ map { "200 $img->{\"library/hello:$_\"}{digest}" } @tags ],
+              'concurrent first pulls of 1.0 and 1.1: all 200, right digests');
+
+    my @r = grep { $_->{name} eq 'race/library/hello' }
+            @{ list_all($t2, $REPOS) };
+    is(scalar @r, 1, 'concurrent first pulls: one repository');
+    my @d = grep { $_->{name} eq 'race/library/hello' }
+            @{ list_all($t2, $CDISTS) };
+    is(scalar @d, 1, 'concurrent first pulls: one per-image distribution');
+    is_deeply([ sort @{ $t2->get($race->{pulp_href})->{json}{distributions} || [] } ],
+              [ map { $_->{pulp_href} } @d ],
+              'concurrent first pulls: listed once');
+    SKIP: {
+        skip 'no repository', 2 unless @r;
+        like($r[0]{latest_version_href}, qr{/versions/2/$},
+             'concurrent first pulls: two new tags, version 2');
+        my $v = $r[0]{latest_version_href};
+        is_deeply([ sort map { $_->{name} } @{ list_all($t2,
+                    "$API/content/container/tags/?repository_version=$v") } ],
+                  [qw(1.0 1.1)], 'concurrent first pulls: both tags in it');
+    }
+    $t2->stop;
+}
+
 $reg->stop;
 
 done_testing;
