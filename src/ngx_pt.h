@@ -331,6 +331,9 @@ struct ngx_pt_fetch_s {
     ngx_pool_cleanup_t         *token_cln;   /* while a token is fetched */
     ngx_uint_t                  head;
     ngx_uint_t                  redirects;
+    ngx_uint_t                  retries;
+    ngx_uint_t                  max_retries;
+    ngx_event_t                 retry;       /* backoff timer */
 
     /* the answer */
     ngx_int_t                   rc;
@@ -406,7 +409,7 @@ ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
 ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
     ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic,
-    ngx_pt_upstream_auth_t *auth);
+    ngx_pt_upstream_auth_t *auth, ngx_uint_t max_retries);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

@@ -13,6 +13,7 @@
 #include <ngx_pt.h>
 
 #include <openssl/evp.h>
+#include <sys/file.h>
 
 
 #define NGX_PT_FILL_RUNNING    0
@@ -126,7 +127,7 @@ ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
 
 
 /*
- * Temp files are named <pid>.<n>.<kind>: those of processes that are gone
+ * Temp files are named <pid>.<n>.<kind>: those no process holds any more
  * (a worker killed mid-fill, an nginx that crashed) are removed when nginx
  * starts and when a worker starts.
  */
@@ -134,11 +135,13 @@ ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
 void
 ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root)
 {
-    u_char     *name, *p;
-    size_t      len;
-    ngx_dir_t   dir;
-    ngx_int_t   pid;
-    ngx_str_t   path;
+    u_char      *name, *p;
+    size_t       len;
+    ngx_fd_t     fd;
+    ngx_dir_t    dir;
+    ngx_int_t    pid;
+    ngx_str_t    path;
+    ngx_uint_t   locked;
 
     path.len = root->len + sizeof("/tmp/") + NGX_MAX_PATH;
     path.data = ngx_pnalloc(cycle->pool, path.len);
@@ -168,18 +171,29 @@ ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root)
         }
 
         pid = ngx_atoi(name, p - name);
-        if (pid == NGX_ERROR) {
-            continue;
-        }
-
-        if (pid == ngx_pid || kill((pid_t) pid, 0) == 0
-            || ngx_errno != NGX_ESRCH)
-        {
+        if (pid == NGX_ERROR || pid == ngx_pid) {
             continue;
         }
 
         ngx_memcpy(path.data + root->len + sizeof("/tmp/") - 1, name, len);
         path.data[root->len + sizeof("/tmp/") - 1 + len] = '\0';
+
+        /*
+         * A file in use is locked by its writer; the lock goes with the
+         * process, even one that is a zombie or whose pid was reused.
+         */
+
+        fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            continue;
+        }
+
+        locked = (flock(fd, LOCK_EX|LOCK_NB) == -1);
+        ngx_close_file(fd);
+
+        if (locked) {
+            continue;
+        }
 
         if (ngx_delete_file(path.data) == NGX_FILE_ERROR) {
             ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
@@ -326,6 +340,8 @@ ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log, ngx_pt_digest_t *d,
         return NGX_ERROR;
     }
 
+    (void) flock(fd, LOCK_EX|LOCK_NB);
+
     n = ngx_write_fd(fd, data, len);
 
     ngx_close_file(fd);
@@ -391,7 +407,8 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_str_t *url, ngx_str_t *basic, ngx_pt_upstream_auth_t *auth)
+    ngx_str_t *url, ngx_str_t *basic, ngx_pt_upstream_auth_t *auth,
+    ngx_uint_t max_retries)
 {
     u_char                           *p;
     ngx_pool_t                       *pool;
@@ -460,6 +477,9 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
         goto failed;
     }
 
+    /* held while the file is in use: cleanup tells leftovers by it */
+    (void) flock(fill->fd, LOCK_EX|LOCK_NB);
+
     fill->md = EVP_MD_CTX_new();
     if (fill->md == NULL || EVP_DigestInit_ex(fill->md, d->md, NULL) != 1) {
         goto failed;
@@ -502,6 +522,7 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
         ngx_pt_auth_preempt(&fill->fetch);
     }
 
+    fill->fetch.max_retries = max_retries;
     fill->fetch.header_handler = ngx_pt_fill_header;
     fill->fetch.body_handler = ngx_pt_fill_body;
     fill->fetch.done = ngx_pt_fill_upstream_done;

@@ -22,6 +22,8 @@ static ngx_int_t ngx_pt_fetch_body_filter(ngx_http_request_t *r,
 static ngx_table_elt_t *ngx_pt_fetch_header(ngx_http_request_t *r,
     const char *name);
 static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
+static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -306,6 +308,12 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         return NGX_OK;
     }
 
+    /* transient failures, before anything reached a client: again */
+
+    if (ngx_pt_fetch_retry(f, rc) == NGX_OK) {
+        return NGX_OK;
+    }
+
     if (f->header && rc < NGX_HTTP_SPECIAL_RESPONSE
         && (f->status == NGX_HTTP_MOVED_PERMANENTLY
             || f->status == NGX_HTTP_MOVED_TEMPORARILY
@@ -447,6 +455,91 @@ ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
 }
 
 
+/*
+ * Connection errors, timeouts, 429 and 5xx are tried again, up to the
+ * remote's max_retries, with exponential backoff (or the upstream's
+ * Retry-After, when short). Only answers that were not streamed: a 200
+ * whose body broke off has reached clients already.
+ */
+
+static ngx_int_t
+ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    ngx_msec_t  delay;
+    ngx_int_t   after;
+
+    if (f->retries >= f->max_retries || f->r == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (f->header) {
+        if (f->status != 429 && (f->status < 500 || f->status > 599)) {
+            return NGX_DECLINED;
+        }
+
+    } else if (rc != NGX_HTTP_BAD_GATEWAY && rc != NGX_HTTP_GATEWAY_TIME_OUT) {
+        return NGX_DECLINED;
+    }
+
+    delay = (ngx_msec_t) 250 << f->retries;
+
+    if (delay > 4000) {
+        delay = 4000;
+    }
+
+    if (f->header && f->retry_after.len) {
+        after = ngx_atoi(f->retry_after.data, f->retry_after.len);
+
+        if (after == NGX_ERROR || after > 10) {
+            /* a long wait is the client's to decide: answered now */
+            return NGX_DECLINED;
+        }
+
+        delay = (ngx_msec_t) after * 1000;
+    }
+
+    f->retries++;
+
+    ngx_log_error(NGX_LOG_WARN, f->log, 0,
+                  "pullthrough: upstream %s for \"%V\", try %ui of %ui "
+                  "in %M ms", f->header ? "failed" : "unreachable", &f->url,
+                  f->retries, f->max_retries, delay);
+
+    f->retry.handler = ngx_pt_fetch_retry_handler;
+    f->retry.data = f;
+    f->retry.log = f->log;
+    f->retry.cancelable = 1;
+
+    ngx_add_timer(&f->retry, delay);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_fetch_retry_handler(ngx_event_t *ev)
+{
+    ngx_pt_fetch_t *f = ev->data;
+
+    ngx_connection_t  *c;
+
+    if (f->r == NULL) {
+        return;
+    }
+
+    c = f->r->connection;
+
+    if (ngx_pt_fetch_start(f) != NGX_OK) {
+        ngx_pt_fetch_detach(f);
+        f->header = 0;
+        f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
 /* for owners of an exchange that may outlive its request, or die first */
 
 void
@@ -468,6 +561,16 @@ ngx_pt_fetch_cleanup(void *data)
 
     f->cln = NULL;
     f->r = NULL;
+
+    if (f->retry.timer_set) {
+        ngx_del_timer(&f->retry);
+
+        if (f->aborted) {
+            f->aborted(f);
+        }
+
+        return;
+    }
 
     if (f->sr) {
         f->sr = NULL;

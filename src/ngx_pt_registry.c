@@ -59,6 +59,7 @@ static ngx_int_t ngx_pt_registry_allowed(ngx_pt_remote_t *remote,
 static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
 static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
+static ngx_uint_t ngx_pt_registry_max_retries(ngx_pt_remote_t *remote);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
@@ -453,6 +454,16 @@ ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     ctx->name.len = ctx->repo.len - base;
 
     return NGX_OK;
+}
+
+
+/* Pulp's default: 3 */
+
+static ngx_uint_t
+ngx_pt_registry_max_retries(ngx_pt_remote_t *remote)
+{
+    return remote->max_retries == NGX_PT_NULL_INT
+           ? 3 : (ngx_uint_t) remote->max_retries;
 }
 
 
@@ -940,7 +951,8 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         }
 
         fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth,
-                                  ngx_pt_registry_auth(r, ctx));
+                                  ngx_pt_registry_auth(r, ctx),
+                                  ngx_pt_registry_max_retries(ctx->remote));
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1037,6 +1049,7 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     }
 
     f->auth = ngx_pt_registry_auth(r, ctx);
+    f->max_retries = ngx_pt_registry_max_retries(ctx->remote);
     ngx_pt_auth_preempt(f);
 
     if (what[0] == 'm') {

@@ -189,7 +189,8 @@ for my $ref (@refs) {
     my @up = $reg->requests;
     ok(scalar(grep { $_->{path} =~ m{/manifests/} } @up),
        "$ref: the cold pull fetched its manifest upstream");
-    my $m = wait_cache_log($t, $mark, 'GET', qr{^/v2/cache/\Q@{[ $ref =~ s/:.*//r ]}\E/manifests/});
+    my ($repo, $tag) = split /:/, $ref;
+    my $m = wait_cache_log($t, $mark, 'GET', qr{^/v2/cache/\Q$repo\E/manifests/\Q$tag\E$});
     is($m && $m->{cache}, 'MISS', "$ref: the manifest was a MISS");
 }
 

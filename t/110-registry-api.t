@@ -181,7 +181,7 @@ for my $case ([ 'library/hello', '1.0', $MT{oci_manifest} ],
     check_manifest($r, $i, $type, "$repo:$tag miss");
     is_deeply(upstream(), [ "GET /v2/$repo/manifests/$tag" ],
               "$repo:$tag miss: one upstream GET");
-    my $l = wait_cache_log($t, $mark, 'GET', qr{/manifests/\Q$tag\E$});
+    my $l = wait_cache_log($t, $mark, 'GET', qr{/\Q$repo\E/manifests/\Q$tag\E$});
     is($l && $l->{cache}, 'MISS', "$repo:$tag miss: logged MISS");
     is(-f blob_file($t, $i->{digest}) ? file_digest(blob_file($t, $i->{digest})) : '',
        $i->{digest}, "$repo:$tag: stored by digest");
@@ -473,6 +473,16 @@ sub err_case {
         err_case('GET', "$hello/manifests/$tag", 404, 'MANIFEST_UNKNOWN',
                  [ "GET /v2/library/hello/manifests/$tag" ], "valid tag '$tag'");
     }
+
+    # what would change the upstream URL is no name, tag or digest
+    err_case('GET', '/v2/cache/library/hello%3Fx=1/manifests/1.0', 400,
+             'NAME_INVALID', undef, 'a name with a query');
+    err_case('GET', '/v2/cache/library/hello%23x/manifests/1.0', 400,
+             'NAME_INVALID', undef, 'a name with a fragment');
+    err_case('GET', "$hello/manifests/1.0%3Fx=1", 400, 'MANIFEST_INVALID',
+             undef, 'a tag with a query');
+    err_case('GET', "$hello/blobs/sha256:" . ('0' x 63) . '%3F', 400,
+             'DIGEST_INVALID', undef, 'a digest with a query');
 
     for my $tag ('-1.0', '.hidden', 'a' x 129) {
         err_case('GET', "$hello/manifests/$tag", 400, 'MANIFEST_INVALID', undef,

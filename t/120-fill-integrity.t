@@ -121,6 +121,20 @@ my $fake = PT::FakeUpstream->new(
             my $f = $fake->blob_file($ref);
             return [ 200, \@ct, { file => $f, truncate => int((-s $f) / 2) } ];
         }
+        if ($repo eq 'library/chunked' && $kind eq 'blobs') {
+            # no Content-Length: the body ends when the connection closes;
+            # wrong bytes until the test sets the flag
+            my $f = $fake->blob_file($ref) or return;
+            my $bad = !defined $fake->flag(flag_of($ref));
+            return [ 200, \@ct, sub {
+                my ($c) = @_;
+                open my $fh, '<:raw', $f or return;
+                local $/;
+                my $b = <$fh>;
+                substr($b, 10, 1) = chr(ord(substr($b, 10, 1)) ^ 1) if $bad;
+                PT::FakeUpstream::_write($c, $b);
+            } ];
+        }
         if ($repo eq 'library/stallbody' && $kind eq 'blobs') {
             return [ 200, \@ct, { file => $fake->blob_file($ref),
                                   pause_at => 512 * 1024 } ];
@@ -297,6 +311,33 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
     $r = stream_get($t, $path, idle_timeout => 4);
     ok($r->{complete} && $r->{sha256} eq $d, 'short body: then whole');
     ok(wait_for(sub { -f blob_file($t, $d) }), 'short body: then stored');
+}
+
+
+# a blob without Content-Length upstream: chunked to the client, which can
+# tell a cut body from a whole one
+
+{
+    my $d = $h11->{config};
+    my $url = $t->base_url . "/v2/cache/library/chunked/blobs/$d";
+    my $dir = File::Temp::tempdir('pt-120-chunked-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my @curl = ('curl', '-s', '-m', '4', '-o', "$dir/out", '-w', '%{http_code}');
+
+    my ($rc, $out) = run_cmd({ timeout => 20 }, @curl, $url);
+    ok($rc == 18 || $rc == 56,
+       'no Content-Length, wrong bytes: curl reports a broken transfer')
+        or diag("curl exit status $rc: $out");
+    ok(!-e blob_file($t, $d), 'no Content-Length, wrong bytes: not stored');
+    no_temp_files('no Content-Length, wrong bytes');
+
+    $fake->set_flag(flag_of($d));
+    ($rc, $out) = run_cmd({ timeout => 20 }, @curl, $url);
+    is("$rc $out", '0 200', 'no Content-Length, right bytes: curl succeeds');
+    is(file_digest("$dir/out"), $d, 'no Content-Length, right bytes: the blob');
+    ok(wait_for(sub { -f blob_file($t, $d) }), 'no Content-Length, right bytes: stored');
+    my $r = stream_get($t, "/v2/cache/library/chunked/blobs/$d");
+    is($r->{headers}{'content-length'}, $h11->{config_size},
+       'no Content-Length upstream: the hit has one');
 }
 
 

@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use Digest::SHA ();
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
 
@@ -38,6 +39,15 @@ my $fake = PT::FakeUpstream->new(
         my ($req, $fake) = @_;
         return { stall => 1, release => 'unstall' }
             if defined $fake->flag('stall');
+
+        # "fail": the next N requests get STATUS (503 or 429)
+        my $n = $fake->flag('fail-count');
+        if (defined $n && $n > 0) {
+            $fake->set_flag('fail-count', $n - 1);
+            my $status = $fake->flag('fail-status') || 503;
+            return [ $status, $status == 429 ? [ 'Retry-After' => '1' ] : [],
+                     '{"errors":[{"code":"UNAVAILABLE"}]}' ];
+        }
         return;
     })->start;
 
@@ -54,11 +64,22 @@ proxy_connect_timeout 2s;
             proxy_send_timeout 2s;
 EOF
 $t->start;
-setup_cache($t, $fake->url);
-setup_cache($t, $mortal->url, base_path => 'mortal');
-setup_cache($t, $dead, base_path => 'down');
+
+# single attempts (max_retries 0): how soon failures are answered
+setup_cache($t, $fake->url, remote => { max_retries => 0 });
+setup_cache($t, $mortal->url, base_path => 'mortal',
+            remote => { max_retries => 0 });
+setup_cache($t, $dead, base_path => 'down', remote => { max_retries => 0 });
+
+# Pulp's default: 3 retries
+setup_cache($t, $fake->url, base_path => 'retry');
+setup_cache($t, $fake->url, base_path => 'retry1',
+            remote => { max_retries => 1 });
+setup_cache($t, $dead, base_path => 'downretry');
 
 $PT::Pull::CMD_TIMEOUT = 30;
+
+sub sha256_of { 'sha256:' . Digest::SHA::sha256_hex($_[0]) }
 
 sub timed {
     my ($code) = @_;
@@ -194,6 +215,50 @@ $mortal->stop;
                                        headers => { Accept => $ACCEPT }) });
     is_oci_error($r, 502, 'UNAVAILABLE', 'upstream gone, manifest: 502 UNAVAILABLE');
     ok($s < 1.5, sprintf('upstream gone: answered in %.2f s', $s));
+}
+
+# retries, with backoff: 503s and 429s that pass, connection errors
+
+{
+    $fake->set_flag('fail-status', 503);
+    $fake->set_flag('fail-count', 2);
+    $fake->reset_requests;
+    my $r = http_get($t, '/v2/retry/library/hello/manifests/1.1',
+                     headers => { Accept => $ACCEPT });
+    is($r->{status}, 200, 'two 503s, then 200: the third try answers');
+    is(scalar(my @u = $fake->requests_matching('GET', qr{/manifests/1\.1$})), 3,
+       '... three upstream requests');
+
+    $fake->set_flag('fail-count', 2);
+    $fake->reset_requests;
+    my $d = $h11->{layers}[0];
+    $r = http_get($t, "/v2/retry/library/hello/blobs/$d");
+    is($r->{status}, 200, 'blob: two 503s, then the blob');
+    is(sha256_of($r->{content}), $d, '... the right bytes');
+
+    $fake->set_flag('fail-count', 5);
+    $fake->reset_requests;
+    $r = http_get($t, '/v2/retry1/library/hello/manifests/1.0',
+                  headers => { Accept => $ACCEPT });
+    is_oci_error($r, 502, 'UNAVAILABLE', 'max_retries 1: still 503: 502');
+    is(scalar(@u = $fake->requests_matching('GET', qr{/manifests/1\.0$})), 2,
+       '... after two upstream requests');
+    $fake->set_flag('fail-count', 0);
+
+    $fake->set_flag('fail-status', 429);
+    $fake->set_flag('fail-count', 1);
+    # a blob this repository has not seen: the upstream is asked
+    my ($x, $s) = timed(sub { http_get($t, '/v2/retry/library/hello/blobs/'
+                                          . $h10->{layers}[1]) });
+    is($x->{status}, 200, '429 with Retry-After: 1, then 200');
+    ok($s >= 0.9, sprintf('... after waiting Retry-After (%.2f s)', $s));
+    $fake->set_flag('fail-count', 0);
+
+    ($x, $s) = timed(sub { http_get($t, '/v2/downretry/library/hello/manifests/1.0',
+                                    headers => { Accept => $ACCEPT }) });
+    is_oci_error($x, 502, 'UNAVAILABLE', 'refused 4 times: 502');
+    ok($s >= 1.7 && $s < 6, sprintf('... after 3 backoffs (%.2f s)', $s));
+    like($t->error_log, qr/try 3 of 3/, 'retries are logged');
 }
 
 $t->stop;

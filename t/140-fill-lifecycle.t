@@ -13,6 +13,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use Fcntl ();
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
 
@@ -40,7 +41,8 @@ my $fake = PT::FakeUpstream->new(
         return unless $repo =~ m{^library/gate-(\w+)$};
         return [ 200, [ 'Content-Type' => 'application/octet-stream',
                         'Docker-Content-Digest' => $ref ],
-                 { file => $fake->blob_file($ref), pause_at => 20 * $MiB,
+                 { file => $fake->blob_file($ref),
+                   pause_at => ($ref eq $d ? 20 * $MiB : 1024),
                    wait_flag => "go-$1" } ];
     })->start;
 
@@ -55,6 +57,15 @@ sub temp_size {
     my ($t) = @_;
     my @f = tmp_files($t);
     return @f ? (-s $t->store . "/tmp/$f[0]") // 0 : -1;
+}
+
+# "zombie", "running (...)" or "gone"
+sub proc_state {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/stat" or return 'gone';
+    my $st = <$fh> // '';
+    my ($comm, $state) = $st =~ /^\d+ \((.*)\) (\S)/ or return 'gone';
+    return $state eq 'Z' ? "a zombie ($comm)" : "running ($comm, $state)";
 }
 
 sub blob_visible {
@@ -134,12 +145,13 @@ sub blob_visible {
     ok(wait_for(sub { !tmp_files($t) }), 'abort: no temp file left');
 
     $fake->reset_requests;
-    my $mark = cache_log_mark($t);
     $r = stream_get($t, $path, idle_timeout => 10);
     ok($r->{complete} && $r->{sha256} eq $d, 'abort: a later GET gets the blob');
     is(scalar(my @u = $fake->requests), 0, 'abort: ... with no upstream request');
-    my $l = wait_cache_log($t, $mark, 'GET', qr{/blobs/});
-    is($l && $l->{cache}, 'HIT', 'abort: ... a HIT');
+    my $lines = sub { grep { $_->{path} =~ m{/gate-abort/} } cache_log($t) };
+    wait_for(sub { $lines->() >= 3 });
+    is_deeply([ sort map { $_->{cache} } $lines->() ], [qw(HIT JOIN MISS)],
+              'abort: logged MISS (the first client), JOIN (the second), HIT');
     $t->stop;
 }
 
@@ -183,8 +195,8 @@ sub blob_visible {
     ok(wait_for(sub { !tmp_files($t) }), 'kill: no temp file left');
 
 
-    # stale temp files: a dead process's go when a worker starts and when
-    # nginx starts afresh
+    # stale temp files: those no process holds (writers keep a lock on
+    # them) go when a worker starts and when nginx starts afresh
 
     my $pid_max = do { open my $fh, '<', '/proc/sys/kernel/pid_max'; <$fh> } || 4194304;
     my $dead = $pid_max + 1;
@@ -194,25 +206,52 @@ sub blob_visible {
         print $fh 'x' x 1000;
         close $fh;
     }
+    # one in use, as a filling process holds it
+    open my $held, '<', "$tdir/$$.1.fill" or die "$tdir/$$.1.fill: $!";
+    flock($held, Fcntl::LOCK_EX()) or die "flock: $!";
     $t->kill_worker;
     ok(wait_for(sub { !-e "$tdir/$dead.2.fill" && !-e "$tdir/$dead.3.small" }, 10),
        'stale temp files of a dead process: removed when a worker starts');
-    ok(-e "$tdir/$$.1.fill", 'temp files of a live process: kept');
-    # a fresh start too removes only what dead processes left: another
-    # nginx (a binary upgrade, a second start by mistake) may be filling
+    ok(-e "$tdir/$$.1.fill", 'temp files in use: kept');
+    # a fresh start too removes only what no process holds: another nginx
+    # (a binary upgrade, a second start by mistake) may be filling
     open my $fh, '>', "$tdir/$dead.4.fill" or die "$tdir/$dead.4.fill: $!";
     close $fh;
     $t->restart;
     is_deeply([ tmp_files($t) ], [ "$$.1.fill" ],
-              'a fresh start removes the temp files of dead processes only');
+              'a fresh start removes the temp files nobody holds');
+    close $held;
     unlink "$tdir/$$.1.fill";
     ok(-f blob_file($t, $d), 'the stored blob survives restarts');
+
+    # nginx crashes mid-fill (master and workers killed): the next start
+    # removes what the dead worker was filling
+    my $s = $big->{layers}{'big-small'}{digest};
+    my $spath = "/v2/cache/library/gate-crash/blobs/$s";
+    my $h2 = bg_stream_get($t, $spath, idle_timeout => 30);
+    ok(wait_for(sub { temp_size($t) >= 1024 }, 20), 'crash: a fill is at its pause');
+    my @crash = tmp_files($t);
+    $t->kill_all;
+    my $r2 = bg_result($h2, 30);
+    ok(!$r2->{complete}, 'crash: the client got no whole blob');
+    is_deeply([ tmp_files($t) ], \@crash, 'crash: its temp file is left behind');
+    # (restarted at once, as a supervisor would: the killed workers may
+    # still be zombies, but they are dead and fill nothing)
+    $t->start;
+    is_deeply([ tmp_files($t) ], [], 'crash: removed when nginx starts again')
+        or diag(join "\n", map { my ($p) = /^(\d+)\./;
+                                  "$_: process $p " . proc_state($p) } tmp_files($t));
+    ok(!-e blob_file($t, $s), 'crash: nothing partial in the store');
+    $fake->set_flag('go-crash');
+    $r2 = stream_get($t, $spath, idle_timeout => 10);
+    ok($r2->{complete} && $r2->{sha256} eq $s, 'crash: the next pull gets the blob');
+
     $fake->reset_requests;
     my $mark = cache_log_mark($t);
     $r = stream_get($t, $path, idle_timeout => 10);
     ok($r->{complete} && $r->{sha256} eq $d, 'after a restart: the blob');
     is(scalar(@u = $fake->requests), 0, 'after a restart: no upstream request');
-    my $l = wait_cache_log($t, $mark, 'GET', qr{/blobs/});
+    my $l = wait_cache_log($t, $mark, 'GET', qr{/gate-kill/blobs/});
     is($l && $l->{cache}, 'HIT', 'after a restart: a HIT');
     $t->stop;
 }

@@ -55,7 +55,6 @@ use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
-use Socket qw(SOL_SOCKET SO_SNDBUF);
 use Time::HiRes qw(sleep time);
 
 my @INSTANCES;

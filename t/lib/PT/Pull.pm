@@ -127,10 +127,21 @@ sub cache_log {
     return @r;
 }
 
-# the number of lines in cache.log: cache_log($t, $mark) gives what follows
+# the number of lines in cache.log: cache_log($t, $mark) gives what follows.
+# nginx logs a request once it has ended, which can be just after its client
+# has the last byte: so a request of its own (GET /v2/?pt-sync=N) goes first
+# and its line is waited for. With one worker, every request that ended
+# before it is then logged, above the mark.
+my $SYNC = 0;
+
 sub cache_log_mark {
     my ($t) = @_;
-    my $n = () = _slurp($t->dir . '/cache.log') =~ /\n/g;
+    my $file = $t->dir . '/cache.log';
+    my $tag = 'pt-sync=' . ++$SYNC . "-$$";
+    $t->get("/v2/?$tag");
+    wait_for(sub { index(_slurp($file), "/v2/?$tag ") >= 0 }, 10)
+        or die "cache.log: no line for GET /v2/?$tag\n";
+    my $n = () = _slurp($file) =~ /\n/g;
     return $n;
 }
 
