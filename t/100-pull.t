@@ -20,10 +20,10 @@ use PT::Registry;
 use PT::Images;
 use PT::Pull;
 
-plan skip_all => "docker-registry not installed ($PT::Registry::BIN)"
+BAIL_OUT("docker-registry not installed ($PT::Registry::BIN): run make test")
     unless -x $PT::Registry::BIN;
 if (my @missing = PT::Images::missing_tools()) {
-    plan skip_all => "not installed: @missing";
+    BAIL_OUT("not installed: @missing (make test installs them)");
 }
 
 my %MT = %PT::Images::MT;
