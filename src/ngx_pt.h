@@ -465,6 +465,9 @@ ngx_int_t ngx_pt_registry_blob_header(ngx_http_request_t *r,
 /* helpers (ngx_pt_util.c) */
 
 ngx_int_t ngx_pt_uuid(ngx_pool_t *pool, ngx_str_t *out);
+u_char *ngx_pt_uuid_format(u_char *dst, u_char *b);
+ngx_int_t ngx_pt_send(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_str_t *body);
 ngx_int_t ngx_pt_now(ngx_pool_t *pool, ngx_str_t *out);
 ngx_int_t ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path);
 ngx_int_t ngx_pt_oci_component_valid(u_char *p, size_t len);
@@ -491,8 +494,8 @@ typedef struct {
 ngx_int_t ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
     const char *fmt, ...);
 ngx_int_t ngx_pt_admin_store_error(ngx_pt_admin_t *ctx);
-ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
-    ngx_int_t offset);
+ngx_int_t ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count,
+    ngx_int_t limit, ngx_int_t offset);
 ngx_int_t ngx_pt_admin_page_args(ngx_pt_admin_t *ctx, ngx_int_t *limit,
     ngx_int_t *offset);
 ngx_int_t ngx_pt_admin_versions(ngx_pt_admin_t *ctx);

@@ -75,6 +75,8 @@ static ngx_int_t ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec);
 static ngx_int_t ngx_pt_admin_parse_args(ngx_pt_admin_t *ctx,
     ngx_array_t *filters, ngx_int_t *limit, ngx_int_t *offset);
 static int ngx_libc_cdecl ngx_pt_admin_cmp(const void *one, const void *two);
+static ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
+    ngx_int_t offset);
 static ngx_int_t ngx_pt_admin_get(ngx_pt_admin_t *ctx);
 static ngx_int_t ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec);
@@ -479,43 +481,15 @@ ngx_pt_admin_dispatch(ngx_pt_admin_t *ctx)
 static ngx_int_t
 ngx_pt_admin_send(ngx_pt_admin_t *ctx)
 {
-    ngx_int_t            rc;
-    ngx_str_t            out;
-    ngx_buf_t           *b;
-    ngx_chain_t          cl;
-    ngx_http_request_t  *r = ctx->r;
+    ngx_str_t  out;
+
+    static ngx_str_t  json = ngx_string("application/json");
 
     if (ngx_pt_json_result(ctx->g, ctx->pool, &out) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    r->headers_out.status = ctx->status;
-    r->headers_out.content_length_n = out.len;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || out.len == 0) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(ctx->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = out.data;
-    b->last = out.data + out.len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    cl.buf = b;
-    cl.next = NULL;
-
-    return ngx_http_output_filter(r, &cl);
+    return ngx_pt_send(ctx->r, ctx->status, &json, &out);
 }
 
 
@@ -658,27 +632,7 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
 
     ngx_qsort(recs, list.records.nelts, sizeof(void *), ngx_pt_admin_cmp);
 
-    ngx_pt_json_map_open(ctx->g);
-    ngx_pt_json_key(ctx->g, "count");
-    ngx_pt_json_int(ctx->g, list.records.nelts);
-
-    ngx_pt_json_key(ctx->g, "next");
-    if (offset + limit < (ngx_int_t) list.records.nelts) {
-        rc = ngx_pt_admin_page_link(ctx, limit, offset + limit);
-    } else {
-        ngx_pt_json_null(ctx->g);
-    }
-
-    ngx_pt_json_key(ctx->g, "previous");
-    if (offset > 0 && rc == NGX_OK) {
-        rc = ngx_pt_admin_page_link(ctx, limit,
-                                    offset > limit ? offset - limit : 0);
-    } else {
-        ngx_pt_json_null(ctx->g);
-    }
-
-    ngx_pt_json_key(ctx->g, "results");
-    ngx_pt_json_array_open(ctx->g);
+    rc = ngx_pt_admin_page(ctx, list.records.nelts, limit, offset);
 
     for (i = offset;
          rc == NGX_OK && i < offset + limit
@@ -1010,9 +964,48 @@ ngx_pt_admin_cmp(const void *one, const void *two)
 }
 
 
-/* an absolute URL of another page, other query arguments kept */
+/*
+ * Opens a page of a list: {"count", "next", "previous", "results": [ —
+ * the caller adds the results and closes the array and the object.
+ */
 
 ngx_int_t
+ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count, ngx_int_t limit,
+    ngx_int_t offset)
+{
+    ngx_int_t  rc;
+
+    rc = NGX_OK;
+
+    ngx_pt_json_map_open(ctx->g);
+    ngx_pt_json_key(ctx->g, "count");
+    ngx_pt_json_int(ctx->g, count);
+
+    ngx_pt_json_key(ctx->g, "next");
+    if (offset + limit < (ngx_int_t) count) {
+        rc = ngx_pt_admin_page_link(ctx, limit, offset + limit);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+
+    ngx_pt_json_key(ctx->g, "previous");
+    if (offset > 0 && rc == NGX_OK) {
+        rc = ngx_pt_admin_page_link(ctx, limit,
+                                    offset > limit ? offset - limit : 0);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+
+    ngx_pt_json_key(ctx->g, "results");
+    ngx_pt_json_array_open(ctx->g);
+
+    return rc;
+}
+
+
+/* an absolute URL of another page, other query arguments kept */
+
+static ngx_int_t
 ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
     ngx_int_t offset)
 {

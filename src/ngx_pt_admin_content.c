@@ -273,24 +273,9 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
 
     count = docs.nelts;
 
-    ngx_pt_json_map_open(ctx->g);
-    ngx_pt_json_key(ctx->g, "count");
-    ngx_pt_json_int(ctx->g, count);
-    ngx_pt_json_key(ctx->g, "next");
-    if (offset + limit < count) {
-        ngx_pt_admin_page_link(ctx, limit, offset + limit);
-    } else {
-        ngx_pt_json_null(ctx->g);
+    if (ngx_pt_admin_page(ctx, count, limit, offset) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-    ngx_pt_json_key(ctx->g, "previous");
-    if (offset > 0) {
-        ngx_pt_admin_page_link(ctx, limit, offset > limit ? offset - limit : 0);
-    } else {
-        ngx_pt_json_null(ctx->g);
-    }
-
-    ngx_pt_json_key(ctx->g, "results");
-    ngx_pt_json_array_open(ctx->g);
 
     /* newest first, as Pulp lists them */
     for (n = count - 1 - offset; n >= 0 && n > count - 1 - offset - limit;
@@ -482,26 +467,7 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind)
 
     ngx_pt_admin_page_args(ctx, &limit, &offset);
 
-    ngx_pt_json_map_open(ctx->g);
-    ngx_pt_json_key(ctx->g, "count");
-    ngx_pt_json_int(ctx->g, u.units.nelts);
-    ngx_pt_json_key(ctx->g, "next");
-    if (offset + limit < (ngx_int_t) u.units.nelts) {
-        ngx_pt_admin_page_link(ctx, limit, offset + limit);
-    } else {
-        ngx_pt_json_null(ctx->g);
-    }
-    ngx_pt_json_key(ctx->g, "previous");
-    if (offset > 0) {
-        ngx_pt_admin_page_link(ctx, limit, offset > limit ? offset - limit : 0);
-    } else {
-        ngx_pt_json_null(ctx->g);
-    }
-
-    ngx_pt_json_key(ctx->g, "results");
-    ngx_pt_json_array_open(ctx->g);
-
-    rc = NGX_OK;
+    rc = ngx_pt_admin_page(ctx, u.units.nelts, limit, offset);
 
     for (i = offset;
          rc == NGX_OK && i < offset + limit && i < (ngx_int_t) u.units.nelts;
@@ -557,18 +523,7 @@ ngx_pt_unit_id(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *key,
     }
 
     id->data = p;
-
-    p = ngx_hex_dump(p, md, 4);
-    *p++ = '-';
-    p = ngx_hex_dump(p, md + 4, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, md + 6, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, md + 8, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, md + 10, 6);
-
-    id->len = NGX_PT_UUID_LEN;
+    id->len = ngx_pt_uuid_format(p, md) - p;
 
     return NGX_OK;
 }

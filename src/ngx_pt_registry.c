@@ -83,8 +83,6 @@ static ngx_int_t ngx_pt_registry_send_file(ngx_http_request_t *r,
     ngx_str_t *path, ngx_str_t *type, ngx_str_t *digest, off_t size);
 static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
-static ngx_int_t ngx_pt_registry_send(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
 static ngx_int_t ngx_pt_registry_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
 static ngx_int_t ngx_pt_registry_set_header(ngx_http_request_t *r,
@@ -137,7 +135,7 @@ ngx_http_pullthrough_registry_handler(ngx_http_request_t *r)
 
     if (ctx->kind == NGX_PT_REQ_BASE) {
         ngx_str_set(&body, "{}");
-        return ngx_pt_registry_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
+        return ngx_pt_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
     }
 
     if (!ngx_pt_store_ready()) {
@@ -697,7 +695,7 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
         return;
     }
 
-    ngx_http_finalize_request(r, ngx_pt_registry_send(r, NGX_HTTP_OK,
+    ngx_http_finalize_request(r, ngx_pt_send(r, NGX_HTTP_OK,
                                                       &ctx->fetch->content_type,
                                                       &body));
 }
@@ -1440,45 +1438,7 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         }
     }
 
-    return ngx_pt_registry_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
-}
-
-
-static ngx_int_t
-ngx_pt_registry_send(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *type, ngx_str_t *body)
-{
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = body->len;
-    r->headers_out.content_type = *type;
-    r->headers_out.content_type_len = type->len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || body->len == 0) {
-        return rc;
-    }
-
-    b = ngx_calloc_buf(r->pool);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->pos = body->data;
-    b->last = body->data + body->len;
-    b->memory = 1;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_pt_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
 }
 
 
@@ -1517,7 +1477,7 @@ ngx_pt_registry_error(ngx_http_request_t *r, ngx_uint_t status,
     /* an error page must not inherit a digest set for the content */
     r->headers_out.etag = NULL;
 
-    return ngx_pt_registry_send(r, status, &ngx_pt_json_type, &body);
+    return ngx_pt_send(r, status, &ngx_pt_json_type, &body);
 }
 
 

@@ -30,18 +30,7 @@ ngx_pt_uuid(ngx_pool_t *pool, ngx_str_t *out)
     }
 
     out->data = p;
-
-    p = ngx_hex_dump(p, b, 4);
-    *p++ = '-';
-    p = ngx_hex_dump(p, b + 4, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, b + 6, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, b + 8, 2);
-    *p++ = '-';
-    p = ngx_hex_dump(p, b + 10, 6);
-
-    out->len = p - out->data;
+    out->len = ngx_pt_uuid_format(p, b) - p;
 
     return NGX_OK;
 }
@@ -167,4 +156,62 @@ ngx_pt_strfind(u_char *s1, u_char *last, u_char *s2, size_t n,
     }
 
     return NULL;
+}
+
+
+/* a complete response from a buffer in memory: the admin API, the registry */
+
+ngx_int_t
+ngx_pt_send(ngx_http_request_t *r, ngx_uint_t status, ngx_str_t *type,
+    ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = body->len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || body->len == 0) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* 16 bytes in the canonical UUID form, 36 characters at dst */
+
+u_char *
+ngx_pt_uuid_format(u_char *dst, u_char *b)
+{
+    dst = ngx_hex_dump(dst, b, 4);
+    *dst++ = '-';
+    dst = ngx_hex_dump(dst, b + 4, 2);
+    *dst++ = '-';
+    dst = ngx_hex_dump(dst, b + 6, 2);
+    *dst++ = '-';
+    dst = ngx_hex_dump(dst, b + 8, 2);
+    *dst++ = '-';
+
+    return ngx_hex_dump(dst, b + 10, 6);
 }
