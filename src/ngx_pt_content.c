@@ -30,6 +30,7 @@ typedef struct {
 
 static ngx_int_t ngx_pt_content_key(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *item, ngx_str_t *key);
+static ngx_int_t ngx_pt_content_push(ngx_array_t *a, yajl_val v);
 static ngx_int_t ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_manifest_info_t *mi, ngx_str_t *now,
     ngx_pt_repo_t **repop);
@@ -196,6 +197,29 @@ ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
 }
 
 
+/* a JSON string into an array of strings; anything else is skipped */
+
+static ngx_int_t
+ngx_pt_content_push(ngx_array_t *a, yajl_val v)
+{
+    ngx_str_t  *s;
+
+    if (v == NULL || !YAJL_IS_STRING(v)) {
+        return NGX_OK;
+    }
+
+    s = ngx_array_push(a);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->data = (u_char *) v->u.string;
+    s->len = ngx_strlen(v->u.string);
+
+    return NGX_OK;
+}
+
+
 /* the digests a manifest refers to, from its JSON */
 
 ngx_int_t
@@ -204,7 +228,7 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
 {
     size_t      i;
     yajl_val    doc, v, item;
-    ngx_str_t   in, err, *s;
+    ngx_str_t   in, err;
 
     in.data = data;
     in.len = len;
@@ -228,15 +252,13 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
     }
 
     v = ngx_pt_json_get(ngx_pt_json_get(doc, "config"), "digest");
-    if (v && YAJL_IS_STRING(v)) {
-        s = ngx_array_push(&mi->blobs);
-        if (s == NULL) {
-            return NGX_ERROR;
-        }
+    if (ngx_pt_content_push(&mi->blobs, v) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-        s->data = (u_char *) v->u.string;
-        s->len = ngx_strlen(v->u.string);
-        mi->config = *s;
+    if (mi->blobs.nelts) {
+        /* the config, when the manifest names one, comes first */
+        mi->config = ((ngx_str_t *) mi->blobs.elts)[0];
     }
 
     v = ngx_pt_json_get(doc, "layers");
@@ -245,45 +267,28 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
         v = ngx_pt_json_get(doc, "fsLayers");
     }
 
-    if (v && YAJL_IS_ARRAY(v)) {
-        for (i = 0; i < v->u.array.len; i++) {
-            item = ngx_pt_json_get(v->u.array.values[i], "digest");
-            if (item == NULL) {
-                item = ngx_pt_json_get(v->u.array.values[i], "blobSum");
-            }
+    for (i = 0; v && YAJL_IS_ARRAY(v) && i < v->u.array.len; i++) {
+        item = ngx_pt_json_get(v->u.array.values[i], "digest");
+        if (item == NULL) {
+            item = ngx_pt_json_get(v->u.array.values[i], "blobSum");
+        }
 
-            if (item && YAJL_IS_STRING(item)) {
-                s = ngx_array_push(&mi->blobs);
-                if (s == NULL) {
-                    return NGX_ERROR;
-                }
-
-                s->data = (u_char *) item->u.string;
-                s->len = ngx_strlen(item->u.string);
-            }
+        if (ngx_pt_content_push(&mi->blobs, item) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
     v = ngx_pt_json_get(doc, "manifests");
 
-    if (v && YAJL_IS_ARRAY(v)) {
-        if (mi->media_type.len == 0) {
-            ngx_str_set(&mi->media_type,
-                        "application/vnd.oci.image.index.v1+json");
-        }
+    if (v && YAJL_IS_ARRAY(v) && mi->media_type.len == 0) {
+        ngx_str_set(&mi->media_type, "application/vnd.oci.image.index.v1+json");
+    }
 
-        for (i = 0; i < v->u.array.len; i++) {
-            item = ngx_pt_json_get(v->u.array.values[i], "digest");
+    for (i = 0; v && YAJL_IS_ARRAY(v) && i < v->u.array.len; i++) {
+        item = ngx_pt_json_get(v->u.array.values[i], "digest");
 
-            if (item && YAJL_IS_STRING(item)) {
-                s = ngx_array_push(&mi->manifests);
-                if (s == NULL) {
-                    return NGX_ERROR;
-                }
-
-                s->data = (u_char *) item->u.string;
-                s->len = ngx_strlen(item->u.string);
-            }
+        if (ngx_pt_content_push(&mi->manifests, item) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
