@@ -1,0 +1,84 @@
+#!/usr/bin/perl
+
+# The README's "make run": t/bin/run-cache starts nginx with the module in
+# the foreground on the embedded configuration, all state under STATE_DIR,
+# prints how to use it, and serves the admin API and the registry.
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+use PT::Nginx;
+
+my $state = tempdir('pt-run-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $port = PT::Nginx::free_port();
+my $http = HTTP::Tiny->new(timeout => 5);
+my $json = JSON::PP->new->utf8;
+
+my $pid = open(my $out, '-|') // die "fork: $!";
+
+if ($pid == 0) {
+    open STDERR, '>&', \*STDOUT;
+    setpgrp(0, 0);
+    $ENV{NGINX_BIN} = $PT::Nginx::NGINX;
+    $ENV{MODULE} = $PT::Nginx::MODULE;
+    $ENV{PORT} = $port;
+    $ENV{STATE_DIR} = $state;
+    exec 'sh', "$PT::Nginx::REPO/t/bin/run-cache" or die "exec: $!";
+}
+
+# ready when the registry answers
+my ($r, $up);
+my $deadline = time + 15;
+while (time < $deadline) {
+    $r = $http->get("http://127.0.0.1:$port/v2/");
+    last if $up = $r->{status} == 200;
+    last if waitpid($pid, WNOHANG) == $pid;
+    sleep 0.05;
+}
+
+ok($up, "nginx answers on 127.0.0.1:$port");
+is($r->{content}, '{}', 'GET /v2/: {}');
+is($r->{headers}{'docker-distribution-api-version'}, 'registry/2.0',
+   'GET /v2/: Docker-Distribution-API-Version');
+
+$r = $http->post("http://127.0.0.1:$port/pulp/api/v3/remotes/container/pull-through/",
+                 { headers => { 'Content-Type' => 'application/json' },
+                   content => $json->encode({ name => 'run',
+                                              url => 'https://registry-1.docker.io' }) });
+is($r->{status}, 201, 'the admin API creates a remote');
+
+ok(-f "$state/nginx.conf", 'the configuration is in STATE_DIR');
+ok(-d "$state/store/meta" && -f "$state/store/meta/data.mdb",
+   'the store is in STATE_DIR');
+ok(-f "$state/logs/error.log", 'the logs are in STATE_DIR');
+like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*resolver\s+\S+/m,
+     'a resolver for upstreams named by hostname');
+
+# stop it: the process group (sh exec'd nginx, its workers)
+kill 'TERM', -$pid;
+my $stopped;
+$deadline = time + 15;
+while (time < $deadline) {
+    last if $stopped = waitpid($pid, WNOHANG) == $pid;
+    sleep 0.05;
+}
+ok($stopped, 'nginx stops on SIGTERM');
+
+my $printed = do { local $/; <$out> } // '';
+like($printed, qr{remotes/container/pull-through/.*name=docker-cache}s,
+     'it prints how to create a remote');
+like($printed, qr{distributions/container/pull-through/}, '... a distribution');
+like($printed, qr{podman pull .*127\.0\.0\.1:$port/docker-cache/library/busybox},
+     '... and how to pull through it');
+
+unlike(do { local (@ARGV, $/) = "$state/logs/error.log"; <> } // '',
+       qr/\[(?:alert|crit|emerg)\]/, 'error.log has no [alert], [crit] or [emerg]');
+
+done_testing;
