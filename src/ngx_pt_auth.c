@@ -43,10 +43,15 @@ typedef struct {
 } ngx_pt_tokens_t;
 
 
-/* a token request, in its own pool: the exchange may end before it does */
+/*
+ * A token request, in its own pool: the exchanges waiting for it may end
+ * before it does. Exchanges of this worker that need the same token while
+ * it runs wait for it too (one request, not one each).
+ */
 typedef struct {
+    ngx_queue_t                 queue;       /* requests in flight */
     ngx_pool_t                 *pool;
-    ngx_pt_fetch_t             *fetch;       /* NULL once orphaned */
+    ngx_array_t                 waiters;     /* ngx_pt_token_waiter_t * */
     ngx_str_t                   key;
     ngx_str_t                   hint;        /* remote and default scope */
     char                       *url;
@@ -66,6 +71,9 @@ typedef struct {
 
 static ngx_int_t ngx_pt_auth_zone_init(ngx_shm_zone_t *shm_zone, void *data);
 static ngx_int_t ngx_pt_auth_dup(ngx_pool_t *pool, ngx_str_t *s);
+static ngx_pt_token_req_t *ngx_pt_auth_in_flight(ngx_str_t *key);
+static ngx_int_t ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f);
+static void ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_auth_hint_key(ngx_pool_t *pool,
     ngx_pt_upstream_auth_t *auth, ngx_str_t *key);
 static ngx_int_t ngx_pt_auth_param(ngx_str_t *header, const char *name,
@@ -84,7 +92,14 @@ static size_t ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb,
 static void ngx_pt_auth_done(ngx_event_t *ev);
 
 
+typedef struct {
+    void                       *req;
+    ngx_pt_fetch_t             *fetch;       /* NULL once it ended */
+} ngx_pt_token_waiter_t;
+
+
 static ngx_shm_zone_t  *ngx_pt_tokens_zone;
+static ngx_queue_t      ngx_pt_tokens_in_flight;
 static ngx_str_t        ngx_pt_tokens_name = ngx_string("pullthrough_tokens");
 
 
@@ -160,6 +175,8 @@ ngx_pt_auth_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 ngx_int_t
 ngx_pt_auth_init_process(ngx_cycle_t *cycle)
 {
+    ngx_queue_init(&ngx_pt_tokens_in_flight);
+
     /* before any request: curl_global_init() is not thread-safe */
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -186,8 +203,7 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
     ngx_str_t                realm, service, scope, token, *esc;
     ngx_pool_t              *pool;
     ngx_thread_task_t       *task;
-    ngx_pt_token_req_t      *req;
-    ngx_pool_cleanup_t      *cln;
+    ngx_pt_token_req_t      *req, *other;
 
     if (f->www_authenticate.len < 7
         || ngx_strncasecmp(f->www_authenticate.data, (u_char *) "Bearer ", 7)
@@ -281,7 +297,19 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
         goto retry;
     }
 
-    if (ngx_pt_auth_hint_key(pool, f->auth, &req->hint) != NGX_OK) {
+    /* the same token already on its way: wait for it */
+
+    other = ngx_pt_auth_in_flight(&req->key);
+
+    if (other) {
+        ngx_destroy_pool(pool);
+        return ngx_pt_auth_wait(other, f);
+    }
+
+    if (ngx_pt_auth_hint_key(pool, f->auth, &req->hint) != NGX_OK
+        || ngx_array_init(&req->waiters, pool, 4,
+                          sizeof(ngx_pt_token_waiter_t *)) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -362,26 +390,21 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
 
     req->tls_validation = f->auth->tls_validation;
     req->timeout_ms = f->auth->timeout_ms;
-    req->fetch = f;
 
     task->handler = ngx_pt_auth_thread;
     task->event.handler = ngx_pt_auth_done;
     task->event.data = req;
 
-    /* the exchange's request may end first: then the answer is dropped */
-
-    cln = ngx_pool_cleanup_add(f->r->pool, 0);
-    if (cln == NULL) {
-        goto failed;
-    }
-
     if (ngx_thread_task_post(f->auth->thread_pool, task) != NGX_OK) {
         goto failed;
     }
 
-    cln->handler = ngx_pt_auth_orphan;
-    cln->data = req;
-    f->token_cln = cln;
+    ngx_queue_insert_tail(&ngx_pt_tokens_in_flight, &req->queue);
+
+    if (ngx_pt_auth_wait(req, f) != NGX_OK) {
+        /* the task runs on: its answer will be cached for others */
+        return NGX_DECLINED;
+    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "pullthrough: token request to \"%s\"", req->url);
@@ -461,15 +484,66 @@ ngx_pt_auth_preempt(ngx_pt_fetch_t *f)
 }
 
 
+static ngx_pt_token_req_t *
+ngx_pt_auth_in_flight(ngx_str_t *key)
+{
+    ngx_queue_t         *q;
+    ngx_pt_token_req_t  *req;
+
+    for (q = ngx_queue_head(&ngx_pt_tokens_in_flight);
+         q != ngx_queue_sentinel(&ngx_pt_tokens_in_flight);
+         q = ngx_queue_next(q))
+    {
+        req = ngx_queue_data(q, ngx_pt_token_req_t, queue);
+
+        if (req->key.len == key->len
+            && ngx_strncmp(req->key.data, key->data, key->len) == 0)
+        {
+            return req;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* f waits for req's token; the end of f's request lets go of it */
+
+static ngx_int_t
+ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
+{
+    ngx_pool_cleanup_t      *cln;
+    ngx_pt_token_waiter_t   *w, **wp;
+
+    w = ngx_palloc(req->pool, sizeof(ngx_pt_token_waiter_t));
+    wp = ngx_array_push(&req->waiters);
+    cln = ngx_pool_cleanup_add(f->r->pool, 0);
+
+    if (w == NULL || wp == NULL || cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->req = req;
+    w->fetch = f;
+    *wp = w;
+
+    cln->handler = ngx_pt_auth_orphan;
+    cln->data = w;
+    f->token_cln = cln;
+
+    return NGX_OK;
+}
+
+
 void
 ngx_pt_auth_orphan(void *data)
 {
-    ngx_pt_token_req_t *req = data;
+    ngx_pt_token_waiter_t *w = data;
 
     ngx_pt_fetch_t  *f;
 
-    f = req->fetch;
-    req->fetch = NULL;
+    f = w->fetch;
+    w->fetch = NULL;
 
     if (f) {
         f->token_cln = NULL;
@@ -820,12 +894,13 @@ ngx_pt_auth_done(ngx_event_t *ev)
 {
     ngx_pt_token_req_t *req = ev->data;
 
-    u_char              *p;
-    time_t               ttl;
-    ngx_pt_fetch_t      *f;
-    ngx_connection_t    *c;
+    time_t                   ttl;
+    ngx_uint_t               i;
+    ngx_pt_fetch_t          *f;
+    ngx_connection_t        *c;
+    ngx_pt_token_waiter_t  **w;
 
-    f = req->fetch;
+    ngx_queue_remove(&req->queue);
 
     if (req->token.data && req->status == 200) {
         /* kept until shortly before it expires */
@@ -838,35 +913,53 @@ ngx_pt_auth_done(ngx_event_t *ev)
         if (req->hint.len) {
             ngx_pt_auth_cache(&req->hint, &req->token, ttl);
         }
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "pullthrough: token request to \"%s\" failed: %s",
+                      req->url, req->error);
     }
 
-    if (f == NULL) {
-        /* the exchange ended meanwhile */
-        free(req->token.data);
-        ngx_destroy_pool(req->pool);
-        return;
+    w = req->waiters.elts;
+
+    for (i = 0; i < req->waiters.nelts; i++) {
+        f = w[i]->fetch;
+
+        if (f == NULL) {
+            /* its request ended meanwhile */
+            continue;
+        }
+
+        w[i]->fetch = NULL;
+
+        if (f->token_cln) {
+            f->token_cln->handler = NULL;
+            f->token_cln = NULL;
+        }
+
+        c = f->r->connection;
+
+        ngx_pt_auth_resume(req, f);
+
+        ngx_http_run_posted_requests(c);
     }
 
-    if (f->token_cln) {
-        f->token_cln->handler = NULL;
-        f->token_cln = NULL;
-    }
+    free(req->token.data);
+    ngx_destroy_pool(req->pool);
+}
 
-    c = f->r->connection;
+
+/* back to the upstream with the token, or the 401 stands */
+
+static void
+ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
+{
+    u_char  *p;
 
     if (req->token.data == NULL || req->status != 200) {
-        ngx_log_error(NGX_LOG_ERR, f->log, 0,
-                      "pullthrough: token request for \"%V\" failed: %s",
-                      &f->url, req->error);
-
-        free(req->token.data);
-        ngx_destroy_pool(req->pool);
-
-        /* the 401 stands */
         ngx_pt_fetch_detach(f);
         f->rc = NGX_OK;
         f->done(f, NGX_OK);
-        ngx_http_run_posted_requests(c);
         return;
     }
 
@@ -879,9 +972,6 @@ ngx_pt_auth_done(ngx_event_t *ev)
                                - p;
     }
 
-    free(req->token.data);
-    ngx_destroy_pool(req->pool);
-
     f->auth_tried = 1;
 
     if (p == NULL || ngx_pt_fetch_start(f) != NGX_OK) {
@@ -890,8 +980,6 @@ ngx_pt_auth_done(ngx_event_t *ev)
         f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
-
-    ngx_http_run_posted_requests(c);
 }
 
 
