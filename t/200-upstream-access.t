@@ -123,6 +123,32 @@ is(status_of('/v2/filt/team/app/manifests/1.0'), 200,
 my $repos = $t->get('/pulp/api/v3/repositories/container/container/?name=filt/library/hello-fixture');
 is($repos->{json}{count}, 0, 'a refused name created nothing');
 
+# Docker Hub naming, without the network: names are normalised before any
+# upstream contact, so filters and local lookups show it. "busybox" is
+# "library/busybox" there, and here both are one repository.
+
+my $hub = setup_cache($t, 'https://registry-1.docker.io', base_path => 'hub',
+                      remote => { excludes => [ 'library/*' ] });
+
+is(status_of('/v2/hub/busybox/manifests/latest'),
+   '404 NAME_UNKNOWN: Repository not found.',
+   'Docker Hub: busybox is library/busybox (excluded by library/*)');
+is(status_of('/v2/hub/library/busybox/manifests/latest'),
+   '404 NAME_UNKNOWN: Repository not found.',
+   'Docker Hub: library/busybox excluded too');
+
+my $p = $t->patch($hub->{remote_obj}{pulp_href},
+                  { excludes => undef, includes => [ 'library/busybox' ] });
+is($p->{status}, 202, 'Docker Hub: include library/busybox');
+
+# allowed now, and answered locally: a repository nothing was pulled into
+is(status_of('/v2/hub/busybox/tags/list'),
+   '404 NAME_UNKNOWN: repository name not known to registry',
+   'Docker Hub: busybox passes an include of library/busybox');
+is(status_of('/v2/hub/team/app/tags/list'),
+   '404 NAME_UNKNOWN: Repository not found.',
+   'Docker Hub: a two-component name is left as it is');
+
 $t->stop;
 $reg->stop;
 
