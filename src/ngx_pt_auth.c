@@ -18,6 +18,7 @@
 #define NGX_PT_TOKEN_ZONE_SIZE   (1024 * 1024)
 #define NGX_PT_TOKEN_MAX_BODY    (256 * 1024)
 #define NGX_PT_TOKEN_DEFAULT_TTL 60
+#define NGX_PT_TOKEN_CLAIM       15      /* seconds others wait for one */
 
 
 typedef struct {
@@ -52,6 +53,10 @@ typedef struct {
     ngx_queue_t                 queue;       /* requests in flight */
     ngx_pool_t                 *pool;
     ngx_array_t                 waiters;     /* ngx_pt_token_waiter_t * */
+    ngx_thread_task_t          *task;
+    ngx_thread_pool_t          *thread_pool;
+    ngx_event_t                 poll;        /* another worker asks */
+    ngx_msec_t                  deadline;
     ngx_str_t                   key;
     ngx_str_t                   hint;        /* remote and default scope */
     char                       *url;
@@ -90,6 +95,15 @@ static void ngx_pt_auth_thread(void *data, ngx_log_t *log);
 static size_t ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static void ngx_pt_auth_done(ngx_event_t *ev);
+static void ngx_pt_auth_poll(ngx_event_t *ev);
+static void ngx_pt_auth_finish(ngx_pt_token_req_t *req);
+static ngx_uint_t ngx_pt_auth_claim(ngx_str_t *key);
+static void ngx_pt_auth_release(ngx_str_t *key);
+static ngx_uint_t ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value,
+    time_t ttl);
+static void ngx_pt_auth_uncache(ngx_str_t *key);
+static void ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
+    uint32_t hash, ngx_str_t *token, time_t ttl);
 
 
 typedef struct {
@@ -394,9 +408,28 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
     task->handler = ngx_pt_auth_thread;
     task->event.handler = ngx_pt_auth_done;
     task->event.data = req;
+    req->task = task;
+    req->thread_pool = f->auth->thread_pool;
 
-    if (ngx_thread_task_post(f->auth->thread_pool, task) != NGX_OK) {
-        goto failed;
+    /*
+     * One request for all workers: the first claims it in the shared
+     * zone, the others watch the cache for its answer.
+     */
+
+    if (ngx_pt_auth_claim(&req->key)) {
+        if (ngx_thread_task_post(req->thread_pool, task) != NGX_OK) {
+            ngx_pt_auth_release(&req->key);
+            goto failed;
+        }
+
+    } else {
+        req->poll.handler = ngx_pt_auth_poll;
+        req->poll.data = req;
+        req->poll.log = ngx_cycle->log;
+        req->poll.cancelable = 1;
+        req->deadline = ngx_current_msec + NGX_PT_TOKEN_CLAIM * 1000;
+
+        ngx_add_timer(&req->poll, 20);
     }
 
     ngx_queue_insert_tail(&ngx_pt_tokens_in_flight, &req->queue);
@@ -894,13 +927,25 @@ ngx_pt_auth_done(ngx_event_t *ev)
 {
     ngx_pt_token_req_t *req = ev->data;
 
-    time_t                   ttl;
-    ngx_uint_t               i;
-    ngx_pt_fetch_t          *f;
-    ngx_connection_t        *c;
-    ngx_pt_token_waiter_t  **w;
+    u_char  *token;
+    time_t   ttl;
 
-    ngx_queue_remove(&req->queue);
+    ngx_pt_auth_release(&req->key);
+
+    /* the token into the request's pool: libcurl's thread used malloc() */
+
+    token = NULL;
+
+    if (req->token.data) {
+        token = ngx_pnalloc(req->pool, req->token.len);
+        if (token) {
+            ngx_memcpy(token, req->token.data, req->token.len);
+        }
+
+        free(req->token.data);
+    }
+
+    req->token.data = token;
 
     if (req->token.data && req->status == 200) {
         /* kept until shortly before it expires */
@@ -919,6 +964,62 @@ ngx_pt_auth_done(ngx_event_t *ev)
                       "pullthrough: token request to \"%s\" failed: %s",
                       req->url, req->error);
     }
+
+    ngx_pt_auth_finish(req);
+}
+
+
+/* another worker's token request: its answer appears in the cache */
+
+static void
+ngx_pt_auth_poll(ngx_event_t *ev)
+{
+    ngx_pt_token_req_t *req = ev->data;
+
+    if (ngx_pt_auth_cached(&req->key, req->pool, &req->token) == NGX_OK) {
+        req->status = 200;
+        ngx_pt_auth_finish(req);
+        return;
+    }
+
+    if (ngx_pt_auth_claim(&req->key)) {
+        /* it gave up, or died: asked here */
+        if (ngx_thread_task_post(req->thread_pool, req->task) == NGX_OK) {
+            return;
+        }
+
+        ngx_pt_auth_release(&req->key);
+        ngx_str_null(&req->token);
+        ngx_cpystrn((u_char *) req->error, (u_char *) "no thread for it",
+                    CURL_ERROR_SIZE);
+        ngx_pt_auth_finish(req);
+        return;
+    }
+
+    if (ngx_current_msec >= req->deadline) {
+        ngx_str_null(&req->token);
+        ngx_cpystrn((u_char *) req->error,
+                    (u_char *) "another worker's request did not end",
+                    CURL_ERROR_SIZE);
+        ngx_pt_auth_finish(req);
+        return;
+    }
+
+    ngx_add_timer(ev, 20);
+}
+
+
+/* the waiting exchanges go on, with the token or without */
+
+static void
+ngx_pt_auth_finish(ngx_pt_token_req_t *req)
+{
+    ngx_uint_t               i;
+    ngx_pt_fetch_t          *f;
+    ngx_connection_t        *c;
+    ngx_pt_token_waiter_t  **w;
+
+    ngx_queue_remove(&req->queue);
 
     w = req->waiters.elts;
 
@@ -944,8 +1045,45 @@ ngx_pt_auth_done(ngx_event_t *ev)
         ngx_http_run_posted_requests(c);
     }
 
-    free(req->token.data);
     ngx_destroy_pool(req->pool);
+}
+
+
+/* the claim of a token request, shared by the workers */
+
+static ngx_uint_t
+ngx_pt_auth_claim(ngx_str_t *key)
+{
+    u_char     buf[512];
+    ngx_str_t  claim, none;
+
+    if (key->len > sizeof(buf) - 6) {
+        return 1;
+    }
+
+    claim.data = buf;
+    claim.len = ngx_sprintf(buf, "claim\n%V", key) - buf;
+
+    ngx_str_set(&none, "-");
+
+    return ngx_pt_auth_cache_add(&claim, &none, NGX_PT_TOKEN_CLAIM);
+}
+
+
+static void
+ngx_pt_auth_release(ngx_str_t *key)
+{
+    u_char     buf[512];
+    ngx_str_t  claim;
+
+    if (key->len > sizeof(buf) - 6) {
+        return;
+    }
+
+    claim.data = buf;
+    claim.len = ngx_sprintf(buf, "claim\n%V", key) - buf;
+
+    ngx_pt_auth_uncache(&claim);
 }
 
 
@@ -1024,13 +1162,43 @@ ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
 }
 
 
-static void
-ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
+/* stores key unless an unexpired entry has it: 1 when stored */
+
+static ngx_uint_t
+ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value, time_t ttl)
 {
-    size_t                size;
     uint32_t              hash;
-    ngx_uint_t            tries;
-    ngx_queue_t          *q;
+    ngx_pt_tokens_t      *tokens;
+    ngx_pt_token_node_t  *tn;
+
+    if (ngx_pt_tokens_zone == NULL) {
+        return 1;
+    }
+
+    tokens = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key->data, key->len);
+
+    ngx_shmtx_lock(&tokens->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(key, hash);
+
+    if (tn && tn->expires > ngx_time()) {
+        ngx_shmtx_unlock(&tokens->shpool->mutex);
+        return 0;
+    }
+
+    ngx_pt_auth_store_locked(tokens, key, hash, value, ttl);
+
+    ngx_shmtx_unlock(&tokens->shpool->mutex);
+
+    return 1;
+}
+
+
+static void
+ngx_pt_auth_uncache(ngx_str_t *key)
+{
+    uint32_t              hash;
     ngx_pt_tokens_t      *tokens;
     ngx_pt_token_node_t  *tn;
 
@@ -1040,9 +1208,50 @@ ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
 
     tokens = ngx_pt_tokens_zone->data;
     hash = ngx_crc32_short(key->data, key->len);
-    size = offsetof(ngx_pt_token_node_t, data) + key->len + token->len;
 
     ngx_shmtx_lock(&tokens->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(key, hash);
+
+    if (tn) {
+        ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);
+        ngx_queue_remove(&tn->queue);
+        ngx_slab_free_locked(tokens->shpool, tn);
+    }
+
+    ngx_shmtx_unlock(&tokens->shpool->mutex);
+}
+
+
+static void
+ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
+{
+    uint32_t          hash;
+    ngx_pt_tokens_t  *tokens;
+
+    if (ngx_pt_tokens_zone == NULL) {
+        return;
+    }
+
+    tokens = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key->data, key->len);
+
+    ngx_shmtx_lock(&tokens->shpool->mutex);
+    ngx_pt_auth_store_locked(tokens, key, hash, token, ttl);
+    ngx_shmtx_unlock(&tokens->shpool->mutex);
+}
+
+
+static void
+ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
+    uint32_t hash, ngx_str_t *token, time_t ttl)
+{
+    size_t                size;
+    ngx_uint_t            tries;
+    ngx_queue_t          *q;
+    ngx_pt_token_node_t  *tn;
+
+    size = offsetof(ngx_pt_token_node_t, data) + key->len + token->len;
 
     tn = ngx_pt_auth_lookup(key, hash);
 
@@ -1069,19 +1278,19 @@ ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
         tn = NULL;
     }
 
-    if (tn) {
-        tn->node.key = hash;
-        tn->expires = ngx_time() + ttl;
-        tn->key_len = key->len;
-        tn->token_len = token->len;
-        ngx_memcpy(tn->data, key->data, key->len);
-        ngx_memcpy(tn->data + key->len, token->data, token->len);
-
-        ngx_rbtree_insert(&tokens->sh->rbtree, &tn->node);
-        ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
+    if (tn == NULL) {
+        return;
     }
 
-    ngx_shmtx_unlock(&tokens->shpool->mutex);
+    tn->node.key = hash;
+    tn->expires = ngx_time() + ttl;
+    tn->key_len = key->len;
+    tn->token_len = token->len;
+    ngx_memcpy(tn->data, key->data, key->len);
+    ngx_memcpy(tn->data + key->len, token->data, token->len);
+
+    ngx_rbtree_insert(&tokens->sh->rbtree, &tn->node);
+    ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
 }
 
 
