@@ -371,7 +371,8 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* the internal location for upstream exchanges, nested in this one */
 
-    return ngx_pt_fetch_location(cf, &clcf->name, &plcf->fetch_uri);
+    return ngx_pt_fetch_location(cf, &clcf->name, &plcf->fetch_uri,
+                                 &plcf->fetch_uri_insecure);
 }
 
 

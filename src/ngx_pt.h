@@ -46,6 +46,7 @@ typedef struct {
     size_t                      manifest_max_size;
     size_t                      fill_buffer_size;
     ngx_str_t                   fetch_uri;   /* the internal location */
+    ngx_str_t                   fetch_uri_insecure;
     ngx_thread_pool_t          *thread_pool;
 } ngx_http_pullthrough_loc_conf_t;
 
@@ -330,6 +331,7 @@ struct ngx_pt_fetch_s {
     ngx_pt_upstream_auth_t     *auth;        /* for a Bearer challenge */
     ngx_pool_cleanup_t         *token_cln;   /* while a token is fetched */
     ngx_uint_t                  head;
+    ngx_uint_t                  insecure;    /* tls_validation false */
     ngx_uint_t                  redirects;
     ngx_uint_t                  retries;
     ngx_uint_t                  max_retries;
@@ -365,7 +367,7 @@ struct ngx_pt_fetch_s {
 ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_pt_fetch_init_filters(ngx_conf_t *cf);
 char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
-    ngx_str_t *uri);
+    ngx_str_t *uri, ngx_str_t *insecure_uri);
 extern ngx_pt_fetch_t  *ngx_pt_fetch_in_post;
 
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
@@ -409,7 +411,8 @@ ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
 ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
     ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic,
-    ngx_pt_upstream_auth_t *auth, ngx_uint_t max_retries);
+    ngx_pt_upstream_auth_t *auth, ngx_uint_t max_retries,
+    ngx_uint_t insecure);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

@@ -31,6 +31,9 @@ static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
+/* the system's trust store (Debian's ca-certificates) */
+#define NGX_PT_CA_BUNDLE     "/etc/ssl/certs/ca-certificates.crt"
+
 /* what the proxy reads from the upstream at once, unbuffered */
 #define NGX_PT_PROXY_BUFFER  (256 * 1024)
 
@@ -116,53 +119,91 @@ ngx_pt_fetch_init_filters(ngx_conf_t *cf)
  */
 
 char *
-ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri)
+ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri,
+    ngx_str_t *insecure_uri)
 {
-    int         fd;
-    char       *rv;
-    u_char     *p;
-    ssize_t     n;
-    ngx_str_t   text, name;
+    int               fd;
+    char             *rv;
+    u_char           *p;
+    ssize_t           n;
+    ngx_str_t         text, name;
+    ngx_uint_t        i;
+    const char       *tls;
+    ngx_file_info_t   fi;
 
-    uri->len = parent->len + sizeof(".pullthrough/") - 1;
-    uri->data = ngx_pnalloc(cf->pool, uri->len);
-    if (uri->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
+    static const char  *suffixes[] = { ".pullthrough/",
+                                       ".pullthrough-insecure/" };
 
-    ngx_memcpy(ngx_cpymem(uri->data, parent->data, parent->len),
-               ".pullthrough/", sizeof(".pullthrough/") - 1);
-
-    text.data = ngx_pnalloc(cf->pool, 2048 + uri->len);
+    text.data = ngx_pnalloc(cf->pool, 4096 + 2 * parent->len);
     if (text.data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    p = ngx_sprintf(text.data,
-        "location %V {\n"
-        "    internal;\n"
-        "    proxy_pass $pullthrough_upstream_url;\n"
-        "    proxy_http_version 1.1;\n"
-        "    proxy_buffering off;\n"
-        "    proxy_request_buffering off;\n"
-        "    proxy_buffer_size %uz;\n"
-        "    proxy_buffers 4 %uz;\n"
-        "    proxy_busy_buffers_size %uz;\n"
-        "    proxy_ignore_client_abort on;\n"
-        "    proxy_intercept_errors off;\n"
-        "    proxy_redirect off;\n"
-        "    proxy_pass_request_headers off;\n"
-        "    proxy_pass_request_body off;\n"
-        "    proxy_set_header Connection \"\";\n"
-        "    proxy_set_header Accept $pullthrough_upstream_accept;\n"
-        "    proxy_set_header Authorization "
-                "$pullthrough_upstream_authorization;\n"
-        "    proxy_set_header User-Agent \"ngx_pullthrough\";\n"
-        "    proxy_ssl_server_name on;\n"
-        "    log_subrequest off;\n"
-        "}\n",
-        uri, (size_t) NGX_PT_PROXY_BUFFER, (size_t) NGX_PT_PROXY_BUFFER,
-        (size_t) NGX_PT_PROXY_BUFFER);
+    p = text.data;
+
+    /*
+     * Two of them: remotes verify upstream certificates against the
+     * system's trust store, but for those with tls_validation false.
+     */
+
+    for (i = 0; i < 2; i++) {
+        name.len = parent->len + ngx_strlen(suffixes[i]);
+        name.data = ngx_pnalloc(cf->pool, name.len);
+        if (name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(name.data, parent->data, parent->len),
+                   suffixes[i], ngx_strlen(suffixes[i]));
+
+        if (i == 0) {
+            *uri = name;
+
+            if (ngx_file_info(NGX_PT_CA_BUNDLE, &fi) != NGX_FILE_ERROR) {
+                tls = "    proxy_ssl_verify on;\n"
+                      "    proxy_ssl_verify_depth 8;\n"
+                      "    proxy_ssl_trusted_certificate " NGX_PT_CA_BUNDLE
+                      ";\n";
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                                   "no \"" NGX_PT_CA_BUNDLE "\": upstream "
+                                   "certificates are not verified");
+                tls = "    proxy_ssl_verify off;\n";
+            }
+
+        } else {
+            *insecure_uri = name;
+            tls = "    proxy_ssl_verify off;\n";
+        }
+
+        p = ngx_sprintf(p,
+            "location %V {\n"
+            "    internal;\n"
+            "    proxy_pass $pullthrough_upstream_url;\n"
+            "    proxy_http_version 1.1;\n"
+            "    proxy_buffering off;\n"
+            "    proxy_request_buffering off;\n"
+            "    proxy_buffer_size %uz;\n"
+            "    proxy_buffers 4 %uz;\n"
+            "    proxy_busy_buffers_size %uz;\n"
+            "    proxy_ignore_client_abort on;\n"
+            "    proxy_intercept_errors off;\n"
+            "    proxy_redirect off;\n"
+            "    proxy_pass_request_headers off;\n"
+            "    proxy_pass_request_body off;\n"
+            "    proxy_set_header Connection \"\";\n"
+            "    proxy_set_header Accept $pullthrough_upstream_accept;\n"
+            "    proxy_set_header Authorization "
+                    "$pullthrough_upstream_authorization;\n"
+            "    proxy_set_header User-Agent \"ngx_pullthrough\";\n"
+            "    proxy_ssl_server_name on;\n"
+            "%s"
+            "    log_subrequest off;\n"
+            "}\n",
+            &name, (size_t) NGX_PT_PROXY_BUFFER, (size_t) NGX_PT_PROXY_BUFFER,
+            (size_t) NGX_PT_PROXY_BUFFER, tls);
+    }
 
     text.len = p - text.data;
 
@@ -234,8 +275,9 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
     ps->handler = ngx_pt_fetch_post;
     ps->data = f;
 
-    rc = ngx_http_subrequest(f->r, &plcf->fetch_uri, NULL, &sr, ps,
-                             NGX_HTTP_SUBREQUEST_BACKGROUND);
+    rc = ngx_http_subrequest(f->r, f->insecure ? &plcf->fetch_uri_insecure
+                                                : &plcf->fetch_uri,
+                             NULL, &sr, ps, NGX_HTTP_SUBREQUEST_BACKGROUND);
     if (rc != NGX_OK) {
         return NGX_ERROR;
     }

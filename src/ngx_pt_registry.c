@@ -950,7 +950,8 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
         fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth,
                                   ngx_pt_registry_auth(r, ctx),
-                                  ngx_pt_registry_max_retries(ctx->remote));
+                                  ngx_pt_registry_max_retries(ctx->remote),
+                                  !ctx->remote->tls_validation);
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1048,6 +1049,7 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
     f->auth = ngx_pt_registry_auth(r, ctx);
     f->max_retries = ngx_pt_registry_max_retries(ctx->remote);
+    f->insecure = !ctx->remote->tls_validation;
     ngx_pt_auth_preempt(f);
 
     if (what[0] == 'm') {
