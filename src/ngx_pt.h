@@ -336,6 +336,8 @@ struct ngx_pt_fetch_s {
     ngx_uint_t                  retries;
     ngx_uint_t                  max_retries;
     ngx_event_t                 retry;       /* backoff timer */
+    ngx_msec_t                  total_timeout;  /* 0: none */
+    ngx_event_t                 deadline;
 
     /* the answer */
     ngx_int_t                   rc;
@@ -360,6 +362,7 @@ struct ngx_pt_fetch_s {
     unsigned                    header:1;
     unsigned                    too_big:1;
     unsigned                    stopped:1;
+    unsigned                    timed_out:1;
     unsigned                    auth_tried:1;
     unsigned                    preempted:1;
 };
@@ -412,7 +415,7 @@ ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
     ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic,
     ngx_pt_upstream_auth_t *auth, ngx_uint_t max_retries,
-    ngx_uint_t insecure);
+    ngx_uint_t insecure, ngx_msec_t total_timeout);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

@@ -408,7 +408,7 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     ngx_str_t *url, ngx_str_t *basic, ngx_pt_upstream_auth_t *auth,
-    ngx_uint_t max_retries, ngx_uint_t insecure)
+    ngx_uint_t max_retries, ngx_uint_t insecure, ngx_msec_t total_timeout)
 {
     u_char                           *p;
     ngx_pool_t                       *pool;
@@ -524,6 +524,7 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
 
     fill->fetch.max_retries = max_retries;
     fill->fetch.insecure = insecure;
+    fill->fetch.total_timeout = total_timeout;
     fill->fetch.header_handler = ngx_pt_fill_header;
     fill->fetch.body_handler = ngx_pt_fill_body;
     fill->fetch.done = ngx_pt_fill_upstream_done;

@@ -24,6 +24,7 @@ static ngx_table_elt_t *ngx_pt_fetch_header(ngx_http_request_t *r,
 static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
+static void ngx_pt_fetch_deadline(ngx_event_t *ev);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -284,6 +285,17 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
 
     ngx_http_set_ctx(sr, f, ngx_http_pullthrough_module);
 
+    /* the remote's total_timeout bounds the whole exchange, all tries */
+
+    if (f->total_timeout && !f->deadline.timer_set && !f->timed_out) {
+        f->deadline.handler = ngx_pt_fetch_deadline;
+        f->deadline.data = f;
+        f->deadline.log = f->log;
+        f->deadline.cancelable = 1;
+
+        ngx_add_timer(&f->deadline, f->total_timeout);
+    }
+
     if (f->head) {
         sr->method = NGX_HTTP_HEAD;
         sr->method_name.data = ngx_pt_head_method.data;
@@ -348,6 +360,15 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         && ngx_pt_auth_bearer(f) == NGX_OK)
     {
         return NGX_OK;
+    }
+
+    if (f->timed_out && !(f->header && f->status == NGX_HTTP_OK
+                          && rc < NGX_HTTP_SPECIAL_RESPONSE
+                          && !f->stopped))
+    {
+        /* what the upstream had said does not count: it was too late */
+        f->header = 0;
+        rc = NGX_HTTP_GATEWAY_TIME_OUT;
     }
 
     /* transient failures, before anything reached a client: again */
@@ -510,7 +531,7 @@ ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
     ngx_msec_t  delay;
     ngx_int_t   after;
 
-    if (f->retries >= f->max_retries || f->r == NULL) {
+    if (f->retries >= f->max_retries || f->r == NULL || f->timed_out) {
         return NGX_DECLINED;
     }
 
@@ -571,7 +592,13 @@ ngx_pt_fetch_retry_handler(ngx_event_t *ev)
 
     c = f->r->connection;
 
-    if (ngx_pt_fetch_start(f) != NGX_OK) {
+    if (f->timed_out) {
+        ngx_pt_fetch_detach(f);
+        f->header = 0;
+        f->rc = NGX_HTTP_GATEWAY_TIME_OUT;
+        f->done(f, NGX_HTTP_GATEWAY_TIME_OUT);
+
+    } else if (ngx_pt_fetch_start(f) != NGX_OK) {
         ngx_pt_fetch_detach(f);
         f->header = 0;
         f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -584,9 +611,58 @@ ngx_pt_fetch_retry_handler(ngx_event_t *ev)
 
 /* for owners of an exchange that may outlive its request, or die first */
 
+/*
+ * total_timeout has passed: the upstream connection is made to time out,
+ * as nginx's own timers would do it, and the exchange ends with a 504.
+ */
+
+static void
+ngx_pt_fetch_deadline(ngx_event_t *ev)
+{
+    ngx_pt_fetch_t *f = ev->data;
+
+    ngx_connection_t     *c;
+    ngx_http_upstream_t  *u;
+
+    f->timed_out = 1;
+
+    ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                  "pullthrough: \"%V\" took longer than the remote's "
+                  "total_timeout", &f->url);
+
+    if (f->retry.timer_set) {
+        /* between two tries: this was the last */
+        ngx_del_timer(&f->retry);
+        ngx_pt_fetch_retry_handler(&f->retry);
+        return;
+    }
+
+    if (f->sr == NULL || f->sr->upstream == NULL) {
+        return;
+    }
+
+    u = f->sr->upstream;
+    c = u->peer.connection;
+
+    if (c == NULL) {
+        return;
+    }
+
+    c->read->timedout = 1;
+    c->write->timedout = 1;
+
+    ngx_post_event(c->read, &ngx_posted_events);
+    ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
 void
 ngx_pt_fetch_detach(ngx_pt_fetch_t *f)
 {
+    if (f->deadline.timer_set) {
+        ngx_del_timer(&f->deadline);
+    }
+
     if (f->cln) {
         f->cln->handler = NULL;
         f->cln = NULL;
@@ -603,6 +679,10 @@ ngx_pt_fetch_cleanup(void *data)
 
     f->cln = NULL;
     f->r = NULL;
+
+    if (f->deadline.timer_set) {
+        ngx_del_timer(&f->deadline);
+    }
 
     if (f->retry.timer_set) {
         ngx_del_timer(&f->retry);

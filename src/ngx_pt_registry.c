@@ -60,6 +60,7 @@ static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
 static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_uint_t ngx_pt_registry_max_retries(ngx_pt_remote_t *remote);
+static ngx_msec_t ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
@@ -452,6 +453,21 @@ ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     ctx->name.len = ctx->repo.len - base;
 
     return NGX_OK;
+}
+
+
+/* the remote's total_timeout in milliseconds, 0 when not set */
+
+static ngx_msec_t
+ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote)
+{
+    if (ngx_pt_null_num(remote->total_timeout)
+        || remote->total_timeout <= 0 || remote->total_timeout > 86400)
+    {
+        return 0;
+    }
+
+    return (ngx_msec_t) (remote->total_timeout * 1000);
 }
 
 
@@ -951,7 +967,8 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth,
                                   ngx_pt_registry_auth(r, ctx),
                                   ngx_pt_registry_max_retries(ctx->remote),
-                                  !ctx->remote->tls_validation);
+                                  !ctx->remote->tls_validation,
+                                  ngx_pt_registry_total_timeout(ctx->remote));
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1050,6 +1067,7 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     f->auth = ngx_pt_registry_auth(r, ctx);
     f->max_retries = ngx_pt_registry_max_retries(ctx->remote);
     f->insecure = !ctx->remote->tls_validation;
+    f->total_timeout = ngx_pt_registry_total_timeout(ctx->remote);
     ngx_pt_auth_preempt(f);
 
     if (what[0] == 'm') {

@@ -77,6 +77,12 @@ setup_cache($t, $fake->url, base_path => 'retry1',
             remote => { max_retries => 1 });
 setup_cache($t, $dead, base_path => 'downretry');
 
+# total_timeout: the whole exchange, shorter than proxy_read_timeout here
+setup_cache($t, $fake->url, base_path => 'quick',
+            remote => { total_timeout => 0.5, max_retries => 0 });
+setup_cache($t, $fake->url, base_path => 'quickretry',
+            remote => { total_timeout => 0.8 });
+
 $PT::Pull::CMD_TIMEOUT = 30;
 
 sub sha256_of { 'sha256:' . Digest::SHA::sha256_hex($_[0]) }
@@ -259,6 +265,32 @@ $mortal->stop;
     is_oci_error($x, 502, 'UNAVAILABLE', 'refused 4 times: 502');
     ok($s >= 1.7 && $s < 6, sprintf('... after 3 backoffs (%.2f s)', $s));
     like($t->error_log, qr/try 3 of 3/, 'retries are logged');
+}
+
+# total_timeout bounds the exchange: a stall answers 504 at that time,
+# retries included
+
+{
+    $fake->clear_flag('unstall');
+    $fake->set_flag('stall');
+    my ($x, $s) = timed(sub { http_get($t, '/v2/quick/library/hello/manifests/1.1',
+                                       headers => { Accept => $ACCEPT }) });
+    is_oci_error($x, 504, 'UNAVAILABLE', 'total_timeout 0.5 s: a stall is a 504');
+    ok($s >= 0.4 && $s < 1.5, sprintf('... after %.2f s, not proxy_read_timeout', $s));
+
+    ($x, $s) = timed(sub { http_get($t, '/v2/quick/library/hello/blobs/'
+                                       . $h11->{layers}[1]) });
+    is($x->{status}, 504, 'total_timeout: a stalled blob fill too');
+    ok($s < 1.5, sprintf('... after %.2f s', $s));
+
+    ($x, $s) = timed(sub { http_get($t, '/v2/quickretry/library/hello/manifests/1.1',
+                                    headers => { Accept => $ACCEPT }) });
+    is($x->{status}, 504, 'total_timeout with retries: 504');
+    ok($s < 1.8, sprintf('... within total_timeout, retries included (%.2f s)', $s));
+    like($t->error_log, qr/took longer than the remote's total_timeout/,
+         'the error log says why');
+    $fake->set_flag('unstall');
+    $fake->clear_flag('stall');
 }
 
 $t->stop;
