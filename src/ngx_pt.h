@@ -328,6 +328,7 @@ struct ngx_pt_fetch_s {
     ngx_str_t                   accept;
     ngx_str_t                   authorization;
     ngx_str_t                   basic;       /* for a Basic challenge */
+    ngx_array_t                *headers;     /* the remote's, ngx_keyval_t */
     ngx_pt_upstream_auth_t     *auth;        /* for a Bearer challenge */
     ngx_pool_cleanup_t         *token_cln;   /* while a token is fetched */
     ngx_uint_t                  head;
@@ -415,7 +416,7 @@ ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
     ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic,
     ngx_pt_upstream_auth_t *auth, ngx_uint_t max_retries,
-    ngx_uint_t insecure, ngx_msec_t total_timeout);
+    ngx_uint_t insecure, ngx_msec_t total_timeout, ngx_array_t *headers);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

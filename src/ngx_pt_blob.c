@@ -408,10 +408,13 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     ngx_str_t *url, ngx_str_t *basic, ngx_pt_upstream_auth_t *auth,
-    ngx_uint_t max_retries, ngx_uint_t insecure, ngx_msec_t total_timeout)
+    ngx_uint_t max_retries, ngx_uint_t insecure, ngx_msec_t total_timeout,
+    ngx_array_t *headers)
 {
     u_char                           *p;
+    ngx_uint_t                        i;
     ngx_pool_t                       *pool;
+    ngx_keyval_t                     *kv, *src;
     ngx_pt_fill_t                    *fill;
     ngx_pt_fill_task_ctx_t           *ctx;
     ngx_http_pullthrough_loc_conf_t  *plcf;
@@ -525,6 +528,33 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     fill->fetch.max_retries = max_retries;
     fill->fetch.insecure = insecure;
     fill->fetch.total_timeout = total_timeout;
+
+    if (headers && headers->nelts) {
+        /* copies: the remote's record is the request's */
+        fill->fetch.headers = ngx_array_create(pool, headers->nelts,
+                                               sizeof(ngx_keyval_t));
+        if (fill->fetch.headers == NULL) {
+            goto failed;
+        }
+
+        src = headers->elts;
+
+        for (i = 0; i < headers->nelts; i++) {
+            kv = ngx_array_push(fill->fetch.headers);
+            if (kv == NULL) {
+                goto failed;
+            }
+
+            kv->key.len = src[i].key.len;
+            kv->key.data = ngx_pstrdup(pool, &src[i].key);
+            kv->value.len = src[i].value.len;
+            kv->value.data = ngx_pstrdup(pool, &src[i].value);
+
+            if (kv->key.data == NULL || kv->value.data == NULL) {
+                goto failed;
+            }
+        }
+    }
     fill->fetch.header_handler = ngx_pt_fill_header;
     fill->fetch.body_handler = ngx_pt_fill_body;
     fill->fetch.done = ngx_pt_fill_upstream_done;

@@ -25,6 +25,8 @@ static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
 static void ngx_pt_fetch_deadline(ngx_event_t *ev);
+static ngx_int_t ngx_pt_fetch_headers(ngx_http_request_t *sr,
+    ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -191,7 +193,7 @@ ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri,
             "    proxy_ignore_client_abort on;\n"
             "    proxy_intercept_errors off;\n"
             "    proxy_redirect off;\n"
-            "    proxy_pass_request_headers off;\n"
+            "    proxy_pass_request_headers on;\n"
             "    proxy_pass_request_body off;\n"
             "    proxy_set_header Connection \"\";\n"
             "    proxy_set_header Accept $pullthrough_upstream_accept;\n"
@@ -284,6 +286,15 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
     }
 
     ngx_http_set_ctx(sr, f, ngx_http_pullthrough_module);
+
+    /*
+     * The request headers the proxy passes: the remote's own, and never
+     * the client's (the subrequest starts with a copy of them).
+     */
+
+    if (ngx_pt_fetch_headers(sr, f) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /* the remote's total_timeout bounds the whole exchange, all tries */
 
@@ -610,6 +621,45 @@ ngx_pt_fetch_retry_handler(ngx_event_t *ev)
 
 
 /* for owners of an exchange that may outlive its request, or die first */
+
+static ngx_int_t
+ngx_pt_fetch_headers(ngx_http_request_t *sr, ngx_pt_fetch_t *f)
+{
+    ngx_uint_t        i;
+    ngx_keyval_t     *kv;
+    ngx_table_elt_t  *h;
+
+    if (ngx_list_init(&sr->headers_in.headers, sr->pool, 4,
+                      sizeof(ngx_table_elt_t)) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (f->headers == NULL) {
+        return NGX_OK;
+    }
+
+    kv = f->headers->elts;
+
+    for (i = 0; i < f->headers->nelts; i++) {
+        h = ngx_list_push(&sr->headers_in.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->key = kv[i].key;
+        h->value = kv[i].value;
+        h->lowcase_key = ngx_pnalloc(sr->pool, h->key.len);
+        if (h->lowcase_key == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
+    }
+
+    return NGX_OK;
+}
+
 
 /*
  * total_timeout has passed: the upstream connection is made to time out,

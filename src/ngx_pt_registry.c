@@ -968,7 +968,8 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                                   ngx_pt_registry_auth(r, ctx),
                                   ngx_pt_registry_max_retries(ctx->remote),
                                   !ctx->remote->tls_validation,
-                                  ngx_pt_registry_total_timeout(ctx->remote));
+                                  ngx_pt_registry_total_timeout(ctx->remote),
+                                  ctx->remote->headers);
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1068,6 +1069,7 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     f->max_retries = ngx_pt_registry_max_retries(ctx->remote);
     f->insecure = !ctx->remote->tls_validation;
     f->total_timeout = ngx_pt_registry_total_timeout(ctx->remote);
+    f->headers = ctx->remote->headers;
     ngx_pt_auth_preempt(f);
 
     if (what[0] == 'm') {

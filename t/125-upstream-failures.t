@@ -77,6 +77,11 @@ setup_cache($t, $fake->url, base_path => 'retry1',
             remote => { max_retries => 1 });
 setup_cache($t, $dead, base_path => 'downretry');
 
+# the remote's headers go upstream, the client's never
+setup_cache($t, $fake->url, base_path => 'hdrs',
+            remote => { headers => [ { 'X-Pt-Remote' => 'from the remote' },
+                                     { 'X-Other' => '2' } ] });
+
 # total_timeout: the whole exchange, shorter than proxy_read_timeout here
 setup_cache($t, $fake->url, base_path => 'quick',
             remote => { total_timeout => 0.5, max_retries => 0 });
@@ -266,6 +271,32 @@ $mortal->stop;
     ok($s >= 1.7 && $s < 6, sprintf('... after 3 backoffs (%.2f s)', $s));
     like($t->error_log, qr/try 3 of 3/, 'retries are logged');
 }
+
+# headers: added to manifest and blob requests; the client's are not passed
+
+{
+    $fake->reset_requests;
+    my $r = http_get($t, '/v2/hdrs/library/hello/manifests/1.0',
+                     headers => { Accept => $ACCEPT, 'X-Client-Secret' => 'mine',
+                                  Authorization => 'Bearer client-token' });
+    is($r->{status}, 200, 'remote headers: the manifest');
+    # a blob the manifest does not name: the upstream is asked about it
+    $r = http_get($t, "/v2/hdrs/library/hello/blobs/$h11->{layers}[1]",
+                  headers => { 'X-Client-Secret' => 'mine' });
+    is($r->{status}, 200, 'remote headers: a blob');
+
+    my @up = $fake->requests_matching(undef, qr{^/v2/library/hello/});
+    is(scalar @up, 2, 'remote headers: two upstream requests');
+    is_deeply([ map { $_->{headers}{'x-pt-remote'} } @up ],
+              [ 'from the remote', 'from the remote' ],
+              'remote headers: sent with every upstream request');
+    is_deeply([ map { $_->{headers}{'x-other'} } @up ], [ '2', '2' ],
+              'remote headers: all of them');
+    is_deeply([ grep { defined } map { ($_->{headers}{'x-client-secret'},
+                                        $_->{headers}{authorization}) } @up ],
+              [], "remote headers: the client's headers are not passed");
+}
+
 
 # total_timeout bounds the exchange: a stall answers 504 at that time,
 # retries included
