@@ -338,6 +338,9 @@ struct ngx_pt_fetch_s {
     ngx_uint_t                  max_retries;
     ngx_event_t                 retry;       /* backoff timer */
     ngx_msec_t                  total_timeout;  /* 0: none */
+    ngx_uint_t                  rate_limit;  /* requests/s, 0: none */
+    ngx_str_t                   remote;      /* id, for the rate limit */
+    ngx_event_t                 rate;        /* waiting for its turn */
     ngx_event_t                 deadline;
 
     /* the answer */
@@ -364,6 +367,7 @@ struct ngx_pt_fetch_s {
     unsigned                    too_big:1;
     unsigned                    stopped:1;
     unsigned                    timed_out:1;
+    unsigned                    rate_ok:1;
     unsigned                    auth_tried:1;
     unsigned                    preempted:1;
 };
@@ -386,6 +390,7 @@ ngx_int_t ngx_pt_auth_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_pt_auth_bearer(ngx_pt_fetch_t *f);
 void ngx_pt_auth_orphan(void *data);
 void ngx_pt_auth_preempt(ngx_pt_fetch_t *f);
+ngx_msec_t ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate);
 ngx_pt_upstream_auth_t *ngx_pt_auth_copy(ngx_pool_t *pool,
     ngx_pt_upstream_auth_t *src);
 
@@ -414,9 +419,7 @@ ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_digest_t *d, u_char *data, size_t len);
 ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
-    ngx_pt_digest_t *d, ngx_str_t *url, ngx_str_t *basic,
-    ngx_pt_upstream_auth_t *auth, ngx_uint_t max_retries,
-    ngx_uint_t insecure, ngx_msec_t total_timeout, ngx_array_t *headers);
+    ngx_pt_digest_t *d, ngx_pt_fetch_t *tpl);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

@@ -1121,6 +1121,87 @@ ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
 }
 
 
+/*
+ * A remote's rate_limit, for all workers: a token bucket in the shared
+ * zone ("rate\n<remote id>"), holding up to one second of requests.
+ * Returns how long the caller must wait before its request (0: now); the
+ * request is counted either way, so waiters queue up in order.
+ */
+
+ngx_msec_t
+ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate)
+{
+    u_char                buf[NGX_PT_UUID_LEN + 8];
+    double                tokens, wait;
+    uint32_t              hash;
+    ngx_str_t             key, value;
+    ngx_msec_t            now;
+    ngx_pt_tokens_t      *tokens_zone;
+    ngx_pt_token_node_t  *tn;
+
+    struct {
+        double            tokens;
+        ngx_msec_t        last;
+    } state;
+
+    if (ngx_pt_tokens_zone == NULL || rate == 0
+        || remote->len > NGX_PT_UUID_LEN)
+    {
+        return 0;
+    }
+
+    key.data = buf;
+    key.len = ngx_sprintf(buf, "rate\n%V", remote) - buf;
+
+    tokens_zone = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key.data, key.len);
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&tokens_zone->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(&key, hash);
+
+    if (tn && tn->token_len == sizeof(state)) {
+        ngx_memcpy(&state, tn->data + tn->key_len, sizeof(state));
+
+        tokens = state.tokens
+                 + (double) (ngx_msec_int_t) (now - state.last) * rate / 1000;
+        if (tokens > (double) rate) {
+            tokens = (double) rate;
+        }
+
+    } else {
+        tokens = (double) rate;
+    }
+
+    tokens -= 1;
+
+    state.tokens = tokens;
+    state.last = now;
+
+    value.data = (u_char *) &state;
+    value.len = sizeof(state);
+
+    if (tn && tn->token_len == sizeof(state)) {
+        ngx_memcpy(tn->data + tn->key_len, &state, sizeof(state));
+        tn->expires = ngx_time() + 3600;
+
+    } else {
+        ngx_pt_auth_store_locked(tokens_zone, &key, hash, &value, 3600);
+    }
+
+    ngx_shmtx_unlock(&tokens_zone->shpool->mutex);
+
+    if (tokens >= 0) {
+        return 0;
+    }
+
+    wait = -tokens * 1000 / rate;
+
+    return (ngx_msec_t) wait + 1;
+}
+
+
 /* the shared token cache */
 
 static ngx_int_t

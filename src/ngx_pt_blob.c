@@ -407,13 +407,12 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_str_t *url, ngx_str_t *basic, ngx_pt_upstream_auth_t *auth,
-    ngx_uint_t max_retries, ngx_uint_t insecure, ngx_msec_t total_timeout,
-    ngx_array_t *headers)
+    ngx_pt_fetch_t *tpl)
 {
     u_char                           *p;
     ngx_uint_t                        i;
     ngx_pool_t                       *pool;
+    ngx_array_t                      *headers;
     ngx_keyval_t                     *kv, *src;
     ngx_pt_fill_t                    *fill;
     ngx_pt_fill_task_ctx_t           *ctx;
@@ -500,24 +499,38 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     ctx = fill->task->ctx;
     ctx->fill = fill;
 
+    /* the exchange as the request set it up, in the fill's own pool */
+
     fill->fetch.r = r;
     fill->fetch.pool = pool;
     fill->fetch.log = fill->log;
-    fill->fetch.url.data = ngx_pstrdup(pool, url);
-    fill->fetch.url.len = url->len;
     ngx_str_set(&fill->fetch.accept, "*/*");
 
-    if (basic->len) {
-        fill->fetch.basic.data = ngx_pstrdup(pool, basic);
-        fill->fetch.basic.len = basic->len;
+    fill->fetch.max_retries = tpl->max_retries;
+    fill->fetch.insecure = tpl->insecure;
+    fill->fetch.total_timeout = tpl->total_timeout;
+    fill->fetch.rate_limit = tpl->rate_limit;
+
+    fill->fetch.url.len = tpl->url.len;
+    fill->fetch.url.data = ngx_pstrdup(pool, &tpl->url);
+    fill->fetch.remote.len = tpl->remote.len;
+    fill->fetch.remote.data = ngx_pstrdup(pool, &tpl->remote);
+
+    if (fill->fetch.url.data == NULL || fill->fetch.remote.data == NULL) {
+        goto failed;
+    }
+
+    if (tpl->basic.len) {
+        fill->fetch.basic.data = ngx_pstrdup(pool, &tpl->basic);
+        fill->fetch.basic.len = tpl->basic.len;
 
         if (fill->fetch.basic.data == NULL) {
             goto failed;
         }
     }
 
-    if (auth) {
-        fill->fetch.auth = ngx_pt_auth_copy(pool, auth);
+    if (tpl->auth) {
+        fill->fetch.auth = ngx_pt_auth_copy(pool, tpl->auth);
         if (fill->fetch.auth == NULL) {
             goto failed;
         }
@@ -525,9 +538,7 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
         ngx_pt_auth_preempt(&fill->fetch);
     }
 
-    fill->fetch.max_retries = max_retries;
-    fill->fetch.insecure = insecure;
-    fill->fetch.total_timeout = total_timeout;
+    headers = tpl->headers;
 
     if (headers && headers->nelts) {
         /* copies: the remote's record is the request's */

@@ -25,6 +25,7 @@ static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
 static void ngx_pt_fetch_deadline(ngx_event_t *ev);
+static void ngx_pt_fetch_rate_handler(ngx_event_t *ev);
 static ngx_int_t ngx_pt_fetch_headers(ngx_http_request_t *sr,
     ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
@@ -248,6 +249,7 @@ ngx_int_t
 ngx_pt_fetch_start(ngx_pt_fetch_t *f)
 {
     ngx_int_t                          rc;
+    ngx_msec_t                         delay;
     ngx_http_request_t                *sr;
     ngx_pool_cleanup_t                *cln;
     ngx_http_post_subrequest_t        *ps;
@@ -256,6 +258,25 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
     if (f->r == NULL) {
         return NGX_ERROR;
     }
+
+    /* the remote's rate_limit: every upstream request waits its turn */
+
+    if (f->rate_limit && !f->rate_ok) {
+        delay = ngx_pt_auth_rate_take(&f->remote, f->rate_limit);
+
+        if (delay) {
+            f->rate.handler = ngx_pt_fetch_rate_handler;
+            f->rate.data = f;
+            f->rate.log = f->log;
+            f->rate.cancelable = 1;
+
+            ngx_add_timer(&f->rate, delay);
+
+            return NGX_OK;
+        }
+    }
+
+    f->rate_ok = 0;
 
     plcf = ngx_http_get_module_loc_conf(f->r, ngx_http_pullthrough_module);
 
@@ -591,6 +612,33 @@ ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
 
 
 static void
+ngx_pt_fetch_rate_handler(ngx_event_t *ev)
+{
+    ngx_pt_fetch_t *f = ev->data;
+
+    ngx_connection_t  *c;
+
+    if (f->r == NULL) {
+        return;
+    }
+
+    c = f->r->connection;
+
+    /* its turn was counted when it began to wait */
+    f->rate_ok = 1;
+
+    if (ngx_pt_fetch_start(f) != NGX_OK) {
+        ngx_pt_fetch_detach(f);
+        f->header = 0;
+        f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
 ngx_pt_fetch_retry_handler(ngx_event_t *ev)
 {
     ngx_pt_fetch_t *f = ev->data;
@@ -680,9 +728,16 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
                   "pullthrough: \"%V\" took longer than the remote's "
                   "total_timeout", &f->url);
 
-    if (f->retry.timer_set) {
-        /* between two tries: this was the last */
-        ngx_del_timer(&f->retry);
+    if (f->retry.timer_set || f->rate.timer_set) {
+        /* between two tries, or waiting for its turn: that is all */
+        if (f->rate.timer_set) {
+            ngx_del_timer(&f->rate);
+        }
+
+        if (f->retry.timer_set) {
+            ngx_del_timer(&f->retry);
+        }
+
         ngx_pt_fetch_retry_handler(&f->retry);
         return;
     }
@@ -713,6 +768,10 @@ ngx_pt_fetch_detach(ngx_pt_fetch_t *f)
         ngx_del_timer(&f->deadline);
     }
 
+    if (f->rate.timer_set) {
+        ngx_del_timer(&f->rate);
+    }
+
     if (f->cln) {
         f->cln->handler = NULL;
         f->cln = NULL;
@@ -734,8 +793,14 @@ ngx_pt_fetch_cleanup(void *data)
         ngx_del_timer(&f->deadline);
     }
 
-    if (f->retry.timer_set) {
-        ngx_del_timer(&f->retry);
+    if (f->retry.timer_set || f->rate.timer_set) {
+        if (f->retry.timer_set) {
+            ngx_del_timer(&f->retry);
+        }
+
+        if (f->rate.timer_set) {
+            ngx_del_timer(&f->rate);
+        }
 
         if (f->aborted) {
             f->aborted(f);

@@ -61,6 +61,8 @@ static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_uint_t ngx_pt_registry_max_retries(ngx_pt_remote_t *remote);
 static ngx_msec_t ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote);
+static ngx_int_t ngx_pt_registry_remote_settings(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
@@ -945,8 +947,8 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
 static ngx_int_t
 ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    ngx_str_t       url, auth;
-    ngx_pt_fill_t  *fill;
+    ngx_pt_fill_t   *fill;
+    ngx_pt_fetch_t   tpl;
 
     fill = ngx_pt_fill_find(&ctx->repo, &ctx->digest);
 
@@ -954,22 +956,16 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         ctx->cache_status = NGX_PT_CACHE_JOIN;
 
     } else {
+        ngx_memzero(&tpl, sizeof(ngx_pt_fetch_t));
+
         if (ngx_pt_registry_upstream_url(r, ctx, "blobs", &ctx->digest.full,
-                                         &url) != NGX_OK)
+                                         &tpl.url) != NGX_OK
+            || ngx_pt_registry_remote_settings(r, ctx, &tpl) != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ngx_pt_remote_basic(r->pool, ctx->remote, &auth) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &url, &auth,
-                                  ngx_pt_registry_auth(r, ctx),
-                                  ngx_pt_registry_max_retries(ctx->remote),
-                                  !ctx->remote->tls_validation,
-                                  ngx_pt_registry_total_timeout(ctx->remote),
-                                  ctx->remote->headers);
+        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &tpl);
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -980,6 +976,35 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     }
 
     return NGX_DONE;
+}
+
+
+/* what an exchange takes from the remote, live: edits apply at once */
+
+static ngx_int_t
+ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fetch_t *f)
+{
+    ngx_pt_remote_t  *remote = ctx->remote;
+
+    if (ngx_pt_remote_basic(r->pool, remote, &f->basic) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    f->auth = ngx_pt_registry_auth(r, ctx);
+    if (f->auth == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->max_retries = ngx_pt_registry_max_retries(remote);
+    f->insecure = !remote->tls_validation;
+    f->total_timeout = ngx_pt_registry_total_timeout(remote);
+    f->headers = remote->headers;
+    f->remote = remote->meta.id;
+    f->rate_limit = remote->rate_limit > 0 ? (ngx_uint_t) remote->rate_limit
+                                           : 0;
+
+    return NGX_OK;
 }
 
 
@@ -1060,16 +1085,11 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     f->data = r;
 
     if (ngx_pt_registry_upstream_url(r, ctx, what, ref, &f->url) != NGX_OK
-        || ngx_pt_remote_basic(r->pool, ctx->remote, &f->basic) != NGX_OK)
+        || ngx_pt_registry_remote_settings(r, ctx, f) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    f->auth = ngx_pt_registry_auth(r, ctx);
-    f->max_retries = ngx_pt_registry_max_retries(ctx->remote);
-    f->insecure = !ctx->remote->tls_validation;
-    f->total_timeout = ngx_pt_registry_total_timeout(ctx->remote);
-    f->headers = ctx->remote->headers;
     ngx_pt_auth_preempt(f);
 
     if (what[0] == 'm') {

@@ -77,6 +77,9 @@ setup_cache($t, $fake->url, base_path => 'retry1',
             remote => { max_retries => 1 });
 setup_cache($t, $dead, base_path => 'downretry');
 
+# rate_limit: upstream requests per second, for all workers
+setup_cache($t, $fake->url, base_path => 'rl', remote => { rate_limit => 2 });
+
 # the remote's headers go upstream, the client's never
 setup_cache($t, $fake->url, base_path => 'hdrs',
             remote => { headers => [ { 'X-Pt-Remote' => 'from the remote' },
@@ -295,6 +298,29 @@ $mortal->stop;
     is_deeply([ grep { defined } map { ($_->{headers}{'x-client-secret'},
                                         $_->{headers}{authorization}) } @up ],
               [], "remote headers: the client's headers are not passed");
+}
+
+
+# rate_limit 2: six misses (upstream HEADs of unknown blobs) take about two
+# seconds: two at once (a second's worth), then one every half second
+
+{
+    $fake->reset_requests;
+    my @d = map { 'sha256:' . Digest::SHA::sha256_hex("rl-$_") } 1 .. 6;
+    my ($x, $s) = timed(sub {
+        my @st;
+        for my $d (@d) {
+            push @st, $t->request('HEAD', "/v2/rl/library/hello/blobs/$d")->{status};
+        }
+        return \@st;
+    });
+    is_deeply($x, [ (404) x 6 ], 'rate_limit: six misses answered');
+    ok($s >= 1.4 && $s < 4, sprintf('rate_limit 2/s: six upstream requests took %.2f s', $s));
+    is(scalar(my @u = $fake->requests_matching('HEAD', qr{/blobs/})), 6,
+       'rate_limit: all six reached the upstream, none refused');
+
+    ($x, $s) = timed(sub { $t->request('HEAD', "/v2/hdrs/library/hello/blobs/$d[0]") });
+    ok($s < 0.4, sprintf('rate_limit: another remote does not wait (%.2f s)', $s));
 }
 
 
