@@ -339,6 +339,7 @@ struct ngx_pt_fetch_s {
     ngx_event_t                 retry;       /* backoff timer */
     ngx_msec_t                  total_timeout;  /* 0: none */
     ngx_uint_t                  rate_limit;  /* requests/s, 0: none */
+    ngx_uint_t                  concurrency; /* exchanges at once, 0: any */
     ngx_str_t                   remote;      /* id, for the rate limit */
     ngx_event_t                 rate;        /* waiting for its turn */
     ngx_event_t                 deadline;
@@ -368,6 +369,7 @@ struct ngx_pt_fetch_s {
     unsigned                    stopped:1;
     unsigned                    timed_out:1;
     unsigned                    rate_ok:1;
+    unsigned                    counted:1;   /* holds a concurrency slot */
     unsigned                    auth_tried:1;
     unsigned                    preempted:1;
 };
@@ -391,6 +393,8 @@ ngx_int_t ngx_pt_auth_bearer(ngx_pt_fetch_t *f);
 void ngx_pt_auth_orphan(void *data);
 void ngx_pt_auth_preempt(ngx_pt_fetch_t *f);
 ngx_msec_t ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate);
+ngx_uint_t ngx_pt_auth_conc_acquire(ngx_str_t *remote, ngx_uint_t limit);
+void ngx_pt_auth_conc_release(ngx_str_t *remote);
 ngx_pt_upstream_auth_t *ngx_pt_auth_copy(ngx_pool_t *pool,
     ngx_pt_upstream_auth_t *src);
 

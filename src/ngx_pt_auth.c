@@ -102,6 +102,7 @@ static void ngx_pt_auth_release(ngx_str_t *key);
 static ngx_uint_t ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value,
     time_t ttl);
 static void ngx_pt_auth_uncache(ngx_str_t *key);
+static void ngx_pt_auth_conc_reset(void);
 static void ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
     uint32_t hash, ngx_str_t *token, time_t ttl);
 
@@ -190,6 +191,8 @@ ngx_int_t
 ngx_pt_auth_init_process(ngx_cycle_t *cycle)
 {
     ngx_queue_init(&ngx_pt_tokens_in_flight);
+
+    ngx_pt_auth_conc_reset();
 
     /* before any request: curl_global_init() is not thread-safe */
 
@@ -1199,6 +1202,139 @@ ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate)
     wait = -tokens * 1000 / rate;
 
     return (ngx_msec_t) wait + 1;
+}
+
+
+/*
+ * A remote's download_concurrency, for all workers: the number of its
+ * upstream exchanges in progress, counted per worker ("conc\n<remote id>",
+ * one counter per worker slot) so that a worker that dies does not keep
+ * its share: its replacement starts its slot again from zero.
+ */
+
+#define NGX_PT_CONC_SLOTS  64
+
+typedef struct {
+    uint32_t              count[NGX_PT_CONC_SLOTS];
+} ngx_pt_conc_t;
+
+
+static ngx_uint_t
+ngx_pt_auth_conc_update(ngx_str_t *remote, ngx_uint_t limit, ngx_int_t add)
+{
+    u_char                buf[NGX_PT_UUID_LEN + 8];
+    uint32_t              hash, total;
+    ngx_str_t             key, value;
+    ngx_uint_t            i, slot, ok;
+    ngx_pt_conc_t         conc;
+    ngx_pt_tokens_t      *zone;
+    ngx_pt_token_node_t  *tn;
+
+    if (ngx_pt_tokens_zone == NULL || remote->len > NGX_PT_UUID_LEN) {
+        return 1;
+    }
+
+    key.data = buf;
+    key.len = ngx_sprintf(buf, "conc\n%V", remote) - buf;
+
+    zone = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key.data, key.len);
+    slot = ngx_worker % NGX_PT_CONC_SLOTS;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(&key, hash);
+
+    if (tn && tn->token_len == sizeof(ngx_pt_conc_t)) {
+        ngx_memcpy(&conc, tn->data + tn->key_len, sizeof(ngx_pt_conc_t));
+
+    } else {
+        ngx_memzero(&conc, sizeof(ngx_pt_conc_t));
+        tn = NULL;
+    }
+
+    ok = 1;
+
+    if (add > 0) {
+        for (total = 0, i = 0; i < NGX_PT_CONC_SLOTS; i++) {
+            total += conc.count[i];
+        }
+
+        ok = (total < limit);
+
+        if (ok) {
+            conc.count[slot]++;
+        }
+
+    } else if (conc.count[slot]) {
+        conc.count[slot]--;
+    }
+
+    if (tn) {
+        ngx_memcpy(tn->data + tn->key_len, &conc, sizeof(ngx_pt_conc_t));
+        tn->expires = ngx_time() + 86400;
+
+    } else {
+        value.data = (u_char *) &conc;
+        value.len = sizeof(ngx_pt_conc_t);
+        ngx_pt_auth_store_locked(zone, &key, hash, &value, 86400);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return ok;
+}
+
+
+ngx_uint_t
+ngx_pt_auth_conc_acquire(ngx_str_t *remote, ngx_uint_t limit)
+{
+    return ngx_pt_auth_conc_update(remote, limit, 1);
+}
+
+
+void
+ngx_pt_auth_conc_release(ngx_str_t *remote)
+{
+    (void) ngx_pt_auth_conc_update(remote, 0, -1);
+}
+
+
+/* a new worker in a slot: what its predecessor counted is no more */
+
+static void
+ngx_pt_auth_conc_reset(void)
+{
+    ngx_uint_t            slot;
+    ngx_queue_t          *q;
+    ngx_pt_conc_t        *conc;
+    ngx_pt_tokens_t      *zone;
+    ngx_pt_token_node_t  *tn;
+
+    if (ngx_pt_tokens_zone == NULL) {
+        return;
+    }
+
+    zone = ngx_pt_tokens_zone->data;
+    slot = ngx_worker % NGX_PT_CONC_SLOTS;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (q = ngx_queue_head(&zone->sh->lru);
+         q != ngx_queue_sentinel(&zone->sh->lru);
+         q = ngx_queue_next(q))
+    {
+        tn = ngx_queue_data(q, ngx_pt_token_node_t, queue);
+
+        if (tn->key_len > 5 && ngx_strncmp(tn->data, "conc\n", 5) == 0
+            && tn->token_len == sizeof(ngx_pt_conc_t))
+        {
+            conc = (ngx_pt_conc_t *) (tn->data + tn->key_len);
+            conc->count[slot] = 0;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 

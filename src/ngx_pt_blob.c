@@ -510,6 +510,7 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     fill->fetch.insecure = tpl->insecure;
     fill->fetch.total_timeout = tpl->total_timeout;
     fill->fetch.rate_limit = tpl->rate_limit;
+    fill->fetch.concurrency = tpl->concurrency;
 
     fill->fetch.url.len = tpl->url.len;
     fill->fetch.url.data = ngx_pstrdup(pool, &tpl->url);

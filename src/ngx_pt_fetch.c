@@ -26,6 +26,7 @@ static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
 static void ngx_pt_fetch_deadline(ngx_event_t *ev);
 static void ngx_pt_fetch_rate_handler(ngx_event_t *ev);
+static void ngx_pt_fetch_uncount(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_headers(ngx_http_request_t *sr,
     ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
@@ -257,6 +258,26 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
 
     if (f->r == NULL) {
         return NGX_ERROR;
+    }
+
+    /*
+     * The remote's download_concurrency: past it, exchanges wait for one
+     * to end (polling the shared count), they are not refused.
+     */
+
+    if (f->concurrency && !f->counted) {
+        if (!ngx_pt_auth_conc_acquire(&f->remote, f->concurrency)) {
+            f->rate.handler = ngx_pt_fetch_rate_handler;
+            f->rate.data = f;
+            f->rate.log = f->log;
+            f->rate.cancelable = 1;
+
+            ngx_add_timer(&f->rate, 20);
+
+            return NGX_OK;
+        }
+
+        f->counted = 1;
     }
 
     /* the remote's rate_limit: every upstream request waits its turn */
@@ -624,8 +645,11 @@ ngx_pt_fetch_rate_handler(ngx_event_t *ev)
 
     c = f->r->connection;
 
-    /* its turn was counted when it began to wait */
-    f->rate_ok = 1;
+    /* a rate wait had its turn counted when it began; a concurrency wait
+     * tries for a slot again */
+    if (!f->concurrency || f->counted) {
+        f->rate_ok = 1;
+    }
 
     if (ngx_pt_fetch_start(f) != NGX_OK) {
         ngx_pt_fetch_detach(f);
@@ -764,6 +788,8 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
 void
 ngx_pt_fetch_detach(ngx_pt_fetch_t *f)
 {
+    ngx_pt_fetch_uncount(f);
+
     if (f->deadline.timer_set) {
         ngx_del_timer(&f->deadline);
     }
@@ -780,9 +806,21 @@ ngx_pt_fetch_detach(ngx_pt_fetch_t *f)
 
 
 static void
+ngx_pt_fetch_uncount(ngx_pt_fetch_t *f)
+{
+    if (f->counted) {
+        f->counted = 0;
+        ngx_pt_auth_conc_release(&f->remote);
+    }
+}
+
+
+static void
 ngx_pt_fetch_cleanup(void *data)
 {
     ngx_pt_fetch_t *f = data;
+
+    ngx_pt_fetch_uncount(f);
 
     /* the request that carried the exchange is gone */
 

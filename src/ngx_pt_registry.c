@@ -1003,6 +1003,8 @@ ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     f->remote = remote->meta.id;
     f->rate_limit = remote->rate_limit > 0 ? (ngx_uint_t) remote->rate_limit
                                            : 0;
+    f->concurrency = remote->download_concurrency > 0
+                     ? (ngx_uint_t) remote->download_concurrency : 0;
 
     return NGX_OK;
 }

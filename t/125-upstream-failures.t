@@ -9,6 +9,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use POSIX ();
 use Digest::SHA ();
 use File::Temp qw(tempdir);
 use Time::HiRes qw(time);
@@ -32,11 +33,36 @@ my $h11 = $L->{refs}{'hello-1.1'};
 my %tags = ('library/hello:1.0' => $h10->{digest},
             'library/hello:1.1' => $h11->{digest});
 
+# blobs of their own for the concurrency test, each paused upstream
+my @cblobs;
+{
+    mkdir "$tmp/cblobs"; mkdir "$tmp/cblobs/sha256";
+    for my $i (1 .. 4) {
+        my $bytes = join '', map { chr(($i * 31 + $_ * 7) % 256) } 1 .. 4096;
+        my $hex = Digest::SHA::sha256_hex($bytes);
+        open my $fh, '>', "$tmp/cblobs/sha256/$hex" or die;
+        binmode $fh;
+        print $fh $bytes;
+        close $fh;
+        push @cblobs, "sha256:$hex";
+    }
+}
+
 # answers normally, or (flag "stall") takes requests and never answers
 my $fake = PT::FakeUpstream->new(
-    blob_dirs => [ "$L->{dir}/blobs" ], tags => \%tags,
+    blob_dirs => [ "$L->{dir}/blobs", "$tmp/cblobs" ], tags => \%tags,
     hook => sub {
         my ($req, $fake) = @_;
+
+        # library/concy blobs: sent up to their 10th byte, then held
+        if ($req->{method} eq 'GET'
+            && $req->{path} =~ m{/library/concy/blobs/sha256:([0-9a-f]{64})$})
+        {
+            return [ 200, [ 'Content-Type' => 'application/octet-stream' ],
+                     { file => "$tmp/cblobs/sha256/$1", pause_at => 10,
+                       wait_flag => 'conc-go' } ];
+        }
+
         return { stall => 1, release => 'unstall' }
             if defined $fake->flag('stall');
 
@@ -76,6 +102,10 @@ setup_cache($t, $fake->url, base_path => 'retry');
 setup_cache($t, $fake->url, base_path => 'retry1',
             remote => { max_retries => 1 });
 setup_cache($t, $dead, base_path => 'downretry');
+
+# download_concurrency: exchanges in progress at once, for all workers
+setup_cache($t, $fake->url, base_path => 'conc',
+            remote => { download_concurrency => 2 });
 
 # rate_limit: upstream requests per second, for all workers
 setup_cache($t, $fake->url, base_path => 'rl', remote => { rate_limit => 2 });
@@ -321,6 +351,41 @@ $mortal->stop;
 
     ($x, $s) = timed(sub { $t->request('HEAD', "/v2/hdrs/library/hello/blobs/$d[0]") });
     ok($s < 0.4, sprintf('rate_limit: another remote does not wait (%.2f s)', $s));
+}
+
+
+# download_concurrency 2: four misses at once, two upstream, two waiting
+# (not refused) until one of the first ends
+
+{
+    $fake->reset_requests;
+    my @pids;
+    for my $i (0 .. $#cblobs) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            my $r = $t->get("/v2/conc/library/concy/blobs/$cblobs[$i]");
+            open my $fh, '>', "$tmp/conc-$i" or POSIX::_exit(1);
+            print $fh $r->{status}, ' ', 'sha256:' . Digest::SHA::sha256_hex($r->{content});
+            close $fh;
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+
+    my $seen = sub { scalar(my @x = $fake->requests_matching('GET', qr{/library/concy/blobs/})) };
+    ok(wait_for(sub { $seen->() >= 2 }, 10), 'download_concurrency: two go upstream');
+    # a short look for a third that must not come while two are held
+    Time::HiRes::sleep(0.5);
+    is($seen->(), 2, 'download_concurrency 2: no third while two run');
+
+    $fake->set_flag('conc-go');
+    waitpid($_, 0) for @pids;
+
+    my @got = map { local (@ARGV, $/) = "$tmp/conc-$_"; <> // '' } 0 .. $#cblobs;
+    is_deeply(\@got, [ map { "200 $_" } @cblobs ],
+              'download_concurrency: all four served, none refused');
+    is($seen->(), 4, 'download_concurrency: each went upstream once');
+    $fake->clear_flag('conc-go');
 }
 
 
