@@ -383,6 +383,7 @@ extern ngx_pt_fetch_t  *ngx_pt_fetch_in_post;
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_abort(ngx_pt_fetch_t *f);
+void ngx_pt_fetch_fail(ngx_pt_fetch_t *f, ngx_int_t rc);
 
 
 /* upstream authentication (ngx_pt_auth.c) */

@@ -1116,10 +1116,7 @@ ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
     f->auth_tried = 1;
 
     if (p == NULL || ngx_pt_fetch_start(f) != NGX_OK) {
-        ngx_pt_fetch_detach(f);
-        f->header = 0;
-        f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_pt_fetch_fail(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 }
 

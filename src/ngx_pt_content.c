@@ -31,6 +31,8 @@ typedef struct {
 static ngx_int_t ngx_pt_content_key(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *item, ngx_str_t *key);
 static ngx_int_t ngx_pt_content_push(ngx_array_t *a, yajl_val v);
+static ngx_int_t ngx_pt_content_delete_records(ngx_pool_t *pool,
+    ngx_log_t *log, MDB_txn *txn, ngx_str_t *name, ngx_str_t *id);
 static ngx_int_t ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_manifest_info_t *mi, ngx_str_t *now,
     ngx_pt_repo_t **repop);
@@ -1079,8 +1081,7 @@ ngx_int_t
 ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_dist_t *dist)
 {
-    u_char     buf[NGX_PT_UUID_LEN + 2];
-    ngx_str_t  id, prefix, key;
+    ngx_str_t  id;
 
     if (ngx_pt_db_del(log, txn, NGX_PT_DB_DISTS, &dist->meta.id) == NGX_ERROR
         || ngx_pt_db_del(log, txn, NGX_PT_DB_DIST_PATHS, &dist->base_path)
@@ -1099,21 +1100,43 @@ ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         return NGX_ERROR;
     }
 
-    id = dist->repository;
-
-    if (id.len == 0) {
+    if (dist->repository.len == 0) {
         return NGX_OK;
     }
 
-    prefix.data = buf;
-    prefix.len = ngx_sprintf(buf, "%V/", &id) - buf;
+    return ngx_pt_content_delete_records(pool, log, txn, &dist->base_path,
+                                         &dist->repository);
+}
 
-    if (ngx_pt_content_key(pool, &dist->base_path, NULL, &key) != NGX_OK
-        || ngx_pt_db_del(log, txn, NGX_PT_DB_REPOS, &id) == NGX_ERROR
-        || ngx_pt_db_del(log, txn, NGX_PT_DB_REPO_NAMES, &dist->base_path)
-           == NGX_ERROR
-        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_VERSIONS, &prefix)
-           != NGX_OK
+
+/* a repository's records: itself, its name, versions and content */
+
+static ngx_int_t
+ngx_pt_content_delete_records(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *name, ngx_str_t *id)
+{
+    u_char     buf[NGX_PT_UUID_LEN + 2];
+    ngx_str_t  prefix, key;
+
+    if (id->len > NGX_PT_UUID_LEN
+        || ngx_pt_content_key(pool, name, NULL, &key) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (id->len) {
+        prefix.data = buf;
+        prefix.len = ngx_sprintf(buf, "%V/", id) - buf;
+
+        if (ngx_pt_db_del(log, txn, NGX_PT_DB_REPOS, id) == NGX_ERROR
+            || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_VERSIONS,
+                                           &prefix) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_pt_db_del(log, txn, NGX_PT_DB_REPO_NAMES, name) == NGX_ERROR
         || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_TAGS, &key)
            != NGX_OK
         || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_MANIFESTS, &key)
@@ -1136,7 +1159,7 @@ ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 {
     void       *rec;
     ngx_int_t   rc;
-    ngx_str_t   id, key;
+    ngx_str_t   id;
 
     rc = ngx_pt_db_get(log, txn, NGX_PT_DB_DIST_PATHS, name, &id);
 
@@ -1153,25 +1176,15 @@ ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
     /* no distribution: the repository alone */
 
-    if (ngx_pt_db_get(log, txn, NGX_PT_DB_REPO_NAMES, name, &id) == NGX_OK) {
-        if (ngx_pt_db_del(log, txn, NGX_PT_DB_REPOS, &id) == NGX_ERROR
-            || ngx_pt_db_del(log, txn, NGX_PT_DB_REPO_NAMES, name)
-               == NGX_ERROR)
-        {
-            return NGX_ERROR;
-        }
-    }
+    rc = ngx_pt_db_get(log, txn, NGX_PT_DB_REPO_NAMES, name, &id);
 
-    if (ngx_pt_content_key(pool, name, NULL, &key) != NGX_OK
-        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_TAGS, &key)
-           != NGX_OK
-        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_MANIFESTS, &key)
-           != NGX_OK
-        || ngx_pt_content_delete_range(log, txn, NGX_PT_DB_BLOBS, &key)
-           != NGX_OK)
-    {
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    if (rc == NGX_DECLINED) {
+        ngx_str_null(&id);
+    }
+
+    return ngx_pt_content_delete_records(pool, log, txn, name, &id);
 }

@@ -652,10 +652,7 @@ ngx_pt_fetch_rate_handler(ngx_event_t *ev)
     }
 
     if (ngx_pt_fetch_start(f) != NGX_OK) {
-        ngx_pt_fetch_detach(f);
-        f->header = 0;
-        f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_pt_fetch_fail(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     ngx_http_run_posted_requests(c);
@@ -676,19 +673,26 @@ ngx_pt_fetch_retry_handler(ngx_event_t *ev)
     c = f->r->connection;
 
     if (f->timed_out) {
-        ngx_pt_fetch_detach(f);
-        f->header = 0;
-        f->rc = NGX_HTTP_GATEWAY_TIME_OUT;
-        f->done(f, NGX_HTTP_GATEWAY_TIME_OUT);
+        ngx_pt_fetch_fail(f, NGX_HTTP_GATEWAY_TIME_OUT);
 
     } else if (ngx_pt_fetch_start(f) != NGX_OK) {
-        ngx_pt_fetch_detach(f);
-        f->header = 0;
-        f->rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        f->done(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_pt_fetch_fail(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/* ends an exchange without an upstream answer: rc is what the client gets */
+
+void
+ngx_pt_fetch_fail(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    ngx_pt_fetch_detach(f);
+
+    f->header = 0;
+    f->rc = rc;
+    f->done(f, rc);
 }
 
 
