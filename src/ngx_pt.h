@@ -338,6 +338,9 @@ struct ngx_pt_fetch_s {
     ngx_uint_t                  max_retries;
     ngx_event_t                 retry;       /* backoff timer */
     ngx_msec_t                  total_timeout;  /* 0: none */
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  read_timeout;
+    ngx_event_t                 idle;
     ngx_uint_t                  rate_limit;  /* requests/s, 0: none */
     ngx_uint_t                  concurrency; /* exchanges at once, 0: any */
     ngx_str_t                   remote;      /* id, for the rate limit */
@@ -370,6 +373,7 @@ struct ngx_pt_fetch_s {
     unsigned                    timed_out:1;
     unsigned                    rate_ok:1;
     unsigned                    counted:1;   /* holds a concurrency slot */
+    unsigned                    connecting:1;  /* idle timer: connect */
     unsigned                    auth_tried:1;
     unsigned                    preempted:1;
 };

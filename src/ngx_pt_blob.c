@@ -511,6 +511,8 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     fill->fetch.total_timeout = tpl->total_timeout;
     fill->fetch.rate_limit = tpl->rate_limit;
     fill->fetch.concurrency = tpl->concurrency;
+    fill->fetch.connect_timeout = tpl->connect_timeout;
+    fill->fetch.read_timeout = tpl->read_timeout;
 
     fill->fetch.url.len = tpl->url.len;
     fill->fetch.url.data = ngx_pstrdup(pool, &tpl->url);

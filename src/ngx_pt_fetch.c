@@ -25,6 +25,9 @@ static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
 static void ngx_pt_fetch_deadline(ngx_event_t *ev);
+static void ngx_pt_fetch_time_out(ngx_connection_t *c);
+static void ngx_pt_fetch_idle_arm(ngx_pt_fetch_t *f);
+static void ngx_pt_fetch_idle(ngx_event_t *ev);
 static void ngx_pt_fetch_rate_handler(ngx_event_t *ev);
 static void ngx_pt_fetch_uncount(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_headers(ngx_http_request_t *sr,
@@ -338,6 +341,8 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
         return NGX_ERROR;
     }
 
+    ngx_pt_fetch_idle_arm(f);
+
     /* the remote's total_timeout bounds the whole exchange, all tries */
 
     if (f->total_timeout && !f->deadline.timer_set && !f->timed_out) {
@@ -391,6 +396,10 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     }
 
     f->sr = NULL;
+
+    if (f->idle.timer_set) {
+        ngx_del_timer(&f->idle);
+    }
 
     /* a Basic challenge gets the remote's credentials, once */
 
@@ -781,6 +790,15 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
         return;
     }
 
+    ngx_pt_fetch_time_out(c);
+}
+
+
+/* an upstream connection times out now, as nginx's own timers do it */
+
+static void
+ngx_pt_fetch_time_out(ngx_connection_t *c)
+{
     c->read->timedout = 1;
     c->write->timedout = 1;
 
@@ -789,10 +807,84 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
 }
 
 
+/*
+ * The remote's connect_timeout (or sock_connect_timeout) and
+ * sock_read_timeout, per subrequest: not connected in time, or no byte
+ * from the upstream for that long. The upstream then times out (504), and
+ * max_retries may try again.
+ */
+
+static void
+ngx_pt_fetch_idle_arm(ngx_pt_fetch_t *f)
+{
+    ngx_msec_t  t;
+
+    if (f->connect_timeout
+        && !(f->sr && f->sr->upstream && f->sr->upstream->request_sent))
+    {
+        t = f->connect_timeout;
+        f->connecting = 1;
+
+    } else {
+        t = f->read_timeout;
+        f->connecting = 0;
+    }
+
+    if (t == 0) {
+        if (f->idle.timer_set) {
+            ngx_del_timer(&f->idle);
+        }
+
+        return;
+    }
+
+    f->idle.handler = ngx_pt_fetch_idle;
+    f->idle.data = f;
+    f->idle.log = f->log;
+    f->idle.cancelable = 1;
+
+    ngx_add_timer(&f->idle, t);
+}
+
+
+static void
+ngx_pt_fetch_idle(ngx_event_t *ev)
+{
+    ngx_pt_fetch_t *f = ev->data;
+
+    ngx_http_upstream_t  *u;
+
+    if (f->sr == NULL || f->sr->upstream == NULL
+        || f->sr->upstream->peer.connection == NULL)
+    {
+        return;
+    }
+
+    u = f->sr->upstream;
+
+    if (u->request_sent && f->connecting) {
+        /* connected in time: from now on, reads are watched */
+        ngx_pt_fetch_idle_arm(f);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                  "pullthrough: \"%V\": %s the remote's %s", &f->url,
+                  u->request_sent ? "no data within" : "not connected within",
+                  u->request_sent ? "sock_read_timeout" : "connect_timeout");
+
+    ngx_pt_fetch_time_out(u->peer.connection);
+}
+
+
 void
 ngx_pt_fetch_detach(ngx_pt_fetch_t *f)
 {
     ngx_pt_fetch_uncount(f);
+
+    if (f->idle.timer_set) {
+        ngx_del_timer(&f->idle);
+    }
 
     if (f->deadline.timer_set) {
         ngx_del_timer(&f->deadline);
@@ -825,6 +917,10 @@ ngx_pt_fetch_cleanup(void *data)
     ngx_pt_fetch_t *f = data;
 
     ngx_pt_fetch_uncount(f);
+
+    if (f->idle.timer_set) {
+        ngx_del_timer(&f->idle);
+    }
 
     /* the request that carried the exchange is gone */
 
@@ -932,6 +1028,8 @@ ngx_pt_fetch_header_filter(ngx_http_request_t *r)
 
     f->header = 1;
     f->status = r->headers_out.status;
+
+    ngx_pt_fetch_idle_arm(f);
     f->length = r->headers_out.content_length_n;
 
     if (r->headers_out.content_type.len
@@ -995,6 +1093,10 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     f = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
     if (f == NULL || f->sr != r) {
         return ngx_http_next_body_filter(r, in);
+    }
+
+    if (in && f->read_timeout) {
+        ngx_pt_fetch_idle_arm(f);
     }
 
     if (f->status == NGX_HTTP_OK && f->body_handler && !f->stopped) {

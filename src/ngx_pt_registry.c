@@ -61,6 +61,7 @@ static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_uint_t ngx_pt_registry_max_retries(ngx_pt_remote_t *remote);
 static ngx_msec_t ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote);
+static ngx_msec_t ngx_pt_registry_seconds(double seconds);
 static ngx_int_t ngx_pt_registry_remote_settings(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
@@ -458,18 +459,23 @@ ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 }
 
 
-/* the remote's total_timeout in milliseconds, 0 when not set */
+/* a remote's timeout in milliseconds, 0 when not set */
+
+static ngx_msec_t
+ngx_pt_registry_seconds(double seconds)
+{
+    if (ngx_pt_null_num(seconds) || seconds <= 0 || seconds > 86400) {
+        return 0;
+    }
+
+    return (ngx_msec_t) (seconds * 1000);
+}
+
 
 static ngx_msec_t
 ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote)
 {
-    if (ngx_pt_null_num(remote->total_timeout)
-        || remote->total_timeout <= 0 || remote->total_timeout > 86400)
-    {
-        return 0;
-    }
-
-    return (ngx_msec_t) (remote->total_timeout * 1000);
+    return ngx_pt_registry_seconds(remote->total_timeout);
 }
 
 
@@ -985,6 +991,7 @@ static ngx_int_t
 ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_pt_fetch_t *f)
 {
+    ngx_msec_t        t;
     ngx_pt_remote_t  *remote = ctx->remote;
 
     if (ngx_pt_remote_basic(r->pool, remote, &f->basic) != NGX_OK) {
@@ -1005,6 +1012,15 @@ ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
                                            : 0;
     f->concurrency = remote->download_concurrency > 0
                      ? (ngx_uint_t) remote->download_concurrency : 0;
+
+    f->connect_timeout = ngx_pt_registry_seconds(remote->connect_timeout);
+    t = ngx_pt_registry_seconds(remote->sock_connect_timeout);
+
+    if (t && (f->connect_timeout == 0 || t < f->connect_timeout)) {
+        f->connect_timeout = t;
+    }
+
+    f->read_timeout = ngx_pt_registry_seconds(remote->sock_read_timeout);
 
     return NGX_OK;
 }

@@ -121,6 +121,10 @@ setup_cache($t, $fake->url, base_path => 'quick',
 setup_cache($t, $fake->url, base_path => 'quickretry',
             remote => { total_timeout => 0.8 });
 
+# sock_read_timeout: no byte from the upstream for that long
+setup_cache($t, $fake->url, base_path => 'readto',
+            remote => { sock_read_timeout => 0.5, max_retries => 0 });
+
 $PT::Pull::CMD_TIMEOUT = 30;
 
 sub sha256_of { 'sha256:' . Digest::SHA::sha256_hex($_[0]) }
@@ -411,6 +415,13 @@ $mortal->stop;
     ok($s < 1.8, sprintf('... within total_timeout, retries included (%.2f s)', $s));
     like($t->error_log, qr/took longer than the remote's total_timeout/,
          'the error log says why');
+
+    ($x, $s) = timed(sub { http_get($t, '/v2/readto/library/hello/manifests/1.1',
+                                    headers => { Accept => $ACCEPT }) });
+    is_oci_error($x, 504, 'UNAVAILABLE', 'sock_read_timeout 0.5 s: a stall is a 504');
+    ok($s >= 0.4 && $s < 1.5, sprintf('... after %.2f s', $s));
+    like($t->error_log, qr/no data within the remote's sock_read_timeout/,
+         '... and the error log says why');
     $fake->set_flag('unstall');
     $fake->clear_flag('stall');
 }
