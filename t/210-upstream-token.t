@@ -381,7 +381,7 @@ sub get_manifest {
 
 
 # concurrent first misses on both workers: one token request between them
-# (single flight across workers) is not asked for by issue 4; reported only
+# (the others wait for it, in their worker or through the shared zone)
 
 {
     $iss->reset_requests;
