@@ -27,6 +27,7 @@ if ($pid == 0) {
     open STDERR, '>&', \*STDOUT;
     setpgrp(0, 0);
     $ENV{NGINX_BIN} = $PT::Nginx::NGINX;
+    $ENV{LD_PRELOAD} = $ENV{PT_NGINX_PRELOAD} if $ENV{PT_NGINX_PRELOAD};
     $ENV{MODULE} = $PT::Nginx::MODULE;
     $ENV{PORT} = $port;
     $ENV{STATE_DIR} = $state;

@@ -33,7 +33,8 @@ package PT::Nginx;
 # (patterns of [alert]/[crit]/[emerg] lines a test expects), port, base_url,
 # dir, store.
 #
-# Environment: NGINX_BIN (nginx binary, default /usr/sbin/nginx), MODULE (the
+# Environment: PT_NGINX_PRELOAD (LD_PRELOAD for nginx only, e.g. libasan for
+# a module built with -fsanitize=address), NGINX_BIN (nginx binary, default /usr/sbin/nginx), MODULE (the
 # module's .so, default <repo>/build/nginx/objs/ngx_http_pullthrough_module.so).
 # NGINX is removed from the environment (see $NGINX below).
 
@@ -225,6 +226,9 @@ sub try_start {
             open STDIN, '<', '/dev/null';
             open STDOUT, '>>', "$self->{dir}/stderr.log";
             open STDERR, '>&', \*STDOUT;
+            # PT_NGINX_PRELOAD: a library for nginx alone (a sanitizer's
+            # runtime), not for the test's other programs
+            $ENV{LD_PRELOAD} = $ENV{PT_NGINX_PRELOAD} if $ENV{PT_NGINX_PRELOAD};
             { no warnings 'exec';
               exec $NGINX, '-p', "$self->{dir}/", '-c', $self->conf_file,
                   '-e', $self->error_log_file; }
@@ -360,6 +364,7 @@ sub reload {
     my $old = $self->worker_pids;
     $self->write_conf;
 
+    local $ENV{LD_PRELOAD} = $ENV{PT_NGINX_PRELOAD} if $ENV{PT_NGINX_PRELOAD};
     my $out = `$NGINX -p $self->{dir}/ -c @{[ $self->conf_file ]} -e @{[ $self->error_log_file ]} -s reload 2>&1`;
     die "nginx -s reload failed: $out\n" if $?;
 
