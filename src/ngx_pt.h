@@ -101,6 +101,8 @@ typedef ngx_int_t (*ngx_pt_db_iter_pt)(void *data, ngx_str_t *key,
     ngx_str_t *val);
 ngx_int_t ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_pt_db_iter_pt handler, void *data);
+ngx_int_t ngx_pt_db_each_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *prefix, ngx_pt_db_iter_pt handler, void *data);
 
 
 /* JSON (ngx_pt_json.c) */
@@ -462,6 +464,8 @@ ngx_int_t ngx_pt_content_parse_manifest(ngx_pool_t *pool,
 ngx_int_t ngx_pt_content_list(ngx_pool_t *pool, ngx_log_t *log,
     ngx_uint_t db, ngx_str_t *prefix, ngx_str_t *last, ngx_uint_t n,
     ngx_array_t *out, ngx_uint_t *more);
+ngx_array_t *ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *parent_id);
 ngx_int_t ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *parent_id);
 ngx_int_t ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log,

@@ -1143,58 +1143,35 @@ ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 }
 
 
-typedef struct {
-    ngx_pt_admin_t             *ctx;
-    ngx_str_t                  *parent;
-} ngx_pt_children_t;
-
-
-static ngx_int_t
-ngx_pt_admin_child(void *data, ngx_str_t *key, ngx_str_t *val)
-{
-    ngx_pt_children_t *ch = data;
-
-    u_char          buf[NGX_PT_HREF_LEN];
-    ngx_str_t       href;
-    ngx_pt_dist_t  *dist;
-
-    if (ngx_pt_record_decode(ch->ctx->pool, &ngx_pt_dist_type, val,
-                             (void **) &dist)
-        != NGX_OK)
-    {
-        return NGX_OK;
-    }
-
-    if (dist->parent.len == ch->parent->len
-        && ngx_strncmp(dist->parent.data, ch->parent->data, dist->parent.len)
-           == 0)
-    {
-        ngx_pt_record_href(&ngx_pt_dist_type, &dist->meta.id, buf, &href);
-        ngx_pt_json_str(ch->ctx->g, &href);
-    }
-
-    return NGX_OK;
-}
-
-
 /* hrefs of the per-image distributions that pulls made under a parent */
 
 static ngx_int_t
 ngx_pt_admin_render_children(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_str_t *parent)
 {
-    ngx_int_t          rc;
-    ngx_pt_children_t  ch;
+    u_char          buf[NGX_PT_HREF_LEN];
+    ngx_str_t       href;
+    ngx_uint_t      i;
+    ngx_array_t    *children;
+    ngx_pt_dist_t **dists;
 
-    ch.ctx = ctx;
-    ch.parent = parent;
+    children = ngx_pt_content_children(ctx->pool, ctx->log, txn, parent);
+    if (children == NULL) {
+        return NGX_ERROR;
+    }
+
+    dists = children->elts;
 
     ngx_pt_json_array_open(ctx->g);
-    rc = ngx_pt_db_each(ctx->log, txn, NGX_PT_DB_DISTS, ngx_pt_admin_child,
-                        &ch);
+
+    for (i = 0; i < children->nelts; i++) {
+        ngx_pt_record_href(&ngx_pt_dist_type, &dists[i]->meta.id, buf, &href);
+        ngx_pt_json_str(ctx->g, &href);
+    }
+
     ngx_pt_json_array_close(ctx->g);
 
-    return rc;
+    return NGX_OK;
 }
 
 

@@ -169,23 +169,60 @@ ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist)
 }
 
 
+typedef struct {
+    ngx_pt_admin_t             *ctx;
+    ngx_array_t                 docs;        /* yajl_val */
+} ngx_pt_versions_t;
+
+
+/* a stored version: kept when it is the one asked for (or all are) */
+
+static ngx_int_t
+ngx_pt_admin_version_doc(void *data, ngx_str_t *key, ngx_str_t *val)
+{
+    ngx_pt_versions_t *vs = data;
+
+    yajl_val   doc, *d, v;
+    ngx_int_t  n;
+    ngx_str_t  err;
+
+    doc = ngx_pt_json_parse(vs->ctx->pool, val, &err);
+    if (doc == NULL) {
+        return NGX_OK;
+    }
+
+    v = ngx_pt_json_get(doc, "number");
+    n = (v && YAJL_IS_INTEGER(v)) ? YAJL_GET_INTEGER(v) : -1;
+
+    if (vs->ctx->version >= 0 && n != vs->ctx->version) {
+        return NGX_OK;
+    }
+
+    d = ngx_array_push(&vs->docs);
+    if (d == NULL) {
+        return NGX_ERROR;
+    }
+
+    *d = doc;
+
+    return NGX_OK;
+}
+
+
 /* /repositories/container/container/<id>/versions/[<n>/] */
 
 ngx_int_t
 ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
 {
-    int             rc;
-    u_char          buf[NGX_PT_UUID_LEN + 2];
-    void           *rec;
-    MDB_val         k, v;
-    MDB_txn        *txn;
-    yajl_val        doc;
-    ngx_int_t       limit, offset, n, count;
-    ngx_str_t       prefix, val, err;
-    ngx_array_t     docs;
-    MDB_cursor     *cur;
-    ngx_pt_repo_t  *repo;
-    yajl_val       *d;
+    u_char             buf[NGX_PT_UUID_LEN + 2];
+    void              *rec;
+    MDB_txn           *txn;
+    ngx_int_t          rc, limit, offset, n, count;
+    ngx_str_t          prefix;
+    ngx_array_t        docs;
+    ngx_pt_repo_t     *repo;
+    ngx_pt_versions_t  vs;
+    yajl_val          *d;
 
     if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
         return ngx_pt_admin_store_error(ctx);
@@ -206,55 +243,24 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
 
     repo = rec;
 
-    if (ngx_array_init(&docs, ctx->pool, 4, sizeof(yajl_val)) != NGX_OK
-        || mdb_cursor_open(txn, ngx_pt_store_dbi(NGX_PT_DB_VERSIONS), &cur)
-           != 0)
-    {
-        ngx_pt_txn_abort(txn);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
+    vs.ctx = ctx;
     prefix.data = buf;
     prefix.len = ngx_sprintf(buf, "%V/", &repo->meta.id) - buf;
 
-    k.mv_data = prefix.data;
-    k.mv_size = prefix.len;
+    rc = ngx_array_init(&vs.docs, ctx->pool, 4, sizeof(yajl_val));
 
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (k.mv_size < prefix.len
-            || ngx_memcmp(k.mv_data, prefix.data, prefix.len) != 0)
-        {
-            break;
-        }
-
-        val.data = v.mv_data;
-        val.len = v.mv_size;
-
-        doc = ngx_pt_json_parse(ctx->pool, &val, &err);
-        if (doc == NULL) {
-            continue;
-        }
-
-        n = YAJL_IS_INTEGER(ngx_pt_json_get(doc, "number"))
-            ? YAJL_GET_INTEGER(ngx_pt_json_get(doc, "number")) : -1;
-
-        if (ctx->version >= 0 && n != ctx->version) {
-            continue;
-        }
-
-        d = ngx_array_push(&docs);
-        if (d == NULL) {
-            break;
-        }
-
-        *d = doc;
+    if (rc == NGX_OK) {
+        rc = ngx_pt_db_each_prefix(ctx->log, txn, NGX_PT_DB_VERSIONS, &prefix,
+                                   ngx_pt_admin_version_doc, &vs);
     }
 
-    mdb_cursor_close(cur);
     ngx_pt_txn_abort(txn);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    docs = vs.docs;
 
     d = docs.elts;
 

@@ -39,6 +39,8 @@ static ngx_int_t ngx_pt_content_repo(ngx_pool_t *pool, ngx_log_t *log,
 static ngx_int_t ngx_pt_content_version(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_repo_t *repo, ngx_str_t *now, ngx_uint_t initial);
 static ngx_int_t ngx_pt_content_snapshot(ngx_pt_snapshot_t *s);
+static ngx_int_t ngx_pt_content_snapshot_tag(void *data, ngx_str_t *key,
+    ngx_str_t *val);
 static ngx_uint_t ngx_pt_content_same(ngx_pool_t *pool, ngx_str_t *version,
     ngx_pt_snapshot_t *s);
 static ngx_int_t ngx_pt_content_add_unique(ngx_array_t *a, ngx_str_t *v);
@@ -644,66 +646,59 @@ ngx_pt_content_version(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 }
 
 
+/* a tag of the repository: "<repo>\0<tag>" -> digest */
+
+static ngx_int_t
+ngx_pt_content_snapshot_tag(void *data, ngx_str_t *key, ngx_str_t *val)
+{
+    ngx_pt_snapshot_t *s = data;
+
+    size_t         skip;
+    ngx_keyval_t  *kv;
+
+    skip = s->repo.len + 1;
+
+    kv = ngx_array_push(&s->tags);
+    if (kv == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* copies: LMDB's memory is valid only in the transaction */
+
+    kv->key.len = key->len - skip;
+    kv->key.data = ngx_pnalloc(s->pool, kv->key.len);
+    kv->value.len = val->len;
+    kv->value.data = ngx_pnalloc(s->pool, val->len);
+
+    if (kv->key.data == NULL || kv->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(kv->key.data, key->data + skip, kv->key.len);
+    ngx_memcpy(kv->value.data, val->data, val->len);
+
+    return ngx_pt_content_add_unique(&s->manifests, &kv->value);
+}
+
+
 static ngx_int_t
 ngx_pt_content_snapshot(ngx_pt_snapshot_t *s)
 {
-    int            rc;
     size_t         j;
-    MDB_val        k, v;
     yajl_val       doc, list;
     ngx_str_t      prefix, key, val, err, *m, item;
     ngx_uint_t     i;
-    MDB_cursor    *cur;
-    ngx_keyval_t  *kv;
 
     if (ngx_pt_content_key(s->pool, &s->repo, NULL, &prefix) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (mdb_cursor_open(s->txn, ngx_pt_store_dbi(NGX_PT_DB_TAGS), &cur) != 0) {
+    if (ngx_pt_db_each_prefix(s->log, s->txn, NGX_PT_DB_TAGS, &prefix,
+                              ngx_pt_content_snapshot_tag, s)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    k.mv_data = prefix.data;
-    k.mv_size = prefix.len;
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (k.mv_size < prefix.len
-            || ngx_memcmp(k.mv_data, prefix.data, prefix.len) != 0)
-        {
-            break;
-        }
-
-        kv = ngx_array_push(&s->tags);
-        if (kv == NULL) {
-            mdb_cursor_close(cur);
-            return NGX_ERROR;
-        }
-
-        kv->key.len = k.mv_size - prefix.len;
-        kv->key.data = ngx_pnalloc(s->pool, kv->key.len);
-        kv->value.len = v.mv_size;
-        kv->value.data = ngx_pnalloc(s->pool, v.mv_size);
-
-        if (kv->key.data == NULL || kv->value.data == NULL) {
-            mdb_cursor_close(cur);
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(kv->key.data, (u_char *) k.mv_data + prefix.len,
-                   kv->key.len);
-        ngx_memcpy(kv->value.data, v.mv_data, v.mv_size);
-
-        if (ngx_pt_content_add_unique(&s->manifests, &kv->value) != NGX_OK) {
-            mdb_cursor_close(cur);
-            return NGX_ERROR;
-        }
-    }
-
-    mdb_cursor_close(cur);
 
     /* manifests (and the children of indexes, when pulled), then blobs */
 
@@ -1005,7 +1000,7 @@ ngx_pt_content_delete_range(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
 typedef struct {
     ngx_pool_t                 *pool;
     ngx_str_t                  *parent;
-    ngx_array_t                 dists;       /* ngx_pt_dist_t * */
+    ngx_array_t                *dists;       /* ngx_pt_dist_t * */
 } ngx_pt_children_t;
 
 
@@ -1026,7 +1021,7 @@ ngx_pt_content_child(void *data, ngx_str_t *key, ngx_str_t *val)
         && ngx_strncmp(dist->parent.data, ch->parent->data, dist->parent.len)
            == 0)
     {
-        p = ngx_array_push(&ch->dists);
+        p = ngx_array_push(ch->dists);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -1035,6 +1030,29 @@ ngx_pt_content_child(void *data, ngx_str_t *key, ngx_str_t *val)
     }
 
     return NGX_OK;
+}
+
+
+/* the per-image distributions pulls made under a pull-through one */
+
+ngx_array_t *
+ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *parent_id)
+{
+    ngx_pt_children_t  ch;
+
+    ch.pool = pool;
+    ch.parent = parent_id;
+    ch.dists = ngx_array_create(pool, 4, sizeof(ngx_pt_dist_t *));
+
+    if (ch.dists == NULL
+        || ngx_pt_db_each(log, txn, NGX_PT_DB_DISTS, ngx_pt_content_child, &ch)
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return ch.dists;
 }
 
 
@@ -1049,23 +1067,18 @@ ngx_int_t
 ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *parent_id)
 {
-    ngx_uint_t          i;
-    ngx_pt_dist_t     **dists;
-    ngx_pt_children_t   ch;
+    ngx_uint_t       i;
+    ngx_array_t     *children;
+    ngx_pt_dist_t  **dists;
 
-    ch.pool = pool;
-    ch.parent = parent_id;
-
-    if (ngx_array_init(&ch.dists, pool, 4, sizeof(ngx_pt_dist_t *)) != NGX_OK
-        || ngx_pt_db_each(log, txn, NGX_PT_DB_DISTS, ngx_pt_content_child, &ch)
-           != NGX_OK)
-    {
+    children = ngx_pt_content_children(pool, log, txn, parent_id);
+    if (children == NULL) {
         return NGX_ERROR;
     }
 
-    dists = ch.dists.elts;
+    dists = children->elts;
 
-    for (i = 0; i < ch.dists.nelts; i++) {
+    for (i = 0; i < children->nelts; i++) {
         if (ngx_pt_content_delete_image(pool, log, txn, dists[i]) != NGX_OK) {
             return NGX_ERROR;
         }

@@ -589,6 +589,16 @@ ngx_int_t
 ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_pt_db_iter_pt handler, void *data)
 {
+    return ngx_pt_db_each_prefix(log, txn, db, NULL, handler, data);
+}
+
+
+/* the same, for the keys that begin with prefix (NULL: all of them) */
+
+ngx_int_t
+ngx_pt_db_each_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *prefix, ngx_pt_db_iter_pt handler, void *data)
+{
     int          rc;
     MDB_val      k, v;
     ngx_int_t    hrc;
@@ -605,10 +615,24 @@ ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
 
     hrc = NGX_OK;
 
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
+    if (prefix) {
+        k.mv_data = prefix->data;
+        k.mv_size = prefix->len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+
+    for ( /* void */ ; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+
+        if (prefix && (k.mv_size < prefix->len
+                       || ngx_memcmp(k.mv_data, prefix->data, prefix->len)
+                          != 0))
+        {
+            break;
+        }
+
         key.data = k.mv_data;
         key.len = k.mv_size;
         val.data = v.mv_data;
