@@ -79,6 +79,7 @@ static ngx_int_t ngx_pt_auth_dup(ngx_pool_t *pool, ngx_str_t *s);
 static ngx_pt_token_req_t *ngx_pt_auth_in_flight(ngx_str_t *key);
 static ngx_int_t ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f);
 static void ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_auth_set_bearer(ngx_pt_fetch_t *f, ngx_str_t *token);
 static ngx_int_t ngx_pt_auth_hint_key(ngx_pool_t *pool,
     ngx_pt_upstream_auth_t *auth, ngx_str_t *key);
 static ngx_int_t ngx_pt_auth_param(ngx_str_t *header, const char *name,
@@ -451,14 +452,10 @@ retry:
 
     /* a cached token: straight back to the upstream */
 
-    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + token.len);
-    if (p == NULL) {
+    if (ngx_pt_auth_set_bearer(f, &token) != NGX_OK) {
         return NGX_DECLINED;
     }
 
-    f->authorization.data = p;
-    f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7), token.data,
-                                      token.len) - p;
     f->auth_tried = 1;
 
     return ngx_pt_fetch_start(f) == NGX_OK ? NGX_OK : NGX_DECLINED;
@@ -498,8 +495,7 @@ ngx_pt_auth_hint_key(ngx_pool_t *pool, ngx_pt_upstream_auth_t *auth,
 void
 ngx_pt_auth_preempt(ngx_pt_fetch_t *f)
 {
-    u_char     *p;
-    ngx_str_t   key, token;
+    ngx_str_t  key, token;
 
     if (f->auth == NULL || f->authorization.len
         || ngx_pt_auth_hint_key(f->pool, f->auth, &key) != NGX_OK
@@ -508,15 +504,27 @@ ngx_pt_auth_preempt(ngx_pt_fetch_t *f)
         return;
     }
 
-    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + token.len);
+    if (ngx_pt_auth_set_bearer(f, &token) == NGX_OK) {
+        f->preempted = 1;
+    }
+}
+
+
+static ngx_int_t
+ngx_pt_auth_set_bearer(ngx_pt_fetch_t *f, ngx_str_t *token)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + token->len);
     if (p == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     f->authorization.data = p;
-    f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7), token.data,
-                                      token.len) - p;
-    f->preempted = 1;
+    f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7),
+                                      token->data, token->len) - p;
+
+    return NGX_OK;
 }
 
 
@@ -1095,8 +1103,6 @@ ngx_pt_auth_release(ngx_str_t *key)
 static void
 ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
 {
-    u_char  *p;
-
     if (req->token.data == NULL || req->status != 200) {
         ngx_pt_fetch_detach(f);
         f->rc = NGX_OK;
@@ -1104,18 +1110,11 @@ ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
         return;
     }
 
-    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + req->token.len);
-
-    if (p) {
-        f->authorization.data = p;
-        f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7),
-                                          req->token.data, req->token.len)
-                               - p;
-    }
-
     f->auth_tried = 1;
 
-    if (p == NULL || ngx_pt_fetch_start(f) != NGX_OK) {
+    if (ngx_pt_auth_set_bearer(f, &req->token) != NGX_OK
+        || ngx_pt_fetch_start(f) != NGX_OK)
+    {
         ngx_pt_fetch_fail(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
     }
 }

@@ -60,7 +60,6 @@ static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
 static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_uint_t ngx_pt_registry_max_retries(ngx_pt_remote_t *remote);
-static ngx_msec_t ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote);
 static ngx_msec_t ngx_pt_registry_seconds(double seconds);
 static ngx_int_t ngx_pt_registry_remote_settings(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
@@ -469,13 +468,6 @@ ngx_pt_registry_seconds(double seconds)
     }
 
     return (ngx_msec_t) (seconds * 1000);
-}
-
-
-static ngx_msec_t
-ngx_pt_registry_total_timeout(ngx_pt_remote_t *remote)
-{
-    return ngx_pt_registry_seconds(remote->total_timeout);
 }
 
 
@@ -1005,7 +997,7 @@ ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
     f->max_retries = ngx_pt_registry_max_retries(remote);
     f->insecure = !remote->tls_validation;
-    f->total_timeout = ngx_pt_registry_total_timeout(remote);
+    f->total_timeout = ngx_pt_registry_seconds(remote->total_timeout);
     f->headers = remote->headers;
     f->remote = remote->meta.id;
     f->rate_limit = remote->rate_limit > 0 ? (ngx_uint_t) remote->rate_limit
