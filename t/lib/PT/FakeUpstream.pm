@@ -23,13 +23,13 @@ package PT::FakeUpstream;
 #   $fake->reset_requests;
 #   $fake->stop;           # also done in DESTROY and at exit
 #
-# The server is a process forked by start() that forks again for each
-# connection; every connection carries one request and is closed after the
-# answer (Connection: close). A request is logged (requests.log in the
-# instance's directory, one JSON object a line) as soon as its head has been
-# read, before any answer: a client that got an answer finds its request in
-# requests(). Hooks run in the connection's process: they share nothing
-# with the test but the flags (files in the instance's directory).
+# The server (a PT::Server) is a process forked by start() that forks again
+# for each connection; every connection carries one request and is closed
+# after the answer (Connection: close). A request is logged (requests.log in
+# the instance's directory, one JSON object a line) as soon as its head has
+# been read, before any answer: a client that got an answer finds its
+# request in requests(). Hooks run in the connection's process: they share
+# nothing with the test but the flags (files in the instance's directory).
 #
 # Answers: [ STATUS, HEADERS (array of pairs or hash), BODY ] where BODY is
 #   - a string;
@@ -51,13 +51,12 @@ use warnings;
 use Carp qw(croak);
 use Fcntl qw(:flock);
 use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use JSON::PP;
-use POSIX qw(WNOHANG);
-use Scalar::Util qw(weaken);
+use POSIX ();
 use Time::HiRes qw(sleep time);
 
-my @INSTANCES;
+use parent 'PT::Server';
+
 my $JSON = JSON::PP->new->utf8->canonical;
 
 our %MT = (
@@ -84,10 +83,7 @@ sub new {
         seen => 0,
     }, $class;
 
-    push @INSTANCES, $self;
-    weaken($INSTANCES[-1]);
-
-    return $self;
+    return $self->_track;
 }
 
 
@@ -96,101 +92,7 @@ sub port { $_[0]{port} }
 sub host { '127.0.0.1:' . $_[0]{port} }
 sub url { 'http://' . $_[0]->host }
 sub pid { $_[0]{pid} }
-sub log_file { "$_[0]{dir}/requests.log" }
-
-
-sub start {
-    my ($self) = @_;
-
-    croak "the fake upstream is already running" if $self->{pid};
-
-    my $listen = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1', LocalPort => $self->{port} || 0,
-        Proto => 'tcp', Listen => 128, ReuseAddr => 1)
-        or die "fake upstream: listen: $!";
-    $self->{port} = $listen->sockport;
-
-    my $parent = $$;
-    my $pid = fork // die "fork: $!";
-
-    if ($pid == 0) {
-        # the server and its connections in a group of their own: stop()
-        # ends them all at once
-        setpgrp(0, 0);
-        $0 = "pt-fake-upstream $self->{port}";
-        $SIG{CHLD} = 'IGNORE';
-        $SIG{PIPE} = 'IGNORE';
-        $SIG{TERM} = sub { POSIX::_exit(0) };
-        $SIG{INT} = 'IGNORE';
-        $self->{server_pid} = $$;
-        $self->{owner} = 0;
-
-        while (1) {
-            POSIX::_exit(0) if getppid() != $parent;
-
-            my $rin = '';
-            vec($rin, fileno($listen), 1) = 1;
-            my $n = select(my $rout = $rin, undef, undef, 0.5);
-            next unless $n && $n > 0;
-
-            my $c = $listen->accept or next;
-            my $k = fork;
-            if (defined $k && $k == 0) {
-                close $listen;
-                eval { $self->_serve($c) };
-                POSIX::_exit(0);
-            }
-            close $c;
-        }
-    }
-
-    close $listen;
-    $self->{pid} = $pid;
-    $self->{owner} = $$;
-
-    return $self;
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    my $pid = $self->{pid} or return $self;
-    return $self unless $self->{owner} && $self->{owner} == $$;
-
-    # the group holds the server and its connection processes only
-    kill 'TERM', -$pid;
-    kill 'TERM', $pid;
-    my $deadline = time + 10;
-    while (waitpid($pid, WNOHANG) != $pid) {
-        if (time > $deadline) {
-            kill 'KILL', -$pid;
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            last;
-        }
-        sleep 0.01;
-    }
-    $self->{pid} = undef;
-
-    return $self;
-}
-
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop if $self->{pid};
-}
-
-
-END {
-    my $status = $?;
-    for my $f (grep { defined } @INSTANCES) {
-        $f->stop if $f->{pid};
-    }
-    $? = $status;
-}
+sub name { 'fake upstream' }
 
 
 # flags: small files shared with the server's processes
@@ -225,28 +127,6 @@ sub flag {
     return $v // '';
 }
 
-
-# the requests the server received since start (or reset_requests)
-
-sub requests {
-    my ($self) = @_;
-
-    open my $fh, '<', $self->log_file or return ();
-    flock($fh, LOCK_SH);
-    my @lines = <$fh>;
-    close $fh;
-
-    return map { $JSON->decode($_) } @lines[ $self->{seen} .. $#lines ];
-}
-
-sub reset_requests {
-    my ($self) = @_;
-    open my $fh, '<', $self->log_file or do { $self->{seen} = 0; return $self };
-    my @lines = <$fh>;
-    close $fh;
-    $self->{seen} = @lines;
-    return $self;
-}
 
 # requests whose method is $method (undef: any) and path matches $re
 sub requests_matching {

@@ -44,7 +44,7 @@ package PT::TokenIssuer;
 #
 # The server is a process forked by start() that forks again for each
 # connection (one request per connection, Connection: close), as
-# PT::FakeUpstream does; the settings file is how set() reaches it.
+# every PT::Server does; the settings file is how set() reaches it.
 #
 # Every request is logged (requests.log, one JSON object a line) once its
 # answer is decided and before it is sent: a client that got its answer
@@ -59,14 +59,13 @@ use warnings;
 use Carp qw(croak);
 use Fcntl qw(:flock);
 use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64 decode_base64);
-use POSIX qw(WNOHANG);
-use Scalar::Util qw(weaken);
+use POSIX ();
 use Time::HiRes qw(sleep time);
 
-my @INSTANCES;
+use parent 'PT::Server';
+
 my $JSON = JSON::PP->new->utf8->canonical;
 
 my @SETTINGS = qw(users expires_in omit_expires_in only_access_token
@@ -118,10 +117,7 @@ sub new {
     my %s = map { $_ => $opt{$_} } grep { exists $opt{$_} } @SETTINGS;
     $self->set(%s);
 
-    push @INSTANCES, $self;
-    weaken($INSTANCES[-1]);
-
-    return $self;
+    return $self->_track;
 }
 
 
@@ -135,7 +131,7 @@ sub pid { $_[0]{pid} }
 sub cert_file { $_[0]{cert} }
 sub key_file { $_[0]{key} }
 sub x5c { $_[0]{x5c} }
-sub log_file { "$_[0]{dir}/requests.log" }
+sub name { 'token issuer' }
 sub issuer { $_[0]{settings}{issuer} }
 sub service { $_[0]{settings}{service} }
 sub settings { +{ %{ $_[0]{settings} } } }
@@ -171,123 +167,13 @@ sub set {
 }
 
 
-sub start {
-    my ($self) = @_;
-
-    croak "the token issuer is already running" if $self->{pid};
-
-    my $listen = IO::Socket::INET->new(
-        LocalAddr => $self->{addr}, LocalPort => $self->{port} || 0,
-        Proto => 'tcp', Listen => 128, ReuseAddr => 1)
-        or die "token issuer: listen: $!";
-    $self->{port} = $listen->sockport;
-
-    my $parent = $$;
-    my $pid = fork // die "fork: $!";
-
-    if ($pid == 0) {
-        setpgrp(0, 0);
-        $0 = "pt-token-issuer $self->{port}";
-        $SIG{CHLD} = 'IGNORE';
-        $SIG{PIPE} = 'IGNORE';
-        $SIG{TERM} = sub { POSIX::_exit(0) };
-        $SIG{INT} = 'IGNORE';
-
-        while (1) {
-            POSIX::_exit(0) if getppid() != $parent;
-
-            my $rin = '';
-            vec($rin, fileno($listen), 1) = 1;
-            my $n = select(my $rout = $rin, undef, undef, 0.5);
-            next unless $n && $n > 0;
-
-            my $c = $listen->accept or next;
-            my $k = fork;
-            if (defined $k && $k == 0) {
-                close $listen;
-                eval { $self->_serve($c) };
-                POSIX::_exit(0);
-            }
-            close $c;
-        }
-    }
-
-    close $listen;
-    $self->{pid} = $pid;
-    $self->{owner} = $$;
-
-    return $self;
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    my $pid = $self->{pid} or return $self;
-    return $self unless $self->{owner} && $self->{owner} == $$;
-
-    kill 'TERM', -$pid;
-    kill 'TERM', $pid;
-    my $deadline = time + 10;
-    while (waitpid($pid, WNOHANG) != $pid) {
-        if (time > $deadline) {
-            kill 'KILL', -$pid;
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            last;
-        }
-        sleep 0.01;
-    }
-    $self->{pid} = undef;
-
-    return $self;
-}
-
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop if $self->{pid};
-}
-
-
-END {
-    my $status = $?;
-    for my $i (grep { defined } @INSTANCES) {
-        $i->stop if $i->{pid};
-    }
-    $? = $status;
-}
-
-
 # the log
-
-sub requests {
-    my ($self) = @_;
-
-    open my $fh, '<', $self->log_file or return ();
-    flock($fh, LOCK_SH);
-    my @lines = <$fh>;
-    close $fh;
-
-    return map { $JSON->decode($_) } @lines[ $self->{seen} .. $#lines ];
-}
 
 # every request since start, reset_requests or not
 sub all_requests {
     my ($self) = @_;
     local $self->{seen} = 0;
     return $self->requests;
-}
-
-sub reset_requests {
-    my ($self) = @_;
-    open my $fh, '<', $self->log_file or do { $self->{seen} = 0; return $self };
-    flock($fh, LOCK_SH);
-    my @lines = <$fh>;
-    close $fh;
-    $self->{seen} = @lines;
-    return $self;
 }
 
 # the requests for the token path, filtered:
