@@ -152,7 +152,7 @@ for my $wr (1 .. 4) {
 
 my $written = sub {
     my $n = 0;
-    $n += () = PT::Nginx::_slurp("$dir/writes.$_.log") =~ /\n/g for 1 .. 4;
+    $n += () = PT::Util::slurp("$dir/writes.$_.log") =~ /\n/g for 1 .. 4;
     return $n;
 };
 my $wait_writes = sub {
@@ -171,7 +171,7 @@ open my $stop, '>', "$dir/writes.stop" or die;
 close $stop;
 waitpid($_, 0) for @writers;
 
-my %status = map { split / / } map { split /\n/, PT::Nginx::_slurp("$dir/writes.$_.log") } 1 .. 4;
+my %status = map { split / / } map { split /\n/, PT::Util::slurp("$dir/writes.$_.log") } 1 .. 4;
 my @acked = sort grep { $status{$_} == 201 } keys %status;
 my @other = sort grep { $status{$_} != 201 } keys %status;
 cmp_ok(scalar @acked, '>=', 40, 'writes went on while workers were killed');

@@ -51,7 +51,7 @@ for my $v ('2', '999') {
 local $ENV{LD_PRELOAD} = $ENV{PT_NGINX_PRELOAD} if $ENV{PT_NGINX_PRELOAD};
 my $out = `$PT::Nginx::NGINX -t -p @{[ $t->dir ]}/ -c @{[ $t->conf_file ]} -e @{[ $t->dir ]}/test.log 2>&1`;
 ok($?, 'nginx -t fails on a newer store') or diag($out);
-like($out . PT::Nginx::_slurp($t->dir . '/test.log'), qr/schema version/, 'nginx -t names the schema version');
+like($out . PT::Util::slurp($t->dir . '/test.log'), qr/schema version/, 'nginx -t names the schema version');
 
 set_schema_version('1');
 $t->start;

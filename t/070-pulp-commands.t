@@ -36,7 +36,7 @@ sub bash {
     local $ENV{HTTPIE_CONFIG_DIR} = "$dir/httpie";
     local $ENV{HOME} = $dir;
     my $out = `bash $dir/script.sh 2>$dir/script.err </dev/null`;
-    return ($? >> 8, $out, PT::Nginx::_slurp("$dir/script.err"));
+    return ($? >> 8, $out, PT::Util::slurp("$dir/script.err"));
 }
 
 my ($rc, $out, $err) = bash(<<'EOF');

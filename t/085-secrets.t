@@ -109,7 +109,7 @@ for my $log (qw(access_log error_log stderr_log)) {
     my @l = leaks($t->$log);
     ok(!@l, "$log without a secret") or diag(join "\n", @l);
 }
-my $debug = PT::Nginx::_slurp($t->dir . '/debug.log');
+my $debug = PT::Util::slurp($t->dir . '/debug.log');
 like($debug, qr/\[debug\]/, 'the debug log has debug lines');
 my @l = leaks($debug);
 ok(!@l, 'debug log without a secret') or diag(join "\n", @l);

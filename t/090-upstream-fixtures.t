@@ -322,7 +322,7 @@ SKIP: {
 
     my $auth = PT::Registry->new(auth => { alice => 'wonder land' })->start;
     is_deeply([ $auth->credentials ], [ 'alice', 'wonder land' ], 'credentials');
-    like(PT::Registry::_slurp($auth->htpasswd_file), qr/^alice:\$2y\$/,
+    like(PT::Util::slurp($auth->htpasswd_file), qr/^alice:\$2y\$/,
          'bcrypt htpasswd');
 
     my $r = $http->get($auth->url . '/v2/');

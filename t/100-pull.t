@@ -87,7 +87,7 @@ sub check_oci {
     my ($dir, $ref, $what) = @_;
     my $i = $img->{$ref};
 
-    my $index = eval { $JSON->decode(PT::Images::_slurp("$dir/index.json")) };
+    my $index = eval { $JSON->decode(PT::Util::slurp("$dir/index.json")) };
     my @m = $index ? @{ $index->{manifests} } : ();
     is(scalar @m, 1, "$what: one image in index.json");
 

@@ -602,7 +602,7 @@ sub get_manifest {
 # no secret in nginx's logs
 
 {
-    my $logs = $t->error_log . $t->access_log . PT::Pull::_slurp($t->dir . '/cache.log');
+    my $logs = $t->error_log . $t->access_log . PT::Util::slurp($t->dir . '/cache.log');
     my @leaks;
     for my $u (@USERS) {
         push @leaks, "password of $u" if index($logs, $PW{$u}) >= 0;

@@ -52,6 +52,7 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use POSIX ();
 use Time::HiRes qw(time);
+use PT::Util qw(slurp spew run_output);
 
 our $FORMAT = 1;        # bump when the way images are built changes
 
@@ -216,7 +217,7 @@ sub build {
         die $err;
     }
 
-    _spew("$tmp/pt-images.json", $JSON->encode($meta));
+    spew("$tmp/pt-images.json", $JSON->encode($meta));
 
     # atomic publication; another process may have won the race
     unless (rename $tmp, $dir) {
@@ -241,7 +242,7 @@ sub build {
 
 sub _cached {
     my ($dir) = @_;
-    my $meta = $JSON->decode(_slurp("$dir/pt-images.json"));
+    my $meta = $JSON->decode(slurp("$dir/pt-images.json"));
     $meta->{dir} = $dir;
     $meta->{seconds} = 0;
     return $meta;
@@ -266,7 +267,7 @@ sub _build_layout {
     my $spec = $SETS{$set};
     mkdir "$dir/blobs";
     mkdir "$dir/blobs/sha256";
-    _spew("$dir/oci-layout", qq({"imageLayoutVersion":"1.0.0"}));
+    spew("$dir/oci-layout", qq({"imageLayoutVersion":"1.0.0"}));
 
     my (%layers, %refs, @index);
 
@@ -345,8 +346,8 @@ sub _build_layout {
                        annotations => { $REF_ANNOTATION => $name } };
     }
 
-    _spew("$dir/index.json",
-          $JSON->encode({ schemaVersion => 2, manifests => \@index }));
+    spew("$dir/index.json",
+         $JSON->encode({ schemaVersion => 2, manifests => \@index }));
 
     return { set => $set, refs => \%refs, layers => \%layers };
 }
@@ -355,7 +356,7 @@ sub _build_layout {
 sub _write_blob {
     my ($dir, $bytes) = @_;
     my $hex = sha256_hex($bytes);
-    _spew("$dir/blobs/sha256/$hex", $bytes);
+    spew("$dir/blobs/sha256/$hex", $bytes);
     return "sha256:$hex";
 }
 
@@ -474,25 +475,8 @@ sub skopeo_copy {
 
     my @cmd = ('skopeo', '--insecure-policy', 'copy', '--quiet',
                '--retry-times', '2', @opt, $src, $dst);
-    my $out = _run(@cmd);
+    my $out = run_output(@cmd);
     die "@cmd failed:\n$out" if $?;
-    return $out;
-}
-
-
-sub _run {
-    my (@cmd) = @_;
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDERR, '>&', \*STDOUT;
-        open STDIN, '<', '/dev/null';
-        { no warnings 'exec'; exec @cmd; }
-        print "exec $cmd[0]: $!\n";
-        POSIX::_exit(127);
-    }
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
     return $out;
 }
 
@@ -717,16 +701,17 @@ sub registry_request {
     my $tmp = tempdir('pt-curl-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
     my @body;
     if (defined $opt{content}) {
-        _spew("$tmp/req", $opt{content});
+        spew("$tmp/req", $opt{content});
         @body = ('--data-binary', "\@$tmp/req");
     }
-    my $out = _run('curl', '-sk', '-m', '60', '-X', $method,
-                   ($method eq 'HEAD' ? ('-I') : ()),
-                   '-D', "$tmp/h", '-o', "$tmp/b", @body,
-                   (map { ('-H', "$_: $headers{$_}") } sort keys %headers),
-                   $url);
+    my $out = run_output(
+        'curl', '-sk', '-m', '60', '-X', $method,
+        ($method eq 'HEAD' ? ('-I') : ()),
+        '-D', "$tmp/h", '-o', "$tmp/b", @body,
+        (map { ('-H', "$_: $headers{$_}") } sort keys %headers),
+        $url);
     die "curl $url: $out" if $?;
-    my @blocks = split /\r?\n\r?\n/, _slurp("$tmp/h");
+    my @blocks = split /\r?\n\r?\n/, slurp("$tmp/h");
     my ($status_line, @lines) = split /\r?\n/, $blocks[-1] // '';
     my ($status) = ($status_line // '') =~ m{^HTTP/\S+ (\d+)};
     my %h;
@@ -734,25 +719,10 @@ sub registry_request {
         my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
         $h{lc $k} = $v;
     }
-    my $content = _slurp("$tmp/b");
+    my $content = slurp("$tmp/b");
     remove_tree($tmp);
     return { status => $status || 599, headers => \%h, content => $content };
 }
 
-
-sub _slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or return '';
-    local $/;
-    my $s = <$fh>;
-    return $s // '';
-}
-
-sub _spew {
-    my ($file, $data) = @_;
-    open my $fh, '>:raw', $file or die "$file: $!";
-    print $fh $data;
-    close $fh or die "$file: $!";
-}
 
 1;

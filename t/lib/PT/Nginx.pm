@@ -51,6 +51,7 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
+use PT::Util qw(slurp spew);
 
 our $REPO = abs_path(dirname(__FILE__) . '/../../..');
 
@@ -116,9 +117,9 @@ sub conf_file { "$_[0]{dir}/nginx.conf" }
 sub error_log_file { "$_[0]{dir}/error.log" }
 sub access_log_file { "$_[0]{dir}/access.log" }
 
-sub error_log { _slurp($_[0]->error_log_file) }
-sub access_log { _slurp($_[0]->access_log_file) }
-sub stderr_log { _slurp("$_[0]{dir}/stderr.log") }
+sub error_log { slurp($_[0]->error_log_file) }
+sub access_log { slurp($_[0]->access_log_file) }
+sub stderr_log { slurp("$_[0]{dir}/stderr.log") }
 
 sub is_running { defined $_[0]{pid} }
 
@@ -194,7 +195,7 @@ sub write_conf {
     $conf =~ s/^(\s*http\s*\{[^\n]*\n)/$1$http/m
         or die "PT::Nginx: conf has no http block\n";
 
-    _spew($self->conf_file, "$main\n$conf");
+    spew($self->conf_file, "$main\n$conf");
 }
 
 
@@ -246,7 +247,7 @@ sub try_start {
         last unless $log =~ /bind\(\) to .* failed \(98/;
 
         # the bind error is not the module's: do not hold it against it
-        _spew($self->error_log_file, substr($self->error_log, 0, $mark));
+        spew($self->error_log_file, substr($self->error_log, 0, $mark));
         $self->{ports} = {};
         $self->_alloc_ports;
         $self->write_conf;
@@ -673,23 +674,6 @@ sub free_port {
     my $port = $s->sockport;
     close $s;
     return $port;
-}
-
-
-sub _slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    my $data = <$fh>;
-    return $data // '';
-}
-
-
-sub _spew {
-    my ($file, $data) = @_;
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $data;
-    close $fh or die "$file: $!";
 }
 
 

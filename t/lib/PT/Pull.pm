@@ -30,6 +30,7 @@ use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(sleep time);
 
 use PT::Pulp qw($REMOTES $DISTS dump_json create_remote create_dist);
+use PT::Util qw(slurp);
 
 our @EXPORT = qw(
     cache_conf setup_cache cache_ref cache_log cache_log_mark wait_cache_log
@@ -115,7 +116,7 @@ sub cache_ref {
 # ({ method, uri, path, status, bytes, cache, pid }, ...)
 sub cache_log {
     my ($t, $from) = @_;
-    my @lines = split /\n/, _slurp($t->dir . '/cache.log');
+    my @lines = split /\n/, slurp($t->dir . '/cache.log');
     my @r;
     for my $l (@lines[ ($from // 0) .. $#lines ]) {
         my ($m, $u, $s, $b, $c, $pid) =
@@ -139,9 +140,9 @@ sub cache_log_mark {
     my $file = $t->dir . '/cache.log';
     my $tag = 'pt-sync=' . ++$SYNC . "-$$";
     $t->get("/v2/?$tag");
-    wait_for(sub { index(_slurp($file), "/v2/?$tag ") >= 0 }, 10)
+    wait_for(sub { index(slurp($file), "/v2/?$tag ") >= 0 }, 10)
         or die "cache.log: no line for GET /v2/?$tag\n";
-    my $n = () = _slurp($file) =~ /\n/g;
+    my $n = () = slurp($file) =~ /\n/g;
     return $n;
 }
 
@@ -475,7 +476,7 @@ sub bg_result {
         }
         sleep 0.02;
     }
-    my $data = _slurp("$h->{dir}/result");
+    my $data = slurp("$h->{dir}/result");
     return length $data ? $JSON->decode($data)
                         : { status => 599, error => 'bg_stream_get: no result' };
 }
@@ -518,14 +519,6 @@ sub is_oci_error {
             . ($r->{headers}{'content-type'} // '-') . " "
             . ($r->{content} // '') . "\nwant $status $code");
     return $ok;
-}
-
-
-sub _slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or return '';
-    local $/;
-    return scalar <$fh> // '';
 }
 
 

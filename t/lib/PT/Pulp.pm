@@ -13,6 +13,7 @@ use File::Temp qw(tempdir);
 use JSON::PP;
 use POSIX ();
 use Time::Local qw(timegm);
+use PT::Util qw(slurp);
 
 our @EXPORT = qw(
     $API $REMOTES $DISTS $TASKS $UUID_RE $TS_RE
@@ -160,7 +161,7 @@ sub make_cert {
     my $out = `openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=$cn -keyout $dir/$cn.key -out $dir/$cn.crt 2>&1`;
     die "openssl req: $out" if $?;
 
-    return (_slurp("$dir/$cn.crt"), _slurp("$dir/$cn.key"));
+    return (slurp("$dir/$cn.crt"), slurp("$dir/$cn.key"));
 }
 
 
@@ -193,7 +194,7 @@ sub parallel {
     close $gate_w;
     waitpid($_, 0) for @pids;
 
-    return [ map { my $d = _slurp("$dir/$_"); length $d ? $JSON->decode($d)->[0] : { error => 'no result' } } 0 .. $n - 1 ];
+    return [ map { my $d = slurp("$dir/$_"); length $d ? $JSON->decode($d)->[0] : { error => 'no result' } } 0 .. $n - 1 ];
 }
 
 
@@ -286,14 +287,6 @@ sub is_json_status {
 sub _is_json_type {
     my ($r) = @_;
     return ($r->{headers}{'content-type'} // '') =~ m{^application/json\b}i;
-}
-
-
-sub _slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    return scalar <$fh> // '';
 }
 
 

@@ -38,6 +38,7 @@ use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
+use PT::Util qw(slurp spew);
 
 our $BIN = $ENV{PT_REGISTRY_BIN} || '/usr/bin/docker-registry';
 our $TIMEOUT = 15;      # seconds to wait for the registry to start or stop
@@ -138,8 +139,8 @@ sub htpasswd_file { $_[0]{auth} ? "$_[0]{dir}/htpasswd" : undef }
 sub tls { $_[0]{tls} }
 sub token { $_[0]{token} }
 
-sub access_log { _slurp($_[0]->access_log_file) }
-sub registry_log { _slurp($_[0]->log_file) }
+sub access_log { slurp($_[0]->access_log_file) }
+sub registry_log { slurp($_[0]->log_file) }
 
 # ([USER, PASSWORD]) of the first user (sorted by name), or () without auth;
 # with token: its user and password, when given
@@ -181,7 +182,7 @@ sub _write_htpasswd {
         $out .= "$line\n";
     }
 
-    _spew("$self->{dir}/htpasswd", $out);
+    spew("$self->{dir}/htpasswd", $out);
 }
 
 
@@ -248,7 +249,7 @@ EOF
 
     $yaml .= $self->{extra};
 
-    _spew($self->config_file, $yaml);
+    spew($self->config_file, $yaml);
 }
 
 
@@ -653,19 +654,5 @@ sub free_port {
     return $port;
 }
 
-sub _slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or return '';
-    local $/;
-    my $s = <$fh>;
-    return $s // '';
-}
-
-sub _spew {
-    my ($file, $data) = @_;
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $data;
-    close $fh or die "$file: $!";
-}
 
 1;

@@ -65,6 +65,7 @@ use POSIX ();
 use Time::HiRes qw(sleep time);
 
 use parent 'PT::Server';
+use PT::Util qw(slurp spew run_output);
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -101,14 +102,15 @@ sub new {
     } else {
         $self->{key} = "$self->{dir}/issuer.key";
         $self->{cert} = "$self->{dir}/issuer.crt";
-        my $out = _run('openssl', 'req', '-x509', '-newkey', 'rsa:2048',
-                       '-nodes', '-days', '2', '-subj', '/CN=pt-token-issuer',
-                       '-keyout', $self->{key}, '-out', $self->{cert});
+        my $out = run_output(
+            'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+            '-days', '2', '-subj', '/CN=pt-token-issuer',
+            '-keyout', $self->{key}, '-out', $self->{cert});
         croak "openssl req: $out" if $?;
     }
 
     # x5c: the certificate's DER in base64, which is the PEM body
-    my $pem = _slurp($self->{cert});
+    my $pem = slurp($self->{cert});
     my ($b64) = $pem =~ /-----BEGIN CERTIFICATE-----\s*(.*?)-----END CERTIFICATE-----/s
         or croak "no certificate in $self->{cert}";
     $b64 =~ s/\s+//g;
@@ -160,7 +162,7 @@ sub set {
     }
 
     my $f = "$self->{dir}/settings.json";
-    _spew("$f.tmp", $JSON->encode($self->{settings}));
+    spew("$f.tmp", $JSON->encode($self->{settings}));
     rename "$f.tmp", $f or die "rename $f: $!";
 
     return $self;
@@ -266,7 +268,7 @@ sub _serve {
         $req->{password} = $p;
     }
 
-    my $s = eval { $JSON->decode(_slurp("$self->{dir}/settings.json")) }
+    my $s = eval { $JSON->decode(slurp("$self->{dir}/settings.json")) }
         || $self->{settings};
 
     my ($status, $ctype, $body, @extra) = $self->_answer($req, $s);
@@ -379,7 +381,7 @@ sub _sign {
     my ($self, $input) = @_;
 
     my $tmp = "$self->{dir}/sign.$$";
-    _spew($tmp, $input);
+    spew($tmp, $input);
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
         open STDERR, '>', '/dev/null';
@@ -428,35 +430,5 @@ sub _iso8601 {
         $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0];
 }
 
-sub _run {
-    my (@cmd) = @_;
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDERR, '>&', \*STDOUT;
-        open STDIN, '<', '/dev/null';
-        { no warnings 'exec'; exec @cmd; }
-        print "exec $cmd[0]: $!\n";
-        POSIX::_exit(127);
-    }
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    return $out;
-}
-
-sub _slurp {
-    my ($file) = @_;
-    open my $fh, '<:raw', $file or return '';
-    local $/;
-    my $s = <$fh>;
-    return $s // '';
-}
-
-sub _spew {
-    my ($file, $data) = @_;
-    open my $fh, '>:raw', $file or die "$file: $!";
-    print $fh $data;
-    close $fh or die "$file: $!";
-}
 
 1;
