@@ -24,7 +24,14 @@ BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
               libcurl4-openssl-dev libssl-dev
 RUN_PKGS   := nginx ca-certificates
 TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman jq httpie curl \
-              openssl apache2-utils
+              openssl apache2-utils tinyproxy
+
+# the data-plane tests, run again with every remote reached through
+# libcurl (the transport of remotes with a proxy, a CA or a client cert)
+CURL_TESTS := t/100-pull.t t/110-registry-api.t t/120-fill-integrity.t \
+              t/125-upstream-failures.t t/130-repositories.t \
+              t/140-fill-lifecycle.t t/200-upstream-access.t \
+              t/210-upstream-token.t
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -80,6 +87,9 @@ run: build deps-run
 
 test: build deps-test
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/
+	@echo "# the same exchanges through libcurl (PT_TRANSPORT=curl)"
+	@PT_TRANSPORT=curl NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) \
+	    prove -j$(TEST_JOBS) -I t/lib $(CURL_TESTS)
 
 bench: build deps-test
 	@$(MAKE) --no-print-directory -s apt-install PKGS="wrk"

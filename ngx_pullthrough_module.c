@@ -423,7 +423,9 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
 
     (void) ngx_pt_store_open(cycle, pmcf);
 
-    if (ngx_pt_auth_init_process(cycle) != NGX_OK) {
+    if (ngx_pt_auth_init_process(cycle) != NGX_OK
+        || ngx_pt_curl_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -434,5 +436,6 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_pullthrough_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_pt_curl_exit_process(cycle);
     ngx_pt_store_close();
 }

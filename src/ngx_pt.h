@@ -307,6 +307,22 @@ ngx_int_t ngx_pt_id_valid(ngx_str_t *id);
 /* upstream exchanges (ngx_pt_fetch.c) */
 
 typedef struct ngx_pt_fetch_s  ngx_pt_fetch_t;
+typedef struct ngx_pt_curl_s   ngx_pt_curl_t;
+
+/*
+ * How the remote's upstream is reached by libcurl: token requests always,
+ * registry exchanges when nginx's proxy module cannot make them (a forward
+ * proxy, the remote's own CA, a client certificate). C strings.
+ */
+typedef struct {
+    ngx_str_t                   ca_cert;     /* PEM */
+    ngx_str_t                   client_cert; /* PEM */
+    ngx_str_t                   client_key;  /* PEM */
+    ngx_str_t                   proxy_url;
+    ngx_str_t                   proxy_username;
+    ngx_str_t                   proxy_password;
+    ngx_uint_t                  tls_validation;
+} ngx_pt_link_t;
 
 /* what a token request needs of the remote, copied: it may outlive it */
 typedef struct {
@@ -314,8 +330,7 @@ typedef struct {
     ngx_str_t                   name;        /* upstream repository name */
     ngx_str_t                   username;
     ngx_str_t                   password;
-    ngx_str_t                   ca_cert;
-    ngx_uint_t                  tls_validation;
+    ngx_pt_link_t               link;
     long                        timeout_ms;
     ngx_thread_pool_t          *thread_pool;
 } ngx_pt_upstream_auth_t;
@@ -332,6 +347,9 @@ struct ngx_pt_fetch_s {
     ngx_str_t                   basic;       /* for a Basic challenge */
     ngx_array_t                *headers;     /* the remote's, ngx_keyval_t */
     ngx_pt_upstream_auth_t     *auth;        /* for a Bearer challenge */
+    ngx_pt_link_t              *link;        /* set: libcurl, not a
+                                                subrequest */
+    ngx_pt_curl_t              *curl;        /* its transfer, running */
     ngx_pool_cleanup_t         *token_cln;   /* while a token is fetched */
     ngx_uint_t                  head;
     ngx_uint_t                  insecure;    /* tls_validation false */
@@ -390,6 +408,29 @@ ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_abort(ngx_pt_fetch_t *f);
 void ngx_pt_fetch_fail(ngx_pt_fetch_t *f, ngx_int_t rc);
+void ngx_pt_fetch_resume(ngx_pt_fetch_t *f);
+ngx_uint_t ngx_pt_fetch_running(ngx_pt_fetch_t *f);
+
+/* for the libcurl transport: what the proxy module's filters do */
+ngx_int_t ngx_pt_fetch_got_header(ngx_pt_fetch_t *f);
+void ngx_pt_fetch_got_body(ngx_pt_fetch_t *f, ngx_chain_t *in);
+void ngx_pt_fetch_end(ngx_pt_fetch_t *f, ngx_int_t rc);
+
+
+/* exchanges through libcurl (ngx_pt_curl.c) */
+
+ngx_int_t ngx_pt_curl_init_process(ngx_cycle_t *cycle);
+void ngx_pt_curl_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_pt_link_init(ngx_pool_t *pool, ngx_pt_remote_t *remote,
+    ngx_pt_link_t *link);
+ngx_uint_t ngx_pt_link_needed(ngx_pt_link_t *link);
+ngx_int_t ngx_pt_link_copy(ngx_pool_t *pool, ngx_pt_link_t *dst,
+    ngx_pt_link_t *src);
+void ngx_pt_link_apply(void *easy, ngx_pt_link_t *link);
+ngx_int_t ngx_pt_curl_start(ngx_pt_fetch_t *f);
+void ngx_pt_curl_resume(ngx_pt_curl_t *c);
+void ngx_pt_curl_stop(ngx_pt_curl_t *c);
+void ngx_pt_curl_orphan(ngx_pt_fetch_t *f);
 
 
 /* upstream authentication (ngx_pt_auth.c) */

@@ -31,7 +31,7 @@ typedef struct {
 typedef struct {
     ngx_rbtree_node_t           node;
     ngx_queue_t                 queue;
-    time_t                      expires;
+    uint64_t                    expires;     /* wall clock, ms */
     size_t                      key_len;
     size_t                      token_len;
     u_char                      data[1];     /* key, then token */
@@ -62,8 +62,7 @@ typedef struct {
     char                       *url;
     ngx_str_t                   username;
     ngx_str_t                   password;
-    ngx_str_t                   ca_cert;
-    ngx_uint_t                  tls_validation;
+    ngx_pt_link_t               link;        /* proxy, CA, client cert */
     long                        timeout_ms;
 
     /* results */
@@ -86,7 +85,9 @@ static ngx_int_t ngx_pt_auth_param(ngx_str_t *header, const char *name,
     ngx_pool_t *pool, ngx_str_t *value);
 static ngx_int_t ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool,
     ngx_str_t *token);
-static void ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl);
+static void ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token,
+    ngx_msec_t ttl);
+static uint64_t ngx_pt_auth_clock(void);
 static ngx_pt_token_node_t *ngx_pt_auth_lookup(ngx_str_t *key,
     uint32_t hash);
 static void ngx_pt_auth_insert_value(ngx_rbtree_node_t *temp,
@@ -101,11 +102,11 @@ static void ngx_pt_auth_finish(ngx_pt_token_req_t *req);
 static ngx_uint_t ngx_pt_auth_claim(ngx_str_t *key);
 static void ngx_pt_auth_release(ngx_str_t *key);
 static ngx_uint_t ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value,
-    time_t ttl);
+    ngx_msec_t ttl);
 static void ngx_pt_auth_uncache(ngx_str_t *key);
 static void ngx_pt_auth_conc_reset(void);
 static void ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
-    uint32_t hash, ngx_str_t *token, time_t ttl);
+    uint32_t hash, ngx_str_t *token, ngx_msec_t ttl);
 
 
 typedef struct {
@@ -401,12 +402,10 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
         }
     }
 
-    if (f->auth->ca_cert.len) {
-        req->ca_cert.data = ngx_pstrdup(pool, &f->auth->ca_cert);
-        req->ca_cert.len = f->auth->ca_cert.len;
+    if (ngx_pt_link_copy(pool, &req->link, &f->auth->link) != NGX_OK) {
+        goto failed;
     }
 
-    req->tls_validation = f->auth->tls_validation;
     req->timeout_ms = f->auth->timeout_ms;
 
     task->handler = ngx_pt_auth_thread;
@@ -616,7 +615,7 @@ ngx_pt_auth_copy(ngx_pool_t *pool, ngx_pt_upstream_auth_t *src)
         || ngx_pt_auth_dup(pool, &a->name) != NGX_OK
         || ngx_pt_auth_dup(pool, &a->username) != NGX_OK
         || ngx_pt_auth_dup(pool, &a->password) != NGX_OK
-        || ngx_pt_auth_dup(pool, &a->ca_cert) != NGX_OK)
+        || ngx_pt_link_copy(pool, &a->link, &src->link) != NGX_OK)
     {
         return NULL;
     }
@@ -801,7 +800,6 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
     CURLcode    rc;
     yajl_val    doc, v;
     ngx_buf_t   body;
-    struct curl_blob  blob;
 
     req->status = 0;
     req->error[0] = '\0';
@@ -845,16 +843,8 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
         curl_easy_setopt(curl, CURLOPT_PASSWORD, (char *) req->password.data);
     }
 
-    if (!req->tls_validation) {
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-
-    } else if (req->ca_cert.len) {
-        blob.data = req->ca_cert.data;
-        blob.len = req->ca_cert.len;
-        blob.flags = CURL_BLOB_COPY;
-        curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
-    }
+    /* the remote's forward proxy, trusted CA and client certificate */
+    ngx_pt_link_apply(curl, &req->link);
 
     rc = curl_easy_perform(curl);
 
@@ -938,8 +928,8 @@ ngx_pt_auth_done(ngx_event_t *ev)
 {
     ngx_pt_token_req_t *req = ev->data;
 
-    u_char  *token;
-    time_t   ttl;
+    u_char      *token;
+    ngx_msec_t   ttl;
 
     ngx_pt_auth_release(&req->key);
 
@@ -959,9 +949,10 @@ ngx_pt_auth_done(ngx_event_t *ev)
     req->token.data = token;
 
     if (req->token.data && req->status == 200) {
-        /* kept until shortly before it expires */
-        ttl = req->ttl > 20 ? req->ttl - 10
-                            : (req->ttl * 3 / 4 > 0 ? req->ttl * 3 / 4 : 1);
+        /* kept until shortly before it expires (in ms: short-lived
+         * tokens are not cut at a second's boundary) */
+        ttl = req->ttl > 20 ? (ngx_msec_t) (req->ttl - 10) * 1000
+                            : (ngx_msec_t) req->ttl * 750;
 
         ngx_pt_auth_cache(&req->key, &req->token, ttl);
 
@@ -1077,7 +1068,7 @@ ngx_pt_auth_claim(ngx_str_t *key)
 
     ngx_str_set(&none, "-");
 
-    return ngx_pt_auth_cache_add(&claim, &none, NGX_PT_TOKEN_CLAIM);
+    return ngx_pt_auth_cache_add(&claim, &none, NGX_PT_TOKEN_CLAIM * 1000);
 }
 
 
@@ -1183,10 +1174,11 @@ ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate)
 
     if (tn && tn->token_len == sizeof(state)) {
         ngx_memcpy(tn->data + tn->key_len, &state, sizeof(state));
-        tn->expires = ngx_time() + 3600;
+        tn->expires = ngx_pt_auth_clock() + 3600 * 1000;
 
     } else {
-        ngx_pt_auth_store_locked(tokens_zone, &key, hash, &value, 3600);
+        ngx_pt_auth_store_locked(tokens_zone, &key, hash, &value,
+                                 3600 * 1000);
     }
 
     ngx_shmtx_unlock(&tokens_zone->shpool->mutex);
@@ -1268,12 +1260,12 @@ ngx_pt_auth_conc_update(ngx_str_t *remote, ngx_uint_t limit, ngx_int_t add)
 
     if (tn) {
         ngx_memcpy(tn->data + tn->key_len, &conc, sizeof(ngx_pt_conc_t));
-        tn->expires = ngx_time() + 86400;
+        tn->expires = ngx_pt_auth_clock() + 86400 * 1000;
 
     } else {
         value.data = (u_char *) &conc;
         value.len = sizeof(ngx_pt_conc_t);
-        ngx_pt_auth_store_locked(zone, &key, hash, &value, 86400);
+        ngx_pt_auth_store_locked(zone, &key, hash, &value, 86400 * 1000);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -1354,7 +1346,7 @@ ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
 
     tn = ngx_pt_auth_lookup(key, hash);
 
-    if (tn == NULL || tn->expires <= ngx_time()) {
+    if (tn == NULL || tn->expires <= ngx_pt_auth_clock()) {
         ngx_shmtx_unlock(&tokens->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -1378,7 +1370,7 @@ ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
 /* stores key unless an unexpired entry has it: 1 when stored */
 
 static ngx_uint_t
-ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value, time_t ttl)
+ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value, ngx_msec_t ttl)
 {
     uint32_t              hash;
     ngx_pt_tokens_t      *tokens;
@@ -1395,7 +1387,7 @@ ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value, time_t ttl)
 
     tn = ngx_pt_auth_lookup(key, hash);
 
-    if (tn && tn->expires > ngx_time()) {
+    if (tn && tn->expires > ngx_pt_auth_clock()) {
         ngx_shmtx_unlock(&tokens->shpool->mutex);
         return 0;
     }
@@ -1437,7 +1429,7 @@ ngx_pt_auth_uncache(ngx_str_t *key)
 
 
 static void
-ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
+ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, ngx_msec_t ttl)
 {
     uint32_t          hash;
     ngx_pt_tokens_t  *tokens;
@@ -1457,7 +1449,7 @@ ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, time_t ttl)
 
 static void
 ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
-    uint32_t hash, ngx_str_t *token, time_t ttl)
+    uint32_t hash, ngx_str_t *token, ngx_msec_t ttl)
 {
     size_t                size;
     ngx_uint_t            tries;
@@ -1496,7 +1488,7 @@ ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
     }
 
     tn->node.key = hash;
-    tn->expires = ngx_time() + ttl;
+    tn->expires = ngx_pt_auth_clock() + ttl;
     tn->key_len = key->len;
     tn->token_len = token->len;
     ngx_memcpy(tn->data, key->data, key->len);
@@ -1504,6 +1496,19 @@ ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
 
     ngx_rbtree_insert(&tokens->sh->rbtree, &tn->node);
     ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
+}
+
+
+/* the wall clock in ms: workers compare expiry times in the shared zone */
+
+static uint64_t
+ngx_pt_auth_clock(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
 }
 
 

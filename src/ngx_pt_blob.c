@@ -541,6 +541,15 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
         ngx_pt_auth_preempt(&fill->fetch);
     }
 
+    if (tpl->link) {
+        fill->fetch.link = ngx_palloc(pool, sizeof(ngx_pt_link_t));
+        if (fill->fetch.link == NULL
+            || ngx_pt_link_copy(pool, fill->fetch.link, tpl->link) != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
     headers = tpl->headers;
 
     if (headers && headers->nelts) {
@@ -807,7 +816,6 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
     ngx_pt_fill_task_ctx_t *ctx = ev->data;
 
     ngx_pt_fill_t       *fill;
-    ngx_http_request_t  *sr;
 
     fill = ctx->fill;
     fill->busy = 0;
@@ -830,7 +838,7 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
 
     ngx_pt_fill_notify(fill);
 
-    if (fill->pending && fill->fetch.sr) {
+    if (fill->pending && ngx_pt_fetch_running(&fill->fetch)) {
         /* the upstream waits for room: copy, then let it read on */
 
         if (ngx_pt_fill_drain(fill) != NGX_OK) {
@@ -841,11 +849,7 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
         if (!fill->blocked) {
             /* the upstream runs its own connection's posted requests */
             fill->in_task = 0;
-
-            sr = fill->fetch.sr;
-            if (ngx_http_post_request(sr, NULL) == NGX_OK) {
-                ngx_http_run_posted_requests(sr->connection);
-            }
+            ngx_pt_fetch_resume(&fill->fetch);
         }
 
     } else if (fill->cur->last > fill->cur->pos) {
@@ -1071,8 +1075,7 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
 static void
 ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
 {
-    ngx_chain_t         *cl;
-    ngx_http_request_t  *sr;
+    ngx_chain_t  *cl;
 
     if (fill->state == NGX_PT_FILL_FAILED) {
         return;
@@ -1094,13 +1097,9 @@ ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
 
     fill->pending = NULL;
 
-    if (fill->fetch.sr && fill->in_task) {
-        sr = fill->fetch.sr;
+    if (ngx_pt_fetch_running(&fill->fetch) && fill->in_task) {
         ngx_pt_fetch_abort(&fill->fetch);
-
-        if (ngx_http_post_request(sr, NULL) == NGX_OK) {
-            ngx_http_run_posted_requests(sr->connection);
-        }
+        ngx_pt_fetch_resume(&fill->fetch);
     }
 
     /* a write still in flight deletes nothing: the file goes now */
@@ -1480,7 +1479,7 @@ ngx_pt_reader_release(ngx_pt_reader_t *rd)
 
     parent = (fill->fetch.r == r);
 
-    if (parent && fill->fetch.sr) {
+    if (parent && ngx_pt_fetch_running(&fill->fetch)) {
         return;
     }
 

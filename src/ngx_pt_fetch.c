@@ -5,6 +5,9 @@
  * location, where nginx's proxy module does the HTTP work; this file feeds
  * it the URL and headers through variables and takes the response back
  * through a header and a body filter, before anything reaches the client.
+ * Remotes the proxy module cannot reach (a forward proxy, their own CA, a
+ * client certificate) go through libcurl instead (ngx_pt_curl.c), which
+ * hands its answers to the same code.
  */
 
 
@@ -15,13 +18,15 @@
 
 static ngx_int_t ngx_pt_fetch_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
+static void ngx_pt_fetch_finish(ngx_pt_fetch_t *f, ngx_int_t rc,
+    ngx_uint_t subrequest);
 static void ngx_pt_fetch_cleanup(void *data);
 static ngx_int_t ngx_pt_fetch_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_fetch_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_table_elt_t *ngx_pt_fetch_header(ngx_http_request_t *r,
     const char *name);
-static void ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f);
+static void ngx_pt_fetch_stop(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fetch_retry_handler(ngx_event_t *ev);
 static void ngx_pt_fetch_deadline(ngx_event_t *ev);
@@ -315,6 +320,38 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
         f->cln = cln;
     }
 
+    f->status = 0;
+    f->length = -1;
+    f->header = 0;
+    f->too_big = 0;
+    f->stopped = 0;
+    ngx_str_null(&f->content_type);
+    ngx_str_null(&f->digest);
+    ngx_str_null(&f->location);
+    ngx_str_null(&f->retry_after);
+    ngx_str_null(&f->www_authenticate);
+
+    if (f->body) {
+        f->body->pos = f->body->start;
+        f->body->last = f->body->start;
+    }
+
+    /* the remote's total_timeout bounds the whole exchange, all tries */
+
+    if (f->total_timeout && !f->deadline.timer_set && !f->timed_out) {
+        f->deadline.handler = ngx_pt_fetch_deadline;
+        f->deadline.data = f;
+        f->deadline.log = f->log;
+        f->deadline.cancelable = 1;
+
+        ngx_add_timer(&f->deadline, f->total_timeout);
+    }
+
+    if (f->link) {
+        /* connect and read timeouts are libcurl's there */
+        return ngx_pt_curl_start(f);
+    }
+
     ps = ngx_palloc(f->r->pool, sizeof(ngx_http_post_subrequest_t));
     if (ps == NULL) {
         return NGX_ERROR;
@@ -341,19 +378,6 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
         return NGX_ERROR;
     }
 
-    ngx_pt_fetch_idle_arm(f);
-
-    /* the remote's total_timeout bounds the whole exchange, all tries */
-
-    if (f->total_timeout && !f->deadline.timer_set && !f->timed_out) {
-        f->deadline.handler = ngx_pt_fetch_deadline;
-        f->deadline.data = f;
-        f->deadline.log = f->log;
-        f->deadline.cancelable = 1;
-
-        ngx_add_timer(&f->deadline, f->total_timeout);
-    }
-
     if (f->head) {
         sr->method = NGX_HTTP_HEAD;
         sr->method_name.data = ngx_pt_head_method.data;
@@ -362,21 +386,8 @@ ngx_pt_fetch_start(ngx_pt_fetch_t *f)
     }
 
     f->sr = sr;
-    f->status = 0;
-    f->length = -1;
-    f->header = 0;
-    f->too_big = 0;
-    f->stopped = 0;
-    ngx_str_null(&f->content_type);
-    ngx_str_null(&f->digest);
-    ngx_str_null(&f->location);
-    ngx_str_null(&f->retry_after);
-    ngx_str_null(&f->www_authenticate);
 
-    if (f->body) {
-        f->body->pos = f->body->start;
-        f->body->last = f->body->start;
-    }
+    ngx_pt_fetch_idle_arm(f);
 
     return NGX_OK;
 }
@@ -401,6 +412,34 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         ngx_del_timer(&f->idle);
     }
 
+    /*
+     * NGX_OK whatever happened: the upstream's error is the exchange's
+     * result, not a reason to end the client's request.
+     */
+
+    ngx_pt_fetch_finish(f, rc, 1);
+
+    return NGX_OK;
+}
+
+
+/* the libcurl transport's end of a try */
+
+void
+ngx_pt_fetch_end(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    ngx_pt_fetch_finish(f, rc, 0);
+}
+
+
+/*
+ * A try has ended: challenges, retries and redirects start another one,
+ * anything else is the exchange's result.
+ */
+
+static void
+ngx_pt_fetch_finish(ngx_pt_fetch_t *f, ngx_int_t rc, ngx_uint_t subrequest)
+{
     /* a Basic challenge gets the remote's credentials, once */
 
     if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && f->basic.len
@@ -412,7 +451,7 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         f->authorization = f->basic;
 
         if (ngx_pt_fetch_start(f) == NGX_OK) {
-            return NGX_OK;
+            return;
         }
     }
 
@@ -421,7 +460,7 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && !f->auth_tried
         && ngx_pt_auth_bearer(f) == NGX_OK)
     {
-        return NGX_OK;
+        return;
     }
 
     if (f->timed_out && !(f->header && f->status == NGX_HTTP_OK
@@ -436,7 +475,7 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     /* transient failures, before anything reached a client: again */
 
     if (ngx_pt_fetch_retry(f, rc) == NGX_OK) {
-        return NGX_OK;
+        return;
     }
 
     if (f->header && rc < NGX_HTTP_SPECIAL_RESPONSE
@@ -450,16 +489,11 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
         rc = ngx_pt_fetch_redirect(f);
 
         if (rc == NGX_OK) {
-            return NGX_OK;
+            return;
         }
 
         rc = NGX_HTTP_BAD_GATEWAY;
     }
-
-    /*
-     * NGX_OK whatever happened: the upstream's error is the exchange's
-     * result, not a reason to end the client's request.
-     */
 
     /* the exchange is over: the request's end no longer concerns it */
     ngx_pt_fetch_detach(f);
@@ -467,11 +501,14 @@ ngx_pt_fetch_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
     /* done() may free f (a fill's last reference): f is not used after */
 
     f->rc = rc;
-    ngx_pt_fetch_in_post = f;
-    f->done(f, rc);
-    ngx_pt_fetch_in_post = NULL;
 
-    return NGX_OK;
+    if (subrequest) {
+        ngx_pt_fetch_in_post = f;
+    }
+
+    f->done(f, rc);
+
+    ngx_pt_fetch_in_post = NULL;
 }
 
 
@@ -779,6 +816,12 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
         return;
     }
 
+    if (f->curl) {
+        /* the transfer stops at its next step, and ends with a 504 */
+        ngx_pt_curl_stop(f->curl);
+        return;
+    }
+
     if (f->sr == NULL || f->sr->upstream == NULL) {
         return;
     }
@@ -947,9 +990,13 @@ ngx_pt_fetch_cleanup(void *data)
         return;
     }
 
-    if (f->sr) {
+    if (f->sr || f->curl) {
         f->sr = NULL;
         f->rc = NGX_ERROR;
+
+        if (f->curl) {
+            ngx_pt_curl_orphan(f);
+        }
 
         if (f->aborted) {
             f->aborted(f);
@@ -1026,7 +1073,6 @@ ngx_pt_fetch_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    f->header = 1;
     f->status = r->headers_out.status;
 
     ngx_pt_fetch_idle_arm(f);
@@ -1063,6 +1109,18 @@ ngx_pt_fetch_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    return ngx_pt_fetch_got_header(f);
+}
+
+
+/* the answer's header is known (f->status and the rest): NGX_ERROR ends
+ * the exchange */
+
+ngx_int_t
+ngx_pt_fetch_got_header(ngx_pt_fetch_t *f)
+{
+    f->header = 1;
+
     if (f->status == NGX_HTTP_OK && f->body) {
         if (f->length > (off_t) (f->body->end - f->body->start)) {
             f->too_big = 1;
@@ -1081,9 +1139,6 @@ ngx_pt_fetch_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    size_t           size;
-    ngx_buf_t       *b;
-    ngx_chain_t     *cl;
     ngx_pt_fetch_t  *f;
 
     if (r == r->main) {
@@ -1099,12 +1154,31 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ngx_pt_fetch_idle_arm(f);
     }
 
+    ngx_pt_fetch_got_body(f, in);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Upstream bytes: to the exchange's body handler, which may leave some
+ * unconsumed (the upstream then waits for ngx_pt_fetch_resume()), or into
+ * its memory sink.
+ */
+
+void
+ngx_pt_fetch_got_body(ngx_pt_fetch_t *f, ngx_chain_t *in)
+{
+    size_t        size;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
     if (f->status == NGX_HTTP_OK && f->body_handler && !f->stopped) {
         if (f->body_handler(f, in) == NGX_OK) {
-            return NGX_OK;
+            return;
         }
 
-        ngx_pt_fetch_stop(r, f);
+        ngx_pt_fetch_stop(f);
     }
 
     for (cl = in; cl; cl = cl->next) {
@@ -1119,7 +1193,7 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         if (f->status == NGX_HTTP_OK && f->body && !f->stopped) {
             if (size > (size_t) (f->body->end - f->body->last)) {
                 f->too_big = 1;
-                ngx_pt_fetch_stop(r, f);
+                ngx_pt_fetch_stop(f);
 
             } else {
                 f->body->last = ngx_cpymem(f->body->last, b->pos, size);
@@ -1128,8 +1202,6 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         b->pos = b->last;
     }
-
-    return NGX_OK;
 }
 
 
@@ -1142,21 +1214,54 @@ ngx_pt_fetch_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 void
 ngx_pt_fetch_abort(ngx_pt_fetch_t *f)
 {
-    if (f->sr) {
-        ngx_pt_fetch_stop(f->sr, f);
+    if (ngx_pt_fetch_running(f)) {
+        ngx_pt_fetch_stop(f);
     }
 }
 
 
 static void
-ngx_pt_fetch_stop(ngx_http_request_t *r, ngx_pt_fetch_t *f)
+ngx_pt_fetch_stop(ngx_pt_fetch_t *f)
 {
     f->stopped = 1;
 
-    if (r->upstream) {
-        r->upstream->length = 0;
-        r->upstream->keepalive = 0;
+    if (f->sr && f->sr->upstream) {
+        f->sr->upstream->length = 0;
+        f->sr->upstream->keepalive = 0;
     }
+
+    if (f->curl) {
+        ngx_pt_curl_stop(f->curl);
+    }
+}
+
+
+/* the body handler has room again: the upstream may read on */
+
+void
+ngx_pt_fetch_resume(ngx_pt_fetch_t *f)
+{
+    ngx_http_request_t  *sr;
+
+    if (f->curl) {
+        ngx_pt_curl_resume(f->curl);
+        return;
+    }
+
+    sr = f->sr;
+
+    if (sr && ngx_http_post_request(sr, NULL) == NGX_OK) {
+        ngx_http_run_posted_requests(sr->connection);
+    }
+}
+
+
+/* a try is under way (not waiting for a retry, a token or its turn) */
+
+ngx_uint_t
+ngx_pt_fetch_running(ngx_pt_fetch_t *f)
+{
+    return f->sr != NULL || f->curl != NULL;
 }
 
 

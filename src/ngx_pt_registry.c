@@ -501,17 +501,16 @@ ngx_pt_registry_auth(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
     a->remote = remote->meta.id;
     a->name = ctx->name;
-    a->tls_validation = remote->tls_validation;
     a->thread_pool = plcf->thread_pool;
+
+    if (ngx_pt_link_init(r->pool, remote, &a->link) != NGX_OK) {
+        return NULL;
+    }
 
     if (remote->username.data) {
         a->username = remote->username;
         a->password = remote->password.data ? remote->password
                                             : (ngx_str_t) ngx_string("");
-    }
-
-    if (remote->ca_cert.data) {
-        a->ca_cert = remote->ca_cert;
     }
 
     /* total_timeout bounds a token request; 30 s when unset */
@@ -994,6 +993,9 @@ ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     if (f->auth == NULL) {
         return NGX_ERROR;
     }
+
+    /* libcurl for those nginx's proxy module cannot reach */
+    f->link = ngx_pt_link_needed(&f->auth->link) ? &f->auth->link : NULL;
 
     f->max_retries = ngx_pt_registry_max_retries(remote);
     f->insecure = !remote->tls_validation;

@@ -57,7 +57,8 @@ sub blob_bytes {
     my $f = "$dir/blobs/sha256/" . substr($digest, 7);
     open my $fh, '<:raw', $f or die "$f: $!";
     seek $fh, $off, 0;
-    read $fh, my $buf, $len;
+    my $buf;
+    read $fh, $buf, $len;
     return $buf;
 }
 

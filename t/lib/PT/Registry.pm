@@ -6,6 +6,10 @@ package PT::Registry;
 #   my $reg = PT::Registry->new->start;           # plain http
 #   my $reg = PT::Registry->new(auth => { alice => 'secret' })->start;
 #   my $reg = PT::Registry->new(tls => { cert => $crt, key => $key })->start;
+#   my $reg = PT::Registry->new(tls => { cert => $crt, key => $key,
+#                                        clientcas => $ca->ca_pem,
+#                                        client_cert => $cli->{cert},
+#                                        client_key => $cli->{key} })->start;
 #   my $reg = PT::Registry->new(token => $issuer->registry_token)->start;
 #   my $img = $reg->without_auth(sub { PT::Images::seed($reg, 'hello') });
 #
@@ -38,7 +42,7 @@ use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG);
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
-use PT::Util qw(slurp spew);
+use PT::Util qw(slurp spew run_output);
 
 our $BIN = $ENV{PT_REGISTRY_BIN} || '/usr/bin/docker-registry';
 our $TIMEOUT = 15;      # seconds to wait for the registry to start or stop
@@ -57,6 +61,20 @@ my $READY_PATH = '/v2/?pt-ready';
 #                          `htpasswd -Bbn`, from apache2-utils)
 #   tls    => { cert => FILE, key => FILE }
 #                          serve https with this certificate (PEM files)
+#             with clientcas => FILE or [FILE, ...]  (http.tls.clientcas)
+#                          mutual TLS: the registry demands a client
+#                          certificate signed by one of these CAs (PEM) and
+#                          ends the handshake of a client without one
+#             with client_cert => FILE, client_key => FILE
+#                          a certificate the clientcas accept, which the
+#                          harness's own requests present (start's readiness
+#                          probe, the sync request of requests and
+#                          reset_requests). Without it start waits for the
+#                          registry to refuse a TLS 1.2 handshake without a
+#                          certificate (an alert: the TLS server is up),
+#                          and requests/reset_requests croak.
+#                          without_auth drops clientcas too (skopeo, hence
+#                          PT::Images::seed, presents no certificate).
 #   secret => STRING       http.secret (default: a fixed test value)
 #   config => STRING       extra YAML appended under the top level
 #                          (e.g. "proxy:\n  remoteurl: ...\n")
@@ -88,11 +106,7 @@ sub new {
             unless -f $tk->{cert};
     }
 
-    if ($opt{tls}) {
-        croak "PT::Registry->new: tls needs cert and key files"
-            unless $opt{tls}{cert} && -f $opt{tls}{cert}
-                && $opt{tls}{key} && -f $opt{tls}{key};
-    }
+    my $tls = $opt{tls} && _tls_option($opt{tls});
 
     my $self = bless {
         dir    => $opt{dir} || tempdir('pt-registry-XXXXXXXX', TMPDIR => 1,
@@ -101,7 +115,7 @@ sub new {
         fixed_port => defined $opt{port},
         auth   => $opt{auth},
         token  => $opt{token},
-        tls    => $opt{tls},
+        tls    => $tls,
         secret => $opt{secret} // 'pt-test-registry-secret',
         extra  => $opt{config} // '',
         pid    => undef,
@@ -139,6 +153,14 @@ sub htpasswd_file { $_[0]{auth} ? "$_[0]{dir}/htpasswd" : undef }
 sub tls { $_[0]{tls} }
 sub token { $_[0]{token} }
 
+# the CA files the registry demands a client certificate from (while it
+# does: not inside without_auth), () otherwise
+sub clientcas {
+    my ($self) = @_;
+    return () if !$self->{tls} || $self->{auth_off};
+    return @{ $self->{tls}{clientcas} || [] };
+}
+
 sub access_log { slurp($_[0]->access_log_file) }
 sub registry_log { slurp($_[0]->log_file) }
 
@@ -160,6 +182,40 @@ sub creds {
     my ($self) = @_;
     my ($u, $p) = $self->credentials;
     return defined $u ? "$u:$p" : undef;
+}
+
+
+# the tls option checked, clientcas made a list (a copy: the caller's hash
+# is left alone)
+sub _tls_option {
+    my ($in) = @_;
+
+    croak "PT::Registry->new: tls is a hash" unless ref $in eq 'HASH';
+    my %known = map { $_ => 1 } qw(cert key clientcas client_cert client_key);
+    my @bad = grep { !$known{$_} } sort keys %$in;
+    croak "PT::Registry->new: unknown tls option(s) @bad" if @bad;
+
+    my %tls = %$in;
+    croak "PT::Registry->new: tls needs cert and key files"
+        unless $tls{cert} && -f $tls{cert} && $tls{key} && -f $tls{key};
+
+    if (defined $tls{clientcas}) {
+        my $cas = $tls{clientcas};
+        my @cas = ref $cas eq 'ARRAY' ? @$cas : ($cas);
+        croak "PT::Registry->new: tls clientcas is a file or a list of files"
+            if !@cas || grep { !defined || ref || !-f } @cas;
+        $tls{clientcas} = \@cas;
+    } else {
+        delete $tls{clientcas};
+    }
+
+    if (defined $tls{client_cert} || defined $tls{client_key}) {
+        croak "PT::Registry->new: tls client_cert and client_key go together"
+            unless $tls{client_cert} && -f $tls{client_cert}
+                && $tls{client_key} && -f $tls{client_key};
+    }
+
+    return \%tls;
 }
 
 
@@ -226,6 +282,10 @@ EOF
         $yaml .= "  tls:\n"
             . '    certificate: ' . _yaml_str($tls->{cert}) . "\n"
             . '    key: ' . _yaml_str($tls->{key}) . "\n";
+        if (my @cas = $self->clientcas) {
+            $yaml .= "    clientcas:\n"
+                . join('', map { '      - ' . _yaml_str($_) . "\n" } @cas);
+        }
     }
 
     $yaml .= <<'EOF';
@@ -254,7 +314,9 @@ EOF
 
 
 # starts the registry and returns once GET /v2/?pt-ready answers (200, or 401 with
-# auth); dies with the registry's log if it exits or does not answer
+# auth) or, with clientcas and no client_cert, once a TLS 1.2 handshake
+# without a certificate is refused with an alert; dies with the registry's
+# log if it exits or does not answer
 sub start {
     my ($self) = @_;
 
@@ -305,9 +367,13 @@ sub _wait_ready {
             return 0;
         }
 
-        my $status = $self->_probe($READY_PATH);
-        return 1 if $status == 200
-            || (($self->{auth} || $self->{token}) && $status == 401);
+        if ($self->_blind) {
+            return 1 if $self->_refuses_anonymous;
+        } else {
+            my $status = $self->_probe($READY_PATH);
+            return 1 if $status == 200
+                || (($self->{auth} || $self->{token}) && $status == 401);
+        }
 
         sleep 0.02;
     }
@@ -318,7 +384,8 @@ sub _wait_ready {
 
 
 # status of an unauthenticated GET of $path, 0 when no connection;
-# over https through curl (HTTP::Tiny needs IO::Socket::SSL, not core)
+# over https through curl (HTTP::Tiny needs IO::Socket::SSL, not core),
+# with the client certificate while the registry demands one
 sub _probe {
     my ($self, $path) = @_;
 
@@ -327,12 +394,40 @@ sub _probe {
         return $r->{status} == 599 ? 0 : $r->{status};
     }
 
-    open my $fh, '-|', 'curl', '-sk', '-o', '/dev/null', '-m', '5',
+    my @cert;
+    @cert = ('--cert', $self->{tls}{client_cert},
+             '--key', $self->{tls}{client_key})
+        if $self->clientcas && $self->{tls}{client_cert};
+
+    open my $fh, '-|', 'curl', '-sk', '-o', '/dev/null', '-m', '5', @cert,
         '-w', '%{http_code}', $self->url . $path
         or die "curl: $!";
     my $code = <$fh> // '';
     close $fh;
     return $code =~ /^(\d+)$/ ? $1 + 0 : 0;
+}
+
+
+# true while the registry demands a client certificate the harness has not
+# got: its own requests cannot get through
+sub _blind {
+    my ($self) = @_;
+    return $self->clientcas && !$self->{tls}{client_cert};
+}
+
+
+# true when a TLS 1.2 handshake without a client certificate ends with an
+# alert from the registry (bad certificate): the registry serves TLS and
+# demands a certificate. TLS 1.2, because in TLS 1.3 the client finishes
+# its handshake first and then sees the connection closed (curl: "Send
+# failure" or "getpeername() failed"), no different from a registry that
+# exited; in TLS 1.2 the refusal is part of the handshake.
+sub _refuses_anonymous {
+    my ($self) = @_;
+    my $out = run_output('curl', '-sSk', '--tlsv1.2', '--tls-max', '1.2',
+                         '-m', '5', '-o', '/dev/null',
+                         $self->url . $READY_PATH);
+    return $? && $out =~ /\balert\b/i;
 }
 
 
@@ -415,11 +510,12 @@ sub restart { $_[0]->stop->start }
 
 
 # without_auth(CODE): runs CODE with the registry restarted without its auth
-# section (same port and storage; started if it was not running), then
-# restarts it with its auth again; returns what CODE returns (in scalar
-# context). For seeding a token-auth registry with PT::Images, whose
-# read_back and retag send Basic credentials only. The port can change if
-# another process took it meanwhile (not with a fixed port).
+# section and without tls clientcas (same port and storage; started if it
+# was not running), then restarts it with its auth again; returns what CODE
+# returns (in scalar context). For seeding a token-auth registry with
+# PT::Images, whose read_back and retag send Basic credentials only, or a
+# mutual-TLS one (skopeo presents no client certificate). The port can
+# change if another process took it meanwhile (not with a fixed port).
 sub without_auth {
     my ($self, $code) = @_;
 
@@ -477,6 +573,9 @@ sub sync_log {
     my ($self) = @_;
 
     return unless $self->{pid};
+    croak "PT::Registry: requests of a registry with clientcas need "
+        . "tls => { client_cert, client_key } (for its sync request)"
+        if $self->_blind;
 
     my $uri = $SYNC_PATH . ++$self->{sync};
     $self->_probe($uri);
