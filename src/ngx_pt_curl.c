@@ -20,7 +20,8 @@
 
 /* what a step hands over at most, and when it hands over less */
 #define NGX_PT_CURL_BUFFER      (256 * 1024)
-#define NGX_PT_CURL_BATCH       (64 * 1024)
+#define NGX_PT_CURL_BATCH       (128 * 1024)
+#define NGX_PT_CURL_READ        (64 * 1024)     /* libcurl's reads */
 #define NGX_PT_CURL_LATENCY     20      /* ms: data waits no longer */
 #define NGX_PT_CURL_STEP        250     /* ms: a step with nothing ends */
 #define NGX_PT_CURL_POLL        20      /* ms */
@@ -412,6 +413,7 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(c->easy, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
     curl_easy_setopt(c->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c->easy, CURLOPT_BUFFERSIZE, (long) NGX_PT_CURL_READ);
     curl_easy_setopt(c->easy, CURLOPT_SHARE, ngx_pt_curl_share);
 
     /* redirects are the exchange's to follow: credentials stay behind */

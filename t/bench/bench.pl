@@ -8,7 +8,9 @@
 #      (target: ratio >= 0.9);
 #   2. the wall time of a cold pull of a 100 MiB image through the cache,
 #      against the same pull straight from the upstream registry
-#      (target: ratio <= 1.2).
+#      (target: ratio <= 1.2), through nginx's proxy module and through
+#      libcurl (the transport of remotes with a proxy, a CA or a client
+#      certificate: here a remote with a ca_cert).
 #
 # Load comes from wrk on loopback; each figure is the best of a few short
 # runs so that one noisy second does not decide it.
@@ -28,6 +30,7 @@ use PT::Nginx;
 use PT::Pulp;
 use PT::Registry;
 use PT::Images;
+use PT::Certs;
 
 my $DURATION = $ENV{BENCH_SECONDS} || 4;
 my $ROUNDS = $ENV{BENCH_ROUNDS} || 3;
@@ -66,6 +69,32 @@ my $remote = PT::Pulp::create_remote($t, name => 'bench', url => $reg->url);
 PT::Pulp::create_dist($t, name => 'bench', base_path => 'bench',
                       remote => $remote->{pulp_href});
 
+# the libcurl transport: another nginx with a store of its own (blob files
+# are shared by repositories: one store would make its pull all hits)
+my $tc = PT::Nginx->new(conf => <<'EOF');
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    access_log off;
+    pullthrough_store %%STORE%%;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ { pullthrough_registry; }
+        location /pulp/api/v3/ { pullthrough_admin; }
+    }
+}
+EOF
+$tc->start;
+
+my $ca = PT::Certs->new;
+my $cremote = PT::Pulp::create_remote($tc, name => 'bench-curl',
+                                      url => $reg->url,
+                                      ca_cert => $ca->ca_text);
+PT::Pulp::create_dist($tc, name => 'bench', base_path => 'bench',
+                      remote => $cremote->{pulp_href});
+
 my $big = $img->{'library/big:1.0'};
 my $hello = $img->{'library/hello:1.0'};
 
@@ -77,6 +106,9 @@ my $direct = pull("docker://" . $reg->host . "/library/big:1.0",
                   "$work/direct");
 my $cold = pull("docker://127.0.0.1:" . $t->port . "/bench/library/big:1.0",
                 "$work/cold");
+my $cold_curl = pull("docker://127.0.0.1:" . $tc->port
+                     . "/bench/library/big:1.0", "$work/cold-curl");
+$tc->stop;
 my $warm = pull("docker://127.0.0.1:" . $t->port . "/bench/library/big:1.0",
                 "$work/warm");
 
@@ -135,6 +167,9 @@ printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
 printf "\n%-34s %14s %14s %8s\n", '', 'cache', 'upstream', 'ratio';
 printf "%-34s %12.2f s %12.2f s %8.2f\n",
        "cold pull of library/big:1.0", $cold, $direct, $cold / $direct;
+printf "%-34s %12.2f s %12.2f s %8.2f\n",
+       "cold pull, libcurl transport", $cold_curl, $direct,
+       $cold_curl / $direct;
 printf "%-34s %12.2f s %14s\n", "warm pull (all hits)", $warm, '';
 
 printf "\ntargets: hit ratios >= 0.90, cold pull ratio <= 1.20\n";
