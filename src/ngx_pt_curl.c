@@ -99,9 +99,20 @@ static void ngx_pt_curl_unlock(CURL *handle, curl_lock_data data,
     void *userptr);
 
 
-/* connections, TLS sessions and DNS answers, shared by a worker's steps */
+/*
+ * TLS sessions and DNS answers are shared by a worker's transfers, under
+ * locks: steps run in several threads. Connections are not (libcurl does
+ * not support sharing them between threads): they stay in the multi handle
+ * of the transfer that used them, and multi handles of transfers that
+ * ended well are kept for the next ones, so connections are reused
+ * (libcurl matches host, proxy and TLS settings before reusing one).
+ */
+#define NGX_PT_CURL_IDLE        16
+
 static CURLSH           *ngx_pt_curl_share;
 static pthread_mutex_t   ngx_pt_curl_locks[CURL_LOCK_DATA_LAST];
+static CURLM            *ngx_pt_curl_idle[NGX_PT_CURL_IDLE];
+static ngx_uint_t        ngx_pt_curl_nidle;
 
 
 ngx_int_t
@@ -127,8 +138,6 @@ ngx_pt_curl_init_process(ngx_cycle_t *cycle)
     curl_share_setopt(ngx_pt_curl_share, CURLSHOPT_UNLOCKFUNC,
                       ngx_pt_curl_unlock);
     curl_share_setopt(ngx_pt_curl_share, CURLSHOPT_SHARE,
-                      CURL_LOCK_DATA_CONNECT);
-    curl_share_setopt(ngx_pt_curl_share, CURLSHOPT_SHARE,
                       CURL_LOCK_DATA_SSL_SESSION);
     curl_share_setopt(ngx_pt_curl_share, CURLSHOPT_SHARE,
                       CURL_LOCK_DATA_DNS);
@@ -140,6 +149,10 @@ ngx_pt_curl_init_process(ngx_cycle_t *cycle)
 void
 ngx_pt_curl_exit_process(ngx_cycle_t *cycle)
 {
+    while (ngx_pt_curl_nidle) {
+        (void) curl_multi_cleanup(ngx_pt_curl_idle[--ngx_pt_curl_nidle]);
+    }
+
     if (ngx_pt_curl_share) {
         (void) curl_share_cleanup(ngx_pt_curl_share);
         ngx_pt_curl_share = NULL;
@@ -371,7 +384,8 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
     c->kick.log = ngx_cycle->log;
 
     c->easy = curl_easy_init();
-    c->multi = curl_multi_init();
+    c->multi = ngx_pt_curl_nidle ? ngx_pt_curl_idle[--ngx_pt_curl_nidle]
+                                 : curl_multi_init();
 
     if (c->easy == NULL || c->multi == NULL) {
         goto failed;
@@ -894,7 +908,15 @@ ngx_pt_curl_destroy(ngx_pt_curl_t *c)
     }
 
     if (c->multi) {
-        (void) curl_multi_cleanup(c->multi);
+        if (c->finished && c->result == CURLE_OK && !c->cancel
+            && !c->bad_header && ngx_pt_curl_nidle < NGX_PT_CURL_IDLE)
+        {
+            /* its connection, if kept alive, serves the next transfer */
+            ngx_pt_curl_idle[ngx_pt_curl_nidle++] = c->multi;
+
+        } else {
+            (void) curl_multi_cleanup(c->multi);
+        }
     }
 
     if (c->headers) {

@@ -67,6 +67,7 @@ sub hub_paths {
 
 $iss->reset_requests;
 $px->reset_requests;
+$hub->reset_requests;
 
 my ($rc, $out) = pull('hub/hello:1.0', 'short');
 is($rc, 0, 'podman-style short name hub/hello:1.0 pulls') or diag($out);
@@ -90,7 +91,11 @@ ok(scalar(grep { $_->{method} eq 'GET'
                  && $_->{target} =~ m{^http://auth\.docker\.io/token\?} }
           $px->requests), '... through the proxy');
 
-my %seen = map { $_ => 1 } hub_paths();
+my @hub = hub_paths();
+note(scalar(@tunnels) . ' tunnels for ' . scalar(@hub) . ' requests');
+ok(@tunnels < @hub, 'connections are reused: fewer tunnels than requests');
+
+my %seen = map { $_ => 1 } @hub;
 ok($seen{'/v2/library/hello/manifests/1.0'}, 'Docker Hub was asked for library/hello');
 ok(!grep({ m{^/v2/hello/} } keys %seen), '... never for hello');
 
