@@ -93,6 +93,7 @@ static size_t ngx_pt_curl_on_body(char *p, size_t size, size_t n,
 static ngx_msec_t ngx_pt_curl_clock(void);
 static ngx_int_t ngx_pt_link_dup(ngx_pool_t *pool, ngx_str_t *dst,
     ngx_str_t *src);
+static void ngx_pt_link_blob(CURL *curl, CURLoption option, ngx_str_t *pem);
 static void ngx_pt_curl_lock(CURL *handle, curl_lock_data data,
     curl_lock_access access, void *userptr);
 static void ngx_pt_curl_unlock(CURL *handle, curl_lock_data data,
@@ -181,26 +182,17 @@ ngx_int_t
 ngx_pt_link_init(ngx_pool_t *pool, ngx_pt_remote_t *remote,
     ngx_pt_link_t *link)
 {
-    ngx_memzero(link, sizeof(ngx_pt_link_t));
+    ngx_pt_link_t  src;
 
-    link->tls_validation = remote->tls_validation;
+    src.ca_cert = remote->ca_cert;
+    src.client_cert = remote->client_cert;
+    src.client_key = remote->client_key;
+    src.proxy_url = remote->proxy_url;
+    src.proxy_username = remote->proxy_username;
+    src.proxy_password = remote->proxy_password;
+    src.tls_validation = remote->tls_validation;
 
-    if (ngx_pt_link_dup(pool, &link->ca_cert, &remote->ca_cert) != NGX_OK
-        || ngx_pt_link_dup(pool, &link->client_cert, &remote->client_cert)
-           != NGX_OK
-        || ngx_pt_link_dup(pool, &link->client_key, &remote->client_key)
-           != NGX_OK
-        || ngx_pt_link_dup(pool, &link->proxy_url, &remote->proxy_url)
-           != NGX_OK
-        || ngx_pt_link_dup(pool, &link->proxy_username,
-                           &remote->proxy_username) != NGX_OK
-        || ngx_pt_link_dup(pool, &link->proxy_password,
-                           &remote->proxy_password) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_pt_link_copy(pool, link, &src);
 }
 
 
@@ -270,8 +262,7 @@ ngx_pt_link_dup(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
 void
 ngx_pt_link_apply(void *easy, ngx_pt_link_t *link)
 {
-    CURL              *curl = easy;
-    struct curl_blob   blob;
+    CURL  *curl = easy;
 
     if (!link->tls_validation) {
         curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -279,25 +270,16 @@ ngx_pt_link_apply(void *easy, ngx_pt_link_t *link)
 
     } else if (link->ca_cert.len) {
         /* the remote's CA replaces the system's trust store */
-        blob.data = link->ca_cert.data;
-        blob.len = link->ca_cert.len;
-        blob.flags = CURL_BLOB_COPY;
-        curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+        ngx_pt_link_blob(curl, CURLOPT_CAINFO_BLOB, &link->ca_cert);
         curl_easy_setopt(curl, CURLOPT_CAPATH, NULL);
     }
 
     if (link->client_cert.len) {
-        blob.data = link->client_cert.data;
-        blob.len = link->client_cert.len;
-        blob.flags = CURL_BLOB_COPY;
-        curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &blob);
+        ngx_pt_link_blob(curl, CURLOPT_SSLCERT_BLOB, &link->client_cert);
         curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
 
         if (link->client_key.len) {
-            blob.data = link->client_key.data;
-            blob.len = link->client_key.len;
-            blob.flags = CURL_BLOB_COPY;
-            curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &blob);
+            ngx_pt_link_blob(curl, CURLOPT_SSLKEY_BLOB, &link->client_key);
             curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
         }
     }
@@ -318,6 +300,19 @@ ngx_pt_link_apply(void *easy, ngx_pt_link_t *link)
         /* not the environment's http_proxy either: only the remote's */
         curl_easy_setopt(curl, CURLOPT_PROXY, "");
     }
+}
+
+
+static void
+ngx_pt_link_blob(CURL *curl, CURLoption option, ngx_str_t *pem)
+{
+    struct curl_blob  blob;
+
+    blob.data = pem->data;
+    blob.len = pem->len;
+    blob.flags = CURL_BLOB_COPY;
+
+    curl_easy_setopt(curl, option, &blob);
 }
 
 

@@ -64,7 +64,7 @@ use POSIX ();
 use Time::HiRes qw(time);
 
 use parent 'PT::Server';
-use PT::Util qw(slurp spew);
+use PT::Util qw(slurp spew match_requests);
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -107,12 +107,6 @@ sub new {
 }
 
 
-sub dir { $_[0]{dir} }
-sub port { $_[0]{port} }
-sub addr { $_[0]{addr} }
-sub host { "$_[0]{addr}:$_[0]{port}" }
-sub url { 'http://' . $_[0]->host }
-sub pid { $_[0]{pid} }
 sub name { 'connect proxy' }
 
 # (USER, PASSWORD), or () without auth
@@ -151,11 +145,7 @@ sub map {
 # and whose target matches $re (a regexp or string, or undef for any)
 sub requests_matching {
     my ($self, $method, $re) = @_;
-    return grep {
-        (!defined $method || $_->{method} eq $method)
-            && (!defined $re
-                || $_->{target} =~ (ref $re ? $re : qr/\Q$re\E/))
-    } $self->requests;
+    return match_requests('target', $method, $re, $self->requests);
 }
 
 

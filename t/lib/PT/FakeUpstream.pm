@@ -56,6 +56,7 @@ use POSIX ();
 use Time::HiRes qw(sleep time);
 
 use parent 'PT::Server';
+use PT::Util qw(match_requests);
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -87,11 +88,6 @@ sub new {
 }
 
 
-sub dir { $_[0]{dir} }
-sub port { $_[0]{port} }
-sub host { '127.0.0.1:' . $_[0]{port} }
-sub url { 'http://' . $_[0]->host }
-sub pid { $_[0]{pid} }
 sub name { 'fake upstream' }
 
 
@@ -131,10 +127,7 @@ sub flag {
 # requests whose method is $method (undef: any) and path matches $re
 sub requests_matching {
     my ($self, $method, $re) = @_;
-    return grep {
-        (!defined $method || $_->{method} eq $method)
-            && (!defined $re || $_->{path} =~ (ref $re ? $re : qr/\Q$re\E/))
-    } $self->requests;
+    return match_requests('path', $method, $re, $self->requests);
 }
 
 

@@ -51,7 +51,7 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
-use PT::Util qw(slurp spew);
+use PT::Util qw(slurp spew free_port);   # tests call PT::Nginx::free_port
 
 our $REPO = abs_path(dirname(__FILE__) . '/../../..');
 
@@ -662,18 +662,6 @@ sub _response {
         content => $content // '',
         json    => $json,
     };
-}
-
-
-# helpers
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "free_port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
 }
 
 

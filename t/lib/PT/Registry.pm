@@ -25,7 +25,8 @@ package PT::Registry;
 # (data/), the access log (access.log: the registry's stdout, one Apache
 # combined-format line per request), the registry's own log (registry.log:
 # its stderr, logrus text lines) and, with auth, the htpasswd file. Set
-# PT_KEEP=1 to keep the directories.
+# PT_KEEP=1 to keep the directories. The registry runs as a child of the
+# test, a PT::Child: a watcher process stops it when the test is killed.
 #
 # Environment: PT_REGISTRY_BIN (default /usr/bin/docker-registry). The
 # registry reads REGISTRY_* variables as configuration overrides (e.g.
@@ -37,17 +38,15 @@ use warnings;
 use Carp qw(croak);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
-use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64);
-use POSIX qw(WNOHANG);
-use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
-use PT::Util qw(slurp spew run_output);
+
+use parent 'PT::Child';
+use PT::Util qw(slurp spew run_output free_port match_requests);
 
 our $BIN = $ENV{PT_REGISTRY_BIN} || '/usr/bin/docker-registry';
 our $TIMEOUT = 15;      # seconds to wait for the registry to start or stop
 
-my @INSTANCES;          # weak references, for the END block
 my $OWN_PREFIX = '/v2/?pt-';      # the harness's own requests
 my $SYNC_PATH = '/v2/?pt-sync=';
 my $READY_PATH = '/v2/?pt-ready';
@@ -129,10 +128,7 @@ sub new {
 
     $self->_write_htpasswd if $self->{auth};
 
-    push @INSTANCES, $self;
-    weaken($INSTANCES[-1]);
-
-    return $self;
+    return $self->_track;
 }
 
 
@@ -140,8 +136,8 @@ sub new {
 
 sub dir { $_[0]{dir} }
 sub port { $_[0]{port} }
-sub pid { $_[0]{pid} }
-sub is_running { defined $_[0]{pid} }
+sub name { 'docker-registry' }
+sub timeout { $TIMEOUT }
 sub scheme { $_[0]{tls} ? 'https' : 'http' }
 sub host { '127.0.0.1:' . $_[0]{port} }
 sub url { $_[0]->scheme . '://' . $_[0]->host }
@@ -327,20 +323,11 @@ sub start {
         $self->write_config;
         my $mark = -s $self->log_file || 0;
 
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            open STDIN, '<', '/dev/null';
+        $self->_spawn(sub {
             open STDOUT, '>>', $self->access_log_file;
             open STDERR, '>>', $self->log_file;
             delete @ENV{ grep { /^REGISTRY_/ } keys %ENV };
-            { no warnings 'exec';
-              exec $BIN, 'serve', $self->config_file; }
-            print STDERR "exec $BIN: $!\n";
-            POSIX::_exit(127);    # no END blocks in the child
-        }
-        $self->{pid} = $pid;
-        $self->{owner} = $$;      # forked children do not stop it
-        $self->_watch;
+        }, $BIN, 'serve', $self->config_file);
 
         return $self if $self->_wait_ready;
 
@@ -361,11 +348,7 @@ sub _wait_ready {
     my $deadline = time + $TIMEOUT;
 
     while (time < $deadline) {
-        if (waitpid($self->{pid}, WNOHANG) == $self->{pid}) {
-            $self->{exit_status} = $?;
-            $self->{pid} = undef;
-            return 0;
-        }
+        return 0 if $self->_exited;
 
         if ($self->_blind) {
             return 1 if $self->_refuses_anonymous;
@@ -431,84 +414,6 @@ sub _refuses_anonymous {
 }
 
 
-# A test killed by a signal (SIGPIPE from `prove ... | head`, SIGKILL from
-# a timeout) runs no END block. So a watcher process holds the read end of
-# a pipe whose write end only the test holds (close-on-exec: not even
-# skopeo or nginx inherit it): EOF means the test is gone, and the watcher
-# stops the registry.
-sub _watch {
-    my ($self) = @_;
-
-    my $reg = $self->{pid};
-    pipe(my $r, my $w) or die "pipe: $!";
-    my $pid = fork // die "fork: $!";
-
-    if ($pid == 0) {
-        close $w;
-        $0 = "pt-registry-watch $reg";
-        $SIG{$_} = 'IGNORE' for qw(INT TERM HUP PIPE);
-        1 while !defined sysread($r, my $buf, 1) && $!{EINTR};
-        kill 'TERM', $reg;
-        for (1 .. 250) {
-            POSIX::_exit(0) unless _alive($reg);
-            sleep 0.02;
-        }
-        kill 'KILL', $reg;
-        POSIX::_exit(0);
-    }
-
-    close $r;
-    $self->{watch_pid} = $pid;
-    $self->{watch_fh} = $w;
-}
-
-
-# false once $pid is gone or a zombie (orphans are not always reaped soon)
-sub _alive {
-    my ($pid) = @_;
-    return 0 unless kill 0, $pid;
-    open my $fh, '<', "/proc/$pid/stat" or return 1;
-    my $stat = <$fh> // '';
-    return $stat !~ /^\d+ \(.*\) Z /s;
-}
-
-
-sub _unwatch {
-    my ($self) = @_;
-    my $pid = delete $self->{watch_pid} or return;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    close delete $self->{watch_fh};
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    my $pid = $self->{pid} or return $self;
-    $self->_unwatch;
-
-    kill 'TERM', $pid;
-    my $deadline = time + $TIMEOUT;
-    while (waitpid($pid, WNOHANG) != $pid) {
-        if (time > $deadline) {
-            Test::More::diag("docker-registry $pid did not stop, killing it")
-                if Test::More->can('diag');
-            $self->_kill;
-            return $self;
-        }
-        sleep 0.02;
-    }
-    $self->{exit_status} = $?;
-    $self->{pid} = undef;
-
-    return $self;
-}
-
-
-sub restart { $_[0]->stop->start }
-
-
 # without_auth(CODE): runs CODE with the registry restarted without its auth
 # section and without tls clientcas (same port and storage; started if it
 # was not running), then restarts it with its auth again; returns what CODE
@@ -532,32 +437,6 @@ sub without_auth {
 
     die $err if $err;
     return $res;
-}
-
-
-sub _kill {
-    my ($self) = @_;
-    my $pid = $self->{pid} or return;
-    $self->_unwatch;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    $self->{pid} = undef;
-}
-
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop if $self->{pid} && $self->{owner} == $$;
-}
-
-
-END {
-    my $status = $?;
-    for my $r (grep { defined } @INSTANCES) {
-        $r->stop if $r->{pid} && $r->{owner} == $$;
-    }
-    $? = $status;
 }
 
 
@@ -625,10 +504,7 @@ sub reset_requests {
 # and whose path matches $re (a regexp or string, or undef for any)
 sub requests_matching {
     my ($self, $method, $re) = @_;
-    return grep {
-        (!defined $method || $_->{method} eq $method)
-            && (!defined $re || $_->{path} =~ (ref $re ? $re : qr/\Q$re\E/))
-    } $self->requests;
+    return match_requests('path', $method, $re, $self->requests);
 }
 
 
@@ -739,18 +615,6 @@ sub _escape {
     my ($s) = @_;
     $s =~ s/([^A-Za-z0-9._~-])/sprintf '%%%02X', ord $1/ge;
     return $s;
-}
-
-
-# helpers
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "free_port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
 }
 
 

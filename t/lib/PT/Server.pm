@@ -7,7 +7,12 @@ package PT::Server;
 # line in log_file, read by requests() from where reset_requests() left it.
 #
 # A subclass gives name() (for errors and the process title), _serve, and
-# dir / addr / port in its object; it calls _track at new().
+# dir / addr / port in its object; it calls _track at new(). The accessors
+# dir, port, addr (default 127.0.0.1), host (ADDR:PORT), url
+# (http://ADDR:PORT) are PT::Server's; pid, is_running, restart, _track and
+# the stop from DESTROY and at exit are PT::Child's (whose stop and watcher,
+# for exec'd programs, a PT::Server does not use: its server ends itself
+# when the test is gone).
 
 use strict;
 use warnings;
@@ -17,21 +22,18 @@ use Fcntl qw(:flock);
 use IO::Socket::INET;
 use JSON::PP;
 use POSIX qw(WNOHANG);
-use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
 
-my @INSTANCES;
+use parent 'PT::Child';
+
 my $JSON = JSON::PP->new->utf8->canonical;
 
 
-sub _track {
-    my ($self) = @_;
-    push @INSTANCES, $self;
-    weaken($INSTANCES[-1]);
-    return $self;
-}
-
-
+sub dir { $_[0]{dir} }
+sub port { $_[0]{port} }
+sub addr { $_[0]{addr} // '127.0.0.1' }
+sub host { $_[0]->addr . ":$_[0]{port}" }
+sub url { 'http://' . $_[0]->host }
 sub log_file { "$_[0]{dir}/requests.log" }
 
 
@@ -42,7 +44,7 @@ sub start {
     croak "the $name is already running" if $self->{pid};
 
     my $listen = IO::Socket::INET->new(
-        LocalAddr => $self->{addr} // '127.0.0.1',
+        LocalAddr => $self->addr,
         LocalPort => $self->{port} || 0,
         Proto => 'tcp', Listen => 128, ReuseAddr => 1)
         or die "$name: listen: $!";
@@ -114,22 +116,6 @@ sub stop {
 }
 
 
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop if $self->{pid};
-}
-
-
-END {
-    my $status = $?;
-    for my $s (grep { defined } @INSTANCES) {
-        $s->stop if $s->{pid};
-    }
-    $? = $status;
-}
-
-
 # the requests logged since start (or reset_requests)
 
 sub requests {
@@ -148,6 +134,7 @@ sub _log_lines {
     my ($self) = @_;
     open my $fh, '<', $self->log_file or return ();
     flock($fh, LOCK_SH);
+    local $/ = "\n";     # whatever the caller's $/ is: one record a line
     my @lines = <$fh>;
     close $fh;
     return @lines;

@@ -31,7 +31,8 @@ package PT::Tinyproxy;
 # errors), no PidFile, and User/Group the ones the test runs as: tinyproxy
 # started as root changes to User/Group after binding (as root without a
 # User it warns and stays root), so root stays root and can write the log
-# in dir. tinyproxy runs in the foreground (-d) as a child of the test.
+# in dir. tinyproxy runs in the foreground (-d) as a child of the test, a
+# PT::Child: a watcher process stops it when the test is killed.
 #
 # The log: tinyproxy logs the request line of every request when it has
 # read it, before it answers or connects anywhere, also for requests it
@@ -48,15 +49,13 @@ use warnings;
 use Carp qw(croak);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
-use POSIX qw(WNOHANG);
-use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
-use PT::Util qw(slurp spew);
+
+use parent 'PT::Child';
+use PT::Util qw(slurp spew free_port match_requests);
 
 our $BIN = $ENV{PT_TINYPROXY_BIN} || '/usr/bin/tinyproxy';
 our $TIMEOUT = 10;      # seconds to wait for tinyproxy to start or stop
-
-my @INSTANCES;          # weak references, for the END block
 
 
 sub new {
@@ -96,10 +95,7 @@ sub new {
     Test::More::diag("tinyproxy directory: $self->{dir}")
         if $ENV{PT_KEEP} && Test::More->can('diag');
 
-    push @INSTANCES, $self;
-    weaken($INSTANCES[-1]);
-
-    return $self;
+    return $self->_track;
 }
 
 
@@ -107,8 +103,8 @@ sub new {
 
 sub dir { $_[0]{dir} }
 sub port { $_[0]{port} }
-sub pid { $_[0]{pid} }
-sub is_running { defined $_[0]{pid} }
+sub name { 'tinyproxy' }
+sub timeout { $TIMEOUT }
 sub host { '127.0.0.1:' . $_[0]{port} }
 sub url { 'http://' . $_[0]->host }
 sub config_file { "$_[0]{dir}/tinyproxy.conf" }
@@ -156,19 +152,10 @@ sub start {
         my $mark = length $self->log_text;
         my $out_mark = -s $self->out_file || 0;
 
-        my $pid = fork // die "fork: $!";
-        if ($pid == 0) {
-            open STDIN, '<', '/dev/null';
+        $self->_spawn(sub {
             open STDOUT, '>>', $self->out_file;
             open STDERR, '>&', \*STDOUT;
-            { no warnings 'exec';
-              exec $BIN, '-d', '-c', $self->config_file; }
-            print STDERR "exec $BIN: $!\n";
-            POSIX::_exit(127);    # no END blocks in the child
-        }
-        $self->{pid} = $pid;
-        $self->{owner} = $$;      # forked children do not stop it
-        $self->_watch;
+        }, $BIN, '-d', '-c', $self->config_file);
 
         return $self if $self->_wait_ready($mark);
 
@@ -225,120 +212,6 @@ sub _wait_ready {
 }
 
 
-# true (and the process forgotten) when tinyproxy has exited
-sub _exited {
-    my ($self) = @_;
-    return 0 unless waitpid($self->{pid}, WNOHANG) == $self->{pid};
-    $self->{exit_status} = $?;
-    $self->_unwatch;
-    $self->{pid} = undef;
-    return 1;
-}
-
-
-# A test killed by a signal runs no END block: as PT::Registry does, a
-# watcher process holds the read end of a pipe whose write end only the
-# test holds, and stops tinyproxy at EOF (the test is gone).
-sub _watch {
-    my ($self) = @_;
-
-    my $target = $self->{pid};
-    pipe(my $r, my $w) or die "pipe: $!";
-    my $pid = fork // die "fork: $!";
-
-    if ($pid == 0) {
-        close $w;
-        $0 = "pt-tinyproxy-watch $target";
-        $SIG{$_} = 'IGNORE' for qw(INT TERM HUP PIPE);
-        1 while !defined sysread($r, my $buf, 1) && $!{EINTR};
-        kill 'TERM', $target;
-        for (1 .. 250) {
-            POSIX::_exit(0) unless _alive($target);
-            sleep 0.02;
-        }
-        kill 'KILL', $target;
-        POSIX::_exit(0);
-    }
-
-    close $r;
-    $self->{watch_pid} = $pid;
-    $self->{watch_fh} = $w;
-}
-
-
-# false once $pid is gone or a zombie
-sub _alive {
-    my ($pid) = @_;
-    return 0 unless kill 0, $pid;
-    open my $fh, '<', "/proc/$pid/stat" or return 1;
-    my $stat = <$fh> // '';
-    return $stat !~ /^\d+ \(.*\) Z /s;
-}
-
-
-sub _unwatch {
-    my ($self) = @_;
-    my $pid = delete $self->{watch_pid} or return;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    close delete $self->{watch_fh};
-}
-
-
-sub stop {
-    my ($self) = @_;
-
-    my $pid = $self->{pid} or return $self;
-    return $self unless $self->{owner} && $self->{owner} == $$;
-    $self->_unwatch;
-
-    kill 'TERM', $pid;
-    my $deadline = time + $TIMEOUT;
-    while (waitpid($pid, WNOHANG) != $pid) {
-        if (time > $deadline) {
-            Test::More::diag("tinyproxy $pid did not stop, killing it")
-                if Test::More->can('diag');
-            $self->_kill;
-            return $self;
-        }
-        sleep 0.02;
-    }
-    $self->{exit_status} = $?;
-    $self->{pid} = undef;
-
-    return $self;
-}
-
-
-sub restart { $_[0]->stop->start }
-
-
-sub _kill {
-    my ($self) = @_;
-    my $pid = $self->{pid} or return;
-    $self->_unwatch;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    $self->{pid} = undef;
-}
-
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop if $self->{pid} && $self->{owner} == $$;
-}
-
-
-END {
-    my $status = $?;
-    for my $p (grep { defined } @INSTANCES) {
-        $p->stop if $p->{pid} && $p->{owner} == $$;
-    }
-    $? = $status;
-}
-
-
 # the request log
 
 # ({ method, url, protocol, host, path, truncated, time, fd, line }, ...)
@@ -367,10 +240,7 @@ sub reset_requests {
 # and whose url matches $re (a regexp or string, or undef for any)
 sub requests_matching {
     my ($self, $method, $re) = @_;
-    return grep {
-        (!defined $method || $_->{method} eq $method)
-            && (!defined $re || $_->{url} =~ (ref $re ? $re : qr/\Q$re\E/))
-    } $self->requests;
+    return match_requests('url', $method, $re, $self->requests);
 }
 
 
@@ -408,18 +278,6 @@ sub parse_log_line {
     }
 
     return $r;
-}
-
-
-# helpers
-
-sub free_port {
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
-        or die "free_port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
 }
 
 

@@ -123,13 +123,7 @@ sub new {
 }
 
 
-sub dir { $_[0]{dir} }
-sub port { $_[0]{port} }
-sub addr { $_[0]{addr} }
-sub host { "$_[0]{addr}:$_[0]{port}" }
-sub url { 'http://' . $_[0]->host }
 sub realm { $_[0]->url . '/token' }
-sub pid { $_[0]{pid} }
 sub cert_file { $_[0]{cert} }
 sub key_file { $_[0]{key} }
 sub x5c { $_[0]{x5c} }

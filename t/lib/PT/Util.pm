@@ -1,14 +1,16 @@
 package PT::Util;
 
-# Small file and process helpers the harness modules and tests share.
+# Small file, process and socket helpers the harness modules and tests
+# share.
 
 use strict;
 use warnings;
 
 use Exporter qw(import);
+use IO::Socket::INET;
 use POSIX ();
 
-our @EXPORT_OK = qw(slurp spew run_output);
+our @EXPORT_OK = qw(slurp spew run_output free_port match_requests);
 
 
 # a file's bytes, '' when it cannot be read
@@ -44,6 +46,31 @@ sub run_output {
     my $out = <$fh> // '';
     close $fh;
     return $out;
+}
+
+
+# a loopback TCP port that was free a moment ago
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or die "free_port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+
+# match_requests(FIELD, METHOD, RE, REQUESTS...): the requests (hashes, as
+# the servers' requests() give them) whose method is METHOD (undef: any)
+# and whose FIELD matches RE (a regexp, or a string it contains; undef:
+# any), in their order; what the servers' requests_matching return
+sub match_requests {
+    my ($field, $method, $re, @requests) = @_;
+    $re = qr/\Q$re\E/ if defined $re && !ref $re;
+    return grep {
+        (!defined $method || $_->{method} eq $method)
+            && (!defined $re || $_->{$field} =~ $re)
+    } @requests;
 }
 
 1;
