@@ -321,7 +321,7 @@ ngx_pt_link_blob(CURL *curl, CURLoption option, ngx_str_t *pem)
 ngx_int_t
 ngx_pt_curl_start(ngx_pt_fetch_t *f)
 {
-    ngx_str_t                         name, value;
+    ngx_str_t                         name;
     ngx_uint_t                        i;
     ngx_pool_t                       *pool;
     ngx_msec_t                        connect_timeout;
@@ -402,9 +402,9 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
         kv = f->headers->elts;
 
         for (i = 0; i < f->headers->nelts; i++) {
-            value = kv[i].value;
-
-            if (ngx_pt_curl_add_header(c, &kv[i].key, &value) != NGX_OK) {
+            if (ngx_pt_curl_add_header(c, &kv[i].key, &kv[i].value)
+                != NGX_OK)
+            {
                 goto failed;
             }
         }
