@@ -440,6 +440,7 @@ ngx_int_t ngx_pt_auth_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_pt_auth_bearer(ngx_pt_fetch_t *f);
 void ngx_pt_auth_orphan(void *data);
 void ngx_pt_auth_preempt(ngx_pt_fetch_t *f);
+void ngx_pt_auth_basic_seen(ngx_pt_fetch_t *f);
 ngx_msec_t ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate);
 ngx_uint_t ngx_pt_auth_conc_acquire(ngx_str_t *remote, ngx_uint_t limit);
 void ngx_pt_auth_conc_release(ngx_str_t *remote);

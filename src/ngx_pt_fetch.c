@@ -440,15 +440,20 @@ ngx_pt_fetch_end(ngx_pt_fetch_t *f, ngx_int_t rc)
 static void
 ngx_pt_fetch_finish(ngx_pt_fetch_t *f, ngx_int_t rc, ngx_uint_t subrequest)
 {
-    /* a Basic challenge gets the remote's credentials, once */
+    /*
+     * A Basic challenge gets the remote's credentials, once, unless they
+     * were sent up front (then they were refused)
+     */
 
     if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && f->basic.len
-        && !f->auth_tried && f->www_authenticate.len >= 5
+        && !f->auth_tried && f->authorization.data != f->basic.data
+        && f->www_authenticate.len >= 5
         && ngx_strncasecmp(f->www_authenticate.data, (u_char *) "Basic", 5)
            == 0)
     {
         f->auth_tried = 1;
         f->authorization = f->basic;
+        ngx_pt_auth_basic_seen(f);
 
         if (ngx_pt_fetch_start(f) == NGX_OK) {
             return;

@@ -28,7 +28,8 @@ my $app = $img->{'team/app:1.0'};
 my %accept = (Accept => join ', ', values %PT::Images::MT);
 
 
-# Basic authentication: the credentials go upstream after the challenge
+# Basic authentication: the credentials go upstream after the challenge,
+# then up front: an upstream that asked for them once is not asked again
 
 my $good = setup_cache($t, $reg->url, base_path => 'good',
                        remote => { username => 'puller',
@@ -57,6 +58,29 @@ is($r->{status}, 401, 'wrong password: 401 after one retry');
 
 $r = $t->get("/v2/wrong/library/hello/blobs/$hello->{layers}[0]");
 is($r->{status}, 401, 'wrong password: blob 401');
+
+# up front from now on: one upstream request each, no 401 first
+$reg->reset_requests;
+$r = $t->get("/v2/good/library/hello/blobs/$hello->{layers}[1]");
+is($r->{status}, 200, 'Basic auth upstream, later: a blob');
+is('sha256:' . Digest::SHA::sha256_hex($r->{content}), $hello->{layers}[1],
+   '... its bytes');
+my @up = $reg->requests;
+is_deeply([ map { $_->{status} } @up ], [ 200 ],
+          '... one upstream request, credentials up front')
+    or diag(explain(\@up));
+
+$reg->reset_requests;
+$r = $t->get('/v2/wrong/library/hello/manifests/1.0', headers => \%accept);
+is($r->{status}, 401, 'wrong password, later: 401');
+@up = $reg->requests;
+is(scalar(@up), 1, '... after one upstream request: refused up front')
+    or diag(explain(\@up));
+
+$reg->reset_requests;
+$r = $t->get('/v2/anon/library/hello/manifests/1.0', headers => \%accept);
+is($r->{status}, 401, 'no credentials, later: 401');
+is(scalar(@up = $reg->requests), 1, '... one upstream request');
 
 unlike($t->error_log . $t->access_log, qr/s3cret-pw|nope/,
        'no password in the logs');
