@@ -31,7 +31,7 @@ my $ca = PT::Certs->new(dir => "$dir/ca");
 my $srv = $ca->server(name => 'srv', ip => ['127.0.0.1']);
 
 my $reg = PT::Registry->new->start;
-my $img = PT::Images::seed($reg, 'hello');
+my $img = PT::Images::seed($reg, qw(hello app));
 my $hello = $img->{'library/hello:1.0'};
 my $hello11 = $img->{'library/hello:1.1'};
 
@@ -171,6 +171,27 @@ $px->reset_requests;
 $r = $t->get("/v2/direct/library/hello/blobs/$hello11->{config}");
 is($r->{status}, 200, '... the next blob');
 is(scalar(proxied_paths($px)), 0, '... not through the proxy');
+
+
+# many pulls at once through the proxy: transfers run side by side
+
+setup_cache($t, $reg->url, base_path => 'crowd',
+            remote => { proxy_url => $px->url });
+{
+    my @refs = ('library/hello:1.0', 'library/hello:1.1', 'team/app:1.0',
+                'team/app:1.1');
+    my $res = parallel(8, sub {
+        my ($i) = @_;
+        my $ref = $refs[$i % @refs];
+        my ($rc, $text) = pull('crowd', $ref, "crowd-$i");
+        return { rc => $rc, text => $text, ref => $ref,
+                 digest => $rc ? '' : file_digest("$dir/crowd-$i/manifest.json") };
+    });
+    is(scalar(grep { $_->{rc} == 0 } @$res), 8, '8 parallel pulls through the proxy')
+        or diag(explain($res));
+    is(scalar(grep { $_->{digest} eq $img->{ $_->{ref} }{digest} } @$res), 8,
+       '... each with its manifest');
+}
 
 
 # the proxy down: uncached content is a 502, cached content is served
