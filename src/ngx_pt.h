@@ -441,6 +441,13 @@ ngx_int_t ngx_pt_auth_bearer(ngx_pt_fetch_t *f);
 void ngx_pt_auth_orphan(void *data);
 void ngx_pt_auth_preempt(ngx_pt_fetch_t *f);
 void ngx_pt_auth_basic_seen(ngx_pt_fetch_t *f);
+
+/* small values shared by workers, in the same zone */
+ngx_int_t ngx_pt_shared_read(ngx_str_t *key, void *value, size_t size);
+void ngx_pt_shared_write(ngx_str_t *key, void *value, size_t size,
+    ngx_msec_t ttl);
+ngx_uint_t ngx_pt_shared_claim(ngx_str_t *key, void *value, size_t size,
+    ngx_msec_t ttl);
 ngx_msec_t ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate);
 ngx_uint_t ngx_pt_auth_conc_acquire(ngx_str_t *remote, ngx_uint_t limit);
 void ngx_pt_auth_conc_release(ngx_str_t *remote);
@@ -472,7 +479,7 @@ ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_digest_t *d, u_char *data, size_t len);
 ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
-    ngx_pt_digest_t *d, ngx_pt_fetch_t *tpl);
+    ngx_pt_digest_t *d, ngx_pt_fetch_t *tpl, ngx_uint_t *joined);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
 
 

@@ -1374,6 +1374,70 @@ ngx_pt_auth_conc_reset(void)
 }
 
 
+/*
+ * The zone for the other parts: small fixed-size values by key (the state
+ * of blob fills, which workers share).
+ */
+
+ngx_int_t
+ngx_pt_shared_read(ngx_str_t *key, void *value, size_t size)
+{
+    uint32_t              hash;
+    ngx_int_t             rc;
+    ngx_pt_tokens_t      *zone;
+    ngx_pt_token_node_t  *tn;
+
+    if (ngx_pt_tokens_zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    zone = ngx_pt_tokens_zone->data;
+    hash = ngx_crc32_short(key->data, key->len);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    tn = ngx_pt_auth_lookup(key, hash);
+
+    if (tn && tn->expires > ngx_pt_auth_clock() && tn->token_len == size) {
+        ngx_memcpy(value, tn->data + tn->key_len, size);
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_pt_shared_write(ngx_str_t *key, void *value, size_t size, ngx_msec_t ttl)
+{
+    ngx_str_t  v;
+
+    v.data = value;
+    v.len = size;
+
+    ngx_pt_auth_cache(key, &v, ttl);
+}
+
+
+/* 1 when stored: no unexpired value had the key */
+
+ngx_uint_t
+ngx_pt_shared_claim(ngx_str_t *key, void *value, size_t size, ngx_msec_t ttl)
+{
+    ngx_str_t  v;
+
+    v.data = value;
+    v.len = size;
+
+    return ngx_pt_auth_cache_add(key, &v, ttl);
+}
+
+
 /* the shared token cache */
 
 static ngx_int_t

@@ -6,7 +6,10 @@
  * to a temp file by a thread pool task, one task at a time, and the file is
  * renamed into place only when its length and digest match. Clients read
  * the temp file as it grows; the last byte waits for the verdict, so a
- * client never receives a complete, wrong blob.
+ * client never receives a complete, wrong blob. A fill publishes its
+ * progress in the shared zone: another worker's clients of the same blob
+ * and repository follow it there (a mirror fill, reading the same temp
+ * file) instead of fetching the blob a second time.
  */
 
 
@@ -14,12 +17,30 @@
 
 #include <openssl/evp.h>
 #include <sys/file.h>
+#include <signal.h>
 
 
 #define NGX_PT_FILL_RUNNING    0
 #define NGX_PT_FILL_COMMIT     1
 #define NGX_PT_FILL_DONE       2
 #define NGX_PT_FILL_FAILED     3
+
+#define NGX_PT_FILL_POLL       10          /* ms: a mirror's pace */
+#define NGX_PT_FILL_KEEP       3600000     /* ms a running fill is shown */
+#define NGX_PT_FILL_KEEP_END   60000       /* ms its end is */
+
+
+/* a fill's state as other workers see it (the shared zone) */
+typedef struct {
+    ngx_pid_t                   pid;
+    ngx_uint_t                  seq;
+    ngx_uint_t                  state;
+    ngx_uint_t                  header;
+    off_t                       expected;
+    off_t                       written;
+    ngx_uint_t                  error_status;
+    ngx_uint_t                  bad_digest;
+} ngx_pt_fill_share_t;
 
 
 typedef struct {
@@ -68,6 +89,13 @@ struct ngx_pt_fill_s {
     const char                 *error_code;
 
     ngx_queue_t                 readers;
+
+    ngx_str_t                   key;         /* in the shared zone */
+    ngx_uint_t                  seq;
+    ngx_pid_t                   owner;       /* a mirror's filling worker */
+    ngx_event_t                 poll;        /* a mirror follows it */
+    unsigned                    shared:1;    /* publishes its state */
+    unsigned                    mirror:1;    /* another worker's fill */
 };
 
 
@@ -102,6 +130,10 @@ static void ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status,
 static void ngx_pt_fill_unref(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_notify(ngx_pt_fill_t *fill);
 static off_t ngx_pt_fill_published(ngx_pt_fill_t *fill);
+static ngx_int_t ngx_pt_fill_claim(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_publish(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_poll(ngx_event_t *ev);
+static void ngx_pt_fill_follow(ngx_pt_fill_t *fill, ngx_pt_fill_share_t *sh);
 static void ngx_pt_reader_cleanup(void *data);
 static void ngx_pt_reader_write_handler(ngx_http_request_t *r);
 static void ngx_pt_reader_run(ngx_pt_reader_t *rd);
@@ -407,7 +439,7 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 
 ngx_pt_fill_t *
 ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_pt_fetch_t *tpl)
+    ngx_pt_fetch_t *tpl, ngx_uint_t *joined)
 {
     u_char                           *p;
     ngx_uint_t                        i;
@@ -424,6 +456,8 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     if (pool == NULL) {
         return NULL;
     }
+
+    *joined = 0;
 
     fill = ngx_pcalloc(pool, sizeof(ngx_pt_fill_t));
     if (fill == NULL) {
@@ -465,9 +499,9 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
         goto failed;
     }
 
+    fill->seq = ++ngx_pt_fill_seq;
     fill->temp.len = ngx_sprintf(fill->temp.data, "%V/tmp/%P.%ui.fill%Z",
-                                 &ngx_pt_store_root, ngx_pid,
-                                 ++ngx_pt_fill_seq)
+                                 &ngx_pt_store_root, ngx_pid, fill->seq)
                      - fill->temp.data - 1;
 
     fill->fd = ngx_open_file(fill->temp.data, NGX_FILE_RDWR,
@@ -481,6 +515,22 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
 
     /* held while the file is in use: cleanup tells leftovers by it */
     (void) flock(fill->fd, LOCK_EX|LOCK_NB);
+
+    /* another worker fetching it already: its clients follow that fill */
+
+    switch (ngx_pt_fill_claim(fill)) {
+
+    case NGX_DONE:
+        *joined = 1;
+        ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
+        return fill;
+
+    case NGX_ERROR:
+        goto failed;
+
+    default: /* NGX_OK */
+        break;
+    }
 
     fill->md = EVP_MD_CTX_new();
     if (fill->md == NULL || EVP_DigestInit_ex(fill->md, d->md, NULL) != 1) {
@@ -607,6 +657,12 @@ failed:
             ngx_close_file(fill->fd);
             ngx_delete_file(fill->temp.data);
         }
+
+        if (fill->shared) {
+            fill->state = NGX_PT_FILL_FAILED;
+            fill->error_status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            ngx_pt_fill_publish(fill);
+        }
     }
 
     ngx_destroy_pool(pool);
@@ -623,6 +679,7 @@ ngx_pt_fill_header(ngx_pt_fetch_t *f)
     fill->header = 1;
     fill->expected = f->length;
 
+    ngx_pt_fill_publish(fill);
     ngx_pt_fill_notify(fill);
 
     return NGX_OK;
@@ -836,6 +893,7 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
     fill->other->pos = fill->other->start;
     fill->other->last = fill->other->start;
 
+    ngx_pt_fill_publish(fill);
     ngx_pt_fill_notify(fill);
 
     if (fill->pending && ngx_pt_fetch_running(&fill->fetch)) {
@@ -1064,6 +1122,7 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
         }
 
         ngx_queue_remove(&fill->queue);
+        ngx_pt_fill_publish(fill);
         ngx_pt_fill_notify(fill);
     }
 
@@ -1088,6 +1147,8 @@ ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
     fill->state = NGX_PT_FILL_FAILED;
     fill->error_status = status;
     fill->error_code = code;
+
+    ngx_pt_fill_publish(fill);
 
     /* what the upstream waits on is released, and the upstream stopped */
 
@@ -1123,7 +1184,7 @@ ngx_pt_fill_unref(ngx_pt_fill_t *fill)
         ngx_queue_remove(&fill->queue);
     }
 
-    if (fill->state != NGX_PT_FILL_DONE) {
+    if (fill->state != NGX_PT_FILL_DONE && !fill->mirror) {
         (void) ngx_delete_file(fill->temp.data);
     }
 
@@ -1131,10 +1192,233 @@ ngx_pt_fill_unref(ngx_pt_fill_t *fill)
         ngx_close_file(fill->fd);
     }
 
+    if (fill->poll.timer_set) {
+        ngx_del_timer(&fill->poll);
+    }
+
     ngx_pt_fetch_detach(&fill->fetch);
 
-    EVP_MD_CTX_free(fill->md);
+    if (fill->md) {
+        EVP_MD_CTX_free(fill->md);
+    }
+
     ngx_destroy_pool(fill->pool);
+}
+
+
+/*
+ * The fill's key in the shared zone: either it is the first to fetch the
+ * blob for the repository (NGX_OK: it publishes its state from now on), or
+ * a live fill of another worker has it (NGX_DONE: this one becomes its
+ * mirror, reading that worker's temp file as it grows, and its own temp
+ * file goes).
+ */
+
+static ngx_int_t
+ngx_pt_fill_claim(ngx_pt_fill_t *fill)
+{
+    u_char               *p;
+    ngx_fd_t              fd;
+    ngx_str_t             other;
+    ngx_pt_fill_share_t   sh, mine;
+
+    fill->key.len = sizeof("fill\n\n") - 1 + fill->repo.len
+                    + fill->digest.full.len;
+    fill->key.data = ngx_pnalloc(fill->pool, fill->key.len);
+    other.data = ngx_pnalloc(fill->pool, ngx_pt_store_root.len
+                                         + sizeof("/tmp/.fill")
+                                         + 2 * NGX_INT_T_LEN);
+
+    if (fill->key.data == NULL || other.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(fill->key.data, "fill\n%V\n%V", &fill->repo,
+                &fill->digest.full);
+
+    ngx_memzero(&mine, sizeof(ngx_pt_fill_share_t));
+    mine.pid = ngx_pid;
+    mine.seq = fill->seq;
+    mine.state = NGX_PT_FILL_RUNNING;
+    mine.expected = -1;
+
+    if (ngx_pt_shared_claim(&fill->key, &mine, sizeof(mine),
+                            NGX_PT_FILL_KEEP))
+    {
+        fill->shared = 1;
+        return NGX_OK;
+    }
+
+    if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) == NGX_OK
+        && sh.pid != ngx_pid
+        && (sh.state == NGX_PT_FILL_RUNNING || sh.state == NGX_PT_FILL_COMMIT)
+        && kill(sh.pid, 0) == 0)
+    {
+        p = ngx_sprintf(other.data, "%V/tmp/%P.%ui.fill%Z",
+                        &ngx_pt_store_root, sh.pid, sh.seq);
+        other.len = p - other.data - 1;
+
+        fd = ngx_open_file(other.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+        if (fd == NGX_INVALID_FILE) {
+            /* renamed into place just now, maybe: the final file then */
+            if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) == NGX_OK
+                && sh.state == NGX_PT_FILL_DONE)
+            {
+                fd = ngx_open_file(fill->path.data, NGX_FILE_RDONLY,
+                                   NGX_FILE_OPEN, 0);
+            }
+        }
+
+        if (fd != NGX_INVALID_FILE) {
+            ngx_close_file(fill->fd);
+            (void) ngx_delete_file(fill->temp.data);
+
+            fill->fd = fd;
+            fill->temp = other;
+            fill->mirror = 1;
+            fill->owner = sh.pid;
+            fill->seq = sh.seq;
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                           "pullthrough: blob %V follows the fill of "
+                           "worker %P", &fill->digest.full, sh.pid);
+
+            fill->poll.handler = ngx_pt_fill_poll;
+            fill->poll.data = fill;
+            fill->poll.log = fill->log;
+            fill->poll.cancelable = 1;
+
+            /* an end, if any, at the first poll: readers attach first */
+            if (sh.state != NGX_PT_FILL_DONE) {
+                ngx_pt_fill_follow(fill, &sh);
+            }
+
+            ngx_add_timer(&fill->poll, NGX_PT_FILL_POLL);
+
+            return NGX_DONE;
+        }
+    }
+
+    /* a fill that ended, or whose worker is gone: fetched here */
+
+    ngx_pt_shared_write(&fill->key, &mine, sizeof(mine), NGX_PT_FILL_KEEP);
+    fill->shared = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_fill_publish(ngx_pt_fill_t *fill)
+{
+    ngx_pt_fill_share_t  sh;
+
+    if (!fill->shared) {
+        return;
+    }
+
+    ngx_memzero(&sh, sizeof(ngx_pt_fill_share_t));
+
+    sh.pid = ngx_pid;
+    sh.seq = fill->seq;
+    sh.state = fill->state;
+    sh.header = fill->header;
+    sh.expected = fill->expected;
+    sh.written = fill->written;
+    sh.error_status = fill->error_status;
+    sh.bad_digest = (fill->error_code != NULL);
+
+    ngx_pt_shared_write(&fill->key, &sh, sizeof(sh),
+                        (sh.state == NGX_PT_FILL_DONE
+                         || sh.state == NGX_PT_FILL_FAILED)
+                        ? NGX_PT_FILL_KEEP_END : NGX_PT_FILL_KEEP);
+}
+
+
+/* a mirror: what the filling worker has published, every few ms */
+
+static void
+ngx_pt_fill_poll(ngx_event_t *ev)
+{
+    ngx_pt_fill_t *fill = ev->data;
+
+    ngx_file_info_t      fi;
+    ngx_pt_fill_share_t  sh;
+
+    if (ngx_queue_empty(&fill->readers)) {
+        /* nobody follows it any more */
+        fill->state = NGX_PT_FILL_FAILED;
+        ngx_queue_remove(&fill->queue);
+        ngx_pt_fill_unref(fill);
+        return;
+    }
+
+    if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) != NGX_OK
+        || sh.pid != fill->owner || sh.seq != fill->seq)
+    {
+        /* its record is gone (expired, evicted): the store tells */
+        ngx_memzero(&sh, sizeof(ngx_pt_fill_share_t));
+
+        if (ngx_file_info(fill->path.data, &fi) != NGX_FILE_ERROR) {
+            sh.state = NGX_PT_FILL_DONE;
+            sh.header = 1;
+            sh.written = ngx_file_size(&fi);
+            sh.expected = sh.written;
+
+        } else {
+            sh.state = NGX_PT_FILL_FAILED;
+            sh.error_status = NGX_HTTP_BAD_GATEWAY;
+        }
+
+    } else if ((sh.state == NGX_PT_FILL_RUNNING
+                || sh.state == NGX_PT_FILL_COMMIT)
+               && kill(fill->owner, 0) == -1 && ngx_errno == NGX_ESRCH)
+    {
+        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                      "pullthrough: worker %P died filling blob %V",
+                      fill->owner, &fill->digest.full);
+
+        sh.state = NGX_PT_FILL_FAILED;
+        sh.error_status = NGX_HTTP_BAD_GATEWAY;
+        sh.bad_digest = 0;
+    }
+
+    ngx_pt_fill_follow(fill, &sh);
+
+    /* a timer, as a task's completion: readers' posted requests run here */
+    fill->in_task = 1;
+
+    if (fill->state == NGX_PT_FILL_RUNNING) {
+        ngx_pt_fill_notify(fill);
+        fill->in_task = 0;
+        ngx_add_timer(&fill->poll, NGX_PT_FILL_POLL);
+        return;
+    }
+
+    ngx_queue_remove(&fill->queue);
+    ngx_pt_fill_notify(fill);
+    fill->in_task = 0;
+
+    /* the reference the mirror held while it followed */
+    ngx_pt_fill_unref(fill);
+}
+
+
+/* a mirror takes the state of the fill it follows */
+
+static void
+ngx_pt_fill_follow(ngx_pt_fill_t *fill, ngx_pt_fill_share_t *sh)
+{
+    fill->header = sh->header;
+    fill->expected = sh->expected;
+    fill->written = sh->written;
+    fill->error_status = sh->error_status;
+    fill->error_code = sh->bad_digest ? "BLOB_UNKNOWN" : NULL;
+
+    fill->state = (sh->state == NGX_PT_FILL_DONE
+                   || sh->state == NGX_PT_FILL_FAILED)
+                  ? sh->state : NGX_PT_FILL_RUNNING;
 }
 
 

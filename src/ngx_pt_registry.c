@@ -944,6 +944,7 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
 static ngx_int_t
 ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
+    ngx_uint_t       joined;
     ngx_pt_fill_t   *fill;
     ngx_pt_fetch_t   tpl;
 
@@ -962,9 +963,15 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &tpl);
+        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &tpl,
+                                  &joined);
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (joined) {
+            /* the fill of another worker */
+            ctx->cache_status = NGX_PT_CACHE_JOIN;
         }
     }
 

@@ -38,12 +38,13 @@ my $fake = PT::FakeUpstream->new(
     hook => sub {
         my ($req, $fake) = @_;
         my ($repo, $ref) = $req->{path} =~ m{^/v2/(.+)/blobs/([^/]+)$} or return;
-        return unless $repo =~ m{^library/gate-(\w+)$};
+        return unless $repo =~ m{^library/(gate|bad)-(\w+)$};
         return [ 200, [ 'Content-Type' => 'application/octet-stream',
                         'Docker-Content-Digest' => $ref ],
                  { file => $fake->blob_file($ref),
                    pause_at => ($ref eq $d ? 20 * $MiB : 1024),
-                   wait_flag => "go-$1" } ];
+                   wait_flag => "go-$2",
+                   corrupt => ($1 eq 'bad' ? 1 : 0) } ];
     })->start;
 
 sub cache {
@@ -257,12 +258,13 @@ sub blob_visible {
 }
 
 
-# clients of two workers at once: every one gets the blob, at most one fill
-# per worker, one file
+# clients of two workers at once: every one gets the blob, from one fill
+# (the other worker's clients follow it in the shared zone), one file
 
 {
     my $t = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport',
-                                              registry => 'proxy_read_timeout 60s;'));
+                                              registry => 'proxy_read_timeout 60s; '
+                                                          . 'add_header X-Pid $pid always;'));
     $t->start;
     setup_cache($t, $fake->url);
     my $path = "/v2/cache/library/gate-twice/blobs/$d";
@@ -270,31 +272,89 @@ sub blob_visible {
     $fake->reset_requests;
     my $mark = cache_log_mark($t);
 
-    my @h = map { bg_stream_get($t, $path, started => "$dir/$_", idle_timeout => 30) }
-            1 .. 4;
-    ok(wait_for(sub { 4 == grep { -e "$dir/$_" } 1 .. 4 }, 20),
-       'two workers: four clients have their first bytes');
+    my @h = (bg_stream_get($t, $path, started => "$dir/1", idle_timeout => 30));
+    ok(wait_for(sub { -e "$dir/1" }, 20), 'two workers: the first client has bytes');
+
+    # the filling worker: its temp file is <pid>.<n>.fill
+    my ($owner) = map { /^(\d+)\./ ? $1 : () } tmp_files($t);
+    ok($owner, "two workers: worker $owner fills") or diag(join ' ', tmp_files($t));
+
+    # clients until one reaches the other worker (reuseport spreads them):
+    # it has the header and bytes while the fill is paused upstream
+    my $probe;
+    for (1 .. 40) {
+        my $p = stream_get($t, $path, idle_timeout => 0.5, timeout => 10);
+        if (($p->{headers}{'x-pid'} // $owner) ne $owner) { $probe = $p; last }
+    }
+    ok($probe, 'two workers: a client of the other worker');
+    is($probe && $probe->{status}, 200, '... 200 while the fill runs in the first');
+    ok($probe && $probe->{length} > 0 && !$probe->{complete},
+       '... bytes as they come, not the end') or diag(explain($probe));
+
+    push @h, map { bg_stream_get($t, $path, started => "$dir/$_", idle_timeout => 30) }
+             2 .. 6;
+    ok(wait_for(sub { 6 == grep { -e "$dir/$_" } 1 .. 6 }, 20),
+       'two workers: six clients have their first bytes');
     ok(!blob_visible($t), 'two workers: nothing in the store mid-fill');
     $fake->set_flag('go-twice');
 
     my @r = map { bg_result($_, 60) } @h;
-    is(scalar(grep { $_->{complete} && $_->{sha256} eq $d } @r), 4,
+    is(scalar(grep { $_->{complete} && $_->{sha256} eq $d } @r), 6,
        'two workers: every client got the whole blob')
         or diag(join "\n", map { "$_->{status} $_->{length} "
                                  . ($_->{error} // '') } @r);
     my $n = () = $fake->requests_matching('GET', qr{/blobs/});
-    ok($n >= 1 && $n <= 2, "two workers: $n upstream fill(s), at most one a worker");
+    is($n, 1, 'two workers: one upstream fill');
     ok(wait_for(sub { -f blob_file($t, $d) && !tmp_files($t) }, 20),
        'two workers: stored, no temp file left');
     is(-f blob_file($t, $d) ? file_digest(blob_file($t, $d)) : '', $d,
        'two workers: the stored blob is right');
-    wait_for(sub { grep({ $_->{path} =~ /gate-twice/ } cache_log($t, $mark)) >= 4 });
+    wait_for(sub { grep({ $_->{path} =~ /gate-twice/ } cache_log($t, $mark)) >= 7 });
     my @l = grep { $_->{path} =~ /gate-twice/ } cache_log($t, $mark);
     my %pids = map { $_->{pid} => 1 } @l;
     note('clients served by ' . scalar(keys %pids) . ' worker(s): '
          . join(' ', map { "$_->{pid}:$_->{cache}" } @l));
     is(scalar(grep { $_->{cache} eq 'MISS' } @l), $n,
        'two workers: one MISS per fill, the rest JOIN');
+    $t->stop;
+}
+
+# a blob that does not match its digest, followed by another worker's
+# clients: every client of both workers is cut, nothing is stored
+
+{
+    my $t = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport',
+                                              registry => 'proxy_read_timeout 60s; '
+                                                          . 'add_header X-Pid $pid always;'));
+    $t->start;
+    setup_cache($t, $fake->url);
+    my $path = "/v2/cache/library/bad-crowd/blobs/$d";
+    my $dir = tempdir('pt-140-bad-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    $fake->reset_requests;
+
+    my @h = map { bg_stream_get($t, $path, started => "$dir/$_", idle_timeout => 30) }
+            1 .. 12;
+    ok(wait_for(sub { 12 == grep { -e "$dir/$_" } 1 .. 12 }, 20),
+       'bad blob, two workers: twelve clients have their first bytes');
+    $fake->set_flag('go-crowd');
+
+    my @r = map { bg_result($_, 60) } @h;
+    my %pids = map { ($_->{headers}{'x-pid'} // '?') => 1 } @r;
+    is(scalar(keys %pids), 2, 'bad blob, two workers: clients of both workers')
+        or diag(join ' ', keys %pids);
+    is(scalar(grep { $_->{complete} } @r), 0,
+       'bad blob, two workers: no client got a complete body')
+        or diag(join "\n", map { "$_->{status} $_->{length}" } @r);
+    my $n = () = $fake->requests_matching('GET', qr{/blobs/});
+    is($n, 1, 'bad blob, two workers: one upstream fill');
+    ok(wait_for(sub { !tmp_files($t) }, 20), 'bad blob, two workers: no temp file left');
+    ok(!-e blob_file($t, $d), 'bad blob, two workers: nothing stored');
+
+    # and the next request fetches again (the failure is not remembered)
+    $fake->reset_requests;
+    $fake->set_flag('go-again');
+    my $r = stream_get($t, "/v2/cache/library/gate-again/blobs/$d", idle_timeout => 30);
+    is($r->{sha256}, $d, 'after it, a good fill of the blob');
     $t->stop;
 }
 
