@@ -94,6 +94,7 @@ struct ngx_pt_fill_s {
     ngx_uint_t                  seq;
     ngx_pid_t                   owner;       /* a mirror's filling worker */
     ngx_event_t                 poll;        /* a mirror follows it */
+    ngx_msec_t                  missing;     /* its entry gone since */
     unsigned                    shared:1;    /* publishes its state */
     unsigned                    mirror:1;    /* another worker's fill */
 };
@@ -1343,7 +1344,7 @@ ngx_pt_fill_poll(ngx_event_t *ev)
 {
     ngx_pt_fill_t *fill = ev->data;
 
-    ngx_file_info_t      fi;
+    ngx_file_info_t      fi, mine;
     ngx_pt_fill_share_t  sh;
 
     if (ngx_queue_empty(&fill->readers)) {
@@ -1357,31 +1358,54 @@ ngx_pt_fill_poll(ngx_event_t *ev)
     if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) != NGX_OK
         || sh.pid != fill->owner || sh.seq != fill->seq)
     {
-        /* its record is gone (expired, evicted): the store tells */
+        /*
+         * Its entry is gone (expired, or evicted from a full zone: the
+         * filling worker writes it again at its next write). The store
+         * tells whether it ended well; a minute without it, it did not.
+         */
+
+        if (fill->missing == 0) {
+            fill->missing = ngx_current_msec;
+        }
+
         ngx_memzero(&sh, sizeof(ngx_pt_fill_share_t));
 
-        if (ngx_file_info(fill->path.data, &fi) != NGX_FILE_ERROR) {
+        if (ngx_file_info(fill->path.data, &fi) != NGX_FILE_ERROR
+            && ngx_fd_info(fill->fd, &mine) != NGX_FILE_ERROR
+            && ngx_file_uniq(&fi) == ngx_file_uniq(&mine))
+        {
+            /* the very file it followed, renamed into place: verified */
             sh.state = NGX_PT_FILL_DONE;
             sh.header = 1;
             sh.written = ngx_file_size(&fi);
             sh.expected = sh.written;
+
+        } else if (ngx_current_msec - fill->missing < NGX_PT_FILL_KEEP_END
+                   && kill(fill->owner, 0) == 0)
+        {
+            ngx_add_timer(&fill->poll, NGX_PT_FILL_POLL);
+            return;
 
         } else {
             sh.state = NGX_PT_FILL_FAILED;
             sh.error_status = NGX_HTTP_BAD_GATEWAY;
         }
 
-    } else if ((sh.state == NGX_PT_FILL_RUNNING
-                || sh.state == NGX_PT_FILL_COMMIT)
-               && kill(fill->owner, 0) == -1 && ngx_errno == NGX_ESRCH)
-    {
-        ngx_log_error(NGX_LOG_ERR, fill->log, 0,
-                      "pullthrough: worker %P died filling blob %V",
-                      fill->owner, &fill->digest.full);
+    } else {
+        fill->missing = 0;
 
-        sh.state = NGX_PT_FILL_FAILED;
-        sh.error_status = NGX_HTTP_BAD_GATEWAY;
-        sh.bad_digest = 0;
+        if ((sh.state == NGX_PT_FILL_RUNNING
+             || sh.state == NGX_PT_FILL_COMMIT)
+            && kill(fill->owner, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            ngx_log_error(NGX_LOG_ERR, fill->log, 0,
+                          "pullthrough: worker %P died filling blob %V",
+                          fill->owner, &fill->digest.full);
+
+            sh.state = NGX_PT_FILL_FAILED;
+            sh.error_status = NGX_HTTP_BAD_GATEWAY;
+            sh.bad_digest = 0;
+        }
     }
 
     ngx_pt_fill_follow(fill, &sh);
