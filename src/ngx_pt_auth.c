@@ -90,6 +90,7 @@ static ngx_int_t ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool,
 static void ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token,
     ngx_msec_t ttl);
 static uint64_t ngx_pt_auth_clock(void);
+static ngx_pt_token_node_t *ngx_pt_auth_live(ngx_str_t *key);
 static ngx_pt_token_node_t *ngx_pt_auth_lookup(ngx_str_t *key,
     uint32_t hash);
 static void ngx_pt_auth_insert_value(ngx_rbtree_node_t *temp,
@@ -1382,7 +1383,6 @@ ngx_pt_auth_conc_reset(void)
 ngx_int_t
 ngx_pt_shared_read(ngx_str_t *key, void *value, size_t size)
 {
-    uint32_t              hash;
     ngx_int_t             rc;
     ngx_pt_tokens_t      *zone;
     ngx_pt_token_node_t  *tn;
@@ -1392,13 +1392,12 @@ ngx_pt_shared_read(ngx_str_t *key, void *value, size_t size)
     }
 
     zone = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key->data, key->len);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    tn = ngx_pt_auth_lookup(key, hash);
+    tn = ngx_pt_auth_live(key);
 
-    if (tn && tn->expires > ngx_pt_auth_clock() && tn->token_len == size) {
+    if (tn && tn->token_len == size) {
         ngx_memcpy(value, tn->data + tn->key_len, size);
         rc = NGX_OK;
 
@@ -1443,7 +1442,6 @@ ngx_pt_shared_claim(ngx_str_t *key, void *value, size_t size, ngx_msec_t ttl)
 static ngx_int_t
 ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
 {
-    uint32_t              hash;
     ngx_pt_tokens_t      *tokens;
     ngx_pt_token_node_t  *tn;
 
@@ -1452,13 +1450,12 @@ ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
     }
 
     tokens = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key->data, key->len);
 
     ngx_shmtx_lock(&tokens->shpool->mutex);
 
-    tn = ngx_pt_auth_lookup(key, hash);
+    tn = ngx_pt_auth_live(key);
 
-    if (tn == NULL || tn->expires <= ngx_pt_auth_clock()) {
+    if (tn == NULL) {
         ngx_shmtx_unlock(&tokens->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -1621,6 +1618,19 @@ ngx_pt_auth_clock(void)
     tp = ngx_timeofday();
 
     return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/* the unexpired entry of key, under the zone's lock */
+
+static ngx_pt_token_node_t *
+ngx_pt_auth_live(ngx_str_t *key)
+{
+    ngx_pt_token_node_t  *tn;
+
+    tn = ngx_pt_auth_lookup(key, ngx_crc32_short(key->data, key->len));
+
+    return (tn && tn->expires > ngx_pt_auth_clock()) ? tn : NULL;
 }
 
 

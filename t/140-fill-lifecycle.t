@@ -54,6 +54,17 @@ sub cache {
     return $t;
 }
 
+# two workers, clients spread over them (reuseport), each answer naming its
+# worker in X-Pid
+sub two_workers {
+    my $t = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport',
+                                              registry => 'proxy_read_timeout 60s; '
+                                                          . 'add_header X-Pid $pid always;'));
+    $t->start;
+    setup_cache($t, $fake->url);
+    return $t;
+}
+
 sub temp_size {
     my ($t) = @_;
     my @f = tmp_files($t);
@@ -262,11 +273,7 @@ sub blob_visible {
 # (the other worker's clients follow it in the shared zone), one file
 
 {
-    my $t = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport',
-                                              registry => 'proxy_read_timeout 60s; '
-                                                          . 'add_header X-Pid $pid always;'));
-    $t->start;
-    setup_cache($t, $fake->url);
+    my $t = two_workers();
     my $path = "/v2/cache/library/gate-twice/blobs/$d";
     my $dir = tempdir('pt-140-twice-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
     $fake->reset_requests;
@@ -323,11 +330,7 @@ sub blob_visible {
 # clients: every client of both workers is cut, nothing is stored
 
 {
-    my $t = PT::Nginx->new(conf => cache_conf(workers => 2, listen => 'reuseport',
-                                              registry => 'proxy_read_timeout 60s; '
-                                                          . 'add_header X-Pid $pid always;'));
-    $t->start;
-    setup_cache($t, $fake->url);
+    my $t = two_workers();
     my $path = "/v2/cache/library/bad-crowd/blobs/$d";
     my $dir = tempdir('pt-140-bad-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
     $fake->reset_requests;
