@@ -64,9 +64,14 @@ typedef struct {
     ngx_str_t                   password;
     ngx_pt_link_t               link;        /* proxy, CA, client cert */
     long                        timeout_ms;
+    ngx_msec_t                  started;
+    ngx_uint_t                  tries;
+    ngx_uint_t                  max_retries;
+    ngx_event_t                 again;       /* backoff before a retry */
 
     /* results */
     long                        status;
+    curl_off_t                  retry_after;
     ngx_str_t                   token;
     time_t                      ttl;
     char                        error[CURL_ERROR_SIZE];
@@ -100,6 +105,8 @@ static void ngx_pt_auth_thread(void *data, ngx_log_t *log);
 static size_t ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static void ngx_pt_auth_done(ngx_event_t *ev);
+static ngx_uint_t ngx_pt_auth_again(ngx_pt_token_req_t *req);
+static void ngx_pt_auth_again_handler(ngx_event_t *ev);
 static void ngx_pt_auth_poll(ngx_event_t *ev);
 static void ngx_pt_auth_finish(ngx_pt_token_req_t *req);
 static ngx_uint_t ngx_pt_auth_claim(ngx_str_t *key);
@@ -410,6 +417,8 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
     }
 
     req->timeout_ms = f->auth->timeout_ms;
+    req->started = ngx_current_msec;
+    req->max_retries = f->max_retries;
 
     task->handler = ngx_pt_auth_thread;
     task->event.handler = ngx_pt_auth_done;
@@ -851,6 +860,7 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
     ngx_buf_t   body;
 
     req->status = 0;
+    req->retry_after = 0;
     req->error[0] = '\0';
 
     ngx_memzero(&body, sizeof(ngx_buf_t));
@@ -899,6 +909,7 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
 
     if (rc == CURLE_OK) {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &req->status);
+        curl_easy_getinfo(curl, CURLINFO_RETRY_AFTER, &req->retry_after);
     }
 
     curl_easy_cleanup(curl);
@@ -933,7 +944,7 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
                     (u_char *) "the realm's answer has no token",
                     CURL_ERROR_SIZE);
         yajl_tree_free(doc);
-        req->status = 0;
+        /* the status stays 200: nothing to try again */
         return;
     }
 
@@ -980,6 +991,11 @@ ngx_pt_auth_done(ngx_event_t *ev)
     u_char      *token;
     ngx_msec_t   ttl;
 
+    if (req->token.data == NULL && ngx_pt_auth_again(req)) {
+        /* still claimed: the others wait for the next try */
+        return;
+    }
+
     ngx_pt_auth_release(&req->key);
 
     /* the token into the request's pool: libcurl's thread used malloc() */
@@ -1017,6 +1033,75 @@ ngx_pt_auth_done(ngx_event_t *ev)
     }
 
     ngx_pt_auth_finish(req);
+}
+
+
+/*
+ * A token request that failed for a transient cause (unreachable, timed
+ * out, 429, 5xx) is tried again as exchanges are: up to the remote's
+ * max_retries, with the same backoff, within its total_timeout.
+ */
+
+static ngx_uint_t
+ngx_pt_auth_again(ngx_pt_token_req_t *req)
+{
+    ngx_msec_t  delay;
+
+    if (req->tries >= req->max_retries || ngx_exiting || ngx_terminate
+        || (req->status != 0 && req->status != 429 && req->status < 500))
+    {
+        return 0;
+    }
+
+    delay = (ngx_msec_t) 250 << req->tries;
+
+    if (delay > 4000) {
+        delay = 4000;
+    }
+
+    if (req->status == 429 && req->retry_after > 0) {
+        if (req->retry_after > 10) {
+            return 0;
+        }
+
+        delay = (ngx_msec_t) req->retry_after * 1000;
+    }
+
+    if (ngx_current_msec - req->started + delay >= (ngx_msec_t) req->timeout_ms)
+    {
+        return 0;
+    }
+
+    req->tries++;
+
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "pullthrough: token request to \"%s\" failed: %s, "
+                  "try %ui of %ui in %M ms", req->url, req->error,
+                  req->tries, req->max_retries, delay);
+
+    req->again.handler = ngx_pt_auth_again_handler;
+    req->again.data = req;
+    req->again.log = ngx_cycle->log;
+    req->again.cancelable = 1;
+
+    ngx_add_timer(&req->again, delay);
+
+    return 1;
+}
+
+
+static void
+ngx_pt_auth_again_handler(ngx_event_t *ev)
+{
+    ngx_pt_token_req_t *req = ev->data;
+
+    if (ngx_thread_task_post(req->thread_pool, req->task) != NGX_OK) {
+        req->tries = req->max_retries;
+        req->status = 0;
+        ngx_cpystrn((u_char *) req->error, (u_char *) "no thread for it",
+                    CURL_ERROR_SIZE);
+        ngx_pt_auth_done(&req->task->event);
+    }
 }
 
 

@@ -51,7 +51,8 @@ my $tmp = tempdir('pt-210-XXXXXXXX', TMPDIR => 1, CLEANUP => !$ENV{PT_KEEP});
 $PT::Pull::CMD_TIMEOUT = 60;
 
 # one issuer user per remote: the issuer's log says which remote asked
-my @USERS = qw(u-tok u-shared u-cold u-exp u-noexp u-atok u-a u-b);
+my @USERS = qw(u-tok u-shared u-cold u-exp u-noexp u-atok u-a u-b u-retry
+               u-giveup);
 my %PW = map { $_ => "pw-$_-" . join('', map { ('a' .. 'z')[rand 26] } 1 .. 12) }
          @USERS;
 my $WRONG_PW = 'wrong-' . join('', map { ('a' .. 'z')[rand 26] } 1 .. 12);
@@ -243,6 +244,8 @@ remote('atok', $reg->url, 'u-atok', $PW{'u-atok'});
 remote('ra', $proxy->url, 'u-a', $PW{'u-a'});
 remote('rb', $proxy->url, 'u-b', $PW{'u-b'});
 remote('anon', $proxy->url);
+remote('retry', $reg->url, 'u-retry', $PW{'u-retry'});
+my $giveup = remote('giveup', $reg->url, 'u-giveup', $PW{'u-giveup'});
 remote('wrong', $proxy->url, 'u-a', $WRONG_PW);
 
 # the token requests of a user: all sent with the user's own password
@@ -400,6 +403,35 @@ sub get_manifest {
     # misses wait for the one token request, in their worker or another
     is($n, 1, 'cold start: one token request for concurrent misses');
     creds_ok('u-cold', 'cold start');
+}
+
+
+# a realm that fails for a while: the token request is tried again, as
+# exchanges are (max_retries, backoff); past max_retries the 401 stands
+
+{
+    $iss->reset_requests;
+    $iss->set(fail_next => 2);
+
+    my $r = get_blob('retry', $h10->{config});
+    is($r->{status}, 200, 'realm 503 twice: the miss still succeeds');
+    my @tr = tokens_of('u-retry');
+    is_deeply([ map { $_->{status} } @tr ], [ 503, 503, 200 ],
+              '... after two more token requests')
+        or diag(explain(\@tr));
+    like($t->error_log, qr/token request to "[^"]+" failed: the realm answered 503, try 1 of 3/,
+         '... each logged as a warning');
+
+    my $p = $t->patch($giveup->{remote_obj}{pulp_href}, { max_retries => 1 });
+    is($p->{status}, 202, 'max_retries 1');
+    $iss->reset_requests;
+    $iss->set(fail_next => 5);
+
+    $r = get_blob('giveup', $h10->{config});
+    is($r->{status}, 401, 'realm failing past max_retries: 401');
+    is(scalar(@tr = tokens_of('u-giveup')), 2, '... after 1 + 1 token requests');
+
+    $iss->set(fail_next => undef);
 }
 
 

@@ -36,6 +36,8 @@ package PT::TokenIssuer;
 #   only_token   => 1        "token" only (no "access_token")
 #   no_push      => 1        grant pull only
 #   status       => N        answer every token request with N (an error)
+#   fail_next    => N        answer the next N token requests (counted from
+#                            this set) with status, or 503; then as usual
 #   issuer       => STRING   (default pt-issuer)
 #   service      => STRING   what registry_token gives the registry
 #                            (default pt-test)
@@ -70,7 +72,7 @@ use PT::Util qw(slurp spew run_output);
 my $JSON = JSON::PP->new->utf8->canonical;
 
 my @SETTINGS = qw(users expires_in omit_expires_in only_access_token
-                  only_token no_push status issuer service);
+                  only_token no_push status issuer service fail_next);
 
 
 sub new {
@@ -154,6 +156,9 @@ sub set {
         if (defined $s{$k}) { $self->{settings}{$k} = $s{$k} }
         else { delete $self->{settings}{$k} }
     }
+
+    # fail_next counts from here
+    unlink "$self->{dir}/failed.count" if exists $s{fail_next};
 
     my $f = "$self->{dir}/settings.json";
     spew("$f.tmp", $JSON->encode($self->{settings}));
@@ -303,6 +308,24 @@ sub _error {
 }
 
 
+# true (and counted) while fewer than $n requests have been failed since
+# fail_next was set; connections are processes of their own: a locked file
+sub _count_failure {
+    my ($self, $n) = @_;
+    my $f = "$self->{dir}/failed.count";
+    open my $fh, '+>>', $f or die "$f: $!";
+    flock $fh, LOCK_EX or die "flock $f: $!";
+    seek $fh, 0, 0;
+    my $count = <$fh> // 0;
+    chomp $count;
+    return 0 if $count >= $n;
+    truncate $fh, 0;
+    print $fh $count + 1, "\n";
+    close $fh;
+    return 1;
+}
+
+
 # ($status, $content_type, $body, @extra_header_lines); fills in $req
 sub _answer {
     my ($self, $req, $s) = @_;
@@ -321,8 +344,11 @@ sub _answer {
         }
     }
 
+    return _error($s->{status} || 503, 'UNAVAILABLE', 'forced error')
+        if $s->{fail_next} && $self->_count_failure($s->{fail_next});
+
     return _error($s->{status}, 'UNAVAILABLE', 'forced error')
-        if $s->{status};
+        if $s->{status} && !$s->{fail_next};
 
     my @granted = $s->{no_push} ? ('pull') : ('pull', 'push');
     my %ok = map { $_ => 1 } @granted;
