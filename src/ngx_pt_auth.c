@@ -1223,12 +1223,25 @@ ngx_pt_auth_release(ngx_str_t *key)
 }
 
 
-/* back to the upstream with the token, or the 401 stands */
+/*
+ * Back to the upstream with the token. Without one, the upstream's 401
+ * stands when the realm refused the credentials; a realm that failed
+ * otherwise (unreachable, 429, 5xx, an answer without a token) is a 502,
+ * not a refusal.
+ */
 
 static void
 ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
 {
     if (req->token.data == NULL || req->status != 200) {
+
+        if (req->status != NGX_HTTP_UNAUTHORIZED
+            && req->status != NGX_HTTP_FORBIDDEN)
+        {
+            ngx_pt_fetch_fail(f, NGX_HTTP_BAD_GATEWAY);
+            return;
+        }
+
         ngx_pt_fetch_detach(f);
         f->rc = NGX_OK;
         f->done(f, NGX_OK);
