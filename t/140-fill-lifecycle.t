@@ -326,6 +326,45 @@ sub blob_visible {
     $t->stop;
 }
 
+# the filling worker killed while another worker's clients follow it: they
+# are cut too (the follower sees its pid gone), and the next pull fetches
+
+{
+    my $t = two_workers();
+    my $path = "/v2/cache/library/gate-killtwo/blobs/$d";
+    my $dir = tempdir('pt-140-killtwo-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+    my @h = map { bg_stream_get($t, $path, started => "$dir/$_", idle_timeout => 30) }
+            1 .. 14;
+    ok(wait_for(sub { 14 == grep { -e "$dir/$_" } 1 .. 14 }, 20),
+       'kill, two workers: fourteen clients have their first bytes');
+    ok(wait_for(sub { temp_size($t) >= 19 * $MiB }, 20),
+       'kill, two workers: the fill is at the pause');
+    my ($owner) = map { /^(\d+)\./ ? $1 : () } tmp_files($t);
+    $t->kill_worker($owner);
+
+    my @r = map { bg_result($_, 60) } @h;
+    my @other = grep { ($_->{headers}{'x-pid'} // $owner) ne $owner } @r;
+    ok(@other >= 1, 'kill, two workers: clients of the other worker')
+        or diag(join ' ', map { $_->{headers}{'x-pid'} // '?' } @r);
+    is(scalar(grep { $_->{complete} } @r), 0,
+       'kill, two workers: every client got a cut body')
+        or diag(join "\n", map { "$_->{status} $_->{length}" } @r);
+    ok(!grep({ $_->{error} && $_->{error} =~ /timeout/i } @other),
+       "kill, two workers: the other worker's clients were cut, not left waiting")
+        or diag(explain(\@other));
+    like($t->error_log, qr/worker $owner died filling blob \Q$d\E/,
+         'kill, two workers: the error log says why');
+
+    $fake->set_flag('go-killtwo');
+    $fake->reset_requests;
+    my $r = stream_get($t, $path, idle_timeout => 10);
+    ok($r->{complete} && $r->{sha256} eq $d, 'kill, two workers: the next pull gets the blob');
+    is(scalar(my @u = $fake->requests), 1, '... fetched again');
+    $t->stop;
+}
+
+
 # a blob that does not match its digest, followed by another worker's
 # clients: every client of both workers is cut, nothing is stored
 
