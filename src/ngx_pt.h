@@ -481,6 +481,9 @@ ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
     ngx_pt_digest_t *d, ngx_pt_fetch_t *tpl, ngx_uint_t *joined);
 ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
+ngx_int_t ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d,
+    ngx_pt_fill_t **out);
+ngx_int_t ngx_pt_fill_also(ngx_pt_fill_t *fill, ngx_str_t *repo);
 
 
 /* content records: repositories, versions, tags, manifests, blobs

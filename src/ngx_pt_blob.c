@@ -43,6 +43,17 @@ typedef struct {
 } ngx_pt_fill_share_t;
 
 
+/* which repository's fill fetches a digest (the shared zone) */
+#define NGX_PT_FILL_REPO_MAX   1024
+
+typedef struct {
+    ngx_pid_t                   pid;
+    ngx_uint_t                  seq;
+    size_t                      repo_len;
+    u_char                      repo[NGX_PT_FILL_REPO_MAX];
+} ngx_pt_fill_index_t;
+
+
 typedef struct {
     ngx_pt_fill_t              *fill;
     u_char                     *data;
@@ -95,6 +106,8 @@ struct ngx_pt_fill_s {
     ngx_pid_t                   owner;       /* a mirror's filling worker */
     ngx_event_t                 poll;        /* a mirror follows it */
     ngx_msec_t                  missing;     /* its entry gone since */
+    ngx_array_t                *also;        /* other repositories served:
+                                                recorded too (ngx_str_t) */
     unsigned                    shared:1;    /* publishes its state */
     unsigned                    mirror:1;    /* another worker's fill */
 };
@@ -131,10 +144,18 @@ static void ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status,
 static void ngx_pt_fill_unref(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_notify(ngx_pt_fill_t *fill);
 static off_t ngx_pt_fill_published(ngx_pt_fill_t *fill);
+static ngx_pt_fill_t *ngx_pt_fill_new(ngx_str_t *repo, ngx_pt_digest_t *d);
+static ngx_int_t ngx_pt_fill_key(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_index(ngx_pt_fill_t *fill);
 static ngx_int_t ngx_pt_fill_claim(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_publish(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_poll(ngx_event_t *ev);
 static void ngx_pt_fill_follow(ngx_pt_fill_t *fill, ngx_pt_fill_share_t *sh);
+static ngx_int_t ngx_pt_fill_mirror(ngx_pt_fill_t *fill,
+    ngx_pt_fill_share_t *sh);
+static ngx_int_t ngx_pt_fill_index_key(ngx_pool_t *pool, ngx_pt_digest_t *d,
+    ngx_str_t *key);
+static void ngx_pt_fill_record_also(ngx_pt_fill_t *fill);
 static void ngx_pt_reader_cleanup(void *data);
 static void ngx_pt_reader_write_handler(ngx_http_request_t *r);
 static void ngx_pt_reader_run(ngx_pt_reader_t *rd);
@@ -436,29 +457,19 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 }
 
 
-/* starts fetching a blob into the store on behalf of request r */
+/* a fill of repo and digest d, with nothing running yet */
 
-ngx_pt_fill_t *
-ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_pt_fetch_t *tpl, ngx_uint_t *joined)
+static ngx_pt_fill_t *
+ngx_pt_fill_new(ngx_str_t *repo, ngx_pt_digest_t *d)
 {
-    u_char                           *p;
-    ngx_uint_t                        i;
-    ngx_pool_t                       *pool;
-    ngx_array_t                      *headers;
-    ngx_keyval_t                     *kv, *src;
-    ngx_pt_fill_t                    *fill;
-    ngx_pt_fill_task_ctx_t           *ctx;
-    ngx_http_pullthrough_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+    u_char         *p;
+    ngx_pool_t     *pool;
+    ngx_pt_fill_t  *fill;
 
     pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
         return NULL;
     }
-
-    *joined = 0;
 
     fill = ngx_pcalloc(pool, sizeof(ngx_pt_fill_t));
     if (fill == NULL) {
@@ -470,7 +481,6 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     fill->refs = 1;
     fill->fd = NGX_INVALID_FILE;
     fill->expected = -1;
-    fill->tp = plcf->thread_pool;
     ngx_queue_init(&fill->readers);
 
     /* copies: the fill may outlive the request */
@@ -489,9 +499,47 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     fill->digest.alg.data = p;
     fill->digest.hex.data = p + 7;
 
-    if (ngx_pt_blob_path(pool, &fill->digest, &fill->path) != NGX_OK) {
+    if (ngx_pt_blob_path(pool, &fill->digest, &fill->path) != NGX_OK
+        || ngx_pt_fill_key(fill) != NGX_OK)
+    {
         goto failed;
     }
+
+    return fill;
+
+failed:
+
+    ngx_destroy_pool(pool);
+
+    return NULL;
+}
+
+
+/* starts fetching a blob into the store on behalf of request r */
+
+ngx_pt_fill_t *
+ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
+    ngx_pt_fetch_t *tpl, ngx_uint_t *joined)
+{
+    ngx_uint_t                        i;
+    ngx_pool_t                       *pool;
+    ngx_array_t                      *headers;
+    ngx_keyval_t                     *kv, *src;
+    ngx_pt_fill_t                    *fill;
+    ngx_pt_fill_task_ctx_t           *ctx;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    *joined = 0;
+
+    fill = ngx_pt_fill_new(repo, d);
+    if (fill == NULL) {
+        return NULL;
+    }
+
+    pool = fill->pool;
+    fill->tp = plcf->thread_pool;
 
     fill->temp.len = ngx_pt_store_root.len + sizeof("/tmp/.fill")
                      + 2 * NGX_INT_T_LEN;
@@ -1122,6 +1170,8 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
                           &fill->digest.full);
         }
 
+        ngx_pt_fill_record_also(fill);
+
         ngx_queue_remove(&fill->queue);
         ngx_pt_fill_publish(fill);
         ngx_pt_fill_notify(fill);
@@ -1218,24 +1268,7 @@ ngx_pt_fill_unref(ngx_pt_fill_t *fill)
 static ngx_int_t
 ngx_pt_fill_claim(ngx_pt_fill_t *fill)
 {
-    u_char               *p;
-    ngx_fd_t              fd;
-    ngx_str_t             other;
     ngx_pt_fill_share_t   sh, mine;
-
-    fill->key.len = sizeof("fill\n\n") - 1 + fill->repo.len
-                    + fill->digest.full.len;
-    fill->key.data = ngx_pnalloc(fill->pool, fill->key.len);
-    other.data = ngx_pnalloc(fill->pool, ngx_pt_store_root.len
-                                         + sizeof("/tmp/.fill")
-                                         + 2 * NGX_INT_T_LEN);
-
-    if (fill->key.data == NULL || other.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(fill->key.data, "fill\n%V\n%V", &fill->repo,
-                &fill->digest.full);
 
     ngx_memzero(&mine, sizeof(ngx_pt_fill_share_t));
     mine.pid = ngx_pid;
@@ -1247,57 +1280,21 @@ ngx_pt_fill_claim(ngx_pt_fill_t *fill)
                             NGX_PT_FILL_KEEP))
     {
         fill->shared = 1;
+        ngx_pt_fill_index(fill);
         return NGX_OK;
     }
 
-    if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) == NGX_OK
-        && sh.pid != ngx_pid
-        && (sh.state == NGX_PT_FILL_RUNNING || sh.state == NGX_PT_FILL_COMMIT)
-        && kill(sh.pid, 0) == 0)
-    {
-        p = ngx_sprintf(other.data, "%V/tmp/%P.%ui.fill%Z",
-                        &ngx_pt_store_root, sh.pid, sh.seq);
-        other.len = p - other.data - 1;
+    if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) == NGX_OK) {
+        switch (ngx_pt_fill_mirror(fill, &sh)) {
 
-        fd = ngx_open_file(other.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-        if (fd == NGX_INVALID_FILE) {
-            /* renamed into place just now, maybe: the final file then */
-            if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) == NGX_OK
-                && sh.state == NGX_PT_FILL_DONE)
-            {
-                fd = ngx_open_file(fill->path.data, NGX_FILE_RDONLY,
-                                   NGX_FILE_OPEN, 0);
-            }
-        }
-
-        if (fd != NGX_INVALID_FILE) {
-            ngx_close_file(fill->fd);
-            (void) ngx_delete_file(fill->temp.data);
-
-            fill->fd = fd;
-            fill->temp = other;
-            fill->mirror = 1;
-            fill->owner = sh.pid;
-            fill->seq = sh.seq;
-
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
-                           "pullthrough: blob %V follows the fill of "
-                           "worker %P", &fill->digest.full, sh.pid);
-
-            fill->poll.handler = ngx_pt_fill_poll;
-            fill->poll.data = fill;
-            fill->poll.log = fill->log;
-            fill->poll.cancelable = 1;
-
-            /* an end, if any, at the first poll: readers attach first */
-            if (sh.state != NGX_PT_FILL_DONE) {
-                ngx_pt_fill_follow(fill, &sh);
-            }
-
-            ngx_add_timer(&fill->poll, NGX_PT_FILL_POLL);
-
+        case NGX_OK:
             return NGX_DONE;
+
+        case NGX_ERROR:
+            return NGX_ERROR;
+
+        default: /* NGX_DECLINED */
+            break;
         }
     }
 
@@ -1305,6 +1302,304 @@ ngx_pt_fill_claim(ngx_pt_fill_t *fill)
 
     ngx_pt_shared_write(&fill->key, &mine, sizeof(mine), NGX_PT_FILL_KEEP);
     fill->shared = 1;
+
+    ngx_pt_fill_index(fill);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fill_key(ngx_pt_fill_t *fill)
+{
+    fill->key.len = sizeof("fill\n\n") - 1 + fill->repo.len
+                    + fill->digest.full.len;
+    fill->key.data = ngx_pnalloc(fill->pool, fill->key.len);
+    if (fill->key.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(fill->key.data, "fill\n%V\n%V", &fill->repo,
+                &fill->digest.full);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fill_index_key(ngx_pool_t *pool, ngx_pt_digest_t *d, ngx_str_t *key)
+{
+    key->len = sizeof("blob\n") - 1 + d->full.len;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "blob\n%V", &d->full);
+
+    return NGX_OK;
+}
+
+
+/* the repository whose fill fetches the digest, for other repositories */
+
+static void
+ngx_pt_fill_index(ngx_pt_fill_t *fill)
+{
+    ngx_str_t            key;
+    ngx_pt_fill_index_t  idx;
+
+    if (fill->repo.len > NGX_PT_FILL_REPO_MAX
+        || ngx_pt_fill_index_key(fill->pool, &fill->digest, &key) != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_memzero(&idx, sizeof(ngx_pt_fill_index_t));
+    idx.pid = ngx_pid;
+    idx.seq = fill->seq;
+    idx.repo_len = fill->repo.len;
+    ngx_memcpy(idx.repo, fill->repo.data, fill->repo.len);
+
+    ngx_pt_shared_write(&key, &idx, sizeof(idx), NGX_PT_FILL_KEEP);
+}
+
+
+/*
+ * A running fill of digest d for another repository than repo: in this
+ * worker, or one of another worker, which this worker then follows (out
+ * NULL: only whether there is one). The caller has the upstream confirm
+ * that repo has the blob before its client reads it (ngx_pt_fill_also()).
+ */
+
+ngx_int_t
+ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d, ngx_pt_fill_t **out)
+{
+    ngx_int_t             rc;
+    ngx_str_t             key, other;
+    ngx_pool_t           *pool;
+    ngx_queue_t          *q;
+    ngx_pt_fill_t        *fill;
+    ngx_pt_fill_index_t   idx;
+    ngx_pt_fill_share_t   sh;
+
+    for (q = ngx_queue_head(&ngx_pt_fills);
+         q != ngx_queue_sentinel(&ngx_pt_fills);
+         q = ngx_queue_next(q))
+    {
+        fill = ngx_queue_data(q, ngx_pt_fill_t, queue);
+
+        if (fill->state == NGX_PT_FILL_RUNNING
+            && fill->digest.full.len == d->full.len
+            && ngx_strncmp(fill->digest.full.data, d->full.data,
+                           d->full.len) == 0
+            && (fill->repo.len != repo->len
+                || ngx_strncmp(fill->repo.data, repo->data, repo->len) != 0))
+        {
+            if (out) {
+                *out = fill;
+            }
+
+            return NGX_OK;
+        }
+    }
+
+    pool = ngx_create_pool(1024, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+
+    if (ngx_pt_fill_index_key(pool, d, &key) != NGX_OK) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (ngx_pt_shared_read(&key, &idx, sizeof(idx)) != NGX_OK
+        || idx.pid == ngx_pid || idx.repo_len > NGX_PT_FILL_REPO_MAX
+        || (idx.repo_len == repo->len
+            && ngx_strncmp(idx.repo, repo->data, repo->len) == 0))
+    {
+        goto done;
+    }
+
+    other.data = idx.repo;
+    other.len = idx.repo_len;
+
+    fill = ngx_pt_fill_new(&other, d);
+    if (fill == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) != NGX_OK
+        || sh.pid != idx.pid || sh.seq != idx.seq)
+    {
+        ngx_destroy_pool(fill->pool);
+        goto done;
+    }
+
+    if (out == NULL) {
+        ngx_destroy_pool(fill->pool);
+        rc = (sh.state == NGX_PT_FILL_RUNNING || sh.state == NGX_PT_FILL_COMMIT)
+             && kill(sh.pid, 0) == 0 ? NGX_OK : NGX_DECLINED;
+        goto done;
+    }
+
+    rc = ngx_pt_fill_mirror(fill, &sh);
+
+    if (rc != NGX_OK) {
+        ngx_destroy_pool(fill->pool);
+        goto done;
+    }
+
+    ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
+    *out = fill;
+
+done:
+
+    ngx_destroy_pool(pool);
+
+    return rc;
+}
+
+
+/* the blob, once stored, is recorded for repo too */
+
+ngx_int_t
+ngx_pt_fill_also(ngx_pt_fill_t *fill, ngx_str_t *repo)
+{
+    ngx_str_t   *r;
+    ngx_uint_t   i;
+
+    if (fill->also == NULL) {
+        fill->also = ngx_array_create(fill->pool, 2, sizeof(ngx_str_t));
+        if (fill->also == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    r = fill->also->elts;
+
+    for (i = 0; i < fill->also->nelts; i++) {
+        if (r[i].len == repo->len
+            && ngx_strncmp(r[i].data, repo->data, repo->len) == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    r = ngx_array_push(fill->also);
+    if (r == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->len = repo->len;
+    r->data = ngx_pstrdup(fill->pool, repo);
+
+    return r->data ? NGX_OK : NGX_ERROR;
+}
+
+
+static void
+ngx_pt_fill_record_also(ngx_pt_fill_t *fill)
+{
+    ngx_str_t   *r;
+    ngx_uint_t   i;
+
+    if (fill->also == NULL) {
+        return;
+    }
+
+    r = fill->also->elts;
+
+    for (i = 0; i < fill->also->nelts; i++) {
+        if (ngx_pt_content_blob_add(fill->pool, fill->log, &r[i],
+                                    &fill->digest.full, fill->written)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_ALERT, fill->log, 0,
+                          "pullthrough: blob %V stored but not recorded "
+                          "for \"%V\"", &fill->digest.full, &r[i]);
+        }
+    }
+}
+
+
+/*
+ * Makes fill (its own temp file open, or none) the mirror of the live fill
+ * of another worker that sh describes: NGX_DECLINED when there is none.
+ */
+
+static ngx_int_t
+ngx_pt_fill_mirror(ngx_pt_fill_t *fill, ngx_pt_fill_share_t *sh)
+{
+    u_char     *p;
+    ngx_fd_t    fd;
+    ngx_str_t   other;
+
+    if (sh->pid == ngx_pid
+        || (sh->state != NGX_PT_FILL_RUNNING
+            && sh->state != NGX_PT_FILL_COMMIT)
+        || kill(sh->pid, 0) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    other.data = ngx_pnalloc(fill->pool, ngx_pt_store_root.len
+                                         + sizeof("/tmp/.fill")
+                                         + 2 * NGX_INT_T_LEN);
+    if (other.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(other.data, "%V/tmp/%P.%ui.fill%Z",
+                    &ngx_pt_store_root, sh->pid, sh->seq);
+    other.len = p - other.data - 1;
+
+    fd = ngx_open_file(other.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        /* renamed into place just now, maybe: the final file then */
+        if (ngx_pt_shared_read(&fill->key, sh, sizeof(*sh)) == NGX_OK
+            && sh->state == NGX_PT_FILL_DONE)
+        {
+            fd = ngx_open_file(fill->path.data, NGX_FILE_RDONLY,
+                               NGX_FILE_OPEN, 0);
+        }
+
+        if (fd == NGX_INVALID_FILE) {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (fill->fd != NGX_INVALID_FILE) {
+        ngx_close_file(fill->fd);
+        (void) ngx_delete_file(fill->temp.data);
+    }
+
+    fill->fd = fd;
+    fill->temp = other;
+    fill->mirror = 1;
+    fill->owner = sh->pid;
+    fill->seq = sh->seq;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough: blob %V follows the fill of worker %P",
+                   &fill->digest.full, sh->pid);
+
+    fill->poll.handler = ngx_pt_fill_poll;
+    fill->poll.data = fill;
+    fill->poll.log = fill->log;
+    fill->poll.cancelable = 1;
+
+    /* an end, if any, at the first poll: readers attach first */
+    if (sh->state != NGX_PT_FILL_DONE) {
+        ngx_pt_fill_follow(fill, sh);
+    }
+
+    ngx_add_timer(&fill->poll, NGX_PT_FILL_POLL);
 
     return NGX_OK;
 }
@@ -1347,8 +1642,8 @@ ngx_pt_fill_poll(ngx_event_t *ev)
     ngx_file_info_t      fi, mine;
     ngx_pt_fill_share_t  sh;
 
-    if (ngx_queue_empty(&fill->readers)) {
-        /* nobody follows it any more */
+    if (ngx_queue_empty(&fill->readers) && fill->also == NULL) {
+        /* nobody follows it any more, nothing to record at its end */
         fill->state = NGX_PT_FILL_FAILED;
         ngx_queue_remove(&fill->queue);
         ngx_pt_fill_unref(fill);
@@ -1421,6 +1716,11 @@ ngx_pt_fill_poll(ngx_event_t *ev)
     }
 
     ngx_queue_remove(&fill->queue);
+
+    if (fill->state == NGX_PT_FILL_DONE) {
+        ngx_pt_fill_record_also(fill);
+    }
+
     ngx_pt_fill_notify(fill);
     fill->in_task = 0;
 

@@ -40,6 +40,7 @@ typedef struct {
     ngx_pt_remote_t            *remote;
     ngx_str_t                   upstream;    /* base URL, when not the remote's */
     ngx_uint_t                  cache_status;
+    ngx_uint_t                  follow;      /* another repository's fill */
     ngx_pt_fetch_t             *fetch;
     ngx_pt_reader_t            *reader;
     void                      (*next)(ngx_http_request_t *r);
@@ -877,6 +878,22 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                                      ngx_pt_registry_blob_checked);
     }
 
+    if (r->method == NGX_HTTP_GET
+        && ngx_pt_fill_find(&ctx->repo, &ctx->digest) == NULL
+        && ngx_pt_fill_other(&ctx->repo, &ctx->digest, NULL) == NGX_OK)
+    {
+        /*
+         * Another repository's fill fetches it (a base layer they share):
+         * once this repository's upstream confirms it has the blob (a
+         * HEAD), the client follows that fill instead of a second one.
+         */
+        ctx->cache_status = NGX_PT_CACHE_JOIN;
+        ctx->follow = 1;
+
+        return ngx_pt_registry_fetch(r, ctx, "blobs", &ctx->digest.full, 1, 0,
+                                     ngx_pt_registry_blob_checked);
+    }
+
     ctx->cache_status = NGX_PT_CACHE_MISS;
 
     if (r->method == NGX_HTTP_HEAD) {
@@ -891,10 +908,12 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 static void
 ngx_pt_registry_blob_checked(ngx_http_request_t *r)
 {
-    ngx_int_t        rc;
-    ngx_str_t        path;
-    ngx_pt_req_t    *ctx;
-    ngx_pt_fetch_t  *f;
+    ngx_int_t         rc;
+    ngx_str_t         path;
+    ngx_pt_req_t     *ctx;
+    ngx_pt_fill_t    *fill;
+    ngx_pt_fetch_t   *f;
+    ngx_file_info_t   fi;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
     f = ctx->fetch;
@@ -905,6 +924,46 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         rc = ngx_pt_registry_upstream_error(r, ctx, f, "BLOB_UNKNOWN");
         ngx_http_finalize_request(r, rc);
         return;
+    }
+
+    if (ctx->follow) {
+        /* confirmed: the other repository's fill, if it still runs */
+
+        fill = NULL;
+        rc = ngx_pt_fill_other(&ctx->repo, &ctx->digest, &fill);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (rc == NGX_OK) {
+            if (ngx_pt_fill_also(fill, &ctx->repo) != NGX_OK
+                || ngx_pt_fill_attach(fill, r) != NGX_OK)
+            {
+                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                return;
+            }
+
+            ngx_http_finalize_request(r, NGX_DONE);
+            return;
+        }
+
+        /* it ended meanwhile: stored, or fetched here */
+
+        if (ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (ngx_file_info(path.data, &fi) == NGX_FILE_ERROR) {
+            ctx->cache_status = NGX_PT_CACHE_MISS;
+            rc = ngx_pt_registry_blob_fill(r, ctx);
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+
+        ctx->cache_status = NGX_PT_CACHE_HIT;
     }
 
     if (ctx->cache_status == NGX_PT_CACHE_HIT) {

@@ -38,6 +38,9 @@ my $fake = PT::FakeUpstream->new(
     hook => sub {
         my ($req, $fake) = @_;
         my ($repo, $ref) = $req->{path} =~ m{^/v2/(.+)/blobs/([^/]+)$} or return;
+        return [ 404, [ 'Content-Type' => 'application/json' ],
+                 '{"errors":[{"code":"BLOB_UNKNOWN","message":"no"}]}' ]
+            if $repo =~ m{^library/none-};
         return unless $repo =~ m{^library/(gate|bad)-(\w+)$};
         return [ 200, [ 'Content-Type' => 'application/octet-stream',
                         'Docker-Content-Digest' => $ref ],
@@ -63,6 +66,23 @@ sub two_workers {
     $t->start;
     setup_cache($t, $fake->url);
     return $t;
+}
+
+# the blobs record of $repo for the big blob (its size as text), from LMDB
+sub blob_record {
+    my ($t, $repo) = @_;
+    my $out = `mdb_dump -p -s blobs ${\ $t->store}/meta 2>/dev/null`;
+    my @l = split /\n/, $out;
+    shift @l while @l && $l[0] ne 'HEADER=END';
+    shift @l;
+    while (@l >= 2) {
+        my ($k, $v) = (shift @l, shift @l);
+        last if $k eq 'DATA=END';
+        $k =~ s/^ //;
+        $v =~ s/^ //;
+        return $v if $k eq "$repo\\00$d";
+    }
+    return undef;
 }
 
 sub temp_size {
@@ -325,6 +345,109 @@ sub blob_visible {
        'two workers: one MISS per fill, the rest JOIN');
     $t->stop;
 }
+
+# two repositories sharing a blob (a base layer): the second one's client,
+# once its upstream confirms the blob with a HEAD, follows the first one's
+# fill; the blob is then recorded for both. A repository whose upstream
+# does not have it gets its 404.
+
+{
+    my $t = cache();
+    my $dir = tempdir('pt-140-share-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $p1 = "/v2/cache/library/gate-share/blobs/$d";
+    my $p2 = "/v2/cache/library/gate-sharetoo/blobs/$d";
+    $fake->reset_requests;
+    my $mark = cache_log_mark($t);
+
+    my $a = bg_stream_get($t, $p1, started => "$dir/a", idle_timeout => 30);
+    ok(wait_for(sub { temp_size($t) >= 19 * $MiB }, 20),
+       'shared blob: the first repository\'s fill is at the pause');
+    my $b = bg_stream_get($t, $p2, started => "$dir/b", idle_timeout => 30);
+    ok(wait_for(sub { -e "$dir/b" }, 20),
+       'shared blob: the second repository\'s client has bytes');
+    is(scalar(my @tmp = tmp_files($t)), 1, '... from the same fill (one temp file)');
+
+    my $r = http_get($t, "/v2/cache/library/none-here/blobs/$d");
+    is_oci_error($r, 404, 'BLOB_UNKNOWN',
+                 'a repository whose upstream lacks it: 404, no bytes of the fill');
+
+    $fake->set_flag('go-share');
+    my ($ra, $rb) = map { bg_result($_, 60) } $a, $b;
+    ok($ra->{complete} && $ra->{sha256} eq $d, 'shared blob: the first client got it');
+    ok($rb->{complete} && $rb->{sha256} eq $d, 'shared blob: the second client got it');
+
+    my @up = map { "$_->{method} $_->{path}" } $fake->requests;
+    is_deeply([ sort @up ],
+              [ sort("GET /v2/library/gate-share/blobs/$d",
+                     "HEAD /v2/library/gate-sharetoo/blobs/$d",
+                     "HEAD /v2/library/none-here/blobs/$d") ],
+              'shared blob: one GET upstream, a HEAD for each other repository')
+        or diag(explain(\@up));
+
+    wait_for(sub { grep({ $_->{path} =~ /gate-sharetoo/ } cache_log($t, $mark)) >= 1 });
+    my ($l) = grep { $_->{path} =~ /gate-sharetoo/ } cache_log($t, $mark);
+    is($l && $l->{cache}, 'JOIN', 'shared blob: logged as JOIN');
+
+    $fake->reset_requests;
+    $r = stream_get($t, $p2, idle_timeout => 10);
+    ok($r->{complete} && $r->{sha256} eq $d, 'shared blob: the second repository again');
+    is(scalar(@up = $fake->requests), 0, '... a hit: recorded for it too');
+    $t->stop;
+}
+
+
+# the same across workers: a client of the second repository in the other
+# worker follows the fill there, and the blob is recorded for its
+# repository even though that client left early
+
+{
+    my $t = two_workers();
+    my $dir = tempdir('pt-140-sharetwo-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $p1 = "/v2/cache/library/gate-sharetwo/blobs/$d";
+    my $p2;
+    $fake->reset_requests;
+
+    my $a = bg_stream_get($t, $p1, started => "$dir/a", idle_timeout => 30);
+    ok(wait_for(sub { temp_size($t) >= 19 * $MiB }, 20),
+       'shared blob, two workers: the fill is at the pause');
+    my ($owner) = map { /^(\d+)\./ ? $1 : () } tmp_files($t);
+
+    # a repository of its own for each try: the one that reached the other
+    # worker was followed there only
+    my ($probe, $repo2);
+    for my $i (1 .. 40) {
+        my $p = stream_get($t, "/v2/cache/library/gate-sharetwo${i}x/blobs/$d",
+                           idle_timeout => 0.5, timeout => 10);
+        if (($p->{headers}{'x-pid'} // $owner) ne $owner) {
+            ($probe, $repo2) = ($p, "cache/library/gate-sharetwo${i}x");
+            $p2 = "/v2/$repo2/blobs/$d";
+            last;
+        }
+    }
+    ok($probe && $probe->{status} == 200 && $probe->{length} > 0
+       && !$probe->{complete},
+       'shared blob, two workers: the other worker\'s client follows the fill')
+        or diag(explain($probe));
+    is(scalar(my @tmp = tmp_files($t)), 1, '... one temp file');
+
+    $fake->set_flag('go-sharetwo');
+    my $ra = bg_result($a, 60);
+    ok($ra->{complete} && $ra->{sha256} eq $d, 'shared blob, two workers: the first client got it');
+    is(scalar(my @g = $fake->requests_matching('GET', qr{/blobs/})), 1,
+       '... one GET upstream');
+
+    # recorded for the second repository, with its size, when the fill
+    # ended (a HEAD's confirmation would record it without one)
+    ok(wait_for(sub { (blob_record($t, $repo2 // '') // '') eq $size }, 10),
+       'shared blob, two workers: recorded for the second repository at the end')
+        or diag(blob_record($t, $repo2 // '') // 'none');
+    $fake->reset_requests;
+    my $r = stream_get($t, $p2, idle_timeout => 10);
+    ok($r->{complete} && $r->{sha256} eq $d, '... served to it');
+    is(scalar(my @u = $fake->requests), 0, '... a hit, no upstream asked');
+    $t->stop;
+}
+
 
 # the filling worker killed while another worker's clients follow it: they
 # are cut too (the follower sees its pid gone), and the next pull fetches
