@@ -540,6 +540,9 @@ ngx_int_t ngx_pt_registry_blob_header(ngx_http_request_t *r,
 /* helpers (ngx_pt_util.c) */
 
 ngx_int_t ngx_pt_uuid(ngx_pool_t *pool, ngx_str_t *out);
+
+#define NGX_PT_NO_RETRY_AFTER  -2
+ngx_msec_t ngx_pt_backoff(ngx_uint_t tries, ngx_int_t retry_after);
 u_char *ngx_pt_uuid_format(u_char *dst, u_char *b);
 ngx_int_t ngx_pt_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body);

@@ -1053,21 +1053,14 @@ ngx_pt_auth_again(ngx_pt_token_req_t *req)
         return 0;
     }
 
-    delay = (ngx_msec_t) 250 << req->tries;
+    delay = ngx_pt_backoff(req->tries,
+                           (req->status == 429 && req->retry_after > 0)
+                           ? (ngx_int_t) ngx_min(req->retry_after, 3600)
+                           : NGX_PT_NO_RETRY_AFTER);
 
-    if (delay > 4000) {
-        delay = 4000;
-    }
-
-    if (req->status == 429 && req->retry_after > 0) {
-        if (req->retry_after > 10) {
-            return 0;
-        }
-
-        delay = (ngx_msec_t) req->retry_after * 1000;
-    }
-
-    if (ngx_current_msec - req->started + delay >= (ngx_msec_t) req->timeout_ms)
+    if (delay == 0
+        || ngx_current_msec - req->started + delay
+           >= (ngx_msec_t) req->timeout_ms)
     {
         return 0;
     }

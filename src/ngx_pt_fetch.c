@@ -648,21 +648,15 @@ ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
         return NGX_DECLINED;
     }
 
-    delay = (ngx_msec_t) 250 << f->retries;
+    after = (f->header && f->retry_after.len)
+            ? ngx_atoi(f->retry_after.data, f->retry_after.len)
+            : NGX_PT_NO_RETRY_AFTER;
 
-    if (delay > 4000) {
-        delay = 4000;
-    }
+    delay = ngx_pt_backoff(f->retries, after);
 
-    if (f->header && f->retry_after.len) {
-        after = ngx_atoi(f->retry_after.data, f->retry_after.len);
-
-        if (after == NGX_ERROR || after > 10) {
-            /* a long wait is the client's to decide: answered now */
-            return NGX_DECLINED;
-        }
-
-        delay = (ngx_msec_t) after * 1000;
+    if (delay == 0) {
+        /* a long wait is the client's to decide: answered now */
+        return NGX_DECLINED;
     }
 
     f->retries++;

@@ -38,7 +38,7 @@ typedef struct {
     ngx_uint_t                  by_digest;
     ngx_pt_dist_t              *dist;
     ngx_pt_remote_t            *remote;
-    ngx_str_t                   upstream;    /* base URL, when not the remote's */
+    ngx_str_t                   upstream;    /* base URL, not the remote's */
     ngx_uint_t                  cache_status;
     ngx_uint_t                  follow;      /* another repository's fill */
     ngx_pt_fetch_t             *fetch;

@@ -215,3 +215,22 @@ ngx_pt_uuid_format(u_char *dst, u_char *b)
 
     return ngx_hex_dump(dst, b + 10, 6);
 }
+
+
+/*
+ * The wait before another try after `tries` failed ones: 250 ms, doubled
+ * each time up to 4 s, or the upstream's Retry-After (seconds) when it is
+ * 10 s at most. 0: no retry (a longer Retry-After, or one that does not
+ * parse: the client decides).
+ */
+
+ngx_msec_t
+ngx_pt_backoff(ngx_uint_t tries, ngx_int_t retry_after)
+{
+    if (retry_after != NGX_PT_NO_RETRY_AFTER) {
+        return (retry_after >= 0 && retry_after <= 10)
+               ? (ngx_msec_t) (retry_after ? retry_after * 1000 : 1) : 0;
+    }
+
+    return tries >= 4 ? 4000 : (ngx_msec_t) 250 << tries;
+}
