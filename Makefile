@@ -24,7 +24,7 @@ BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
               libcurl4-openssl-dev libssl-dev
 RUN_PKGS   := nginx ca-certificates
 TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman jq httpie curl \
-              openssl apache2-utils tinyproxy
+              openssl apache2-utils tinyproxy stunnel4
 
 # the data-plane tests, run again with every remote reached through
 # libcurl (the transport of remotes with a proxy, a CA or a client cert)

@@ -287,6 +287,17 @@ ngx_pt_link_apply(void *easy, ngx_pt_link_t *link)
     if (link->proxy_url.len) {
         curl_easy_setopt(curl, CURLOPT_PROXY, (char *) link->proxy_url.data);
 
+        /* an https:// proxy is checked as the upstream is */
+
+        if (!link->tls_validation) {
+            curl_easy_setopt(curl, CURLOPT_PROXY_SSL_VERIFYPEER, 0L);
+            curl_easy_setopt(curl, CURLOPT_PROXY_SSL_VERIFYHOST, 0L);
+
+        } else if (link->ca_cert.len) {
+            ngx_pt_link_blob(curl, CURLOPT_PROXY_CAINFO_BLOB, &link->ca_cert);
+            curl_easy_setopt(curl, CURLOPT_PROXY_CAPATH, NULL);
+        }
+
         if (link->proxy_username.len) {
             curl_easy_setopt(curl, CURLOPT_PROXYAUTH, (long) CURLAUTH_BASIC);
             curl_easy_setopt(curl, CURLOPT_PROXYUSERNAME,

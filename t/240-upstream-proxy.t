@@ -3,7 +3,9 @@
 # A remote's proxy_url: a real forward proxy (Debian's tinyproxy) between
 # the cache and Debian's docker-registry carries all of the remote's
 # upstream traffic, blobs included: absolute-form requests for an http
-# upstream, CONNECT for an https one (with the remote's ca_cert). A proxy
+# upstream, CONNECT for an https one (with the remote's ca_cert). An
+# https:// proxy (tinyproxy behind Debian's stunnel) is checked against
+# the remote's ca_cert as its upstream would be. A proxy
 # that wants credentials gets proxy_username/proxy_password; without them
 # the client gets a 502 in OCI format and the error log says why. Setting
 # or clearing proxy_url applies at the next upstream contact; a proxy that
@@ -23,12 +25,15 @@ use PT::Images;
 use PT::Pull;
 use PT::Certs;
 use PT::Tinyproxy;
+use PT::Stunnel;
 
 my $dir = tempdir('pt-240-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
-mkdir "$dir/ca";
+mkdir "$dir/$_" for qw(ca other);
 
 my $ca = PT::Certs->new(dir => "$dir/ca");
 my $srv = $ca->server(name => 'srv', ip => ['127.0.0.1']);
+my $psrv = $ca->server(name => 'proxy', ip => ['127.0.0.1']);
+my $other = PT::Certs->new(dir => "$dir/other", cn => 'pt other CA');
 
 my $reg = PT::Registry->new->start;
 my $img = PT::Images::seed($reg, qw(hello app));
@@ -121,6 +126,41 @@ ok(!grep({ $_->{url} ne "127.0.0.1:$tport" } @connects),
    "... to the upstream's address only") or diag(explain(\@connects));
 is(scalar(grep { $_->{method} ne 'CONNECT' } $px->requests), 0,
    '... nothing in clear');
+
+
+# an https:// proxy: TLS to the proxy, checked against the remote's CA
+
+{
+    my $tls = PT::Stunnel->new(cert => $psrv->{cert}, key => $psrv->{key},
+                               connect => $px->port)->start;
+    setup_cache($t, $reg->url, base_path => 'tlsproxy',
+                remote => { proxy_url => $tls->url, ca_cert => $ca->ca_text,
+                            %no_retry });
+    setup_cache($t, $reg->url, base_path => 'tlsproxy-other',
+                remote => { proxy_url => $tls->url,
+                            ca_cert => $other->ca_text, %no_retry });
+    setup_cache($t, $reg->url, base_path => 'tlsproxy-noverify',
+                remote => { proxy_url => $tls->url, %no_retry,
+                            tls_validation => JSON::PP::false() });
+
+    $px->reset_requests;
+    my $r = $t->get('/v2/tlsproxy/library/hello/manifests/1.1',
+                    headers => \%accept);
+    is($r->{status}, 200, 'an https:// proxy the remote\'s CA signed: the manifest');
+    is_deeply([ proxied_paths($px) ], [ '/v2/library/hello/manifests/1.1' ],
+              '... through it (tinyproxy behind stunnel)');
+
+    $r = $t->get('/v2/tlsproxy-other/library/hello/manifests/1.1',
+                 headers => \%accept);
+    is_oci_error($r, 502, 'UNAVAILABLE', 'an https:// proxy another CA signed: 502');
+    like($t->error_log, qr/failed \(through the remote's proxy\): .*(certificate|SSL)/i,
+         '... the error log says the proxy\'s certificate was refused');
+
+    $r = $t->get('/v2/tlsproxy-noverify/library/hello/manifests/1.1',
+                 headers => \%accept);
+    is($r->{status}, 200, '... and tls_validation false reaches it');
+    $tls->stop;
+}
 
 
 # a proxy that wants credentials
