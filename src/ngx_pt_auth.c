@@ -506,13 +506,14 @@ ngx_pt_auth_hint_key(ngx_pool_t *pool, ngx_pt_upstream_auth_t *auth,
 void
 ngx_pt_auth_preempt(ngx_pt_fetch_t *f)
 {
+    u_char     seen;
     ngx_str_t  key, token;
 
     /* a remote whose upstream asked for Basic credentials: them first */
 
     if (f->basic.len && f->authorization.len == 0
         && ngx_pt_auth_basic_key(f->pool, &f->remote, &key) == NGX_OK
-        && ngx_pt_auth_cached(&key, f->pool, &token) == NGX_OK)
+        && ngx_pt_shared_read(&key, &seen, 1) == NGX_OK)
     {
         f->authorization = f->basic;
         return;
@@ -1312,14 +1313,7 @@ ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate)
     value.data = (u_char *) &state;
     value.len = sizeof(state);
 
-    if (tn && tn->token_len == sizeof(state)) {
-        ngx_memcpy(tn->data + tn->key_len, &state, sizeof(state));
-        tn->expires = ngx_pt_auth_clock() + 3600 * 1000;
-
-    } else {
-        ngx_pt_auth_store_locked(tokens_zone, &key, hash, &value,
-                                 3600 * 1000);
-    }
+    ngx_pt_auth_store_locked(tokens_zone, &key, hash, &value, 3600 * 1000);
 
     ngx_shmtx_unlock(&tokens_zone->shpool->mutex);
 
@@ -1378,7 +1372,6 @@ ngx_pt_auth_conc_update(ngx_str_t *remote, ngx_uint_t limit, ngx_int_t add)
 
     } else {
         ngx_memzero(&conc, sizeof(ngx_pt_conc_t));
-        tn = NULL;
     }
 
     ok = 1;
@@ -1398,15 +1391,9 @@ ngx_pt_auth_conc_update(ngx_str_t *remote, ngx_uint_t limit, ngx_int_t add)
         conc.count[slot]--;
     }
 
-    if (tn) {
-        ngx_memcpy(tn->data + tn->key_len, &conc, sizeof(ngx_pt_conc_t));
-        tn->expires = ngx_pt_auth_clock() + 86400 * 1000;
-
-    } else {
-        value.data = (u_char *) &conc;
-        value.len = sizeof(ngx_pt_conc_t);
-        ngx_pt_auth_store_locked(zone, &key, hash, &value, 86400 * 1000);
-    }
+    value.data = (u_char *) &conc;
+    value.len = sizeof(ngx_pt_conc_t);
+    ngx_pt_auth_store_locked(zone, &key, hash, &value, 86400 * 1000);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -1659,6 +1646,16 @@ ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
     size = offsetof(ngx_pt_token_node_t, data) + key->len + token->len;
 
     tn = ngx_pt_auth_lookup(key, hash);
+
+    if (tn && tn->token_len == token->len) {
+        /* a value of the same size (a fill's progress, a count): in place */
+        ngx_memcpy(tn->data + tn->key_len, token->data, token->len);
+        tn->expires = ngx_pt_auth_clock() + ttl;
+
+        ngx_queue_remove(&tn->queue);
+        ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
+        return;
+    }
 
     if (tn) {
         ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);

@@ -45,6 +45,7 @@ typedef struct {
 
 /* which repository's fill fetches a digest (the shared zone) */
 #define NGX_PT_FILL_REPO_MAX   1024
+#define NGX_PT_DIGEST_MAX      (sizeof("sha512:") - 1 + 128)
 
 typedef struct {
     ngx_pid_t                   pid;
@@ -153,8 +154,8 @@ static void ngx_pt_fill_poll(ngx_event_t *ev);
 static void ngx_pt_fill_follow(ngx_pt_fill_t *fill, ngx_pt_fill_share_t *sh);
 static ngx_int_t ngx_pt_fill_mirror(ngx_pt_fill_t *fill,
     ngx_pt_fill_share_t *sh);
-static ngx_int_t ngx_pt_fill_index_key(ngx_pool_t *pool, ngx_pt_digest_t *d,
-    ngx_str_t *key);
+static u_char *ngx_pt_fill_key_print(u_char *buf, ngx_str_t *repo,
+    ngx_str_t *digest);
 static void ngx_pt_fill_record_also(ngx_pt_fill_t *fill);
 static void ngx_pt_reader_cleanup(void *data);
 static void ngx_pt_reader_write_handler(ngx_http_request_t *r);
@@ -1309,51 +1310,51 @@ ngx_pt_fill_claim(ngx_pt_fill_t *fill)
 }
 
 
+/* "fill\n<repo>\n<digest>": a fill's state in the shared zone */
+
+static u_char *
+ngx_pt_fill_key_print(u_char *buf, ngx_str_t *repo, ngx_str_t *digest)
+{
+    return ngx_sprintf(buf, "fill\n%V\n%V", repo, digest);
+}
+
+
 static ngx_int_t
 ngx_pt_fill_key(ngx_pt_fill_t *fill)
 {
-    fill->key.len = sizeof("fill\n\n") - 1 + fill->repo.len
-                    + fill->digest.full.len;
-    fill->key.data = ngx_pnalloc(fill->pool, fill->key.len);
+    fill->key.data = ngx_pnalloc(fill->pool, sizeof("fill\n\n") - 1
+                                             + fill->repo.len
+                                             + fill->digest.full.len);
     if (fill->key.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_sprintf(fill->key.data, "fill\n%V\n%V", &fill->repo,
-                &fill->digest.full);
+    fill->key.len = ngx_pt_fill_key_print(fill->key.data, &fill->repo,
+                                          &fill->digest.full)
+                    - fill->key.data;
 
     return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_pt_fill_index_key(ngx_pool_t *pool, ngx_pt_digest_t *d, ngx_str_t *key)
-{
-    key->len = sizeof("blob\n") - 1 + d->full.len;
-    key->data = ngx_pnalloc(pool, key->len);
-    if (key->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(key->data, "blob\n%V", &d->full);
-
-    return NGX_OK;
-}
-
-
-/* the repository whose fill fetches the digest, for other repositories */
+/* "blob\n<digest>": which repository's fill fetches the digest, for the
+ * other repositories */
 
 static void
 ngx_pt_fill_index(ngx_pt_fill_t *fill)
 {
+    u_char               buf[sizeof("blob\n") + NGX_PT_DIGEST_MAX];
     ngx_str_t            key;
     ngx_pt_fill_index_t  idx;
 
     if (fill->repo.len > NGX_PT_FILL_REPO_MAX
-        || ngx_pt_fill_index_key(fill->pool, &fill->digest, &key) != NGX_OK)
+        || fill->digest.full.len > NGX_PT_DIGEST_MAX)
     {
         return;
     }
+
+    key.data = buf;
+    key.len = ngx_sprintf(buf, "blob\n%V", &fill->digest.full) - buf;
 
     ngx_memzero(&idx, sizeof(ngx_pt_fill_index_t));
     idx.pid = ngx_pid;
@@ -1375,9 +1376,11 @@ ngx_pt_fill_index(ngx_pt_fill_t *fill)
 ngx_int_t
 ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d, ngx_pt_fill_t **out)
 {
+    u_char                ibuf[sizeof("blob\n") + NGX_PT_DIGEST_MAX];
+    u_char                fbuf[sizeof("fill\n\n") + NGX_PT_FILL_REPO_MAX
+                               + NGX_PT_DIGEST_MAX];
     ngx_int_t             rc;
     ngx_str_t             key, other;
-    ngx_pool_t           *pool;
     ngx_queue_t          *q;
     ngx_pt_fill_t        *fill;
     ngx_pt_fill_index_t   idx;
@@ -1404,64 +1407,55 @@ ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d, ngx_pt_fill_t **out)
         }
     }
 
-    pool = ngx_create_pool(1024, ngx_cycle->log);
-    if (pool == NULL) {
-        return NGX_ERROR;
+    if (d->full.len > NGX_PT_DIGEST_MAX) {
+        return NGX_DECLINED;
     }
 
-    rc = NGX_DECLINED;
-
-    if (ngx_pt_fill_index_key(pool, d, &key) != NGX_OK) {
-        rc = NGX_ERROR;
-        goto done;
-    }
+    key.data = ibuf;
+    key.len = ngx_sprintf(ibuf, "blob\n%V", &d->full) - ibuf;
 
     if (ngx_pt_shared_read(&key, &idx, sizeof(idx)) != NGX_OK
         || idx.pid == ngx_pid || idx.repo_len > NGX_PT_FILL_REPO_MAX
         || (idx.repo_len == repo->len
             && ngx_strncmp(idx.repo, repo->data, repo->len) == 0))
     {
-        goto done;
+        return NGX_DECLINED;
     }
 
     other.data = idx.repo;
     other.len = idx.repo_len;
 
-    fill = ngx_pt_fill_new(&other, d);
-    if (fill == NULL) {
-        rc = NGX_ERROR;
-        goto done;
-    }
+    key.data = fbuf;
+    key.len = ngx_pt_fill_key_print(fbuf, &other, &d->full) - fbuf;
 
-    if (ngx_pt_shared_read(&fill->key, &sh, sizeof(sh)) != NGX_OK
-        || sh.pid != idx.pid || sh.seq != idx.seq)
+    if (ngx_pt_shared_read(&key, &sh, sizeof(sh)) != NGX_OK
+        || sh.pid != idx.pid || sh.seq != idx.seq
+        || (sh.state != NGX_PT_FILL_RUNNING && sh.state != NGX_PT_FILL_COMMIT)
+        || kill(sh.pid, 0) != 0)
     {
-        ngx_destroy_pool(fill->pool);
-        goto done;
+        return NGX_DECLINED;
     }
 
     if (out == NULL) {
-        ngx_destroy_pool(fill->pool);
-        rc = (sh.state == NGX_PT_FILL_RUNNING || sh.state == NGX_PT_FILL_COMMIT)
-             && kill(sh.pid, 0) == 0 ? NGX_OK : NGX_DECLINED;
-        goto done;
+        return NGX_OK;
+    }
+
+    fill = ngx_pt_fill_new(&other, d);
+    if (fill == NULL) {
+        return NGX_ERROR;
     }
 
     rc = ngx_pt_fill_mirror(fill, &sh);
 
     if (rc != NGX_OK) {
         ngx_destroy_pool(fill->pool);
-        goto done;
+        return rc;
     }
 
     ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
     *out = fill;
 
-done:
-
-    ngx_destroy_pool(pool);
-
-    return rc;
+    return NGX_OK;
 }
 
 
