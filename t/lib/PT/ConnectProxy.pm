@@ -181,26 +181,14 @@ sub _serve {
 
     local $SIG{ALRM} = sub { POSIX::_exit(0) };
     alarm 30;
-    my $buf = '';
-    while ($buf !~ /\r?\n\r?\n/) {
-        my $n = sysread($c, $buf, 65536, length $buf);
-        POSIX::_exit(0) unless $n;
-        POSIX::_exit(0) if length $buf > 1024 * 1024;
-    }
+    my $hd = $self->_read_head($c);
     alarm 0;
 
-    my ($head, $rest) = split /\r?\n\r?\n/, $buf, 2;
-    my ($line, @lines) = split /\r?\n/, $head;
-    my ($method, $target, $proto) = split / /, $line // '', 3;
+    my ($method, $target, $proto, $rest) = @$hd{qw(method target proto rest)};
+    my %h = %{ $hd->{headers} };
+    my @raw = @{ $hd->{raw} };
 
-    my (%h, @raw);
-    for (@lines) {
-        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
-        push @raw, [ $k, $v ];
-        $h{ lc $k } = exists $h{ lc $k } ? "$h{ lc $k }, $v" : $v;
-    }
-
-    my $req = { method => $method // '', target => $target,
+    my $req = { method => $method, target => $target,
                 host => undef, mapped_to => undef, headers => \%h,
                 time => time, pid => $$ };
 

@@ -139,32 +139,14 @@ sub _serve {
     $SIG{TERM} = sub { POSIX::_exit(0) };
     binmode $c;
 
-    my $head = '';
     local $SIG{ALRM} = sub { POSIX::_exit(0) };
     alarm 30;
-    while ($head !~ /\r\n\r\n/) {
-        my $n = sysread($c, my $buf, 8192);
-        POSIX::_exit(0) unless $n;
-        $head .= $buf;
-    }
+    my $hd = $self->_read_head($c);
     alarm 0;
 
-    $head =~ s/\r\n\r\n.*\z//s;
-    my ($line, @lines) = split /\r\n/, $head;
-    my ($method, $uri, $proto) = split / /, $line // '';
-    $method //= '';
-    $uri //= '/';
-    my ($path, $query) = split /\?/, $uri, 2;
-
-    my %h;
-    for (@lines) {
-        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
-        $h{ lc $k } = exists $h{ lc $k } ? "$h{ lc $k }, $v" : $v;
-    }
-
-    my $req = { method => $method, uri => $uri, path => $path,
-                query => $query, headers => \%h, time => time,
-                pid => $$ };
+    my $req = { method => $hd->{method}, uri => $hd->{target},
+                path => $hd->{path}, query => $hd->{query},
+                headers => $hd->{headers}, time => time, pid => $$ };
 
     if (open my $log, '>>', $self->log_file) {
         flock($log, LOCK_EX);

@@ -30,7 +30,7 @@ use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(sleep time);
 
 use PT::Pulp qw($REMOTES $DISTS dump_json create_remote create_dist);
-use PT::Util qw(slurp);
+use PT::Util qw(slurp open_cmd);
 
 our @EXPORT = qw(
     cache_conf setup_cache cache_ref cache_log cache_log_mark wait_cache_log
@@ -188,14 +188,7 @@ sub run_cmd {
     my (@cmd) = @_;
     my $timeout = $o{timeout} // $CMD_TIMEOUT;
 
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDERR, '>&', \*STDOUT;
-        open STDIN, '<', '/dev/null';
-        { no warnings 'exec'; exec @cmd; }
-        print "exec $cmd[0]: $!\n";
-        POSIX::_exit(127);
-    }
+    my ($pid, $fh) = open_cmd(@cmd);
 
     my $out = '';
     my $timed_out = 0;

@@ -140,4 +140,38 @@ sub _log_lines {
     return @lines;
 }
 
+
+# a request head read from the connection $c (the connection's process
+# exits when the client closes first, or sends over 1 MiB of head):
+# { method, target (as sent), proto, path, query (of the target), headers
+# (lowercase names, repeated ones joined with ", "), raw ([NAME, VALUE] as
+# sent, in order), rest (the bytes read after the head) }
+sub _read_head {
+    my ($self, $c) = @_;
+
+    my $buf = '';
+    while ($buf !~ /\r?\n\r?\n/) {
+        my $n = sysread($c, $buf, 65536, length $buf);
+        POSIX::_exit(0) unless $n;
+        POSIX::_exit(0) if length $buf > 1024 * 1024;
+    }
+
+    my ($head, $rest) = split /\r?\n\r?\n/, $buf, 2;
+    my ($line, @lines) = split /\r?\n/, $head;
+    my ($method, $target, $proto) = split / /, $line // '', 3;
+    $target //= '/';
+    my ($path, $query) = split /\?/, $target, 2;
+
+    my (%h, @raw);
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
+        push @raw, [ $k, $v ];
+        $h{ lc $k } = exists $h{ lc $k } ? "$h{ lc $k }, $v" : $v;
+    }
+
+    return { method => $method // '', target => $target, proto => $proto,
+             path => $path, query => $query, headers => \%h, raw => \@raw,
+             rest => $rest // '' };
+}
+
 1;

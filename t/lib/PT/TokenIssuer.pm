@@ -222,25 +222,10 @@ sub _serve {
     local $SIG{ALRM} = sub { POSIX::_exit(0) };
     alarm 30;
 
-    my $head = '';
-    while ($head !~ /\r\n\r\n/) {
-        my $n = sysread($c, my $buf, 8192);
-        POSIX::_exit(0) unless $n;
-        $head .= $buf;
-    }
-
-    $head =~ s/\r\n\r\n.*\z//s;
-    my ($line, @lines) = split /\r\n/, $head;
-    my ($method, $uri) = split / /, $line // '';
-    $method //= '';
-    $uri //= '/';
-    my ($path, $query) = split /\?/, $uri, 2;
-
-    my %h;
-    for (@lines) {
-        my ($k, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
-        $h{ lc $k } = exists $h{ lc $k } ? "$h{ lc $k }, $v" : $v;
-    }
+    my $hd = $self->_read_head($c);
+    my ($method, $uri, $path, $query, $h) =
+        @$hd{qw(method target path query headers)};
+    my %h = %$h;
 
     my (%q, @scopes);
     for my $pair (split /&/, $query // '') {

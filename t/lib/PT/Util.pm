@@ -10,7 +10,7 @@ use Exporter qw(import);
 use IO::Socket::INET;
 use POSIX ();
 
-our @EXPORT_OK = qw(slurp spew run_output free_port match_requests);
+our @EXPORT_OK = qw(slurp spew open_cmd run_output free_port match_requests);
 
 
 # a file's bytes, '' when it cannot be read
@@ -30,9 +30,9 @@ sub spew {
 }
 
 
-# runs a command (no shell), stdin from /dev/null; its stdout and stderr
-# together, with the exit status in $?
-sub run_output {
+# starts a command (no shell), stdin from /dev/null; returns its pid and a
+# handle reading its stdout and stderr together
+sub open_cmd {
     my (@cmd) = @_;
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
@@ -42,6 +42,14 @@ sub run_output {
         print "exec $cmd[0]: $!\n";
         POSIX::_exit(127);
     }
+    return ($pid, $fh);
+}
+
+
+# runs a command as open_cmd does; its output, with the exit status in $?
+sub run_output {
+    my (@cmd) = @_;
+    my (undef, $fh) = open_cmd(@cmd);
     local $/;
     my $out = <$fh> // '';
     close $fh;
