@@ -1357,13 +1357,12 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
              && ngx_pt_record_delete(ctx->log, txn, type, &ctx->id)
                 == NGX_ERROR)
             || ngx_pt_admin_task(ctx, txn, "pulpcore.app.tasks.base."
-                                 "general_delete", NULL, &task) != NGX_OK
-            || ngx_pt_txn_commit(ctx->log, txn) != NGX_OK)
+                                 "general_delete", NULL, &task) != NGX_OK)
         {
-            goto failed_committed;
+            goto failed;
         }
 
-        goto accepted;
+        goto commit;
     }
 
     /* create or update */
@@ -1459,8 +1458,11 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
     /* Pulp: a remote is created at once, everything else through a task */
 
     if (old == NULL && ctx->res == NGX_PT_RES_REMOTES) {
-        if (ngx_pt_txn_commit(ctx->log, txn) != NGX_OK) {
-            goto failed_committed;
+        rc = ngx_pt_txn_commit(ctx->log, txn);
+        txn = NULL;
+
+        if (rc != NGX_OK) {
+            goto failed;
         }
 
         ngx_pt_json_map_open(ctx->g);
@@ -1480,13 +1482,21 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
     }
 
     if (ngx_pt_admin_task(ctx, txn, task_name, old ? NULL : &href, &task)
-        != NGX_OK
-        || ngx_pt_txn_commit(ctx->log, txn) != NGX_OK)
+        != NGX_OK)
     {
-        goto failed_committed;
+        goto failed;
     }
 
-accepted:
+commit:
+
+    /* a commit ends the transaction, whether it succeeds or not */
+
+    rc = ngx_pt_txn_commit(ctx->log, txn);
+    txn = NULL;
+
+    if (rc != NGX_OK) {
+        goto failed;
+    }
 
     ngx_pt_json_map_open(ctx->g);
     ngx_pt_json_key(ctx->g, "task");
@@ -1499,11 +1509,11 @@ accepted:
 
 failed:
 
-    ngx_pt_txn_abort(txn);
+    /* every way out of a write ends its transaction: none holds the lock */
 
-failed_committed:
-
-    /* a commit that failed has already freed the transaction */
+    if (txn) {
+        ngx_pt_txn_abort(txn);
+    }
 
     return ngx_pt_admin_store_error(ctx);
 }

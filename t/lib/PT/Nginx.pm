@@ -504,7 +504,8 @@ END {
 # HTTP
 
 # $t->request(METHOD, PATH_OR_URL, json => DATA | body => BYTES,
-#             headers => {...}, auth => [USER, PASS], chunked => 1, port => N)
+#             headers => {...}, auth => [USER, PASS], chunked => 1, port => N,
+#             timeout => SECONDS (default 30; no answer in time: status 599))
 # returns { status, reason, headers (lowercase names), content, json }
 # (json: the decoded body, undef when it is not JSON)
 sub request {
@@ -539,7 +540,7 @@ sub request {
         }
     }
 
-    my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => 30,
+    my $ua = HTTP::Tiny->new(keep_alive => 0, timeout => $opt{timeout} || 30,
                              agent => 'pt-test');
     my $res = $ua->request($method, $url, \%args);
 
