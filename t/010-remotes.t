@@ -11,6 +11,9 @@ use Test::More;
 use JSON::PP;
 use PT::Nginx;
 use PT::Pulp;
+use PT::Util qw(need_tools);
+
+need_tools('openssl');
 
 my $t = PT::Nginx->new(conf => admin_conf())->start;
 my $dir = $t->dir;

@@ -10,6 +10,9 @@ use warnings;
 use Test::More;
 use PT::Nginx;
 use PT::Pulp;
+use PT::Util qw(need_tools);
+
+need_tools(qw(mdb_dump mdb_load));
 
 my $t = PT::Nginx->new(conf => admin_conf(workers => 2))->start;
 my $meta = $t->store . '/meta';

@@ -17,6 +17,9 @@ use Test::More;
 use JSON::PP;
 use PT::Nginx;
 use PT::Pulp;
+use PT::Util qw(need_tools);
+
+need_tools(qw(http jq));
 
 my $t = PT::Nginx->new(conf => admin_conf())->start;
 my $dir = $t->dir;

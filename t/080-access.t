@@ -9,6 +9,9 @@ use warnings;
 use Test::More;
 use PT::Nginx;
 use PT::Pulp;
+use PT::Util qw(need_tools);
+
+need_tools('openssl');
 
 my $auth = <<'EOF';
             auth_basic "Pulp";

@@ -11,6 +11,9 @@ use warnings;
 use Test::More;
 use PT::Nginx;
 use PT::Pulp;
+use PT::Util qw(need_tools);
+
+need_tools('openssl');
 
 # besides error.log at info, a debug log of the http level: the module's
 # debug messages must not carry secrets either

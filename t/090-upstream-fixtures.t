@@ -10,19 +10,15 @@ use warnings;
 
 use Test::More;
 use Digest::SHA qw(sha256_hex);
-use File::Spec;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use JSON::PP;
 use Time::HiRes qw(time);
 use PT::Registry;
 use PT::Images;
+use PT::Util qw(need_tools missing_tools);
 
-BAIL_OUT("docker-registry not installed ($PT::Registry::BIN): run make test")
-    unless -x $PT::Registry::BIN;
-if (my @missing = PT::Images::missing_tools()) {
-    BAIL_OUT("not installed: @missing (make test installs them)");
-}
+need_tools(qw(docker-registry skopeo openssl));
 
 my %MT = %PT::Images::MT;
 my $MiB = 1024 * 1024;
@@ -241,7 +237,8 @@ sub check_blob {
     my $blob = "$dir/blobs/sha256/" . substr($d, 7);
     is(PT::Images::file_digest($blob), $d, 'layout blob: digest of the file');
     SKIP: {
-        skip 'no tar', 2 unless grep { -x "$_/tar" } File::Spec->path;
+        my $missing = missing_tools(qw(tar gzip));
+        skip $missing, 2 if $missing;
         my $list = `tar -tvf '$blob' 2>&1`;
         like($list, qr{\A-rw-r--r-- root/root +5127 \S+ \S+ pt/hello-a\.bin\n\z},
              'layer tar lists one file') or diag($list);
@@ -317,8 +314,8 @@ is(get_manifest('library/hello:1.0')->{status}, 200, 'content survives');
 # basic auth (htpasswd -Bbn from apache2-utils)
 
 SKIP: {
-    skip 'htpasswd (apache2-utils) not installed', 9
-        unless grep { -x "$_/htpasswd" } File::Spec->path;
+    my $missing = missing_tools('htpasswd');
+    skip $missing, 9 if $missing;
 
     my $auth = PT::Registry->new(auth => { alice => 'wonder land' })->start;
     is_deeply([ $auth->credentials ], [ 'alice', 'wonder land' ], 'credentials');
@@ -347,8 +344,8 @@ SKIP: {
 # TLS (self-signed certificate; reads go through curl)
 
 SKIP: {
-    skip 'curl not installed', 4
-        unless grep { -x "$_/curl" } File::Spec->path;
+    my $missing = missing_tools('curl');
+    skip $missing, 4 if $missing;
 
     my $dir = tempdir('pt-090-tls-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $out = `openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout $dir/reg.key -out $dir/reg.crt 2>&1`;

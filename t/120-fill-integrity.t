@@ -23,10 +23,9 @@ use PT::Pulp;
 use PT::Images;
 use PT::FakeUpstream;
 use PT::Pull;
+use PT::Util qw(need_tools);
 
-if (my @missing = PT::Images::missing_tools()) {
-    BAIL_OUT("not installed: @missing (make test installs them)");
-}
+need_tools(qw(skopeo openssl curl));
 
 my %MT = %PT::Images::MT;
 my $ACCEPT = $PT::Images::ACCEPT;

@@ -19,10 +19,9 @@ use PT::Pulp;
 use PT::Images;
 use PT::FakeUpstream;
 use PT::Pull;
+use PT::Util qw(need_tools);
 
-if (my @missing = PT::Images::missing_tools()) {
-    BAIL_OUT("not installed: @missing (make test installs them)");
-}
+need_tools(qw(skopeo openssl));
 
 my $ACCEPT = $PT::Images::ACCEPT;
 my $tmp = tempdir('pt-125-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);

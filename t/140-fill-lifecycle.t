@@ -22,10 +22,9 @@ use PT::Pulp;
 use PT::Images;
 use PT::FakeUpstream;
 use PT::Pull;
+use PT::Util qw(need_tools);
 
-if (my @missing = PT::Images::missing_tools()) {
-    BAIL_OUT("not installed: @missing (make test installs them)");
-}
+need_tools(qw(openssl mdb_dump));
 
 my $MiB = 1024 * 1024;
 my $big = PT::Images::build('big');

@@ -15,6 +15,9 @@ use PT::Pulp;
 use PT::Registry;
 use PT::Images;
 use PT::Pull;
+use PT::Util qw(need_tools);
+
+need_tools(qw(docker-registry htpasswd skopeo openssl));
 
 my $reg = PT::Registry->new(auth => { puller => 's3cret-pw' })->start;
 my $img = PT::Images::seed($reg, qw(hello app));

@@ -38,12 +38,9 @@ use PT::Images;
 use PT::Pull;
 use PT::FakeUpstream;
 use PT::TokenIssuer;
+use PT::Util qw(need_tools);
 
-BAIL_OUT("docker-registry not installed ($PT::Registry::BIN): run make test")
-    unless -x $PT::Registry::BIN;
-if (my @missing = PT::Images::missing_tools()) {
-    BAIL_OUT("not installed: @missing (make test installs them)");
-}
+need_tools(qw(docker-registry skopeo openssl));
 
 my $JSON = JSON::PP->new->utf8->canonical;
 my $ACCEPT = $PT::Images::ACCEPT;

@@ -17,6 +17,9 @@ use PT::Pulp;
 use PT::Registry;
 use PT::Images;
 use PT::Pull;
+use PT::Util qw(need_tools);
+
+need_tools(qw(docker-registry skopeo openssl curl));
 
 my $dir = tempdir('pt-220-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 

@@ -22,7 +22,9 @@ use PT::Registry;
 use PT::Images;
 use PT::Pull;
 use PT::Certs;
-use PT::Util qw(slurp);
+use PT::Util qw(slurp need_tools);
+
+need_tools(qw(docker-registry skopeo openssl curl));
 
 my $dir = tempdir('pt-230-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 

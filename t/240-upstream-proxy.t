@@ -26,6 +26,9 @@ use PT::Pull;
 use PT::Certs;
 use PT::Tinyproxy;
 use PT::Stunnel;
+use PT::Util qw(need_tools);
+
+need_tools(qw(docker-registry skopeo openssl curl tinyproxy stunnel));
 
 my $dir = tempdir('pt-240-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 mkdir "$dir/$_" for qw(ca other);

@@ -24,6 +24,9 @@ use PT::Pull;
 use PT::Certs;
 use PT::TokenIssuer;
 use PT::ConnectProxy;
+use PT::Util qw(need_tools);
+
+need_tools(qw(docker-registry skopeo openssl curl));
 
 my $dir = tempdir('pt-250-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 mkdir "$dir/ca";

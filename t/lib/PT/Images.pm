@@ -14,6 +14,10 @@ package PT::Images;
 # seed() and read_back() make requests to the registry: call
 # $reg->reset_requests before counting a client's requests.
 #
+# build() runs openssl (the layers' bytes), seed() and retag() skopeo too,
+# and an https registry is read with curl: tests run
+# PT::Util::need_tools with those first.
+#
 # Sets (each one OCI layout, pushed to the tags listed in %SETS):
 #
 #   hello   library/hello:1.0, :1.1, :latest (= 1.1)          OCI manifests
@@ -246,18 +250,6 @@ sub _cached {
     $meta->{dir} = $dir;
     $meta->{seconds} = 0;
     return $meta;
-}
-
-
-# the programs building and pushing need that are not installed: () when
-# everything is there
-sub missing_tools {
-    my @missing;
-    for my $tool (qw(skopeo openssl head)) {
-        push @missing, $tool
-            unless grep { -x "$_/$tool" } File::Spec->path;
-    }
-    return @missing;
 }
 
 

@@ -28,6 +28,9 @@ package PT::Registry;
 # PT_KEEP=1 to keep the directories. The registry runs as a child of the
 # test, a PT::Child: a watcher process stops it when the test is killed.
 #
+# Tests run need_tools('docker-registry') first (htpasswd too with auth,
+# curl with tls).
+#
 # Environment: PT_REGISTRY_BIN (default /usr/bin/docker-registry). The
 # registry reads REGISTRY_* variables as configuration overrides (e.g.
 # REGISTRY_HTTP_ADDR), so the child runs without them.
@@ -42,9 +45,11 @@ use MIME::Base64 qw(encode_base64);
 use Time::HiRes qw(sleep time);
 
 use parent 'PT::Child';
-use PT::Util qw(slurp spew run_output free_port match_requests);
+use PT::Util qw(slurp spew run_output free_port match_requests
+                missing_tools declare_tool);
 
 our $BIN = $ENV{PT_REGISTRY_BIN} || '/usr/bin/docker-registry';
+declare_tool('docker-registry', 'docker-registry', $BIN);
 our $TIMEOUT = 15;      # seconds to wait for the registry to start or stop
 
 my $OWN_PREFIX = '/v2/?pt-';      # the harness's own requests
@@ -94,8 +99,10 @@ sub new {
     my @bad = grep { !$known{$_} } sort keys %opt;
     croak "PT::Registry->new: unknown option(s) @bad" if @bad;
 
-    croak "docker-registry binary $BIN not found (set PT_REGISTRY_BIN)"
-        unless -x $BIN;
+    # tests skip with need_tools('docker-registry'): this is a safety net
+    if (my $why = missing_tools('docker-registry')) {
+        croak "PT::Registry: $why; set PT_REGISTRY_BIN";
+    }
 
     if (my $tk = $opt{token}) {
         croak "PT::Registry->new: auth or token, not both" if $opt{auth};

@@ -18,6 +18,8 @@ package PT::Stunnel;
 # stunnel runs in the foreground (foreground = yes), without a pid file,
 # logging to stunnel.log; it is ready when its port accepts connections.
 #
+# Tests run need_tools('stunnel') first.
+#
 # Environment: PT_STUNNEL_BIN (default /usr/bin/stunnel4).
 
 use strict;
@@ -29,9 +31,10 @@ use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 
 use parent 'PT::Child';
-use PT::Util qw(slurp spew free_port);
+use PT::Util qw(slurp spew free_port missing_tools declare_tool);
 
 our $BIN = $ENV{PT_STUNNEL_BIN} || '/usr/bin/stunnel4';
+declare_tool('stunnel', 'stunnel4', $BIN);
 our $TIMEOUT = 10;
 
 
@@ -41,6 +44,10 @@ sub new {
     my %known = map { $_ => 1 } qw(cert key connect dir port);
     my @bad = grep { !$known{$_} } sort keys %opt;
     croak "PT::Stunnel->new: unknown option(s) @bad" if @bad;
+    # tests skip with need_tools('stunnel'): this is a safety net
+    if (my $why = missing_tools('stunnel')) {
+        croak "PT::Stunnel: $why; set PT_STUNNEL_BIN";
+    }
     croak "PT::Stunnel->new: cert, key and connect are needed"
         unless $opt{cert} && -f $opt{cert} && $opt{key} && -f $opt{key}
             && $opt{connect};

@@ -41,6 +41,8 @@ package PT::Tinyproxy;
 # requests(). Lines longer than about 800 bytes are cut by tinyproxy: such
 # a request has no protocol and truncated => 1.
 #
+# Tests run need_tools('tinyproxy') first.
+#
 # Environment: PT_TINYPROXY_BIN (default /usr/bin/tinyproxy).
 
 use strict;
@@ -52,9 +54,11 @@ use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 
 use parent 'PT::Child';
-use PT::Util qw(slurp spew free_port match_requests);
+use PT::Util qw(slurp spew free_port match_requests missing_tools
+                declare_tool);
 
 our $BIN = $ENV{PT_TINYPROXY_BIN} || '/usr/bin/tinyproxy';
+declare_tool('tinyproxy', 'tinyproxy', $BIN);
 our $TIMEOUT = 10;      # seconds to wait for tinyproxy to start or stop
 
 
@@ -65,8 +69,10 @@ sub new {
     my @bad = grep { !$known{$_} } sort keys %opt;
     croak "PT::Tinyproxy->new: unknown option(s) @bad" if @bad;
 
-    croak "tinyproxy binary $BIN not found (apt-get install tinyproxy, "
-        . "or set PT_TINYPROXY_BIN)" unless -x $BIN;
+    # tests skip with need_tools('tinyproxy'): this is a safety net
+    if (my $why = missing_tools('tinyproxy')) {
+        croak "PT::Tinyproxy: $why; set PT_TINYPROXY_BIN";
+    }
 
     if (my $cred = $opt{auth}) {
         croak "PT::Tinyproxy->new: auth is [USER, PASSWORD]"
