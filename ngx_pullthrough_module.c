@@ -7,6 +7,13 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_auth.h>
+#include <ngx_pt_blob.h>
+#include <ngx_pt_curl.h>
+#include <ngx_pt_fill.h>
+#include <ngx_pt_registry.h>
+#include <ngx_pt_shm.h>
+#include <ngx_pt_subrequest.h>
 
 
 static ngx_int_t ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf);
@@ -33,6 +40,13 @@ static ngx_command_t  ngx_http_pullthrough_commands[] = {
       ngx_http_pullthrough_store,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("pullthrough_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_pt_shm_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_main_conf_t, zone_size),
       NULL },
 
     { ngx_string("pullthrough_admin"),
@@ -108,7 +122,11 @@ ngx_module_t  ngx_http_pullthrough_module = {
 static ngx_int_t
 ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf)
 {
-    return ngx_pt_fetch_add_variables(cf);
+    if (ngx_pt_subrequest_add_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_registry_add_variables(cf);
 }
 
 
@@ -133,9 +151,19 @@ ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
         if (ngx_pt_store_prepare(cf->cycle, pmcf) != NGX_OK) {
             return NGX_ERROR;
         }
+
+        /* what the workers share: tokens, fills, limits */
+
+        if (pmcf->zone_size == NGX_CONF_UNSET_SIZE) {
+            pmcf->zone_size = NGX_PT_SHM_DEFAULT_SIZE;
+        }
+
+        if (ngx_pt_shm_add(cf, pmcf->zone_size) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
-    return ngx_pt_fetch_init_filters(cf);
+    return ngx_pt_subrequest_init_filters(cf);
 }
 
 
@@ -156,6 +184,7 @@ ngx_http_pullthrough_create_main_conf(ngx_conf_t *cf)
      */
 
     pmcf->map_size = NGX_CONF_UNSET_SIZE;
+    pmcf->zone_size = NGX_CONF_UNSET_SIZE;
 
     return pmcf;
 }
@@ -356,12 +385,6 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     plcf->registry = 1;
     clcf->handler = ngx_http_pullthrough_registry_handler;
 
-    /* bearer tokens, shared by the workers */
-
-    if (ngx_pt_auth_zone_add(cf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     /* large disk work of fills runs in the "default" thread pool */
 
     plcf->thread_pool = ngx_thread_pool_add(cf, NULL);
@@ -371,8 +394,8 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /* the internal location for upstream exchanges, nested in this one */
 
-    return ngx_pt_fetch_location(cf, &clcf->name, &plcf->fetch_uri,
-                                 &plcf->fetch_uri_insecure);
+    return ngx_pt_subrequest_location(cf, &clcf->name, &plcf->fetch_uri,
+                                      &plcf->fetch_uri_insecure);
 }
 
 
@@ -423,13 +446,17 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
 
     (void) ngx_pt_store_open(cycle, pmcf);
 
-    if (ngx_pt_auth_init_process(cycle) != NGX_OK
-        || ngx_pt_curl_init_process(cycle) != NGX_OK)
+    if (ngx_pt_curl_init_process(cycle) != NGX_OK
+        || ngx_pt_auth_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    return ngx_pt_blob_init(cycle, pmcf);
+    ngx_pt_shm_init_process(cycle);
+    ngx_pt_blob_init(cycle, &pmcf->path);
+    ngx_pt_fill_init_process(&ngx_pt_registry_fill_ops);
+
+    return NGX_OK;
 }
 
 

@@ -22,6 +22,7 @@
 #define NGX_PT_DEFAULT_MAP_SIZE   (1024 * 1024 * 1024)
 
 #define NGX_PT_API_ROOT           "/pulp/api/v3/"
+#define NGX_PT_USER_AGENT         "ngx_pullthrough"
 
 /* "null" for optional integer and number fields */
 #define NGX_PT_NULL_INT           INT64_MIN
@@ -36,6 +37,7 @@
 typedef struct {
     ngx_str_t                   path;        /* store root */
     size_t                      map_size;    /* LMDB map size */
+    size_t                      zone_size;   /* the shared zone */
 } ngx_http_pullthrough_main_conf_t;
 
 
@@ -298,192 +300,7 @@ ngx_int_t ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn,
 ngx_int_t ngx_pt_remote_validate(ngx_pool_t *pool, ngx_pt_remote_t *remote,
     ngx_pt_errors_t *errs);
 ngx_int_t ngx_pt_base_path_valid(ngx_str_t *path, ngx_str_t *err);
-ngx_int_t ngx_pt_remote_docker_hub(ngx_pt_remote_t *remote, ngx_str_t *host);
-ngx_int_t ngx_pt_remote_basic(ngx_pool_t *pool, ngx_pt_remote_t *remote,
-    ngx_str_t *out);
 ngx_int_t ngx_pt_id_valid(ngx_str_t *id);
-
-
-/* upstream exchanges (ngx_pt_fetch.c) */
-
-typedef struct ngx_pt_fetch_s  ngx_pt_fetch_t;
-typedef struct ngx_pt_curl_s   ngx_pt_curl_t;
-
-/*
- * How the remote's upstream is reached by libcurl: token requests always,
- * registry exchanges when nginx's proxy module cannot make them (a forward
- * proxy, the remote's own CA, a client certificate). C strings.
- */
-typedef struct {
-    ngx_str_t                   ca_cert;     /* PEM */
-    ngx_str_t                   client_cert; /* PEM */
-    ngx_str_t                   client_key;  /* PEM */
-    ngx_str_t                   proxy_url;
-    ngx_str_t                   proxy_username;
-    ngx_str_t                   proxy_password;
-    ngx_uint_t                  tls_validation;
-} ngx_pt_link_t;
-
-/* what a token request needs of the remote, copied: it may outlive it */
-typedef struct {
-    ngx_str_t                   remote;      /* id: tokens are per remote */
-    ngx_str_t                   name;        /* upstream repository name */
-    ngx_str_t                   username;
-    ngx_str_t                   password;
-    ngx_pt_link_t               link;
-    long                        timeout_ms;
-    ngx_thread_pool_t          *thread_pool;
-} ngx_pt_upstream_auth_t;
-
-struct ngx_pt_fetch_s {
-    ngx_http_request_t         *r;           /* carries the subrequest */
-    ngx_http_request_t         *sr;          /* while it runs */
-    ngx_pool_t                 *pool;
-    ngx_log_t                  *log;
-
-    ngx_str_t                   url;
-    ngx_str_t                   accept;
-    ngx_str_t                   authorization;
-    ngx_str_t                   basic;       /* for a Basic challenge */
-    ngx_array_t                *headers;     /* the remote's, ngx_keyval_t */
-    ngx_pt_upstream_auth_t     *auth;        /* for a Bearer challenge */
-    ngx_pt_link_t              *link;        /* set: libcurl, not a
-                                                subrequest */
-    ngx_pt_curl_t              *curl;        /* its transfer, running */
-    ngx_pool_cleanup_t         *token_cln;   /* while a token is fetched */
-    ngx_uint_t                  head;
-    ngx_uint_t                  insecure;    /* tls_validation false */
-    ngx_uint_t                  redirects;
-    ngx_uint_t                  retries;
-    ngx_uint_t                  max_retries;
-    ngx_event_t                 retry;       /* backoff timer */
-    ngx_msec_t                  total_timeout;  /* 0: none */
-    ngx_msec_t                  connect_timeout;
-    ngx_msec_t                  read_timeout;
-    ngx_event_t                 idle;
-    ngx_uint_t                  rate_limit;  /* requests/s, 0: none */
-    ngx_uint_t                  concurrency; /* exchanges at once, 0: any */
-    ngx_str_t                   remote;      /* id, for the rate limit */
-    ngx_event_t                 rate;        /* waiting for its turn */
-    ngx_event_t                 deadline;
-
-    /* the answer */
-    ngx_int_t                   rc;
-    ngx_uint_t                  status;
-    off_t                       length;
-    ngx_str_t                   content_type;
-    ngx_str_t                   digest;
-    ngx_str_t                   location;
-    ngx_str_t                   retry_after;
-    ngx_str_t                   www_authenticate;
-    ngx_buf_t                  *body;        /* memory sink, its size caps */
-
-    ngx_int_t                 (*header_handler)(ngx_pt_fetch_t *f);
-    ngx_int_t                 (*body_handler)(ngx_pt_fetch_t *f,
-                                              ngx_chain_t *in);
-    void                      (*done)(ngx_pt_fetch_t *f, ngx_int_t rc);
-    void                      (*aborted)(ngx_pt_fetch_t *f);
-    void                       *data;
-
-    ngx_pool_cleanup_t         *cln;         /* on the request's pool */
-
-    unsigned                    header:1;
-    unsigned                    too_big:1;
-    unsigned                    stopped:1;
-    unsigned                    timed_out:1;
-    unsigned                    rate_ok:1;
-    unsigned                    counted:1;   /* holds a concurrency slot */
-    unsigned                    connecting:1;  /* idle timer: connect */
-    unsigned                    auth_tried:1;
-    unsigned                    preempted:1;
-};
-
-ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
-ngx_int_t ngx_pt_fetch_init_filters(ngx_conf_t *cf);
-char *ngx_pt_fetch_location(ngx_conf_t *cf, ngx_str_t *parent,
-    ngx_str_t *uri, ngx_str_t *insecure_uri);
-extern ngx_pt_fetch_t  *ngx_pt_fetch_in_post;
-
-ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);
-void ngx_pt_fetch_detach(ngx_pt_fetch_t *f);
-void ngx_pt_fetch_abort(ngx_pt_fetch_t *f);
-void ngx_pt_fetch_fail(ngx_pt_fetch_t *f, ngx_int_t rc);
-void ngx_pt_fetch_resume(ngx_pt_fetch_t *f);
-ngx_uint_t ngx_pt_fetch_running(ngx_pt_fetch_t *f);
-
-/* for the libcurl transport: what the proxy module's filters do */
-ngx_int_t ngx_pt_fetch_got_header(ngx_pt_fetch_t *f);
-void ngx_pt_fetch_got_body(ngx_pt_fetch_t *f, ngx_chain_t *in);
-void ngx_pt_fetch_end(ngx_pt_fetch_t *f, ngx_int_t rc);
-
-
-/* exchanges through libcurl (ngx_pt_curl.c) */
-
-ngx_int_t ngx_pt_curl_init_process(ngx_cycle_t *cycle);
-void ngx_pt_curl_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_pt_link_init(ngx_pool_t *pool, ngx_pt_remote_t *remote,
-    ngx_pt_link_t *link);
-ngx_uint_t ngx_pt_link_needed(ngx_pt_link_t *link);
-ngx_int_t ngx_pt_link_copy(ngx_pool_t *pool, ngx_pt_link_t *dst,
-    ngx_pt_link_t *src);
-void ngx_pt_link_apply(void *easy, ngx_pt_link_t *link);
-ngx_int_t ngx_pt_curl_start(ngx_pt_fetch_t *f);
-void ngx_pt_curl_resume(ngx_pt_curl_t *c);
-void ngx_pt_curl_stop(ngx_pt_curl_t *c);
-void ngx_pt_curl_orphan(ngx_pt_fetch_t *f);
-
-
-/* upstream authentication (ngx_pt_auth.c) */
-
-ngx_int_t ngx_pt_auth_zone_add(ngx_conf_t *cf);
-ngx_int_t ngx_pt_auth_init_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_pt_auth_bearer(ngx_pt_fetch_t *f);
-void ngx_pt_auth_orphan(void *data);
-void ngx_pt_auth_preempt(ngx_pt_fetch_t *f);
-void ngx_pt_auth_basic_seen(ngx_pt_fetch_t *f);
-
-/* small values shared by workers, in the same zone */
-ngx_int_t ngx_pt_shared_read(ngx_str_t *key, void *value, size_t size);
-void ngx_pt_shared_write(ngx_str_t *key, void *value, size_t size,
-    ngx_msec_t ttl);
-ngx_uint_t ngx_pt_shared_claim(ngx_str_t *key, void *value, size_t size,
-    ngx_msec_t ttl);
-ngx_msec_t ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate);
-ngx_uint_t ngx_pt_auth_conc_acquire(ngx_str_t *remote, ngx_uint_t limit);
-void ngx_pt_auth_conc_release(ngx_str_t *remote);
-ngx_pt_upstream_auth_t *ngx_pt_auth_copy(ngx_pool_t *pool,
-    ngx_pt_upstream_auth_t *src);
-
-
-/* blob store and fills (ngx_pt_blob.c) */
-
-typedef struct {
-    ngx_str_t                   full;        /* sha256:<hex> */
-    ngx_str_t                   alg;         /* sha256 */
-    ngx_str_t                   hex;
-    const EVP_MD               *md;
-} ngx_pt_digest_t;
-
-typedef struct ngx_pt_fill_s    ngx_pt_fill_t;
-typedef struct ngx_pt_reader_s  ngx_pt_reader_t;
-
-ngx_int_t ngx_pt_blob_init(ngx_cycle_t *cycle,
-    ngx_http_pullthrough_main_conf_t *pmcf);
-void ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root);
-ngx_int_t ngx_pt_digest_parse(ngx_str_t *s, ngx_pt_digest_t *d);
-ngx_int_t ngx_pt_digest_compute(ngx_pool_t *pool, const EVP_MD *md,
-    u_char *data, size_t len, ngx_str_t *out);
-ngx_int_t ngx_pt_blob_path(ngx_pool_t *pool, ngx_pt_digest_t *d,
-    ngx_str_t *path);
-ngx_int_t ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log,
-    ngx_pt_digest_t *d, u_char *data, size_t len);
-ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
-ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
-    ngx_pt_digest_t *d, ngx_pt_fetch_t *tpl, ngx_uint_t *joined);
-ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r);
-ngx_int_t ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d,
-    ngx_pt_fill_t **out);
-ngx_int_t ngx_pt_fill_also(ngx_pt_fill_t *fill, ngx_str_t *repo);
 
 
 /* content records: repositories, versions, tags, manifests, blobs
@@ -526,17 +343,6 @@ ngx_int_t ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_pt_dist_t *dist);
 
 
-/* registry API (ngx_pt_registry.c), for the fill's readers */
-
-ngx_uint_t ngx_pt_registry_cache_status(ngx_http_request_t *r);
-void ngx_pt_registry_set_reader(ngx_http_request_t *r, ngx_pt_reader_t *rd);
-ngx_pt_reader_t *ngx_pt_registry_get_reader(ngx_http_request_t *r);
-ngx_int_t ngx_pt_registry_fill_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code);
-ngx_int_t ngx_pt_registry_blob_header(ngx_http_request_t *r,
-    ngx_pt_digest_t *d, off_t length);
-
-
 /* helpers (ngx_pt_util.c) */
 
 ngx_int_t ngx_pt_uuid(ngx_pool_t *pool, ngx_str_t *out);
@@ -551,6 +357,7 @@ ngx_int_t ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path);
 ngx_int_t ngx_pt_oci_component_valid(u_char *p, size_t len);
 u_char *ngx_pt_strfind(u_char *s1, u_char *last, u_char *s2, size_t n,
     ngx_uint_t caseless);
+ngx_int_t ngx_pt_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars);
 
 
 /* admin API (ngx_pt_admin.c, ngx_pt_admin_content.c) */
@@ -585,7 +392,6 @@ void ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist);
 /* handlers */
 
 ngx_int_t ngx_http_pullthrough_admin_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_pullthrough_registry_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_PT_H_INCLUDED_ */

@@ -1,47 +1,41 @@
 
 /*
- * ngx_pullthrough: upstream authentication by bearer token, as Docker Hub,
- * ghcr.io, quay.io and token-auth registries ask for it. A 401 with a
- * Bearer challenge sends a token request to the challenge's realm; libcurl
- * does it in a thread pool task, the exchange waiting meanwhile (nothing
- * blocks the event loop). Tokens are kept in shared memory, so that every
- * worker uses them, keyed by remote, realm, service and scope: a token is
- * never sent for another remote.
+ * ngx_pullthrough: upstream authentication, as Docker Hub, ghcr.io,
+ * quay.io and token-auth registries ask for it. A 401 with a Bearer
+ * challenge becomes a token request to the challenge's realm, made by
+ * libcurl in a thread pool task while the exchange that asked waits
+ * (nothing blocks the event loop). Tokens are kept in the shared zone,
+ * keyed by remote, realm, service and scope, so that every worker uses
+ * them and a token is never sent for another remote; one request serves
+ * every exchange of every worker that needs the same token. This part
+ * knows nothing of exchanges: it is given a challenge and the remote's
+ * settings, and calls back with the token.
  */
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_auth.h>
+#include <ngx_pt_curl.h>
+#include <ngx_pt_settings.h>
+#include <ngx_pt_shm.h>
 
 #include <curl/curl.h>
 
 
-#define NGX_PT_TOKEN_ZONE_SIZE   (1024 * 1024)
 #define NGX_PT_TOKEN_MAX_BODY    (256 * 1024)
-#define NGX_PT_TOKEN_DEFAULT_TTL 60
-#define NGX_PT_TOKEN_CLAIM       15      /* seconds others wait for one */
+#define NGX_PT_TOKEN_DEFAULT_TTL 60          /* s, without expires_in */
+#define NGX_PT_TOKEN_CLAIM       15000       /* ms others wait for one */
+#define NGX_PT_TOKEN_POLL        20          /* ms between their looks */
+#define NGX_PT_BASIC_HINT        3600000     /* ms Basic is sent up front */
+#define NGX_PT_TOKEN_MAX_REDIRS  5
 
 
+/* a Bearer challenge's parameters */
 typedef struct {
-    ngx_rbtree_t                rbtree;
-    ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
-} ngx_pt_tokens_sh_t;
-
-
-typedef struct {
-    ngx_rbtree_node_t           node;
-    ngx_queue_t                 queue;
-    uint64_t                    expires;     /* wall clock, ms */
-    size_t                      key_len;
-    size_t                      token_len;
-    u_char                      data[1];     /* key, then token */
-} ngx_pt_token_node_t;
-
-
-typedef struct {
-    ngx_pt_tokens_sh_t         *sh;
-    ngx_slab_pool_t            *shpool;
-} ngx_pt_tokens_t;
+    ngx_str_t                   realm;
+    ngx_str_t                   service;
+    ngx_str_t                   scope;
+} ngx_pt_challenge_t;
 
 
 /*
@@ -54,19 +48,15 @@ typedef struct {
     ngx_pool_t                 *pool;
     ngx_array_t                 waiters;     /* ngx_pt_token_waiter_t * */
     ngx_thread_task_t          *task;
-    ngx_thread_pool_t          *thread_pool;
+    ngx_pt_settings_t          *settings;    /* a copy */
     ngx_event_t                 poll;        /* another worker asks */
     ngx_msec_t                  deadline;
     ngx_str_t                   key;
     ngx_str_t                   hint;        /* remote and default scope */
     char                       *url;
-    ngx_str_t                   username;
-    ngx_str_t                   password;
-    ngx_pt_link_t               link;        /* proxy, CA, client cert */
-    long                        timeout_ms;
+    ngx_uint_t                  credentials; /* the remote's, to the realm */
     ngx_msec_t                  started;
     ngx_uint_t                  tries;
-    ngx_uint_t                  max_retries;
     ngx_event_t                 again;       /* backoff before a retry */
 
     /* results */
@@ -78,28 +68,29 @@ typedef struct {
 } ngx_pt_token_req_t;
 
 
-static ngx_int_t ngx_pt_auth_zone_init(ngx_shm_zone_t *shm_zone, void *data);
-static ngx_int_t ngx_pt_auth_dup(ngx_pool_t *pool, ngx_str_t *s);
-static ngx_pt_token_req_t *ngx_pt_auth_in_flight(ngx_str_t *key);
-static ngx_int_t ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f);
-static void ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f);
-static ngx_int_t ngx_pt_auth_set_bearer(ngx_pt_fetch_t *f, ngx_str_t *token);
-static ngx_int_t ngx_pt_auth_basic_key(ngx_pool_t *pool, ngx_str_t *remote,
+typedef struct {
+    ngx_pt_token_req_t         *req;
+    ngx_pt_token_handler_pt     handler;     /* NULL once cancelled */
+    void                       *data;
+} ngx_pt_token_waiter_t;
+
+
+static ngx_int_t ngx_pt_auth_challenge(ngx_pt_token_ask_t *ask,
+    ngx_pt_challenge_t *ch);
+static ngx_int_t ngx_pt_auth_key(ngx_pool_t *pool, ngx_pt_settings_t *s,
+    ngx_pt_challenge_t *ch, ngx_str_t *key);
+static ngx_int_t ngx_pt_auth_hint_key(ngx_pool_t *pool, ngx_pt_settings_t *s,
     ngx_str_t *key);
-static ngx_int_t ngx_pt_auth_hint_key(ngx_pool_t *pool,
-    ngx_pt_upstream_auth_t *auth, ngx_str_t *key);
+static ngx_pt_token_req_t *ngx_pt_auth_request(ngx_pt_token_ask_t *ask,
+    ngx_pt_challenge_t *ch, ngx_str_t *key);
+static ngx_int_t ngx_pt_auth_url(ngx_pt_token_req_t *req,
+    ngx_pt_challenge_t *ch);
+static ngx_int_t ngx_pt_auth_launch(ngx_pt_token_req_t *req);
+static ngx_pt_token_req_t *ngx_pt_auth_in_flight(ngx_str_t *key);
+static ngx_int_t ngx_pt_auth_wait(ngx_pt_token_req_t *req,
+    ngx_pt_token_ask_t *ask, void **wait);
 static ngx_int_t ngx_pt_auth_param(ngx_str_t *header, const char *name,
     ngx_pool_t *pool, ngx_str_t *value);
-static ngx_int_t ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool,
-    ngx_str_t *token);
-static void ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token,
-    ngx_msec_t ttl);
-static uint64_t ngx_pt_auth_clock(void);
-static ngx_pt_token_node_t *ngx_pt_auth_live(ngx_str_t *key);
-static ngx_pt_token_node_t *ngx_pt_auth_lookup(ngx_str_t *key,
-    uint32_t hash);
-static void ngx_pt_auth_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_uint_t ngx_pt_auth_may_send(ngx_str_t *url);
 static void ngx_pt_auth_thread(void *data, ngx_log_t *log);
 static size_t ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb,
@@ -109,94 +100,9 @@ static ngx_uint_t ngx_pt_auth_again(ngx_pt_token_req_t *req);
 static void ngx_pt_auth_again_handler(ngx_event_t *ev);
 static void ngx_pt_auth_poll(ngx_event_t *ev);
 static void ngx_pt_auth_finish(ngx_pt_token_req_t *req);
-static ngx_uint_t ngx_pt_auth_claim(ngx_str_t *key);
-static void ngx_pt_auth_release(ngx_str_t *key);
-static ngx_uint_t ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value,
-    ngx_msec_t ttl);
-static void ngx_pt_auth_uncache(ngx_str_t *key);
-static void ngx_pt_auth_conc_reset(void);
-static void ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
-    uint32_t hash, ngx_str_t *token, ngx_msec_t ttl);
 
 
-typedef struct {
-    void                       *req;
-    ngx_pt_fetch_t             *fetch;       /* NULL once it ended */
-} ngx_pt_token_waiter_t;
-
-
-static ngx_shm_zone_t  *ngx_pt_tokens_zone;
-static ngx_queue_t      ngx_pt_tokens_in_flight;
-static ngx_str_t        ngx_pt_tokens_name = ngx_string("pullthrough_tokens");
-
-
-ngx_int_t
-ngx_pt_auth_zone_add(ngx_conf_t *cf)
-{
-    ngx_shm_zone_t   *zone;
-    ngx_pt_tokens_t  *tokens;
-
-    zone = ngx_shared_memory_add(cf, &ngx_pt_tokens_name,
-                                 NGX_PT_TOKEN_ZONE_SIZE,
-                                 &ngx_http_pullthrough_module);
-    if (zone == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (zone->data == NULL) {
-        tokens = ngx_pcalloc(cf->pool, sizeof(ngx_pt_tokens_t));
-        if (tokens == NULL) {
-            return NGX_ERROR;
-        }
-
-        zone->init = ngx_pt_auth_zone_init;
-        zone->data = tokens;
-    }
-
-    ngx_pt_tokens_zone = zone;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_pt_auth_zone_init(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_pt_tokens_t  *otokens = data;
-
-    ngx_pt_tokens_t  *tokens;
-
-    tokens = shm_zone->data;
-
-    if (otokens) {
-        /* a reload keeps the tokens */
-        tokens->sh = otokens->sh;
-        tokens->shpool = otokens->shpool;
-        return NGX_OK;
-    }
-
-    tokens->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (shm_zone->shm.exists) {
-        tokens->sh = tokens->shpool->data;
-        return NGX_OK;
-    }
-
-    tokens->sh = ngx_slab_alloc(tokens->shpool, sizeof(ngx_pt_tokens_sh_t));
-    if (tokens->sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    tokens->shpool->data = tokens->sh;
-
-    ngx_rbtree_init(&tokens->sh->rbtree, &tokens->sh->sentinel,
-                    ngx_pt_auth_insert_value);
-    ngx_queue_init(&tokens->sh->lru);
-
-    tokens->shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
+static ngx_queue_t  ngx_pt_tokens_in_flight;
 
 
 ngx_int_t
@@ -204,98 +110,259 @@ ngx_pt_auth_init_process(ngx_cycle_t *cycle)
 {
     ngx_queue_init(&ngx_pt_tokens_in_flight);
 
-    ngx_pt_auth_conc_reset();
-
-    /* before any request: curl_global_init() is not thread-safe */
-
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                      "pullthrough: curl_global_init() failed");
-        return NGX_ERROR;
-    }
-
     return NGX_OK;
 }
 
 
 /*
- * Called with a 401 that carries a Bearer challenge. NGX_OK: a token is
- * on its way (or was cached) and the exchange restarts with it; NGX_DECLINED:
- * nothing to try, the 401 stands.
+ * A token for a Bearer challenge. NGX_OK: a cached one, in *token;
+ * NGX_AGAIN: asked for, ask->handler gets it, and *wait lets the caller
+ * stop waiting; NGX_DECLINED: nothing to try, the 401 stands.
  */
 
 ngx_int_t
-ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
+ngx_pt_auth_token(ngx_pt_token_ask_t *ask, ngx_str_t *token, void **wait)
 {
-    u_char                  *p;
-    size_t                   len;
-    ngx_str_t                realm, service, scope, token, *esc;
-    ngx_pool_t              *pool;
-    ngx_thread_task_t       *task;
-    ngx_pt_token_req_t      *req, *other;
+    ngx_str_t            key;
+    ngx_pt_challenge_t   ch;
+    ngx_pt_token_req_t  *req;
 
-    if (f->www_authenticate.len < 7
-        || ngx_strncasecmp(f->www_authenticate.data, (u_char *) "Bearer ", 7)
-           != 0
-        || f->r == NULL || f->auth == NULL)
+    if (ngx_pt_auth_challenge(ask, &ch) != NGX_OK
+        || ngx_pt_auth_key(ask->pool, ask->settings, &ch, &key) != NGX_OK)
     {
         return NGX_DECLINED;
     }
 
-    if (ngx_pt_auth_param(&f->www_authenticate, "realm", f->pool, &realm)
-        != NGX_OK
-        || realm.len == 0)
+    /* a token sent up front and refused is not asked of the cache again */
+
+    if (!ask->fresh
+        && ngx_pt_shm_token_get(&key, ask->pool, token) == NGX_OK)
     {
-        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ask->log, 0,
+                       "pullthrough token: cached for \"%V\"", &ch.scope);
+        return NGX_OK;
+    }
+
+    /* the same token already on its way: wait for it */
+
+    req = ngx_pt_auth_in_flight(&key);
+
+    if (req) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ask->log, 0,
+                       "pullthrough token: waits for the request to \"%s\"",
+                       req->url);
+        return ngx_pt_auth_wait(req, ask, wait);
+    }
+
+    req = ngx_pt_auth_request(ask, &ch, &key);
+    if (req == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_pt_auth_launch(req) != NGX_OK) {
+        ngx_destroy_pool(req->pool);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_insert_tail(&ngx_pt_tokens_in_flight, &req->queue);
+
+    /* without a waiter the request runs on: its token is cached for others */
+
+    return ngx_pt_auth_wait(req, ask, wait);
+}
+
+
+/* the caller no longer waits (its request ended): the token request goes on */
+
+void
+ngx_pt_auth_cancel(void *wait)
+{
+    ngx_pt_token_waiter_t  *w = wait;
+
+    w->handler = NULL;
+    w->data = NULL;
+}
+
+
+/*
+ * A token this remote got for this repository before, sent with the first
+ * request: registries that want one would otherwise answer 401 each time.
+ */
+
+ngx_int_t
+ngx_pt_auth_hint(ngx_pt_settings_t *s, ngx_pool_t *pool, ngx_str_t *token)
+{
+    ngx_str_t  key;
+
+    if (ngx_pt_auth_hint_key(pool, s, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_shm_token_get(&key, pool, token);
+}
+
+
+/*
+ * The remote's upstream answered a Basic challenge: its credentials go
+ * with the first request of its exchanges from now on (an hour after the
+ * last challenge), which saves a round trip each.
+ */
+
+void
+ngx_pt_auth_basic_seen(ngx_pt_settings_t *s)
+{
+    ngx_pt_shm_hint_set(&s->remote, NGX_PT_BASIC_HINT);
+}
+
+
+ngx_uint_t
+ngx_pt_auth_basic_wanted(ngx_pt_settings_t *s)
+{
+    return ngx_pt_shm_hint_get(&s->remote);
+}
+
+
+/* "Bearer <token>" */
+
+ngx_int_t
+ngx_pt_auth_bearer_value(ngx_pool_t *pool, ngx_str_t *token,
+    ngx_str_t *value)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, sizeof("Bearer ") - 1 + token->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    value->data = p;
+    value->len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7), token->data,
+                            token->len) - p;
+
+    return NGX_OK;
+}
+
+
+/* realm, service and scope; the realm an http(s) URL without userinfo */
+
+static ngx_int_t
+ngx_pt_auth_challenge(ngx_pt_token_ask_t *ask, ngx_pt_challenge_t *ch)
+{
+    u_char     *p;
+    ngx_str_t  *h;
+
+    h = ask->challenge;
+
+    if (h->len < 7 || ngx_strncasecmp(h->data, (u_char *) "Bearer ", 7) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_pt_auth_param(h, "realm", ask->pool, &ch->realm) != NGX_OK
+        || ch->realm.len == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, ask->log, 0,
                       "pullthrough: upstream Bearer challenge without realm");
         return NGX_DECLINED;
     }
 
-    if (ngx_strncasecmp(realm.data, (u_char *) "https://", 8) != 0
-        && ngx_strncasecmp(realm.data, (u_char *) "http://", 7) != 0)
+    if (ngx_strncasecmp(ch->realm.data, (u_char *) "https://", 8) != 0
+        && ngx_strncasecmp(ch->realm.data, (u_char *) "http://", 7) != 0)
     {
-        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+        ngx_log_error(NGX_LOG_ERR, ask->log, 0,
                       "pullthrough: upstream token realm \"%V\" is not an "
-                      "http(s) URL", &realm);
+                      "http(s) URL", &ch->realm);
         return NGX_DECLINED;
     }
 
     /* user information in a realm is a way to mislead about its host */
 
-    for (p = realm.data + 7; p < realm.data + realm.len; p++) {
+    for (p = ch->realm.data + 7; p < ch->realm.data + ch->realm.len; p++) {
         if (*p == '/' || *p == '?' || *p == '#') {
             break;
         }
 
         if (*p == '@') {
-            ngx_log_error(NGX_LOG_ERR, f->log, 0,
+            ngx_log_error(NGX_LOG_ERR, ask->log, 0,
                           "pullthrough: upstream token realm \"%V\" has "
-                          "user information: refused", &realm);
+                          "user information: refused", &ch->realm);
             return NGX_DECLINED;
         }
     }
 
-    (void) ngx_pt_auth_param(&f->www_authenticate, "service", f->pool,
-                             &service);
+    (void) ngx_pt_auth_param(h, "service", ask->pool, &ch->service);
 
-    if (ngx_pt_auth_param(&f->www_authenticate, "scope", f->pool, &scope)
-        != NGX_OK
-        || scope.len == 0)
+    if (ngx_pt_auth_param(h, "scope", ask->pool, &ch->scope) == NGX_OK
+        && ch->scope.len)
     {
-        scope.len = sizeof("repository::pull") - 1 + f->auth->name.len;
-        scope.data = ngx_pnalloc(f->pool, scope.len);
-        if (scope.data == NULL) {
-            return NGX_DECLINED;
-        }
-
-        ngx_sprintf(scope.data, "repository:%V:pull", &f->auth->name);
+        return NGX_OK;
     }
 
-    /* the cache key: the remote first, so remotes never share tokens */
+    ch->scope.len = sizeof("repository::pull") - 1 + ask->settings->name.len;
+    ch->scope.data = ngx_pnalloc(ask->pool, ch->scope.len);
+    if (ch->scope.data == NULL) {
+        return NGX_ERROR;
+    }
 
-    pool = ngx_create_pool(2048, f->log);
+    ngx_sprintf(ch->scope.data, "repository:%V:pull", &ask->settings->name);
+
+    return NGX_OK;
+}
+
+
+/* the cache key: the remote first, so remotes never share tokens */
+
+static ngx_int_t
+ngx_pt_auth_key(ngx_pool_t *pool, ngx_pt_settings_t *s,
+    ngx_pt_challenge_t *ch, ngx_str_t *key)
+{
+    key->len = s->remote.len + ch->realm.len + ch->service.len
+               + ch->scope.len + 3;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "%V\n%V\n%V\n%V", &s->remote, &ch->realm,
+                &ch->service, &ch->scope);
+
+    return NGX_OK;
+}
+
+
+/* "<remote>\n\n\nrepository:<name>:pull", the token a pull usually needs */
+
+static ngx_int_t
+ngx_pt_auth_hint_key(ngx_pool_t *pool, ngx_pt_settings_t *s, ngx_str_t *key)
+{
+    key->len = s->remote.len + s->name.len
+               + sizeof("\n\n\nrepository::pull") - 1;
+    key->data = ngx_pnalloc(pool, key->len);
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(key->data, "%V\n\n\nrepository:%V:pull", &s->remote,
+                &s->name);
+
+    return NGX_OK;
+}
+
+
+/* a token request, in a pool and a thread task of its own */
+
+static ngx_pt_token_req_t *
+ngx_pt_auth_request(ngx_pt_token_ask_t *ask, ngx_pt_challenge_t *ch,
+    ngx_str_t *key)
+{
+    ngx_str_t            url;
+    ngx_pool_t          *pool;
+    ngx_thread_task_t   *task;
+    ngx_pt_token_req_t  *req;
+
+    pool = ngx_create_pool(2048, ngx_cycle->log);
     if (pool == NULL) {
-        return NGX_DECLINED;
+        return NULL;
     }
 
     task = ngx_thread_task_alloc(pool, sizeof(ngx_pt_token_req_t));
@@ -305,282 +372,130 @@ ngx_pt_auth_bearer(ngx_pt_fetch_t *f)
 
     req = task->ctx;
     ngx_memzero(req, sizeof(ngx_pt_token_req_t));
+
     req->pool = pool;
+    req->task = task;
+    req->started = ngx_current_msec;
 
-    req->key.len = f->auth->remote.len + realm.len + service.len + scope.len
-                   + 3;
-    req->key.data = ngx_pnalloc(pool, req->key.len);
-    if (req->key.data == NULL) {
-        goto failed;
-    }
+    req->key.len = key->len;
+    req->key.data = ngx_pstrdup(pool, key);
+    req->settings = ngx_pt_settings_copy(pool, ask->settings);
 
-    ngx_sprintf(req->key.data, "%V\n%V\n%V\n%V", &f->auth->remote, &realm,
-                &service, &scope);
-
-    /* a token sent up front and refused is not asked of the cache again */
-
-    if (!f->preempted
-        && ngx_pt_auth_cached(&req->key, f->pool, &token) == NGX_OK)
-    {
-        ngx_destroy_pool(pool);
-        goto retry;
-    }
-
-    /* the same token already on its way: wait for it */
-
-    other = ngx_pt_auth_in_flight(&req->key);
-
-    if (other) {
-        ngx_destroy_pool(pool);
-        return ngx_pt_auth_wait(other, f);
-    }
-
-    if (ngx_pt_auth_hint_key(pool, f->auth, &req->hint) != NGX_OK
+    if (req->key.data == NULL || req->settings == NULL
+        || ngx_pt_auth_hint_key(pool, req->settings, &req->hint) != NGX_OK
         || ngx_array_init(&req->waiters, pool, 4,
-                          sizeof(ngx_pt_token_waiter_t *)) != NGX_OK)
+                          sizeof(ngx_pt_token_waiter_t *)) != NGX_OK
+        || ngx_pt_auth_url(req, ch) != NGX_OK)
     {
         goto failed;
     }
-
-    /* realm?service=...&scope=..., the values escaped */
-
-    esc = ngx_palloc(pool, 2 * sizeof(ngx_str_t));
-    if (esc == NULL) {
-        goto failed;
-    }
-
-    esc[0].len = service.len
-                 + 2 * ngx_escape_uri(NULL, service.data, service.len,
-                                      NGX_ESCAPE_ARGS);
-    esc[1].len = scope.len
-                 + 2 * ngx_escape_uri(NULL, scope.data, scope.len,
-                                      NGX_ESCAPE_ARGS);
-
-    len = realm.len + esc[0].len + esc[1].len + sizeof("?service=&scope=");
-
-    req->url = ngx_pnalloc(pool, len);
-    if (req->url == NULL) {
-        goto failed;
-    }
-
-    p = ngx_cpymem(req->url, realm.data, realm.len);
-    *p++ = ngx_strlchr(realm.data, realm.data + realm.len, '?') ? '&' : '?';
-
-    if (service.len) {
-        p = ngx_cpymem(p, "service=", 8);
-        p = (u_char *) ngx_escape_uri(p, service.data, service.len,
-                                      NGX_ESCAPE_ARGS);
-        *p++ = '&';
-    }
-
-    p = ngx_cpymem(p, "scope=", 6);
-    p = (u_char *) ngx_escape_uri(p, scope.data, scope.len, NGX_ESCAPE_ARGS);
-    *p = '\0';
 
     /*
      * The remote's credentials go to the realm only over https or to this
      * machine: a challenge must not be a way to collect them in clear.
      */
 
-    if (f->auth->username.len) {
-        realm.len = ngx_strlen(req->url);
-        realm.data = (u_char *) req->url;
+    if (req->settings->username.len) {
+        url.data = (u_char *) req->url;
+        url.len = ngx_strlen(req->url);
 
-        if (ngx_pt_auth_may_send(&realm)) {
-            /* C strings for libcurl */
+        req->credentials = ngx_pt_auth_may_send(&url);
 
-            req->username.data = ngx_pnalloc(pool, f->auth->username.len + 1);
-            req->password.data = ngx_pnalloc(pool, f->auth->password.len + 1);
-
-            if (req->username.data == NULL || req->password.data == NULL) {
-                goto failed;
-            }
-
-            ngx_cpystrn(req->username.data, f->auth->username.data,
-                        f->auth->username.len + 1);
-            req->username.len = f->auth->username.len;
-
-            ngx_cpystrn(req->password.data, f->auth->password.data,
-                        f->auth->password.len + 1);
-            req->password.len = f->auth->password.len;
-
-        } else {
-            ngx_log_error(NGX_LOG_WARN, f->log, 0,
+        if (!req->credentials) {
+            ngx_log_error(NGX_LOG_WARN, ask->log, 0,
                           "pullthrough: credentials are not sent to the "
                           "token realm \"%s\": it is neither https nor "
                           "local", req->url);
         }
     }
 
-    if (ngx_pt_link_copy(pool, &req->link, &f->auth->link) != NGX_OK) {
-        goto failed;
-    }
-
-    req->timeout_ms = f->auth->timeout_ms;
-    req->started = ngx_current_msec;
-    req->max_retries = f->max_retries;
-
     task->handler = ngx_pt_auth_thread;
     task->event.handler = ngx_pt_auth_done;
     task->event.data = req;
-    req->task = task;
-    req->thread_pool = f->auth->thread_pool;
 
-    /*
-     * One request for all workers: the first claims it in the shared
-     * zone, the others watch the cache for its answer.
-     */
-
-    if (ngx_pt_auth_claim(&req->key)) {
-        if (ngx_thread_task_post(req->thread_pool, task) != NGX_OK) {
-            ngx_pt_auth_release(&req->key);
-            goto failed;
-        }
-
-    } else {
-        req->poll.handler = ngx_pt_auth_poll;
-        req->poll.data = req;
-        req->poll.log = ngx_cycle->log;
-        req->poll.cancelable = 1;
-        req->deadline = ngx_current_msec + NGX_PT_TOKEN_CLAIM * 1000;
-
-        ngx_add_timer(&req->poll, 20);
-    }
-
-    ngx_queue_insert_tail(&ngx_pt_tokens_in_flight, &req->queue);
-
-    if (ngx_pt_auth_wait(req, f) != NGX_OK) {
-        /* the task runs on: its answer will be cached for others */
-        return NGX_DECLINED;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
-                   "pullthrough: token request to \"%s\"", req->url);
-
-    return NGX_OK;
-
-retry:
-
-    /* a cached token: straight back to the upstream */
-
-    if (ngx_pt_auth_set_bearer(f, &token) != NGX_OK) {
-        return NGX_DECLINED;
-    }
-
-    f->auth_tried = 1;
-
-    return ngx_pt_fetch_start(f) == NGX_OK ? NGX_OK : NGX_DECLINED;
+    return req;
 
 failed:
 
     ngx_destroy_pool(pool);
-    return NGX_DECLINED;
+    return NULL;
 }
 
 
-/* "<remote>\n\n\nrepository:<name>:pull", the token a pull usually needs */
+/* realm?service=...&scope=..., the values escaped */
 
 static ngx_int_t
-ngx_pt_auth_hint_key(ngx_pool_t *pool, ngx_pt_upstream_auth_t *auth,
-    ngx_str_t *key)
-{
-    key->len = auth->remote.len + auth->name.len
-               + sizeof("\n\n\nrepository::pull") - 1;
-    key->data = ngx_pnalloc(pool, key->len);
-    if (key->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(key->data, "%V\n\n\nrepository:%V:pull", &auth->remote,
-                &auth->name);
-
-    return NGX_OK;
-}
-
-
-/*
- * A token this remote got for this repository before, sent with the first
- * request: registries that want one would otherwise answer 401 each time.
- */
-
-void
-ngx_pt_auth_preempt(ngx_pt_fetch_t *f)
-{
-    u_char     seen;
-    ngx_str_t  key, token;
-
-    /* a remote whose upstream asked for Basic credentials: them first */
-
-    if (f->basic.len && f->authorization.len == 0
-        && ngx_pt_auth_basic_key(f->pool, &f->remote, &key) == NGX_OK
-        && ngx_pt_shared_read(&key, &seen, 1) == NGX_OK)
-    {
-        f->authorization = f->basic;
-        return;
-    }
-
-    if (f->auth == NULL || f->authorization.len
-        || ngx_pt_auth_hint_key(f->pool, f->auth, &key) != NGX_OK
-        || ngx_pt_auth_cached(&key, f->pool, &token) != NGX_OK)
-    {
-        return;
-    }
-
-    if (ngx_pt_auth_set_bearer(f, &token) == NGX_OK) {
-        f->preempted = 1;
-    }
-}
-
-
-/*
- * The upstream of f's remote answered a Basic challenge: its credentials
- * go with the first request of its exchanges from now on (an hour after
- * the last challenge), which saves a round trip each.
- */
-
-void
-ngx_pt_auth_basic_seen(ngx_pt_fetch_t *f)
-{
-    ngx_str_t  key, value;
-
-    if (ngx_pt_auth_basic_key(f->pool, &f->remote, &key) != NGX_OK) {
-        return;
-    }
-
-    ngx_str_set(&value, "1");
-
-    ngx_pt_auth_cache(&key, &value, 3600 * 1000);
-}
-
-
-static ngx_int_t
-ngx_pt_auth_basic_key(ngx_pool_t *pool, ngx_str_t *remote, ngx_str_t *key)
-{
-    key->len = sizeof("basic\n") - 1 + remote->len;
-    key->data = ngx_pnalloc(pool, key->len);
-    if (key->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_sprintf(key->data, "basic\n%V", remote);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_pt_auth_set_bearer(ngx_pt_fetch_t *f, ngx_str_t *token)
+ngx_pt_auth_url(ngx_pt_token_req_t *req, ngx_pt_challenge_t *ch)
 {
     u_char  *p;
+    size_t   len;
 
-    p = ngx_pnalloc(f->pool, sizeof("Bearer ") - 1 + token->len);
-    if (p == NULL) {
+    len = ch->realm.len + sizeof("?service=&scope=")
+          + ch->service.len
+          + 2 * ngx_escape_uri(NULL, ch->service.data, ch->service.len,
+                               NGX_ESCAPE_ARGS)
+          + ch->scope.len
+          + 2 * ngx_escape_uri(NULL, ch->scope.data, ch->scope.len,
+                               NGX_ESCAPE_ARGS);
+
+    req->url = ngx_pnalloc(req->pool, len);
+    if (req->url == NULL) {
         return NGX_ERROR;
     }
 
-    f->authorization.data = p;
-    f->authorization.len = ngx_cpymem(ngx_cpymem(p, "Bearer ", 7),
-                                      token->data, token->len) - p;
+    p = ngx_cpymem(req->url, ch->realm.data, ch->realm.len);
+    *p++ = ngx_strlchr(ch->realm.data, ch->realm.data + ch->realm.len, '?')
+           ? '&' : '?';
+
+    if (ch->service.len) {
+        p = ngx_cpymem(p, "service=", 8);
+        p = (u_char *) ngx_escape_uri(p, ch->service.data, ch->service.len,
+                                      NGX_ESCAPE_ARGS);
+        *p++ = '&';
+    }
+
+    p = ngx_cpymem(p, "scope=", 6);
+    p = (u_char *) ngx_escape_uri(p, ch->scope.data, ch->scope.len,
+                                  NGX_ESCAPE_ARGS);
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+/*
+ * One request for all workers: the first claims it in the shared zone and
+ * asks the realm, the others watch the cache for its answer.
+ */
+
+static ngx_int_t
+ngx_pt_auth_launch(ngx_pt_token_req_t *req)
+{
+    if (ngx_pt_shm_claim(&req->key, NGX_PT_TOKEN_CLAIM)) {
+
+        if (ngx_thread_task_post(req->settings->thread_pool, req->task)
+            != NGX_OK)
+        {
+            ngx_pt_shm_unclaim(&req->key);
+            return NGX_ERROR;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "pullthrough token request: to \"%s\"", req->url);
+        return NGX_OK;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pullthrough token request: another worker asks \"%s\"",
+                   req->url);
+
+    req->poll.handler = ngx_pt_auth_poll;
+    req->poll.data = req;
+    req->poll.log = ngx_cycle->log;
+    req->poll.cancelable = 1;
+    req->deadline = ngx_current_msec + NGX_PT_TOKEN_CLAIM;
+
+    ngx_add_timer(&req->poll, NGX_PT_TOKEN_POLL);
 
     return NGX_OK;
 }
@@ -609,98 +524,29 @@ ngx_pt_auth_in_flight(ngx_str_t *key)
 }
 
 
-/* f waits for req's token; the end of f's request lets go of it */
+/* the asker waits for req's token: NGX_AGAIN, or NGX_DECLINED */
 
 static ngx_int_t
-ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
+ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_token_ask_t *ask,
+    void **wait)
 {
-    ngx_pool_cleanup_t      *cln;
-    ngx_pt_token_waiter_t   *w, **wp;
+    ngx_pt_token_waiter_t  *w, **wp;
 
     w = ngx_palloc(req->pool, sizeof(ngx_pt_token_waiter_t));
     wp = ngx_array_push(&req->waiters);
-    cln = ngx_pool_cleanup_add(f->r->pool, 0);
 
-    if (w == NULL || wp == NULL || cln == NULL) {
-        return NGX_ERROR;
+    if (w == NULL || wp == NULL) {
+        return NGX_DECLINED;
     }
 
     w->req = req;
-    w->fetch = f;
+    w->handler = ask->handler;
+    w->data = ask->data;
     *wp = w;
 
-    cln->handler = ngx_pt_auth_orphan;
-    cln->data = w;
-    f->token_cln = cln;
+    *wait = w;
 
-    return NGX_OK;
-}
-
-
-void
-ngx_pt_auth_orphan(void *data)
-{
-    ngx_pt_token_waiter_t *w = data;
-
-    ngx_pt_fetch_t  *f;
-
-    f = w->fetch;
-    w->fetch = NULL;
-
-    if (f) {
-        f->token_cln = NULL;
-        f->r = NULL;
-
-        if (f->aborted) {
-            f->aborted(f);
-        }
-    }
-}
-
-
-ngx_pt_upstream_auth_t *
-ngx_pt_auth_copy(ngx_pool_t *pool, ngx_pt_upstream_auth_t *src)
-{
-    ngx_pt_upstream_auth_t  *a;
-
-    a = ngx_palloc(pool, sizeof(ngx_pt_upstream_auth_t));
-    if (a == NULL) {
-        return NULL;
-    }
-
-    *a = *src;
-
-    if (ngx_pt_auth_dup(pool, &a->remote) != NGX_OK
-        || ngx_pt_auth_dup(pool, &a->name) != NGX_OK
-        || ngx_pt_auth_dup(pool, &a->username) != NGX_OK
-        || ngx_pt_auth_dup(pool, &a->password) != NGX_OK
-        || ngx_pt_link_copy(pool, &a->link, &src->link) != NGX_OK)
-    {
-        return NULL;
-    }
-
-    return a;
-}
-
-
-static ngx_int_t
-ngx_pt_auth_dup(ngx_pool_t *pool, ngx_str_t *s)
-{
-    u_char  *p;
-
-    if (s->len == 0) {
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(pool, s->len);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, s->data, s->len);
-    s->data = p;
-
-    return NGX_OK;
+    return NGX_AGAIN;
 }
 
 
@@ -890,21 +736,24 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, req->error);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, ngx_pt_auth_write);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, "ngx_pullthrough");
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, NGX_PT_USER_AGENT);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     (long) req->settings->token_timeout);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, (long) NGX_PT_TOKEN_MAX_REDIRS);
 
-    if (req->username.len) {
+    if (req->credentials) {
         /* libcurl keeps them from other hosts a redirect leads to */
         curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-        curl_easy_setopt(curl, CURLOPT_USERNAME, (char *) req->username.data);
-        curl_easy_setopt(curl, CURLOPT_PASSWORD, (char *) req->password.data);
+        curl_easy_setopt(curl, CURLOPT_USERNAME,
+                         (char *) req->settings->username.data);
+        curl_easy_setopt(curl, CURLOPT_PASSWORD,
+                         (char *) req->settings->password.data);
     }
 
     /* the remote's forward proxy, trusted CA and client certificate */
-    ngx_pt_link_apply(curl, &req->link);
+    ngx_pt_link_apply(curl, &req->settings->link);
 
     rc = curl_easy_perform(curl);
 
@@ -997,7 +846,7 @@ ngx_pt_auth_done(ngx_event_t *ev)
         return;
     }
 
-    ngx_pt_auth_release(&req->key);
+    ngx_pt_shm_unclaim(&req->key);
 
     /* the token into the request's pool: libcurl's thread used malloc() */
 
@@ -1020,11 +869,11 @@ ngx_pt_auth_done(ngx_event_t *ev)
         ttl = req->ttl > 20 ? (ngx_msec_t) (req->ttl - 10) * 1000
                             : (ngx_msec_t) req->ttl * 750;
 
-        ngx_pt_auth_cache(&req->key, &req->token, ttl);
+        ngx_pt_shm_token_set(&req->key, &req->token, ttl);
 
         /* and offered up front next time: no 401 round trip */
         if (req->hint.len) {
-            ngx_pt_auth_cache(&req->hint, &req->token, ttl);
+            ngx_pt_shm_token_set(&req->hint, &req->token, ttl);
         }
 
     } else {
@@ -1048,7 +897,7 @@ ngx_pt_auth_again(ngx_pt_token_req_t *req)
 {
     ngx_msec_t  delay;
 
-    if (req->tries >= req->max_retries || ngx_exiting || ngx_terminate
+    if (req->tries >= req->settings->max_retries || ngx_exiting || ngx_terminate
         || (req->status != 0 && req->status != 429 && req->status < 500))
     {
         return 0;
@@ -1061,7 +910,7 @@ ngx_pt_auth_again(ngx_pt_token_req_t *req)
 
     if (delay == 0
         || ngx_current_msec - req->started + delay
-           >= (ngx_msec_t) req->timeout_ms)
+           >= req->settings->token_timeout)
     {
         return 0;
     }
@@ -1071,12 +920,16 @@ ngx_pt_auth_again(ngx_pt_token_req_t *req)
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "pullthrough: token request to \"%s\" failed: %s, "
                   "try %ui of %ui in %M ms", req->url, req->error,
-                  req->tries, req->max_retries, delay);
+                  req->tries, req->settings->max_retries, delay);
 
     req->again.handler = ngx_pt_auth_again_handler;
     req->again.data = req;
     req->again.log = ngx_cycle->log;
     req->again.cancelable = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pullthrough token request: retry in %M ms: \"%s\"",
+                   delay, req->url);
 
     ngx_add_timer(&req->again, delay);
 
@@ -1089,8 +942,10 @@ ngx_pt_auth_again_handler(ngx_event_t *ev)
 {
     ngx_pt_token_req_t *req = ev->data;
 
-    if (ngx_thread_task_post(req->thread_pool, req->task) != NGX_OK) {
-        req->tries = req->max_retries;
+    if (ngx_thread_task_post(req->settings->thread_pool, req->task)
+        != NGX_OK)
+    {
+        req->tries = req->settings->max_retries;
         req->status = 0;
         ngx_cpystrn((u_char *) req->error, (u_char *) "no thread for it",
                     CURL_ERROR_SIZE);
@@ -1106,19 +961,25 @@ ngx_pt_auth_poll(ngx_event_t *ev)
 {
     ngx_pt_token_req_t *req = ev->data;
 
-    if (ngx_pt_auth_cached(&req->key, req->pool, &req->token) == NGX_OK) {
+    if (ngx_pt_shm_token_get(&req->key, req->pool, &req->token) == NGX_OK) {
         req->status = 200;
         ngx_pt_auth_finish(req);
         return;
     }
 
-    if (ngx_pt_auth_claim(&req->key)) {
+    if (ngx_pt_shm_claim(&req->key, NGX_PT_TOKEN_CLAIM)) {
         /* it gave up, or died: asked here */
-        if (ngx_thread_task_post(req->thread_pool, req->task) == NGX_OK) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "pullthrough token request: taken over: \"%s\"",
+                       req->url);
+
+        if (ngx_thread_task_post(req->settings->thread_pool, req->task)
+            == NGX_OK)
+        {
             return;
         }
 
-        ngx_pt_auth_release(&req->key);
+        ngx_pt_shm_unclaim(&req->key);
         ngx_str_null(&req->token);
         ngx_cpystrn((u_char *) req->error, (u_char *) "no thread for it",
                     CURL_ERROR_SIZE);
@@ -1135,667 +996,46 @@ ngx_pt_auth_poll(ngx_event_t *ev)
         return;
     }
 
-    ngx_add_timer(ev, 20);
+    ngx_add_timer(ev, NGX_PT_TOKEN_POLL);
 }
 
 
-/* the waiting exchanges go on, with the token or without */
+/*
+ * The waiting exchanges go on, with the token or without: without one,
+ * they are told whether the realm refused the credentials (401, 403) or
+ * failed otherwise (unreachable, 429, 5xx, an answer without a token).
+ */
 
 static void
 ngx_pt_auth_finish(ngx_pt_token_req_t *req)
 {
-    ngx_uint_t               i;
-    ngx_pt_fetch_t          *f;
-    ngx_connection_t        *c;
-    ngx_pt_token_waiter_t  **w;
+    ngx_str_t               *token;
+    ngx_uint_t               i, refused;
+    ngx_pt_token_waiter_t  **w, *waiter;
 
     ngx_queue_remove(&req->queue);
+
+    token = (req->token.data && req->status == 200) ? &req->token : NULL;
+    refused = (req->status == NGX_HTTP_UNAUTHORIZED
+               || req->status == NGX_HTTP_FORBIDDEN);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pullthrough token request: %s, %ui waiting: \"%s\"",
+                   token ? "token" : "no token", req->waiters.nelts,
+                   req->url);
 
     w = req->waiters.elts;
 
     for (i = 0; i < req->waiters.nelts; i++) {
-        f = w[i]->fetch;
+        waiter = w[i];
 
-        if (f == NULL) {
-            /* its request ended meanwhile */
+        if (waiter->handler == NULL) {
+            /* its exchange ended meanwhile */
             continue;
         }
 
-        w[i]->fetch = NULL;
-
-        if (f->token_cln) {
-            f->token_cln->handler = NULL;
-            f->token_cln = NULL;
-        }
-
-        c = f->r->connection;
-
-        ngx_pt_auth_resume(req, f);
-
-        ngx_http_run_posted_requests(c);
+        waiter->handler(waiter->data, token, refused);
     }
 
     ngx_destroy_pool(req->pool);
-}
-
-
-/* the claim of a token request, shared by the workers */
-
-static ngx_uint_t
-ngx_pt_auth_claim(ngx_str_t *key)
-{
-    u_char     buf[512];
-    ngx_str_t  claim, none;
-
-    if (key->len > sizeof(buf) - 6) {
-        return 1;
-    }
-
-    claim.data = buf;
-    claim.len = ngx_sprintf(buf, "claim\n%V", key) - buf;
-
-    ngx_str_set(&none, "-");
-
-    return ngx_pt_auth_cache_add(&claim, &none, NGX_PT_TOKEN_CLAIM * 1000);
-}
-
-
-static void
-ngx_pt_auth_release(ngx_str_t *key)
-{
-    u_char     buf[512];
-    ngx_str_t  claim;
-
-    if (key->len > sizeof(buf) - 6) {
-        return;
-    }
-
-    claim.data = buf;
-    claim.len = ngx_sprintf(buf, "claim\n%V", key) - buf;
-
-    ngx_pt_auth_uncache(&claim);
-}
-
-
-/*
- * Back to the upstream with the token. Without one, the upstream's 401
- * stands when the realm refused the credentials; a realm that failed
- * otherwise (unreachable, 429, 5xx, an answer without a token) is a 502,
- * not a refusal.
- */
-
-static void
-ngx_pt_auth_resume(ngx_pt_token_req_t *req, ngx_pt_fetch_t *f)
-{
-    if (req->token.data == NULL || req->status != 200) {
-
-        if (req->status != NGX_HTTP_UNAUTHORIZED
-            && req->status != NGX_HTTP_FORBIDDEN)
-        {
-            ngx_pt_fetch_fail(f, NGX_HTTP_BAD_GATEWAY);
-            return;
-        }
-
-        ngx_pt_fetch_detach(f);
-        f->rc = NGX_OK;
-        f->done(f, NGX_OK);
-        return;
-    }
-
-    f->auth_tried = 1;
-
-    if (ngx_pt_auth_set_bearer(f, &req->token) != NGX_OK
-        || ngx_pt_fetch_start(f) != NGX_OK)
-    {
-        ngx_pt_fetch_fail(f, NGX_HTTP_INTERNAL_SERVER_ERROR);
-    }
-}
-
-
-/*
- * A remote's rate_limit, for all workers: a token bucket in the shared
- * zone ("rate\n<remote id>"), holding up to one second of requests.
- * Returns how long the caller must wait before its request (0: now); the
- * request is counted either way, so waiters queue up in order.
- */
-
-ngx_msec_t
-ngx_pt_auth_rate_take(ngx_str_t *remote, ngx_uint_t rate)
-{
-    u_char                buf[NGX_PT_UUID_LEN + 8];
-    double                tokens, wait;
-    uint32_t              hash;
-    ngx_str_t             key, value;
-    ngx_msec_t            now;
-    ngx_pt_tokens_t      *tokens_zone;
-    ngx_pt_token_node_t  *tn;
-
-    struct {
-        double            tokens;
-        ngx_msec_t        last;
-    } state;
-
-    if (ngx_pt_tokens_zone == NULL || rate == 0
-        || remote->len > NGX_PT_UUID_LEN)
-    {
-        return 0;
-    }
-
-    key.data = buf;
-    key.len = ngx_sprintf(buf, "rate\n%V", remote) - buf;
-
-    tokens_zone = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key.data, key.len);
-    now = ngx_current_msec;
-
-    ngx_shmtx_lock(&tokens_zone->shpool->mutex);
-
-    tn = ngx_pt_auth_lookup(&key, hash);
-
-    if (tn && tn->token_len == sizeof(state)) {
-        ngx_memcpy(&state, tn->data + tn->key_len, sizeof(state));
-
-        tokens = state.tokens
-                 + (double) (ngx_msec_int_t) (now - state.last) * rate / 1000;
-        if (tokens > (double) rate) {
-            tokens = (double) rate;
-        }
-
-    } else {
-        tokens = (double) rate;
-    }
-
-    tokens -= 1;
-
-    state.tokens = tokens;
-    state.last = now;
-
-    value.data = (u_char *) &state;
-    value.len = sizeof(state);
-
-    ngx_pt_auth_store_locked(tokens_zone, &key, hash, &value, 3600 * 1000);
-
-    ngx_shmtx_unlock(&tokens_zone->shpool->mutex);
-
-    if (tokens >= 0) {
-        return 0;
-    }
-
-    wait = -tokens * 1000 / rate;
-
-    return (ngx_msec_t) wait + 1;
-}
-
-
-/*
- * A remote's download_concurrency, for all workers: the number of its
- * upstream exchanges in progress, counted per worker ("conc\n<remote id>",
- * one counter per worker slot) so that a worker that dies does not keep
- * its share: its replacement starts its slot again from zero.
- */
-
-#define NGX_PT_CONC_SLOTS  64
-
-typedef struct {
-    uint32_t              count[NGX_PT_CONC_SLOTS];
-} ngx_pt_conc_t;
-
-
-static ngx_uint_t
-ngx_pt_auth_conc_update(ngx_str_t *remote, ngx_uint_t limit, ngx_int_t add)
-{
-    u_char                buf[NGX_PT_UUID_LEN + 8];
-    uint32_t              hash, total;
-    ngx_str_t             key, value;
-    ngx_uint_t            i, slot, ok;
-    ngx_pt_conc_t         conc;
-    ngx_pt_tokens_t      *zone;
-    ngx_pt_token_node_t  *tn;
-
-    if (ngx_pt_tokens_zone == NULL || remote->len > NGX_PT_UUID_LEN) {
-        return 1;
-    }
-
-    key.data = buf;
-    key.len = ngx_sprintf(buf, "conc\n%V", remote) - buf;
-
-    zone = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key.data, key.len);
-    slot = ngx_worker % NGX_PT_CONC_SLOTS;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    tn = ngx_pt_auth_lookup(&key, hash);
-
-    if (tn && tn->token_len == sizeof(ngx_pt_conc_t)) {
-        ngx_memcpy(&conc, tn->data + tn->key_len, sizeof(ngx_pt_conc_t));
-
-    } else {
-        ngx_memzero(&conc, sizeof(ngx_pt_conc_t));
-    }
-
-    ok = 1;
-
-    if (add > 0) {
-        for (total = 0, i = 0; i < NGX_PT_CONC_SLOTS; i++) {
-            total += conc.count[i];
-        }
-
-        ok = (total < limit);
-
-        if (ok) {
-            conc.count[slot]++;
-        }
-
-    } else if (conc.count[slot]) {
-        conc.count[slot]--;
-    }
-
-    value.data = (u_char *) &conc;
-    value.len = sizeof(ngx_pt_conc_t);
-    ngx_pt_auth_store_locked(zone, &key, hash, &value, 86400 * 1000);
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return ok;
-}
-
-
-ngx_uint_t
-ngx_pt_auth_conc_acquire(ngx_str_t *remote, ngx_uint_t limit)
-{
-    return ngx_pt_auth_conc_update(remote, limit, 1);
-}
-
-
-void
-ngx_pt_auth_conc_release(ngx_str_t *remote)
-{
-    (void) ngx_pt_auth_conc_update(remote, 0, -1);
-}
-
-
-/* a new worker in a slot: what its predecessor counted is no more */
-
-static void
-ngx_pt_auth_conc_reset(void)
-{
-    ngx_uint_t            slot;
-    ngx_queue_t          *q;
-    ngx_pt_conc_t        *conc;
-    ngx_pt_tokens_t      *zone;
-    ngx_pt_token_node_t  *tn;
-
-    if (ngx_pt_tokens_zone == NULL) {
-        return;
-    }
-
-    zone = ngx_pt_tokens_zone->data;
-    slot = ngx_worker % NGX_PT_CONC_SLOTS;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    for (q = ngx_queue_head(&zone->sh->lru);
-         q != ngx_queue_sentinel(&zone->sh->lru);
-         q = ngx_queue_next(q))
-    {
-        tn = ngx_queue_data(q, ngx_pt_token_node_t, queue);
-
-        if (tn->key_len > 5 && ngx_strncmp(tn->data, "conc\n", 5) == 0
-            && tn->token_len == sizeof(ngx_pt_conc_t))
-        {
-            conc = (ngx_pt_conc_t *) (tn->data + tn->key_len);
-            conc->count[slot] = 0;
-        }
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-}
-
-
-/*
- * The zone for the other parts: small fixed-size values by key (the state
- * of blob fills, which workers share).
- */
-
-ngx_int_t
-ngx_pt_shared_read(ngx_str_t *key, void *value, size_t size)
-{
-    ngx_int_t             rc;
-    ngx_pt_tokens_t      *zone;
-    ngx_pt_token_node_t  *tn;
-
-    if (ngx_pt_tokens_zone == NULL) {
-        return NGX_DECLINED;
-    }
-
-    zone = ngx_pt_tokens_zone->data;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    tn = ngx_pt_auth_live(key);
-
-    if (tn && tn->token_len == size) {
-        ngx_memcpy(value, tn->data + tn->key_len, size);
-        rc = NGX_OK;
-
-    } else {
-        rc = NGX_DECLINED;
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return rc;
-}
-
-
-void
-ngx_pt_shared_write(ngx_str_t *key, void *value, size_t size, ngx_msec_t ttl)
-{
-    ngx_str_t  v;
-
-    v.data = value;
-    v.len = size;
-
-    ngx_pt_auth_cache(key, &v, ttl);
-}
-
-
-/* 1 when stored: no unexpired value had the key */
-
-ngx_uint_t
-ngx_pt_shared_claim(ngx_str_t *key, void *value, size_t size, ngx_msec_t ttl)
-{
-    ngx_str_t  v;
-
-    v.data = value;
-    v.len = size;
-
-    return ngx_pt_auth_cache_add(key, &v, ttl);
-}
-
-
-/* the shared token cache */
-
-static ngx_int_t
-ngx_pt_auth_cached(ngx_str_t *key, ngx_pool_t *pool, ngx_str_t *token)
-{
-    ngx_pt_tokens_t      *tokens;
-    ngx_pt_token_node_t  *tn;
-
-    if (ngx_pt_tokens_zone == NULL) {
-        return NGX_DECLINED;
-    }
-
-    tokens = ngx_pt_tokens_zone->data;
-
-    ngx_shmtx_lock(&tokens->shpool->mutex);
-
-    tn = ngx_pt_auth_live(key);
-
-    if (tn == NULL) {
-        ngx_shmtx_unlock(&tokens->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    token->len = tn->token_len;
-    token->data = ngx_pnalloc(pool, token->len);
-
-    if (token->data) {
-        ngx_memcpy(token->data, tn->data + tn->key_len, token->len);
-    }
-
-    ngx_queue_remove(&tn->queue);
-    ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
-
-    ngx_shmtx_unlock(&tokens->shpool->mutex);
-
-    return token->data ? NGX_OK : NGX_DECLINED;
-}
-
-
-/* stores key unless an unexpired entry has it: 1 when stored */
-
-static ngx_uint_t
-ngx_pt_auth_cache_add(ngx_str_t *key, ngx_str_t *value, ngx_msec_t ttl)
-{
-    uint32_t              hash;
-    ngx_pt_tokens_t      *tokens;
-    ngx_pt_token_node_t  *tn;
-
-    if (ngx_pt_tokens_zone == NULL) {
-        return 1;
-    }
-
-    tokens = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key->data, key->len);
-
-    ngx_shmtx_lock(&tokens->shpool->mutex);
-
-    tn = ngx_pt_auth_lookup(key, hash);
-
-    if (tn && tn->expires > ngx_pt_auth_clock()) {
-        ngx_shmtx_unlock(&tokens->shpool->mutex);
-        return 0;
-    }
-
-    ngx_pt_auth_store_locked(tokens, key, hash, value, ttl);
-
-    ngx_shmtx_unlock(&tokens->shpool->mutex);
-
-    return 1;
-}
-
-
-static void
-ngx_pt_auth_uncache(ngx_str_t *key)
-{
-    uint32_t              hash;
-    ngx_pt_tokens_t      *tokens;
-    ngx_pt_token_node_t  *tn;
-
-    if (ngx_pt_tokens_zone == NULL) {
-        return;
-    }
-
-    tokens = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key->data, key->len);
-
-    ngx_shmtx_lock(&tokens->shpool->mutex);
-
-    tn = ngx_pt_auth_lookup(key, hash);
-
-    if (tn) {
-        ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);
-        ngx_queue_remove(&tn->queue);
-        ngx_slab_free_locked(tokens->shpool, tn);
-    }
-
-    ngx_shmtx_unlock(&tokens->shpool->mutex);
-}
-
-
-static void
-ngx_pt_auth_cache(ngx_str_t *key, ngx_str_t *token, ngx_msec_t ttl)
-{
-    uint32_t          hash;
-    ngx_pt_tokens_t  *tokens;
-
-    if (ngx_pt_tokens_zone == NULL) {
-        return;
-    }
-
-    tokens = ngx_pt_tokens_zone->data;
-    hash = ngx_crc32_short(key->data, key->len);
-
-    ngx_shmtx_lock(&tokens->shpool->mutex);
-    ngx_pt_auth_store_locked(tokens, key, hash, token, ttl);
-    ngx_shmtx_unlock(&tokens->shpool->mutex);
-}
-
-
-static void
-ngx_pt_auth_store_locked(ngx_pt_tokens_t *tokens, ngx_str_t *key,
-    uint32_t hash, ngx_str_t *token, ngx_msec_t ttl)
-{
-    size_t                size;
-    ngx_uint_t            tries;
-    ngx_queue_t          *q;
-    ngx_pt_token_node_t  *tn;
-
-    size = offsetof(ngx_pt_token_node_t, data) + key->len + token->len;
-
-    tn = ngx_pt_auth_lookup(key, hash);
-
-    if (tn && tn->token_len == token->len) {
-        /* a value of the same size (a fill's progress, a count): in place */
-        ngx_memcpy(tn->data + tn->key_len, token->data, token->len);
-        tn->expires = ngx_pt_auth_clock() + ttl;
-
-        ngx_queue_remove(&tn->queue);
-        ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
-        return;
-    }
-
-    if (tn) {
-        ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);
-        ngx_queue_remove(&tn->queue);
-        ngx_slab_free_locked(tokens->shpool, tn);
-    }
-
-    /* room is made from the least recently used end */
-
-    for (tries = 0; tries < 64; tries++) {
-        tn = ngx_slab_alloc_locked(tokens->shpool, size);
-        if (tn || ngx_queue_empty(&tokens->sh->lru)) {
-            break;
-        }
-
-        q = ngx_queue_last(&tokens->sh->lru);
-        ngx_queue_remove(q);
-
-        tn = ngx_queue_data(q, ngx_pt_token_node_t, queue);
-        ngx_rbtree_delete(&tokens->sh->rbtree, &tn->node);
-        ngx_slab_free_locked(tokens->shpool, tn);
-        tn = NULL;
-    }
-
-    if (tn == NULL) {
-        return;
-    }
-
-    tn->node.key = hash;
-    tn->expires = ngx_pt_auth_clock() + ttl;
-    tn->key_len = key->len;
-    tn->token_len = token->len;
-    ngx_memcpy(tn->data, key->data, key->len);
-    ngx_memcpy(tn->data + key->len, token->data, token->len);
-
-    ngx_rbtree_insert(&tokens->sh->rbtree, &tn->node);
-    ngx_queue_insert_head(&tokens->sh->lru, &tn->queue);
-}
-
-
-/* the wall clock in ms: workers compare expiry times in the shared zone */
-
-static uint64_t
-ngx_pt_auth_clock(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
-/* the unexpired entry of key, under the zone's lock */
-
-static ngx_pt_token_node_t *
-ngx_pt_auth_live(ngx_str_t *key)
-{
-    ngx_pt_token_node_t  *tn;
-
-    tn = ngx_pt_auth_lookup(key, ngx_crc32_short(key->data, key->len));
-
-    return (tn && tn->expires > ngx_pt_auth_clock()) ? tn : NULL;
-}
-
-
-static ngx_pt_token_node_t *
-ngx_pt_auth_lookup(ngx_str_t *key, uint32_t hash)
-{
-    ngx_int_t             rc;
-    ngx_pt_tokens_t      *tokens;
-    ngx_rbtree_node_t    *node, *sentinel;
-    ngx_pt_token_node_t  *tn;
-
-    tokens = ngx_pt_tokens_zone->data;
-
-    node = tokens->sh->rbtree.root;
-    sentinel = tokens->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        tn = (ngx_pt_token_node_t *) node;
-
-        rc = ngx_memn2cmp(key->data, tn->data, key->len, tn->key_len);
-
-        if (rc == 0) {
-            return tn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_pt_auth_insert_value(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t    **p;
-    ngx_pt_token_node_t   *tn, *tnt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            tn = (ngx_pt_token_node_t *) node;
-            tnt = (ngx_pt_token_node_t *) temp;
-
-            p = (ngx_memn2cmp(tn->data, tnt->data, tn->key_len, tnt->key_len)
-                 < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
 }

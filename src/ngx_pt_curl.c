@@ -13,6 +13,7 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_curl.h>
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -35,6 +36,8 @@
  */
 extern ngx_module_t  ngx_http_proxy_module;
 
+
+typedef struct ngx_pt_curl_s  ngx_pt_curl_t;
 
 struct ngx_pt_curl_s {
     ngx_pool_t                 *pool;
@@ -75,6 +78,12 @@ struct ngx_pt_curl_s {
 };
 
 
+static ngx_int_t ngx_pt_curl_start(ngx_pt_fetch_t *f);
+static ngx_pt_curl_t *ngx_pt_curl_create(ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_curl_request(ngx_pt_curl_t *c, ngx_pt_fetch_t *f);
+static void ngx_pt_curl_resume(ngx_pt_curl_t *c);
+static void ngx_pt_curl_stop(ngx_pt_curl_t *c);
+static void ngx_pt_curl_orphan(ngx_pt_fetch_t *f);
 static void ngx_pt_curl_step(ngx_pt_curl_t *c);
 static void ngx_pt_curl_step_thread(void *data, ngx_log_t *log);
 static void ngx_pt_curl_step_done(ngx_event_t *ev);
@@ -91,8 +100,6 @@ static size_t ngx_pt_curl_on_header(char *p, size_t size, size_t n,
 static size_t ngx_pt_curl_on_body(char *p, size_t size, size_t n,
     void *data);
 static ngx_msec_t ngx_pt_curl_clock(void);
-static ngx_int_t ngx_pt_link_dup(ngx_pool_t *pool, ngx_str_t *dst,
-    ngx_str_t *src);
 static void ngx_pt_link_blob(CURL *curl, CURLoption option, ngx_str_t *pem);
 static void ngx_pt_curl_lock(CURL *handle, curl_lock_data data,
     curl_lock_access access, void *userptr);
@@ -120,6 +127,14 @@ ngx_int_t
 ngx_pt_curl_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t  i;
+
+    /* before any request: curl_global_init() is not thread-safe */
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
+                      "pullthrough: curl_global_init() failed");
+        return NGX_ERROR;
+    }
 
     for (i = 0; i < CURL_LOCK_DATA_LAST; i++) {
         if (pthread_mutex_init(&ngx_pt_curl_locks[i], NULL) != 0) {
@@ -173,87 +188,6 @@ static void
 ngx_pt_curl_unlock(CURL *handle, curl_lock_data data, void *userptr)
 {
     (void) pthread_mutex_unlock(&ngx_pt_curl_locks[data]);
-}
-
-
-/* the remote's settings libcurl takes, as C strings in pool */
-
-ngx_int_t
-ngx_pt_link_init(ngx_pool_t *pool, ngx_pt_remote_t *remote,
-    ngx_pt_link_t *link)
-{
-    ngx_pt_link_t  src;
-
-    src.ca_cert = remote->ca_cert;
-    src.client_cert = remote->client_cert;
-    src.client_key = remote->client_key;
-    src.proxy_url = remote->proxy_url;
-    src.proxy_username = remote->proxy_username;
-    src.proxy_password = remote->proxy_password;
-    src.tls_validation = remote->tls_validation;
-
-    return ngx_pt_link_copy(pool, link, &src);
-}
-
-
-/* a CA of the remote's own only matters when certificates are verified */
-
-ngx_uint_t
-ngx_pt_link_needed(ngx_pt_link_t *link)
-{
-    return link->proxy_url.len || link->client_cert.len
-           || (link->ca_cert.len && link->tls_validation);
-}
-
-
-ngx_int_t
-ngx_pt_link_copy(ngx_pool_t *pool, ngx_pt_link_t *dst, ngx_pt_link_t *src)
-{
-    ngx_pt_link_t  copy;
-
-    copy = *src;
-
-    if (ngx_pt_link_dup(pool, &copy.ca_cert, &src->ca_cert) != NGX_OK
-        || ngx_pt_link_dup(pool, &copy.client_cert, &src->client_cert)
-           != NGX_OK
-        || ngx_pt_link_dup(pool, &copy.client_key, &src->client_key) != NGX_OK
-        || ngx_pt_link_dup(pool, &copy.proxy_url, &src->proxy_url) != NGX_OK
-        || ngx_pt_link_dup(pool, &copy.proxy_username, &src->proxy_username)
-           != NGX_OK
-        || ngx_pt_link_dup(pool, &copy.proxy_password, &src->proxy_password)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    *dst = copy;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_pt_link_dup(ngx_pool_t *pool, ngx_str_t *dst, ngx_str_t *src)
-{
-    u_char  *p;
-
-    if (src->data == NULL || src->len == 0) {
-        ngx_str_null(dst);
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(pool, src->len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(p, src->data, src->len);
-    p[src->len] = '\0';
-
-    dst->data = p;
-    dst->len = src->len;
-
-    return NGX_OK;
 }
 
 
@@ -329,48 +263,87 @@ ngx_pt_link_blob(CURL *curl, CURLoption option, ngx_str_t *pem)
 
 /* a try of exchange f through libcurl */
 
-ngx_int_t
+static ngx_int_t
 ngx_pt_curl_start(ngx_pt_fetch_t *f)
 {
-    ngx_str_t                         name;
-    ngx_uint_t                        i;
-    ngx_pool_t                       *pool;
-    ngx_msec_t                        connect_timeout;
-    ngx_keyval_t                     *kv;
-    ngx_pt_curl_t                    *c;
-    ngx_http_upstream_conf_t         *ucf;
-    ngx_http_pullthrough_loc_conf_t  *plcf;
+    ngx_pt_curl_t  *c;
 
-    plcf = ngx_http_get_module_loc_conf(f->r, ngx_http_pullthrough_module);
+    c = ngx_pt_curl_create(f);
+
+    if (c == NULL || ngx_pt_curl_request(c, f) != NGX_OK) {
+        goto failed;
+    }
+
+    c->fetch = f;
+    f->try = c;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough libcurl: transfer %p of \"%V\"", c, &f->url);
+
+    ngx_pt_curl_step(c);
+
+    if (!c->busy) {
+        f->try = NULL;
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, f->log, 0,
+                  "pullthrough: could not start a transfer of \"%V\"",
+                  &f->url);
+
+    if (c) {
+        ngx_pt_curl_destroy(c);
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* a transfer in a pool of its own: its buffers, task and handles */
+
+static ngx_pt_curl_t *
+ngx_pt_curl_create(ngx_pt_fetch_t *f)
+{
+    ngx_pool_t                *pool;
+    ngx_pt_curl_t             *c;
+    ngx_http_upstream_conf_t  *ucf;
+
     ucf = ngx_http_get_module_loc_conf(f->r, ngx_http_proxy_module);
-
-    connect_timeout = f->connect_timeout ? f->connect_timeout
-                                         : ucf->connect_timeout;
 
     pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     c = ngx_pcalloc(pool, sizeof(ngx_pt_curl_t));
     if (c == NULL) {
         ngx_destroy_pool(pool);
-        return NGX_ERROR;
+        return NULL;
     }
 
     c->pool = pool;
-    c->thread_pool = plcf->thread_pool;
-    c->read_timeout = f->read_timeout ? f->read_timeout : ucf->read_timeout;
+    c->thread_pool = f->settings->thread_pool;
+    c->read_timeout = f->settings->read_timeout ? f->settings->read_timeout
+                                                : ucf->read_timeout;
 
     c->out.start = ngx_palloc(pool, NGX_PT_CURL_BUFFER);
     c->hdr = ngx_pnalloc(pool, NGX_PT_CURL_HEADERS);
     c->url = ngx_pnalloc(pool, f->url.len + 1);
     c->task = ngx_thread_task_alloc(pool, 0);
 
+    c->easy = curl_easy_init();
+    c->multi = ngx_pt_curl_nidle ? ngx_pt_curl_idle[--ngx_pt_curl_nidle]
+                                 : curl_multi_init();
+
     if (c->out.start == NULL || c->hdr == NULL || c->url == NULL
-        || c->task == NULL)
+        || c->task == NULL || c->easy == NULL || c->multi == NULL)
     {
-        goto failed;
+        ngx_pt_curl_destroy(c);
+        return NULL;
     }
 
     c->out.pos = c->out.start;
@@ -389,35 +362,45 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
     c->kick.data = c;
     c->kick.log = ngx_cycle->log;
 
-    c->easy = curl_easy_init();
-    c->multi = ngx_pt_curl_nidle ? ngx_pt_curl_idle[--ngx_pt_curl_nidle]
-                                 : curl_multi_init();
+    return c;
+}
 
-    if (c->easy == NULL || c->multi == NULL) {
-        goto failed;
-    }
+
+/* the request: the exchange's URL and headers, the remote's link */
+
+static ngx_int_t
+ngx_pt_curl_request(ngx_pt_curl_t *c, ngx_pt_fetch_t *f)
+{
+    ngx_str_t                  name;
+    ngx_uint_t                 i;
+    ngx_msec_t                 connect_timeout;
+    ngx_keyval_t              *kv;
+    ngx_pt_settings_t         *s;
+    ngx_http_upstream_conf_t  *ucf;
+
+    s = f->settings;
+    ucf = ngx_http_get_module_loc_conf(f->r, ngx_http_proxy_module);
+
+    connect_timeout = s->connect_timeout ? s->connect_timeout
+                                         : ucf->connect_timeout;
 
     /* the request headers: the remote's own, never the client's */
 
     ngx_str_set(&name, "Accept");
     if (ngx_pt_curl_add_header(c, &name, &f->accept) != NGX_OK) {
-        goto failed;
+        return NGX_ERROR;
     }
 
     ngx_str_set(&name, "Authorization");
     if (ngx_pt_curl_add_header(c, &name, &f->authorization) != NGX_OK) {
-        goto failed;
+        return NGX_ERROR;
     }
 
-    if (f->headers) {
-        kv = f->headers->elts;
+    kv = s->headers ? s->headers->elts : NULL;
 
-        for (i = 0; i < f->headers->nelts; i++) {
-            if (ngx_pt_curl_add_header(c, &kv[i].key, &kv[i].value)
-                != NGX_OK)
-            {
-                goto failed;
-            }
+    for (i = 0; s->headers && i < s->headers->nelts; i++) {
+        if (ngx_pt_curl_add_header(c, &kv[i].key, &kv[i].value) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
@@ -425,7 +408,7 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
     curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, c->error);
     curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c->easy, CURLOPT_USERAGENT, "ngx_pullthrough");
+    curl_easy_setopt(c->easy, CURLOPT_USERAGENT, NGX_PT_USER_AGENT);
     curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(c->easy, CURLOPT_HEADERFUNCTION, ngx_pt_curl_on_header);
     curl_easy_setopt(c->easy, CURLOPT_HEADERDATA, c);
@@ -446,32 +429,9 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
         curl_easy_setopt(c->easy, CURLOPT_NOBODY, 1L);
     }
 
-    ngx_pt_link_apply(c->easy, f->link);
-
-    c->fetch = f;
-    f->curl = c;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
-                   "pullthrough: \"%V\" through libcurl", &f->url);
-
-    ngx_pt_curl_step(c);
-
-    if (!c->busy) {
-        f->curl = NULL;
-        goto failed;
-    }
+    ngx_pt_link_apply(c->easy, &s->link);
 
     return NGX_OK;
-
-failed:
-
-    ngx_log_error(NGX_LOG_ALERT, f->log, 0,
-                  "pullthrough: could not start a transfer of \"%V\"",
-                  &f->url);
-
-    ngx_pt_curl_destroy(c);
-
-    return NGX_ERROR;
 }
 
 
@@ -735,7 +695,7 @@ ngx_pt_curl_process(ngx_pt_curl_t *c)
         cl.buf = &c->out;
         cl.next = NULL;
 
-        ngx_pt_fetch_got_body(f, &cl);
+        f->got_body(f, &cl);
 
         if (c->fetch == NULL) {
             return;
@@ -777,7 +737,7 @@ ngx_pt_curl_next(ngx_pt_curl_t *c)
 
 /* the consumer took what it kept: the transfer goes on */
 
-void
+static void
 ngx_pt_curl_resume(ngx_pt_curl_t *c)
 {
     if (!c->busy && !c->kick.posted) {
@@ -788,7 +748,7 @@ ngx_pt_curl_resume(ngx_pt_curl_t *c)
 
 /* ended by this side (a fill failed, total_timeout): at the next step */
 
-void
+static void
 ngx_pt_curl_stop(ngx_pt_curl_t *c)
 {
     c->cancel = 1;
@@ -826,13 +786,13 @@ ngx_pt_curl_kick(ngx_event_t *ev)
 
 /* the request that carried the exchange is gone */
 
-void
+static void
 ngx_pt_curl_orphan(ngx_pt_fetch_t *f)
 {
     ngx_pt_curl_t  *c;
 
-    c = f->curl;
-    f->curl = NULL;
+    c = f->try;
+    f->try = NULL;
 
     c->fetch = NULL;
     c->cancel = 1;
@@ -882,19 +842,19 @@ ngx_pt_curl_finish(ngx_pt_curl_t *c)
         } else {
             ngx_log_error(NGX_LOG_ERR, f->log, 0,
                           "pullthrough: \"%V\" failed%s: %s", &f->url,
-                          f->link->proxy_url.len ? " (through the remote's "
-                                                   "proxy)" : "",
+                          f->settings->link.proxy_url.len
+                          ? " (through the remote's proxy)" : "",
                           c->error[0] ? c->error
                                       : curl_easy_strerror(c->result));
         }
     }
 
-    f->curl = NULL;
+    f->try = NULL;
     c->fetch = NULL;
 
     ngx_pt_curl_destroy(c);
 
-    ngx_pt_fetch_end(f, rc);
+    f->ended(f, rc);
 }
 
 
@@ -933,86 +893,88 @@ ngx_pt_curl_destroy(ngx_pt_curl_t *c)
 }
 
 
-/* the final response's header, into the exchange as the filter would */
+/* the final response's header, into the exchange as the filter's */
 
 static ngx_int_t
 ngx_pt_curl_header(ngx_pt_curl_t *c, ngx_pt_fetch_t *f)
 {
     u_char     *p, *last, *eol, *colon, *v, *e;
-    ngx_str_t   name, value, *dst;
+    ngx_str_t   name, value;
 
     f->status = c->status;
-    f->length = -1;
 
     p = c->hdr;
     last = c->hdr + c->hdr_len;
 
-    while (p < last) {
+    for ( /* void */ ; p < last; p = eol + 1) {
         eol = ngx_strlchr(p, last, '\n');
         if (eol == NULL) {
             eol = last;
         }
 
         colon = ngx_strlchr(p, eol, ':');
-
-        if (colon) {
-            name.data = p;
-            name.len = colon - p;
-
-            v = colon + 1;
-            while (v < eol && (*v == ' ' || *v == '\t')) {
-                v++;
-            }
-
-            e = eol;
-            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-            {
-                e--;
-            }
-
-            value.data = v;
-            value.len = e - v;
-
-            dst = NULL;
-
-#define ngx_pt_is(s)                                                          \
-    (name.len == sizeof(s) - 1                                                \
-     && ngx_strncasecmp(name.data, (u_char *) s, sizeof(s) - 1) == 0)
-
-            if (ngx_pt_is("Content-Length")) {
-                f->length = ngx_atoof(value.data, value.len);
-
-            } else if (ngx_pt_is("Content-Type")) {
-                dst = &f->content_type;
-
-            } else if (ngx_pt_is("Location")) {
-                dst = &f->location;
-
-            } else if (ngx_pt_is("Docker-Content-Digest")) {
-                dst = &f->digest;
-
-            } else if (ngx_pt_is("Retry-After")) {
-                dst = &f->retry_after;
-
-            } else if (ngx_pt_is("WWW-Authenticate")) {
-                dst = &f->www_authenticate;
-            }
-
-#undef ngx_pt_is
-
-            if (dst) {
-                dst->data = ngx_pnalloc(f->pool, value.len);
-                if (dst->data == NULL) {
-                    return NGX_ERROR;
-                }
-
-                ngx_memcpy(dst->data, value.data, value.len);
-                dst->len = value.len;
-            }
+        if (colon == NULL) {
+            continue;
         }
 
-        p = eol + 1;
+        name.data = p;
+        name.len = colon - p;
+
+        for (v = colon + 1; v < eol && (*v == ' ' || *v == '\t'); v++) {
+            /* void */
+        }
+
+        for (e = eol; e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t');
+             e--)
+        {
+            /* void */
+        }
+
+        value.data = v;
+        value.len = e - v;
+
+        if (ngx_pt_exchange_header(f, &name, &value) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
-    return ngx_pt_fetch_got_header(f);
+    return f->got_header(f);
 }
+
+
+/* the transport, as exchanges see it */
+
+static ngx_uint_t
+ngx_pt_curl_running(ngx_pt_fetch_t *f)
+{
+    return f->try != NULL;
+}
+
+
+static void
+ngx_pt_curl_stop_fetch(ngx_pt_fetch_t *f)
+{
+    if (f->try) {
+        ngx_pt_curl_stop(f->try);
+    }
+}
+
+
+static void
+ngx_pt_curl_resume_fetch(ngx_pt_fetch_t *f)
+{
+    if (f->try) {
+        ngx_pt_curl_resume(f->try);
+    }
+}
+
+
+const ngx_pt_transport_t  ngx_pt_curl_transport = {
+    "libcurl",
+    ngx_pt_curl_start,
+    ngx_pt_curl_running,
+    ngx_pt_curl_stop_fetch,
+    ngx_pt_curl_resume_fetch,
+    ngx_pt_curl_stop_fetch,          /* total_timeout: stops at next step */
+    ngx_pt_curl_orphan
+};

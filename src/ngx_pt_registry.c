@@ -7,6 +7,10 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_registry.h>
+#include <ngx_pt_fetch.h>
+#include <ngx_pt_fill.h>
+#include <ngx_pt_settings.h>
 
 #include <fnmatch.h>
 
@@ -38,7 +42,7 @@ typedef struct {
     ngx_uint_t                  by_digest;
     ngx_pt_dist_t              *dist;
     ngx_pt_remote_t            *remote;
-    ngx_str_t                   upstream;    /* base URL, not the remote's */
+    ngx_pt_settings_t          *settings;    /* made at the first exchange */
     ngx_uint_t                  cache_status;
     ngx_uint_t                  follow;      /* another repository's fill */
     ngx_pt_fetch_t             *fetch;
@@ -58,12 +62,19 @@ static ngx_int_t ngx_pt_registry_docker_hub(ngx_http_request_t *r,
 static ngx_int_t ngx_pt_registry_allowed(ngx_pt_remote_t *remote,
     ngx_str_t *name);
 static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
-static ngx_pt_upstream_auth_t *ngx_pt_registry_auth(ngx_http_request_t *r,
+static ngx_pt_settings_t *ngx_pt_registry_settings(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
-static ngx_uint_t ngx_pt_registry_max_retries(ngx_pt_remote_t *remote);
-static ngx_msec_t ngx_pt_registry_seconds(double seconds);
-static ngx_int_t ngx_pt_registry_remote_settings(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_registry_attach(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fill_t *fill);
+static void ngx_pt_registry_reader_write(ngx_http_request_t *r);
+static ngx_int_t ngx_pt_registry_blob_header(ngx_http_request_t *r,
+    ngx_pt_digest_t *d, off_t length);
+static ngx_int_t ngx_pt_registry_fill_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code);
+static ngx_int_t ngx_pt_registry_record_blob(ngx_pool_t *pool,
+    ngx_log_t *log, ngx_str_t *repo, ngx_str_t *digest, off_t size);
+static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
@@ -93,6 +104,33 @@ static ngx_int_t ngx_pt_registry_set_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 static ngx_int_t ngx_pt_registry_etag(ngx_http_request_t *r,
     ngx_str_t *digest);
+
+
+/* what fills ask of the registry */
+ngx_pt_fill_ops_t  ngx_pt_registry_fill_ops = {
+    ngx_pt_registry_blob_header,
+    ngx_pt_registry_fill_error,
+    ngx_pt_registry_record_blob
+};
+
+
+static ngx_http_variable_t  ngx_pt_registry_vars[] = {
+
+    { ngx_string("pullthrough_cache_status"), NULL,
+      ngx_pt_cache_status_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_pt_cache_statuses[] = {
+    ngx_string("-"),
+    ngx_string("HIT"),
+    ngx_string("MISS"),
+    ngx_string("JOIN"),
+    ngx_string("REVALIDATED"),
+    ngx_string("ERROR")
+};
 
 
 static ngx_str_t  ngx_pt_json_type = ngx_string("application/json");
@@ -428,15 +466,12 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 static ngx_int_t
 ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    u_char     *p;
-    size_t      base;
-    ngx_str_t   host;
+    u_char  *p;
+    size_t   base;
 
-    if (!ngx_pt_remote_docker_hub(ctx->remote, &host)) {
+    if (!ngx_pt_settings_docker_hub(ctx->remote)) {
         return NGX_OK;
     }
-
-    ngx_str_set(&ctx->upstream, "https://registry-1.docker.io");
 
     if (ngx_strlchr(ctx->name.data, ctx->name.data + ctx->name.len, '/')) {
         return NGX_OK;
@@ -456,76 +491,6 @@ ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     ctx->name.len = ctx->repo.len - base;
 
     return NGX_OK;
-}
-
-
-/* a remote's timeout in milliseconds, 0 when not set */
-
-static ngx_msec_t
-ngx_pt_registry_seconds(double seconds)
-{
-    if (ngx_pt_null_num(seconds) || seconds <= 0 || seconds > 86400) {
-        return 0;
-    }
-
-    return (ngx_msec_t) (seconds * 1000);
-}
-
-
-/* Pulp's default: 3 */
-
-static ngx_uint_t
-ngx_pt_registry_max_retries(ngx_pt_remote_t *remote)
-{
-    return remote->max_retries == NGX_PT_NULL_INT
-           ? 3 : (ngx_uint_t) remote->max_retries;
-}
-
-
-/* what a token request will need of the remote (in the request's pool) */
-
-static ngx_pt_upstream_auth_t *
-ngx_pt_registry_auth(ngx_http_request_t *r, ngx_pt_req_t *ctx)
-{
-    ngx_pt_remote_t                  *remote;
-    ngx_pt_upstream_auth_t           *a;
-    ngx_http_pullthrough_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
-
-    a = ngx_pcalloc(r->pool, sizeof(ngx_pt_upstream_auth_t));
-    if (a == NULL) {
-        return NULL;
-    }
-
-    remote = ctx->remote;
-
-    a->remote = remote->meta.id;
-    a->name = ctx->name;
-    a->thread_pool = plcf->thread_pool;
-
-    if (ngx_pt_link_init(r->pool, remote, &a->link) != NGX_OK) {
-        return NULL;
-    }
-
-    if (remote->username.data) {
-        a->username = remote->username;
-        a->password = remote->password.data ? remote->password
-                                            : (ngx_str_t) ngx_string("");
-    }
-
-    /* total_timeout bounds a token request; 30 s when unset */
-
-    if (ngx_pt_null_num(remote->total_timeout)
-        || remote->total_timeout <= 0 || remote->total_timeout > 86400)
-    {
-        a->timeout_ms = 30000;
-
-    } else {
-        a->timeout_ms = (long) (remote->total_timeout * 1000);
-    }
-
-    return a;
 }
 
 
@@ -938,14 +903,13 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         }
 
         if (rc == NGX_OK) {
-            if (ngx_pt_fill_also(fill, &ctx->repo) != NGX_OK
-                || ngx_pt_fill_attach(fill, r) != NGX_OK)
-            {
+            if (ngx_pt_fill_also(fill, &ctx->repo) != NGX_OK) {
                 ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
                 return;
             }
 
-            ngx_http_finalize_request(r, NGX_DONE);
+            ngx_http_finalize_request(r, ngx_pt_registry_attach(r, ctx,
+                                                                 fill));
             return;
         }
 
@@ -1003,9 +967,10 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
 static ngx_int_t
 ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    ngx_uint_t       joined;
-    ngx_pt_fill_t   *fill;
-    ngx_pt_fetch_t   tpl;
+    ngx_str_t           url;
+    ngx_uint_t          joined;
+    ngx_pt_fill_t      *fill;
+    ngx_pt_settings_t  *s;
 
     fill = ngx_pt_fill_find(&ctx->repo, &ctx->digest);
 
@@ -1013,16 +978,17 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         ctx->cache_status = NGX_PT_CACHE_JOIN;
 
     } else {
-        ngx_memzero(&tpl, sizeof(ngx_pt_fetch_t));
+        s = ngx_pt_registry_settings(r, ctx);
 
-        if (ngx_pt_registry_upstream_url(r, ctx, "blobs", &ctx->digest.full,
-                                         &tpl.url) != NGX_OK
-            || ngx_pt_registry_remote_settings(r, ctx, &tpl) != NGX_OK)
+        if (s == NULL
+            || ngx_pt_registry_upstream_url(r, ctx, "blobs",
+                                            &ctx->digest.full, &url)
+               != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, &tpl,
+        fill = ngx_pt_fill_create(r, &ctx->repo, &ctx->digest, s, &url,
                                   &joined);
         if (fill == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -1034,7 +1000,19 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         }
     }
 
-    if (ngx_pt_fill_attach(fill, r) != NGX_OK) {
+    return ngx_pt_registry_attach(r, ctx, fill);
+}
+
+
+/* r reads the blob as the fill writes it */
+
+static ngx_int_t
+ngx_pt_registry_attach(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fill_t *fill)
+{
+    r->write_event_handler = ngx_pt_registry_reader_write;
+
+    if (ngx_pt_fill_attach(fill, r, &ctx->reader) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -1042,53 +1020,43 @@ ngx_pt_registry_blob_fill(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 }
 
 
-/* what an exchange takes from the remote, live: edits apply at once */
+static void
+ngx_pt_registry_reader_write(ngx_http_request_t *r)
+{
+    ngx_pt_req_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    ngx_pt_reader_write(ctx->reader);
+}
+
+
+/* the exchanges' settings, from the remote's record: one snapshot */
+
+static ngx_pt_settings_t *
+ngx_pt_registry_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    if (ctx->settings == NULL) {
+        ctx->settings = ngx_pt_settings_create(r, ctx->remote, &ctx->name);
+    }
+
+    return ctx->settings;
+}
+
+
+/* a blob stored by a fill, for a repository */
 
 static ngx_int_t
-ngx_pt_registry_remote_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx,
-    ngx_pt_fetch_t *f)
+ngx_pt_registry_record_blob(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest, off_t size)
 {
-    ngx_msec_t        t;
-    ngx_pt_remote_t  *remote = ctx->remote;
-
-    if (ngx_pt_remote_basic(r->pool, remote, &f->basic) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    f->auth = ngx_pt_registry_auth(r, ctx);
-    if (f->auth == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* libcurl for those nginx's proxy module cannot reach */
-    f->link = ngx_pt_link_needed(&f->auth->link) ? &f->auth->link : NULL;
-
-    f->max_retries = ngx_pt_registry_max_retries(remote);
-    f->insecure = !remote->tls_validation;
-    f->total_timeout = ngx_pt_registry_seconds(remote->total_timeout);
-    f->headers = remote->headers;
-    f->remote = remote->meta.id;
-    f->rate_limit = remote->rate_limit > 0 ? (ngx_uint_t) remote->rate_limit
-                                           : 0;
-    f->concurrency = remote->download_concurrency > 0
-                     ? (ngx_uint_t) remote->download_concurrency : 0;
-
-    f->connect_timeout = ngx_pt_registry_seconds(remote->connect_timeout);
-    t = ngx_pt_registry_seconds(remote->sock_connect_timeout);
-
-    if (t && (f->connect_timeout == 0 || t < f->connect_timeout)) {
-        f->connect_timeout = t;
-    }
-
-    f->read_timeout = ngx_pt_registry_seconds(remote->sock_read_timeout);
-
-    return NGX_OK;
+    return ngx_pt_content_blob_add(pool, log, repo, digest, size);
 }
 
 
 /* headers of a blob response, for fills' readers and HEAD misses */
 
-ngx_int_t
+static ngx_int_t
 ngx_pt_registry_blob_header(ngx_http_request_t *r, ngx_pt_digest_t *d,
     off_t length)
 {
@@ -1108,7 +1076,7 @@ ngx_pt_registry_blob_header(ngx_http_request_t *r, ngx_pt_digest_t *d,
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code)
 {
@@ -1146,29 +1114,28 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     const char *what, ngx_str_t *ref, ngx_uint_t head, size_t body,
     void (*next)(ngx_http_request_t *r))
 {
-    u_char          *p;
-    ngx_str_t        accept;
-    ngx_pt_fetch_t  *f;
+    u_char             *p;
+    ngx_str_t           accept, url;
+    ngx_pt_fetch_t     *f;
+    ngx_pt_settings_t  *s;
 
     f = ngx_pcalloc(r->pool, sizeof(ngx_pt_fetch_t));
     if (f == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    f->r = r;
-    f->pool = r->pool;
-    f->log = r->connection->log;
-    f->head = head;
-    f->done = ngx_pt_registry_fetch_done;
-    f->data = r;
+    s = ngx_pt_registry_settings(r, ctx);
 
-    if (ngx_pt_registry_upstream_url(r, ctx, what, ref, &f->url) != NGX_OK
-        || ngx_pt_registry_remote_settings(r, ctx, f) != NGX_OK)
+    if (s == NULL
+        || ngx_pt_registry_upstream_url(r, ctx, what, ref, &url) != NGX_OK
+        || ngx_pt_fetch_init(f, r, r->pool, s, &url) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_pt_auth_preempt(f);
+    f->head = head;
+    f->done = ngx_pt_registry_fetch_done;
+    f->data = r;
 
     if (what[0] == 'm') {
         /* the types this cache understands, then what the client asked */
@@ -1328,11 +1295,7 @@ ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     u_char     *p;
     ngx_str_t   base;
 
-    base = ctx->upstream.len ? ctx->upstream : ctx->remote->url;
-
-    while (base.len && base.data[base.len - 1] == '/') {
-        base.len--;
-    }
+    base = ngx_pt_registry_settings(r, ctx)->base_url;
 
     url->len = base.len + sizeof("/v2///") + ctx->name.len + ngx_strlen(what)
                + ref->len;
@@ -1648,41 +1611,40 @@ ngx_pt_registry_etag(ngx_http_request_t *r, ngx_str_t *digest)
 }
 
 
-ngx_uint_t
-ngx_pt_registry_cache_status(ngx_http_request_t *r)
+ngx_int_t
+ngx_pt_registry_add_variables(ngx_conf_t *cf)
 {
+    return ngx_pt_add_variables(cf, ngx_pt_registry_vars);
+}
+
+
+/* $pullthrough_cache_status: HIT, MISS, JOIN, ERROR */
+
+static ngx_int_t
+ngx_pt_cache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_uint_t                        status;
     ngx_pt_req_t                     *ctx;
     ngx_http_pullthrough_loc_conf_t  *plcf;
 
     r = r->main;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
-    if (!plcf->registry) {
-        return 0;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    status = (plcf->registry && ctx) ? ctx->cache_status : 0;
+
+    if (status == 0) {
+        v->not_found = 1;
+        return NGX_OK;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    v->data = ngx_pt_cache_statuses[status].data;
+    v->len = ngx_pt_cache_statuses[status].len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
 
-    return ctx ? ctx->cache_status : 0;
-}
-
-
-void
-ngx_pt_registry_set_reader(ngx_http_request_t *r, ngx_pt_reader_t *rd)
-{
-    ngx_pt_req_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
-    ctx->reader = rd;
-}
-
-
-ngx_pt_reader_t *
-ngx_pt_registry_get_reader(ngx_http_request_t *r)
-{
-    ngx_pt_req_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
-
-    return ctx ? ctx->reader : NULL;
+    return NGX_OK;
 }

@@ -11,6 +11,7 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_blob.h>
 
 
 typedef struct {

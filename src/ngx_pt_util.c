@@ -234,3 +234,24 @@ ngx_pt_backoff(ngx_uint_t tries, ngx_int_t retry_after)
 
     return tries >= 4 ? 4000 : (ngx_msec_t) 250 << tries;
 }
+
+
+/* a part's variables, from its table ending with ngx_http_null_variable */
+
+ngx_int_t
+ngx_pt_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}

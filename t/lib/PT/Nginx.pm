@@ -25,7 +25,7 @@ package PT::Nginx;
 # when the test dies. Set PT_KEEP=1 to keep the directories.
 #
 # Methods: start, try_start (false when nginx exits or its workers cannot
-# start), stop, restart, reload (nginx -s reload, returns once new workers
+# start), test_conf (nginx -t: exit status and output), stop, restart, reload (nginx -s reload, returns once new workers
 # replaced the old), set_conf, worker_pids, kill_worker (SIGKILL, waits for
 # the replacement), kill_all (SIGKILL to master and workers: a crash),
 # request/get/head/post/put/patch/delete (return { status, headers, content,
@@ -403,6 +403,20 @@ sub restart {
     my ($self) = @_;
     $self->stop(no_check => 1);
     return $self->start;
+}
+
+
+# nginx -t on the configuration: returns (exit status, what nginx said)
+sub test_conf {
+    my ($self) = @_;
+
+    my $log = "$self->{dir}/test-conf.log";
+    unlink $log;
+
+    local $ENV{LD_PRELOAD} = $ENV{PT_NGINX_PRELOAD} if $ENV{PT_NGINX_PRELOAD};
+    my $out = `$NGINX -t -p $self->{dir}/ -c ${\ $self->conf_file} -e $log 2>&1`;
+
+    return ($? >> 8, $out . slurp($log));
 }
 
 

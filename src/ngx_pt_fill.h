@@ -1,0 +1,49 @@
+
+/*
+ * ngx_pullthrough: blob fills and their readers (ngx_pt_fill.c,
+ * ngx_pt_fill_share.c, ngx_pt_reader.c).
+ */
+
+
+#ifndef _NGX_PT_FILL_H_INCLUDED_
+#define _NGX_PT_FILL_H_INCLUDED_
+
+
+#include <ngx_pt.h>
+#include <ngx_pt_blob.h>
+#include <ngx_pt_exchange.h>
+
+
+typedef struct ngx_pt_fill_s    ngx_pt_fill_t;
+typedef struct ngx_pt_reader_s  ngx_pt_reader_t;
+
+
+/* what the registry does for fills, which know nothing of it */
+typedef struct {
+    /* a reader's response header, and its error before any header */
+    ngx_int_t                 (*header)(ngx_http_request_t *r,
+                                        ngx_pt_digest_t *d, off_t length);
+    ngx_int_t                 (*error)(ngx_http_request_t *r,
+                                       ngx_uint_t status, const char *code);
+    /* a stored blob, for a repository */
+    ngx_int_t                 (*record)(ngx_pool_t *pool, ngx_log_t *log,
+                                        ngx_str_t *repo, ngx_str_t *digest,
+                                        off_t size);
+} ngx_pt_fill_ops_t;
+
+
+void ngx_pt_fill_init_process(ngx_pt_fill_ops_t *ops);
+ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
+ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
+    ngx_pt_digest_t *d, ngx_pt_settings_t *s, ngx_str_t *url,
+    ngx_uint_t *joined);
+ngx_int_t ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d,
+    ngx_pt_fill_t **out);
+ngx_int_t ngx_pt_fill_also(ngx_pt_fill_t *fill, ngx_str_t *repo);
+
+ngx_int_t ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r,
+    ngx_pt_reader_t **rdp);
+void ngx_pt_reader_write(ngx_pt_reader_t *rd);
+
+
+#endif /* _NGX_PT_FILL_H_INCLUDED_ */

@@ -1,0 +1,71 @@
+
+/*
+ * ngx_pullthrough: state shared by the workers (ngx_pt_shm.c).
+ */
+
+
+#ifndef _NGX_PT_SHM_H_INCLUDED_
+#define _NGX_PT_SHM_H_INCLUDED_
+
+
+#include <ngx_pt.h>
+
+
+#define NGX_PT_SHM_DEFAULT_SIZE  (4 * 1024 * 1024)
+#define NGX_PT_SHM_MIN_SIZE      (8 * ngx_pagesize)
+
+#define NGX_PT_SHM_REPO_MAX      1024        /* a repository's name */
+
+
+/* a fill's progress, as other workers follow it */
+typedef struct {
+    ngx_pid_t                   pid;         /* the filling worker */
+    ngx_uint_t                  seq;         /* its temp file's number */
+    ngx_uint_t                  state;       /* NGX_PT_FILL_RUNNING, ... */
+    ngx_uint_t                  header;      /* the upstream answered */
+    off_t                       expected;    /* -1: unknown */
+    off_t                       written;
+    ngx_uint_t                  error_status;
+    ngx_uint_t                  bad_digest;
+} ngx_pt_shm_fill_t;
+
+
+/* the fill fetching a digest, for the other repositories that need it */
+typedef struct {
+    ngx_pid_t                   pid;
+    ngx_uint_t                  seq;
+    size_t                      repo_len;
+    u_char                      repo[NGX_PT_SHM_REPO_MAX];
+} ngx_pt_shm_blob_t;
+
+
+char *ngx_pt_shm_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_pt_shm_add(ngx_conf_t *cf, size_t size);
+void ngx_pt_shm_init_process(ngx_cycle_t *cycle);
+
+/* tokens and hints: may be evicted to make room */
+ngx_int_t ngx_pt_shm_token_get(ngx_str_t *key, ngx_pool_t *pool,
+    ngx_str_t *token);
+void ngx_pt_shm_token_set(ngx_str_t *key, ngx_str_t *token, ngx_msec_t ttl);
+ngx_uint_t ngx_pt_shm_hint_get(ngx_str_t *key);
+void ngx_pt_shm_hint_set(ngx_str_t *key, ngx_msec_t ttl);
+
+/* kept until they expire or are removed */
+ngx_uint_t ngx_pt_shm_claim(ngx_str_t *key, ngx_msec_t ttl);
+void ngx_pt_shm_unclaim(ngx_str_t *key);
+ngx_uint_t ngx_pt_shm_fill_claim(ngx_str_t *key, ngx_pt_shm_fill_t *fill,
+    ngx_msec_t ttl);
+ngx_int_t ngx_pt_shm_fill_get(ngx_str_t *key, ngx_pt_shm_fill_t *fill);
+void ngx_pt_shm_fill_set(ngx_str_t *key, ngx_pt_shm_fill_t *fill,
+    ngx_msec_t ttl);
+ngx_int_t ngx_pt_shm_blob_get(ngx_str_t *digest, ngx_pt_shm_blob_t *blob);
+void ngx_pt_shm_blob_set(ngx_str_t *digest, ngx_pt_shm_blob_t *blob,
+    ngx_msec_t ttl);
+
+/* counters of a remote's upstream requests, never evicted */
+ngx_msec_t ngx_pt_shm_rate_take(ngx_str_t *remote, ngx_uint_t rate);
+ngx_uint_t ngx_pt_shm_conc_acquire(ngx_str_t *remote, ngx_uint_t limit);
+void ngx_pt_shm_conc_release(ngx_str_t *remote);
+
+
+#endif /* _NGX_PT_SHM_H_INCLUDED_ */

@@ -1,0 +1,62 @@
+#!/usr/bin/perl
+
+# The module's directives refuse what they cannot take: "nginx -t" fails
+# with an [emerg] naming the directive and the value, and the same
+# configuration with a sane value passes. pullthrough_zone sizes the
+# zone the workers share; the smallest size allowed works.
+
+use strict;
+use warnings;
+
+use Test::More;
+use PT::Nginx;
+use PT::Pulp;
+
+my $t = PT::Nginx->new(conf => admin_conf());
+
+# each: a configuration change, and what nginx -t must say of it
+my @bad = (
+    [ 'pullthrough_zone too small', { http => 'pullthrough_zone 16k;' },
+      qr/\[emerg\].*zone size "16k" is too small: the shared state of workers needs at least 32k/ ],
+    [ 'pullthrough_zone not a size', { http => 'pullthrough_zone lots;' },
+      qr/\[emerg\].*invalid zone size "lots"/ ],
+    [ 'pullthrough_zone twice', { http => 'pullthrough_zone 1m; pullthrough_zone 2m;' },
+      qr/\[emerg\].*"pullthrough_zone" directive is duplicate/ ],
+    [ 'map_size too small', { store_args => ' map_size=100k' },
+      qr/\[emerg\].*invalid map_size "100k", it must be at least 1m/ ],
+    [ 'pullthrough_store parameter unknown', { store_args => ' max_size=1g' },
+      qr/\[emerg\].*invalid parameter "max_size=1g"/ ],
+    [ 'pullthrough_manifest_max_size too small', { location => 'pullthrough_manifest_max_size 100;' },
+      qr/\[emerg\].*"pullthrough_manifest_max_size" must be at least 1k/ ],
+    [ 'pullthrough_fill_buffer_size too small', { http => 'pullthrough_fill_buffer_size 1k;' },
+      qr/\[emerg\].*"pullthrough_fill_buffer_size" must be at least 4k/ ],
+    [ 'pullthrough_registry outside a prefix location',
+      { server => 'location = /v3/ { pullthrough_registry; }' },
+      qr/\[emerg\].*must be in a prefix location ending with "\/"/ ],
+);
+
+for my $case (@bad) {
+    my ($name, $conf, $re) = @$case;
+    $t->set_conf(admin_conf(%$conf));
+    my ($status, $out) = $t->test_conf;
+    isnt($status, 0, "$name: nginx -t fails");
+    like($out, $re, "$name: and says why") or diag($out);
+}
+
+# the smallest zone: nginx starts, the admin API and the registry answer
+$t->set_conf(admin_conf(workers => 2, http => 'pullthrough_zone 32k;'));
+my ($status, $out) = $t->test_conf;
+is($status, 0, 'pullthrough_zone 32k: nginx -t passes') or diag($out);
+
+$t->start;
+is($t->post($REMOTES, { name => 'r', url => 'https://x.example' })->{status}, 201,
+   'pullthrough_zone 32k: the admin API works');
+is($t->get('/v2/')->{status}, 200, 'pullthrough_zone 32k: the registry answers');
+
+# a reload to another size starts a new zone: workers still answer
+$t->set_conf(admin_conf(workers => 2, http => 'pullthrough_zone 2m;'));
+$t->reload;
+is($t->get('/v2/')->{status}, 200, 'reload with pullthrough_zone 2m: the registry answers');
+$t->stop;
+
+done_testing;
