@@ -14,6 +14,8 @@
 #include <ngx_pt_registry.h>
 #include <ngx_pt_shm.h>
 #include <ngx_pt_subrequest.h>
+#include <ngx_pt_admin.h>
+#include <ngx_pt_schema.h>
 
 
 static ngx_int_t ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf);
@@ -148,7 +150,7 @@ ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
             pmcf->map_size = NGX_PT_DEFAULT_MAP_SIZE;
         }
 
-        if (ngx_pt_store_prepare(cf->cycle, pmcf) != NGX_OK) {
+        if (ngx_pt_schema_prepare(cf->cycle, pmcf) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -444,7 +446,7 @@ ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)
      * would leave the master without workers, and nobody to say why.
      */
 
-    (void) ngx_pt_store_open(cycle, pmcf);
+    (void) ngx_pt_schema_open(cycle, pmcf);
 
     if (ngx_pt_curl_init_process(cycle) != NGX_OK
         || ngx_pt_auth_init_process(cycle) != NGX_OK)

@@ -8,6 +8,7 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_admin.h>
 
 
 #define NGX_PT_RES_REMOTES    0
@@ -69,8 +70,7 @@ static yajl_val ngx_pt_admin_body_object(ngx_pt_admin_t *ctx,
     ngx_int_t *rc);
 
 static ngx_int_t ngx_pt_admin_list(ngx_pt_admin_t *ctx);
-static ngx_int_t ngx_pt_admin_list_collect(void *data, ngx_str_t *key,
-    ngx_str_t *val);
+static ngx_int_t ngx_pt_admin_list_collect(void *data, void *rec);
 static ngx_int_t ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec);
 static ngx_int_t ngx_pt_admin_parse_args(ngx_pt_admin_t *ctx,
     ngx_array_t *filters, ngx_int_t *limit, ngx_int_t *offset);
@@ -94,14 +94,12 @@ static ngx_int_t ngx_pt_admin_check_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
 static ngx_int_t ngx_pt_admin_unique(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *value, ngx_str_t *self, const char *field,
     ngx_pt_errors_t *errs);
-static ngx_int_t ngx_pt_admin_overlap(void *data, ngx_str_t *key,
-    ngx_str_t *val);
+static ngx_int_t ngx_pt_admin_overlap(void *data, void *rec);
 static ngx_int_t ngx_pt_admin_index(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *old, ngx_str_t *new, ngx_str_t *id);
 static ngx_int_t ngx_pt_admin_delete_remote(ngx_pt_admin_t *ctx,
     MDB_txn *txn, ngx_pt_remote_t *remote);
-static ngx_int_t ngx_pt_admin_users(void *data, ngx_str_t *key,
-    ngx_str_t *val);
+static ngx_int_t ngx_pt_admin_users(void *data, void *rec);
 static ngx_int_t ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
     const char *name, ngx_str_t *created, ngx_str_t *href);
 
@@ -620,8 +618,8 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
-    rc = ngx_pt_db_each(ctx->log, txn, ctx->type->db,
-                        ngx_pt_admin_list_collect, &list);
+    rc = ngx_pt_record_each(ctx->pool, ctx->log, txn, ctx->type,
+                            ngx_pt_admin_list_collect, &list);
 
     if (rc != NGX_OK) {
         ngx_pt_txn_abort(txn);
@@ -658,22 +656,13 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
 
 
 static ngx_int_t
-ngx_pt_admin_list_collect(void *data, ngx_str_t *key, ngx_str_t *val)
+ngx_pt_admin_list_collect(void *data, void *rec)
 {
     ngx_pt_list_t *list = data;
 
-    void             *rec, **p;
-    ngx_uint_t        i;
-    ngx_pt_filter_t  *flt;
-
-    if (ngx_pt_record_decode(list->ctx->pool, list->ctx->type, val, &rec)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ALERT, list->ctx->log, 0,
-                      "pullthrough: %s record \"%V\" is corrupt, skipped",
-                      list->ctx->type->name, key);
-        return NGX_OK;
-    }
+    void             **p;
+    ngx_uint_t         i;
+    ngx_pt_filter_t   *flt;
 
     flt = list->filters->elts;
     for (i = 0; i < list->filters->nelts; i++) {
@@ -1332,7 +1321,7 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
                 goto failed;
             }
 
-            if (ngx_pt_db_del(ctx->log, txn, NGX_PT_DB_REMOTE_NAMES,
+            if (ngx_pt_index_del(ctx->log, txn, NGX_PT_DB_REMOTE_NAMES,
                               &((ngx_pt_remote_t *) old)->name)
                 == NGX_ERROR)
             {
@@ -1343,9 +1332,9 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
             /* per-image distributions are removed with their parent */
             if (ngx_pt_content_delete_dist(ctx->pool, ctx->log, txn, &ctx->id)
                 != NGX_OK
-                || ngx_pt_db_del(ctx->log, txn, NGX_PT_DB_DIST_NAMES,
+                || ngx_pt_index_del(ctx->log, txn, NGX_PT_DB_DIST_NAMES,
                               &((ngx_pt_dist_t *) old)->name) == NGX_ERROR
-                || ngx_pt_db_del(ctx->log, txn, NGX_PT_DB_DIST_PATHS,
+                || ngx_pt_index_del(ctx->log, txn, NGX_PT_DB_DIST_PATHS,
                                  &((ngx_pt_dist_t *) old)->base_path)
                    == NGX_ERROR)
             {
@@ -1550,7 +1539,8 @@ ngx_pt_admin_check_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
 
     self = old ? &old->meta.id : NULL;
 
-    rc = ngx_pt_db_get(ctx->log, txn, NGX_PT_DB_REMOTES, &dist->remote, &val);
+    rc = ngx_pt_record_raw(ctx->log, txn, &ngx_pt_remote_type, &dist->remote,
+                           &val);
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
@@ -1576,8 +1566,8 @@ ngx_pt_admin_check_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ov.dist = dist;
     ov.errs = errs;
 
-    return ngx_pt_db_each(ctx->log, txn, NGX_PT_DB_PT_DISTS,
-                          ngx_pt_admin_overlap, &ov);
+    return ngx_pt_record_each(ctx->pool, ctx->log, txn, &ngx_pt_pt_dist_type,
+                              ngx_pt_admin_overlap, &ov);
 }
 
 
@@ -1589,7 +1579,7 @@ ngx_pt_admin_unique(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t db,
     ngx_int_t  rc;
     ngx_str_t  id;
 
-    rc = ngx_pt_db_get(ctx->log, txn, db, value, &id);
+    rc = ngx_pt_index_get(ctx->log, txn, db, value, &id);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -1612,7 +1602,7 @@ ngx_pt_admin_unique(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t db,
  */
 
 static ngx_int_t
-ngx_pt_admin_overlap(void *data, ngx_str_t *key, ngx_str_t *val)
+ngx_pt_admin_overlap(void *data, void *rec)
 {
     ngx_pt_overlap_t *ov = data;
 
@@ -1621,16 +1611,11 @@ ngx_pt_admin_overlap(void *data, ngx_str_t *key, ngx_str_t *val)
     ngx_pt_dist_t  *other, *dist;
 
     dist = ov->dist;
+    other = rec;
 
-    if (dist->meta.id.len == key->len
-        && ngx_strncmp(dist->meta.id.data, key->data, key->len) == 0)
-    {
-        return NGX_OK;
-    }
-
-    if (ngx_pt_record_decode(ov->ctx->pool, &ngx_pt_pt_dist_type, val,
-                             (void **) &other)
-        != NGX_OK)
+    if (dist->meta.id.len == other->meta.id.len
+        && ngx_strncmp(dist->meta.id.data, other->meta.id.data,
+                       dist->meta.id.len) == 0)
     {
         return NGX_OK;
     }
@@ -1673,11 +1658,11 @@ ngx_pt_admin_index(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t db,
         return NGX_OK;
     }
 
-    if (old && ngx_pt_db_del(ctx->log, txn, db, old) == NGX_ERROR) {
+    if (old && ngx_pt_index_del(ctx->log, txn, db, old) == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    return ngx_pt_db_put(ctx->log, txn, db, new, id);
+    return ngx_pt_index_put(ctx->log, txn, db, new, id);
 }
 
 
@@ -1707,8 +1692,8 @@ ngx_pt_admin_delete_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
     u.remote = &remote->meta.id;
 
     if (ngx_array_init(&u.users, ctx->pool, 4, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_pt_db_each(ctx->log, txn, NGX_PT_DB_PT_DISTS,
-                          ngx_pt_admin_users, &u)
+        || ngx_pt_record_each(ctx->pool, ctx->log, txn,
+                              &ngx_pt_pt_dist_type, ngx_pt_admin_users, &u)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -1747,19 +1732,12 @@ ngx_pt_admin_delete_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
 
 
 static ngx_int_t
-ngx_pt_admin_users(void *data, ngx_str_t *key, ngx_str_t *val)
+ngx_pt_admin_users(void *data, void *rec)
 {
     ngx_pt_users_t *u = data;
 
     ngx_str_t      *name;
-    ngx_pt_dist_t  *dist;
-
-    if (ngx_pt_record_decode(u->ctx->pool, &ngx_pt_pt_dist_type, val,
-                             (void **) &dist)
-        != NGX_OK)
-    {
-        return NGX_OK;
-    }
+    ngx_pt_dist_t  *dist = rec;
 
     if (dist->remote.len == u->remote->len
         && ngx_strncmp(dist->remote.data, u->remote->data, dist->remote.len)

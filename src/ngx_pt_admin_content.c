@@ -9,6 +9,7 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_admin.h>
 
 
 #define NGX_PT_CONTENT_TAGS       0
@@ -53,14 +54,14 @@ static void ngx_pt_unit_href(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *id,
     ngx_str_t *href);
 static ngx_int_t ngx_pt_units_add(ngx_pt_units_t *u, ngx_str_t *repo,
     ngx_str_t *name, ngx_str_t *digest);
-static ngx_int_t ngx_pt_units_scan(void *data, ngx_str_t *key,
-    ngx_str_t *val);
+static ngx_int_t ngx_pt_units_scan(void *data, ngx_str_t *repo,
+    ngx_str_t *item, ngx_str_t *value);
 static ngx_int_t ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn,
     ngx_str_t *href);
 static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t kind, ngx_pt_unit_t *unit);
 static void ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
-    yajl_val v);
+    ngx_pt_version_t *v);
 static ngx_int_t ngx_pt_admin_arg(ngx_pt_admin_t *ctx, const char *name,
     ngx_str_t *value);
 
@@ -171,39 +172,29 @@ ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist)
 
 typedef struct {
     ngx_pt_admin_t             *ctx;
-    ngx_array_t                 docs;        /* yajl_val */
+    ngx_array_t                 list;        /* ngx_pt_version_t */
 } ngx_pt_versions_t;
 
 
 /* a stored version: kept when it is the one asked for (or all are) */
 
 static ngx_int_t
-ngx_pt_admin_version_doc(void *data, ngx_str_t *key, ngx_str_t *val)
+ngx_pt_admin_version_one(void *data, ngx_pt_version_t *v)
 {
     ngx_pt_versions_t *vs = data;
 
-    yajl_val   doc, *d, v;
-    ngx_int_t  n;
-    ngx_str_t  err;
+    ngx_pt_version_t  *kept;
 
-    doc = ngx_pt_json_parse(vs->ctx->pool, val, &err);
-    if (doc == NULL) {
+    if (vs->ctx->version >= 0 && v->number != vs->ctx->version) {
         return NGX_OK;
     }
 
-    v = ngx_pt_json_get(doc, "number");
-    n = (v && YAJL_IS_INTEGER(v)) ? YAJL_GET_INTEGER(v) : -1;
-
-    if (vs->ctx->version >= 0 && n != vs->ctx->version) {
-        return NGX_OK;
-    }
-
-    d = ngx_array_push(&vs->docs);
-    if (d == NULL) {
+    kept = ngx_array_push(&vs->list);
+    if (kept == NULL) {
         return NGX_ERROR;
     }
 
-    *d = doc;
+    *kept = *v;
 
     return NGX_OK;
 }
@@ -214,15 +205,12 @@ ngx_pt_admin_version_doc(void *data, ngx_str_t *key, ngx_str_t *val)
 ngx_int_t
 ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
 {
-    u_char             buf[NGX_PT_UUID_LEN + 2];
     void              *rec;
     MDB_txn           *txn;
     ngx_int_t          rc, limit, offset, n, count;
-    ngx_str_t          prefix;
-    ngx_array_t        docs;
     ngx_pt_repo_t     *repo;
+    ngx_pt_version_t  *d;
     ngx_pt_versions_t  vs;
-    yajl_val          *d;
 
     if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
         return ngx_pt_admin_store_error(ctx);
@@ -244,14 +232,12 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
     repo = rec;
 
     vs.ctx = ctx;
-    prefix.data = buf;
-    prefix.len = ngx_sprintf(buf, "%V/", &repo->meta.id) - buf;
 
-    rc = ngx_array_init(&vs.docs, ctx->pool, 4, sizeof(yajl_val));
+    rc = ngx_array_init(&vs.list, ctx->pool, 4, sizeof(ngx_pt_version_t));
 
     if (rc == NGX_OK) {
-        rc = ngx_pt_db_each_prefix(ctx->log, txn, NGX_PT_DB_VERSIONS, &prefix,
-                                   ngx_pt_admin_version_doc, &vs);
+        rc = ngx_pt_versions_each(ctx->pool, ctx->log, txn, &repo->meta.id,
+                                  ngx_pt_admin_version_one, &vs);
     }
 
     ngx_pt_txn_abort(txn);
@@ -260,24 +246,22 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    docs = vs.docs;
-
-    d = docs.elts;
+    d = vs.list.elts;
 
     if (ctx->version >= 0) {
-        if (docs.nelts == 0) {
+        if (vs.list.nelts == 0) {
             (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
             return NGX_OK;
         }
 
-        ngx_pt_version_render(ctx, repo, d[0]);
+        ngx_pt_version_render(ctx, repo, &d[0]);
         ctx->status = NGX_HTTP_OK;
         return NGX_OK;
     }
 
     ngx_pt_admin_page_args(ctx, &limit, &offset);
 
-    count = docs.nelts;
+    count = vs.list.nelts;
 
     if (ngx_pt_admin_page(ctx, count, limit, offset) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -287,7 +271,7 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
     for (n = count - 1 - offset; n >= 0 && n > count - 1 - offset - limit;
          n--)
     {
-        ngx_pt_version_render(ctx, repo, d[n]);
+        ngx_pt_version_render(ctx, repo, &d[n]);
     }
 
     ngx_pt_json_array_close(ctx->g);
@@ -300,19 +284,20 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
 
 
 static void
-ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo, yajl_val v)
+ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
+    ngx_pt_version_t *v)
 {
-    u_char      buf[256], qbuf[512];
+    u_char      buf[NGX_PT_HREF_LEN], qbuf[2 * NGX_PT_HREF_LEN];
     size_t      n;
-    yajl_val    x;
-    ngx_str_t   href, repo_href, s, created;
-    ngx_uint_t  kind;
+    ngx_str_t   href, repo_href, s;
+    ngx_uint_t  kind, counts[3];
     yajl_gen    g = ctx->g;
 
-    static const char  *lists[] = { "tags", "manifests", "blobs" };
+    n = (size_t) v->number;
 
-    x = ngx_pt_json_get(v, "number");
-    n = (x && YAJL_IS_INTEGER(x)) ? (size_t) YAJL_GET_INTEGER(x) : 0;
+    counts[NGX_PT_CONTENT_TAGS] = v->tags.nelts;
+    counts[NGX_PT_CONTENT_MANIFESTS] = v->manifests.nelts;
+    counts[NGX_PT_CONTENT_BLOBS] = v->blobs.nelts;
 
     ngx_pt_record_href(&ngx_pt_repo_type, &repo->meta.id, buf, &repo_href);
     href.data = buf;
@@ -329,17 +314,10 @@ ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo, yajl_val v)
     ngx_pt_json_key(g, "prn");
     ngx_pt_json_str(g, &s);
 
-    x = ngx_pt_json_get(v, "created");
-    ngx_str_null(&created);
-    if (x && YAJL_IS_STRING(x)) {
-        created.data = (u_char *) x->u.string;
-        created.len = ngx_strlen(x->u.string);
-    }
-
     ngx_pt_json_key(g, "pulp_created");
-    ngx_pt_json_str(g, &created);
+    ngx_pt_json_str(g, &v->created);
     ngx_pt_json_key(g, "pulp_last_updated");
-    ngx_pt_json_str(g, &created);
+    ngx_pt_json_str(g, &v->created);
     ngx_pt_json_key(g, "number");
     ngx_pt_json_int(g, n);
     ngx_pt_json_key(g, "repository");
@@ -361,23 +339,14 @@ ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo, yajl_val v)
     ngx_pt_json_map_open(g);
 
     for (kind = 0; kind < 3; kind++) {
-        x = ngx_pt_json_get(v, lists[kind]);
-
-        n = 0;
-        if (x && YAJL_IS_OBJECT(x)) {
-            n = x->u.object.len;
-        } else if (x && YAJL_IS_ARRAY(x)) {
-            n = x->u.array.len;
-        }
-
-        if (n == 0) {
+        if (counts[kind] == 0) {
             continue;
         }
 
         ngx_pt_json_key(g, ngx_pt_content_prns[kind]);
         ngx_pt_json_map_open(g);
         ngx_pt_json_key(g, "count");
-        ngx_pt_json_int(g, n);
+        ngx_pt_json_int(g, counts[kind]);
 
         s.data = qbuf;
         s.len = ngx_sprintf(qbuf, NGX_PT_API_ROOT "%s?repository_version=%V",
@@ -447,7 +416,8 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind)
         }
 
     } else {
-        rc = ngx_pt_db_each(ctx->log, txn, dbs[kind], ngx_pt_units_scan, &u);
+        rc = ngx_pt_items_each(ctx->pool, ctx->log, txn, dbs[kind], NULL,
+                               ngx_pt_units_scan, &u);
     }
 
     if (rc != NGX_OK) {
@@ -623,40 +593,38 @@ ngx_pt_units_add(ngx_pt_units_t *u, ngx_str_t *repo, ngx_str_t *name,
 
 
 static ngx_int_t
-ngx_pt_units_scan(void *data, ngx_str_t *key, ngx_str_t *val)
+ngx_pt_units_scan(void *data, ngx_str_t *repo, ngx_str_t *item,
+    ngx_str_t *value)
 {
     ngx_pt_units_t *u = data;
 
-    u_char     *nul, *p;
-    ngx_str_t   repo, item, digest;
-
-    nul = ngx_strlchr(key->data, key->data + key->len, '\0');
-    if (nul == NULL) {
-        return NGX_OK;
-    }
+    ngx_str_t  r, i, digest;
 
     /* copies: LMDB's memory is valid only in the transaction */
 
-    p = ngx_pnalloc(u->ctx->pool, key->len + val->len);
-    if (p == NULL) {
+    r.len = repo->len;
+    r.data = ngx_pstrdup(u->ctx->pool, repo);
+    i.len = item->len;
+    i.data = ngx_pstrdup(u->ctx->pool, item);
+
+    if (r.data == NULL || i.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(p, key->data, key->len);
-    ngx_memcpy(p + key->len, val->data, val->len);
-
-    repo.data = p;
-    repo.len = nul - key->data;
-    item.data = p + repo.len + 1;
-    item.len = key->len - repo.len - 1;
-
-    if (u->kind == NGX_PT_CONTENT_TAGS) {
-        digest.data = p + key->len;
-        digest.len = val->len;
-        return ngx_pt_units_add(u, &repo, &item, &digest);
+    if (u->kind != NGX_PT_CONTENT_TAGS) {
+        return ngx_pt_units_add(u, &r, NULL, &i);
     }
 
-    return ngx_pt_units_add(u, &repo, NULL, &item);
+    if (ngx_pt_tag_decode(value, &digest) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    digest.data = ngx_pstrdup(u->ctx->pool, &digest);
+    if (digest.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_units_add(u, &r, &i, &digest);
 }
 
 
@@ -665,12 +633,16 @@ ngx_pt_units_scan(void *data, ngx_str_t *key, ngx_str_t *val)
 static ngx_int_t
 ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn, ngx_str_t *href)
 {
-    u_char      *p, *last, buf[NGX_PT_UUID_LEN + NGX_INT64_LEN + 2];
-    size_t       root, i;
-    yajl_val     doc, list, item;
-    ngx_int_t    n;
-    ngx_str_t    id, key, val, err, name, digest;
-    const char  *path;
+    u_char            *p, *last;
+    void              *rec;
+    size_t             root, i;
+    ngx_int_t          n, rc;
+    ngx_str_t          id, *digests;
+    const char        *path;
+    ngx_array_t       *list;
+    ngx_keyval_t      *kv;
+    ngx_pt_repo_t     *repo;
+    ngx_pt_version_t   v;
 
     p = href->data;
     last = p + href->len;
@@ -713,75 +685,41 @@ ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn, ngx_str_t *href)
         return NGX_DECLINED;
     }
 
-    key.data = buf;
-    key.len = ngx_sprintf(buf, "%V/%010i", &id, n) - buf;
-
-    if (ngx_pt_db_get(u->ctx->log, txn, NGX_PT_DB_VERSIONS, &key, &val)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    doc = ngx_pt_json_parse(u->ctx->pool, &val, &err);
-    if (doc == NULL) {
-        return NGX_ERROR;
+    rc = ngx_pt_version_get(u->ctx->pool, u->ctx->log, txn, &id, n, &v);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     /* the repository's name, for tag units */
 
-    if (ngx_pt_db_get(u->ctx->log, txn, NGX_PT_DB_REPOS, &id, &val)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
+    rc = ngx_pt_record_load(u->ctx->pool, u->ctx->log, txn,
+                            &ngx_pt_repo_type, &id, &rec);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    item = ngx_pt_json_get(ngx_pt_json_parse(u->ctx->pool, &val, &err),
-                           "name");
-    if (item == NULL || !YAJL_IS_STRING(item)) {
-        return NGX_ERROR;
-    }
-
-    name.data = (u_char *) item->u.string;
-    name.len = ngx_strlen(item->u.string);
+    repo = rec;
 
     if (u->kind == NGX_PT_CONTENT_TAGS) {
-        list = ngx_pt_json_get(doc, "tags");
+        kv = v.tags.elts;
 
-        if (list && YAJL_IS_OBJECT(list)) {
-            for (i = 0; i < list->u.object.len; i++) {
-                if (!YAJL_IS_STRING(list->u.object.values[i])) {
-                    continue;
-                }
-
-                key.data = (u_char *) list->u.object.keys[i];
-                key.len = ngx_strlen(list->u.object.keys[i]);
-                digest.data = (u_char *) list->u.object.values[i]->u.string;
-                digest.len = ngx_strlen(digest.data);
-
-                if (ngx_pt_units_add(u, &name, &key, &digest) != NGX_OK) {
-                    return NGX_ERROR;
-                }
+        for (i = 0; i < v.tags.nelts; i++) {
+            if (ngx_pt_units_add(u, &repo->name, &kv[i].key, &kv[i].value)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
             }
         }
 
         return NGX_OK;
     }
 
-    list = ngx_pt_json_get(doc, u->kind == NGX_PT_CONTENT_MANIFESTS
-                                ? "manifests" : "blobs");
+    list = (u->kind == NGX_PT_CONTENT_MANIFESTS) ? &v.manifests : &v.blobs;
+    digests = list->elts;
 
-    if (list && YAJL_IS_ARRAY(list)) {
-        for (i = 0; i < list->u.array.len; i++) {
-            if (!YAJL_IS_STRING(list->u.array.values[i])) {
-                continue;
-            }
-
-            digest.data = (u_char *) list->u.array.values[i]->u.string;
-            digest.len = ngx_strlen(digest.data);
-
-            if (ngx_pt_units_add(u, &name, NULL, &digest) != NGX_OK) {
-                return NGX_ERROR;
-            }
+    for (i = 0; i < list->nelts; i++) {
+        if (ngx_pt_units_add(u, &repo->name, NULL, &digests[i]) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 
@@ -793,11 +731,13 @@ static ngx_int_t
 ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
     ngx_pt_unit_t *unit)
 {
-    u_char      *p;
-    size_t       i;
-    yajl_val     doc, v;
-    ngx_str_t    href, key, val, err, id, s;
-    yajl_gen     g = ctx->g;
+    u_char                 *p;
+    ngx_int_t               rc;
+    ngx_str_t               href, id, s, *digests;
+    ngx_uint_t              i;
+    yajl_gen                g = ctx->g;
+    ngx_array_t            *list;
+    ngx_pt_manifest_rec_t   m;
 
     ngx_pt_json_map_open(g);
 
@@ -844,39 +784,24 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
 
     /* a manifest: what it names, from its record */
 
-    key.len = unit->repo.len + 1 + unit->digest.len;
-    key.data = ngx_pnalloc(ctx->pool, key.len);
-    if (key.data == NULL) {
+    rc = ngx_pt_manifest_get(ctx->pool, ctx->log, txn, &unit->repo,
+                             &unit->digest, &m);
+    if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(key.data, unit->repo.data, unit->repo.len);
-    *p++ = '\0';
-    ngx_memcpy(p, unit->digest.data, unit->digest.len);
-
-    doc = NULL;
-
-    if (ngx_pt_db_get(ctx->log, txn, NGX_PT_DB_MANIFESTS, &key, &val)
-        == NGX_OK)
-    {
-        doc = ngx_pt_json_parse(ctx->pool, &val, &err);
+    if (rc == NGX_DECLINED) {
+        ngx_memzero(&m, sizeof(ngx_pt_manifest_rec_t));
     }
 
-    v = ngx_pt_json_get(doc, "media_type");
+    /* a manifest record without a media type cannot be decoded */
+
     ngx_pt_json_key(g, "media_type");
-    if (v && YAJL_IS_STRING(v)) {
-        ngx_pt_json_cstr(g, v->u.string);
-    } else {
-        ngx_pt_json_null(g);
-    }
+    ngx_pt_json_str(g, m.media_type.len ? &m.media_type : NULL);
 
-    v = ngx_pt_json_get(doc, "config");
     ngx_pt_json_key(g, "config_blob");
-    if (v && YAJL_IS_STRING(v)) {
-        s.data = (u_char *) v->u.string;
-        s.len = ngx_strlen(v->u.string);
-
-        if (ngx_pt_unit_id(ctx->pool, NGX_PT_CONTENT_BLOBS, &s, &id)
+    if (m.config.len) {
+        if (ngx_pt_unit_id(ctx->pool, NGX_PT_CONTENT_BLOBS, &m.config, &id)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -892,29 +817,21 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
     for (kind = NGX_PT_CONTENT_MANIFESTS; kind <= NGX_PT_CONTENT_BLOBS;
          kind++)
     {
-        v = ngx_pt_json_get(doc, kind == NGX_PT_CONTENT_MANIFESTS
-                                 ? "manifests" : "blobs");
+        list = (kind == NGX_PT_CONTENT_MANIFESTS) ? &m.manifests : &m.blobs;
 
         ngx_pt_json_key(g, kind == NGX_PT_CONTENT_MANIFESTS
                            ? "listed_manifests" : "blobs");
         ngx_pt_json_array_open(g);
 
-        if (v && YAJL_IS_ARRAY(v)) {
-            for (i = 0; i < v->u.array.len; i++) {
-                if (!YAJL_IS_STRING(v->u.array.values[i])) {
-                    continue;
-                }
+        digests = (list->elts && list->nelts) ? list->elts : NULL;
 
-                s.data = (u_char *) v->u.array.values[i]->u.string;
-                s.len = ngx_strlen(s.data);
-
-                if (ngx_pt_unit_id(ctx->pool, kind, &s, &id) != NGX_OK) {
-                    return NGX_ERROR;
-                }
-
-                ngx_pt_unit_href(ctx->pool, kind, &id, &href);
-                ngx_pt_json_str(g, &href);
+        for (i = 0; digests && i < list->nelts; i++) {
+            if (ngx_pt_unit_id(ctx->pool, kind, &digests[i], &id) != NGX_OK) {
+                return NGX_ERROR;
             }
+
+            ngx_pt_unit_href(ctx->pool, kind, &id, &href);
+            ngx_pt_json_str(g, &href);
         }
 
         ngx_pt_json_array_close(g);

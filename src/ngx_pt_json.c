@@ -6,6 +6,7 @@
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_json.h>
 
 
 static void ngx_pt_json_gen_cleanup(void *data);

@@ -11,6 +11,9 @@
 #include <ngx_pt_fetch.h>
 #include <ngx_pt_fill.h>
 #include <ngx_pt_settings.h>
+#include <ngx_pt_content.h>
+#include <ngx_pt_record_cache.h>
+#include <ngx_pt_json.h>
 
 #include <fnmatch.h>
 
@@ -405,7 +408,7 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
         prefix.len--;
 
-        rc = ngx_pt_db_get(log, txn, NGX_PT_DB_DIST_PATHS, &prefix, &id);
+        rc = ngx_pt_index_get(log, txn, NGX_PT_DB_DIST_PATHS, &prefix, &id);
         if (rc == NGX_ERROR) {
             break;
         }
@@ -748,7 +751,7 @@ ngx_pt_registry_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     mi.repo = ctx->repo;
     mi.dist = ctx->dist;
     mi.digest = computed;
-    mi.size = f->body->last - f->body->pos;
+    mi.rec.size = f->body->last - f->body->pos;
 
     if (!ctx->by_digest) {
         mi.tag = ctx->reference;
@@ -785,12 +788,12 @@ ngx_pt_registry_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     if (f->content_type.len == 0
         || (f->content_type.len == 16
             && ngx_strncmp(f->content_type.data, "application/json", 16) == 0
-            && mi.media_type.len))
+            && mi.rec.media_type.len))
     {
-        f->content_type = mi.media_type;
+        f->content_type = mi.rec.media_type;
     }
 
-    mi.media_type = f->content_type;
+    mi.rec.media_type = f->content_type;
 
     if (ngx_pt_blob_write_small(r->pool, r->connection->log, &ctx->digest,
                                 f->body->pos, f->body->last - f->body->pos)
@@ -1415,8 +1418,8 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     u_char      *p;
     yajl_gen     g;
     ngx_int_t    n;
-    ngx_str_t    arg, last, body, link, prefix, *items;
-    ngx_uint_t   i, more, db;
+    ngx_str_t    arg, last, body, link, *items;
+    ngx_uint_t   i, more;
     ngx_array_t  list;
 
     n = 0;
@@ -1447,17 +1450,10 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ctx->kind == NGX_PT_REQ_CATALOG) {
-        db = NGX_PT_DB_REPO_NAMES;
-        ngx_str_null(&prefix);
-
-    } else {
-        db = NGX_PT_DB_TAGS;
-        prefix = ctx->repo;
-    }
-
-    if (ngx_pt_content_list(r->pool, r->connection->log, db, &prefix, &last,
-                            (ngx_uint_t) n, &list, &more)
+    if (ngx_pt_content_names(r->pool, r->connection->log,
+                             ctx->kind == NGX_PT_REQ_CATALOG
+                             ? NULL : &ctx->repo,
+                             &last, (ngx_uint_t) n, &list, &more)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -11,6 +11,7 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_exchange.h>
+#include <ngx_pt_record.h>
 
 
 ngx_pt_settings_t *ngx_pt_settings_create(ngx_http_request_t *r,

@@ -1,54 +1,41 @@
 
 /*
  * ngx_pullthrough: the metadata store, an LMDB environment under
- * <store>/meta with one named database per record type and index.
+ * <store>/meta with named databases, and the directories of the store.
  *
- * The master prepares the store (directories, ownership, schema check) and
- * closes it again; every worker opens its own environment after fork().
- * Each change is a single write transaction, which LMDB serialises across
- * processes, so concurrent workers never lose an update.
+ * This file knows LMDB, not what is kept in it: the databases come as a
+ * table of names, and keys and values are bytes (ngx_pt_schema.c gives
+ * them their meaning). The master prepares the store (directories,
+ * ownership, the schema's check) and closes it again; every worker opens
+ * its own environment after fork(). Each change is a single write
+ * transaction, which LMDB serialises across processes, so concurrent
+ * workers never lose an update; reads renew one read transaction handle.
  */
 
 
 #include <ngx_pt.h>
+#include <ngx_pt_store.h>
 #include <ngx_pt_blob.h>
+
+
+#define NGX_PT_STORE_MAX_DBS   32
 
 
 typedef struct {
     MDB_env                    *env;
-    MDB_dbi                     dbi[NGX_PT_DB_COUNT];
+    MDB_dbi                     dbi[NGX_PT_STORE_MAX_DBS];
+    const char                **names;
     MDB_txn                    *rtxn;        /* a reusable read transaction */
     ngx_uint_t                  rtxn_busy;
 } ngx_pt_store_t;
 
 
-static ngx_int_t ngx_pt_store_env_open(ngx_log_t *log,
-    ngx_http_pullthrough_main_conf_t *pmcf, u_char *dir, MDB_env **envp);
-static ngx_int_t ngx_pt_store_dbis_open(ngx_log_t *log, MDB_env *env,
-    MDB_dbi *dbi, MDB_txn **txnp);
-static ngx_int_t ngx_pt_store_schema(ngx_log_t *log, MDB_txn *txn,
-    MDB_dbi meta, u_char *dir);
-static ngx_int_t ngx_pt_store_mkdir(ngx_cycle_t *cycle, u_char *dir);
+static ngx_int_t ngx_pt_store_mkdir(ngx_cycle_t *cycle, ngx_str_t *root,
+    const char *sub);
 static void ngx_pt_store_owner(ngx_cycle_t *cycle);
 static void ngx_pt_store_chown(ngx_cycle_t *cycle, u_char *path);
-
-
-static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
-    "meta",
-    "remotes",
-    "remote_names",
-    "pt_distributions",
-    "distributions",
-    "distribution_names",
-    "distribution_paths",
-    "repositories",
-    "repository_names",
-    "versions",
-    "tags",
-    "manifests",
-    "blobs",
-    "tasks"
-};
+static ngx_int_t ngx_pt_store_failed(ngx_log_t *log, const char *what,
+    ngx_uint_t db, int rc);
 
 
 static ngx_pt_store_t  ngx_pt_store;
@@ -58,44 +45,24 @@ static ngx_uid_t  ngx_pt_store_uid = (ngx_uid_t) -1;
 static ngx_gid_t  ngx_pt_store_gid = (ngx_gid_t) -1;
 
 
+/*
+ * <store>, <store>/blobs, <store>/tmp and <store>/meta, owned by the
+ * workers' user; on a fresh start, the temp files nobody holds go.
+ */
+
 ngx_int_t
-ngx_pt_store_prepare(ngx_cycle_t *cycle,
-    ngx_http_pullthrough_main_conf_t *pmcf)
+ngx_pt_store_dirs(ngx_cycle_t *cycle, ngx_str_t *root)
 {
-    u_char     *dir, *p;
-    MDB_env    *env;
-    MDB_txn    *txn;
-    MDB_dbi     dbi[NGX_PT_DB_COUNT];
-    ngx_int_t   rc;
+    ngx_uint_t  i;
 
-    /* room for "<path>/meta/lock.mdb" */
-    dir = ngx_pnalloc(cycle->pool, pmcf->path.len + sizeof("/meta/lock.mdb"));
-    if (dir == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dir, pmcf->path.data, pmcf->path.len);
-    dir[pmcf->path.len] = '\0';
-
-    if (ngx_process == NGX_PROCESS_SIGNALLER) {
-        /* "nginx -s": it reads the configuration, the store is not its */
-        return NGX_OK;
-    }
+    static const char  *subs[] = { "", "/blobs", "/tmp", "/meta" };
 
     ngx_pt_store_owner(cycle);
 
-    if (ngx_pt_store_mkdir(cycle, dir) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(dir + pmcf->path.len, "/blobs", sizeof("/blobs"));
-    if (ngx_pt_store_mkdir(cycle, dir) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    p = ngx_cpymem(dir + pmcf->path.len, "/tmp", sizeof("/tmp"));
-    if (ngx_pt_store_mkdir(cycle, dir) != NGX_OK) {
-        return NGX_ERROR;
+    for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        if (ngx_pt_store_mkdir(cycle, root, subs[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     /*
@@ -104,61 +71,25 @@ ngx_pt_store_prepare(ngx_cycle_t *cycle,
      */
 
     if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config) {
-        ngx_pt_blob_clean_temp(cycle, &pmcf->path);
+        ngx_pt_blob_clean_temp(cycle, root);
     }
-
-    p = ngx_cpymem(dir + pmcf->path.len, "/meta", sizeof("/meta"));
-    if (ngx_pt_store_mkdir(cycle, dir) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_pt_store_env_open(cycle->log, pmcf, dir, &env) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_pt_store_dbis_open(cycle->log, env, dbi, &txn);
-
-    if (rc == NGX_OK) {
-        rc = ngx_pt_store_schema(cycle->log, txn, dbi[NGX_PT_DB_META], dir);
-
-        if (rc == NGX_OK) {
-            rc = ngx_pt_txn_commit(cycle->log, txn);
-
-        } else {
-            mdb_txn_abort(txn);
-        }
-    }
-
-    mdb_env_close(env);
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    /* the environment's files were made by the master: hand them over */
-
-    p = ngx_cpymem(dir + pmcf->path.len, "/meta/data.mdb",
-                   sizeof("/meta/data.mdb"));
-    ngx_pt_store_chown(cycle, dir);
-
-    p = ngx_cpymem(dir + pmcf->path.len, "/meta/lock.mdb",
-                   sizeof("/meta/lock.mdb"));
-    ngx_pt_store_chown(cycle, dir);
-
-    (void) p;
 
     return NGX_OK;
 }
 
 
-ngx_int_t
-ngx_pt_store_open(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
-{
-    int       dead;
-    u_char   *dir;
-    MDB_txn  *txn;
+/* the environment and its named databases (created as needed) */
 
-    dir = ngx_pnalloc(cycle->pool, pmcf->path.len + sizeof("/meta"));
+ngx_int_t
+ngx_pt_store_open(ngx_log_t *log, ngx_http_pullthrough_main_conf_t *pmcf,
+    const char **names, ngx_uint_t n)
+{
+    int          rc, dead;
+    u_char      *dir;
+    MDB_txn     *txn;
+    ngx_uint_t   i;
+
+    dir = ngx_alloc(pmcf->path.len + sizeof("/meta"), log);
     if (dir == NULL) {
         return NGX_ERROR;
     }
@@ -166,27 +97,75 @@ ngx_pt_store_open(ngx_cycle_t *cycle, ngx_http_pullthrough_main_conf_t *pmcf)
     ngx_memcpy(ngx_cpymem(dir, pmcf->path.data, pmcf->path.len),
                "/meta", sizeof("/meta"));
 
-    if (ngx_pt_store_env_open(cycle->log, pmcf, dir, &ngx_pt_store.env)
-        != NGX_OK)
-    {
-        ngx_pt_store.env = NULL;
-        return NGX_ERROR;
+    ngx_pt_store.names = names;
+
+    rc = mdb_env_create(&ngx_pt_store.env);
+
+    if (rc == 0) {
+        rc = mdb_env_set_maxdbs(ngx_pt_store.env, NGX_PT_STORE_MAX_DBS);
     }
 
-    /* reader slots of a worker killed while reading are reclaimed here */
+    if (rc == 0) {
+        rc = mdb_env_set_mapsize(ngx_pt_store.env, pmcf->map_size);
+    }
+
+    if (rc == 0) {
+        /* MDB_NOTLS: read transactions may move to thread pools; 0600:
+         * records hold secrets */
+        rc = mdb_env_open(ngx_pt_store.env, (const char *) dir, MDB_NOTLS,
+                          0600);
+    }
+
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "pullthrough: cannot open the metadata store \"%s\": "
+                      "%s", dir, mdb_strerror(rc));
+        goto failed;
+    }
+
+    /* reader slots of a process killed while reading are reclaimed here */
     (void) mdb_reader_check(ngx_pt_store.env, &dead);
 
-    if (ngx_pt_store_dbis_open(cycle->log, ngx_pt_store.env,
-                               ngx_pt_store.dbi, &txn)
-        != NGX_OK
-        || ngx_pt_txn_commit(cycle->log, txn) != NGX_OK)
-    {
-        mdb_env_close(ngx_pt_store.env);
-        ngx_pt_store.env = NULL;
-        return NGX_ERROR;
+    rc = mdb_txn_begin(ngx_pt_store.env, NULL, 0, &txn);
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "pullthrough: mdb_txn_begin() failed: %s",
+                      mdb_strerror(rc));
+        goto failed;
     }
 
+    for (i = 0; i < n && i < NGX_PT_STORE_MAX_DBS; i++) {
+        rc = mdb_dbi_open(txn, names[i], MDB_CREATE, &ngx_pt_store.dbi[i]);
+        if (rc != 0) {
+            ngx_log_error(NGX_LOG_EMERG, log, 0,
+                          "pullthrough: cannot open database \"%s\": %s",
+                          names[i], mdb_strerror(rc));
+            mdb_txn_abort(txn);
+            goto failed;
+        }
+    }
+
+    if (ngx_pt_txn_commit(log, txn) != NGX_OK) {
+        goto failed;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_CORE, log, 0,
+                   "pullthrough store: \"%s\" open", dir);
+
+    ngx_free(dir);
+
     return NGX_OK;
+
+failed:
+
+    if (ngx_pt_store.env) {
+        mdb_env_close(ngx_pt_store.env);
+        ngx_pt_store.env = NULL;
+    }
+
+    ngx_free(dir);
+
+    return NGX_ERROR;
 }
 
 
@@ -196,6 +175,7 @@ ngx_pt_store_close(void)
     if (ngx_pt_store.rtxn) {
         mdb_txn_abort(ngx_pt_store.rtxn);
         ngx_pt_store.rtxn = NULL;
+        ngx_pt_store.rtxn_busy = 0;
     }
 
     if (ngx_pt_store.env) {
@@ -205,10 +185,24 @@ ngx_pt_store_close(void)
 }
 
 
-MDB_dbi
-ngx_pt_store_dbi(ngx_uint_t db)
+/* the environment's files were made by the master: hand them over */
+
+void
+ngx_pt_store_chown_env(ngx_cycle_t *cycle, ngx_str_t *root)
 {
-    return ngx_pt_store.dbi[db];
+    u_char      path[NGX_MAX_PATH];
+    ngx_uint_t  i;
+
+    static const char  *files[] = { "/meta/data.mdb", "/meta/lock.mdb" };
+
+    for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (root->len + ngx_strlen(files[i]) >= sizeof(path)) {
+            return;
+        }
+
+        ngx_sprintf(path, "%V%s%Z", root, files[i]);
+        ngx_pt_store_chown(cycle, path);
+    }
 }
 
 
@@ -220,134 +214,18 @@ ngx_pt_store_ready(void)
 
 
 static ngx_int_t
-ngx_pt_store_env_open(ngx_log_t *log, ngx_http_pullthrough_main_conf_t *pmcf,
-    u_char *dir, MDB_env **envp)
+ngx_pt_store_mkdir(ngx_cycle_t *cycle, ngx_str_t *root, const char *sub)
 {
-    int       rc;
-    MDB_env  *env;
-
-    rc = mdb_env_create(&env);
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "pullthrough: mdb_env_create() failed: %s",
-                      mdb_strerror(rc));
-        return NGX_ERROR;
-    }
-
-    rc = mdb_env_set_maxdbs(env, 32);
-
-    if (rc == 0) {
-        rc = mdb_env_set_mapsize(env, pmcf->map_size);
-    }
-
-    if (rc == 0) {
-        /* MDB_NOTLS: read transactions may move to thread pools */
-        rc = mdb_env_open(env, (const char *) dir, MDB_NOTLS, 0600);
-    }
-
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "pullthrough: cannot open the metadata store \"%s\": "
-                      "%s", dir, mdb_strerror(rc));
-        mdb_env_close(env);
-        return NGX_ERROR;
-    }
-
-    *envp = env;
-
-    return NGX_OK;
-}
-
-
-/* opens (creating as needed) every database; the transaction stays open */
-
-static ngx_int_t
-ngx_pt_store_dbis_open(ngx_log_t *log, MDB_env *env, MDB_dbi *dbi,
-    MDB_txn **txnp)
-{
-    int         rc;
-    MDB_txn    *txn;
-    ngx_uint_t  i;
-
-    rc = mdb_txn_begin(env, NULL, 0, &txn);
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "pullthrough: mdb_txn_begin() failed: %s",
-                      mdb_strerror(rc));
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < NGX_PT_DB_COUNT; i++) {
-        rc = mdb_dbi_open(txn, ngx_pt_db_names[i], MDB_CREATE, &dbi[i]);
-        if (rc != 0) {
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "pullthrough: cannot open database \"%s\": %s",
-                          ngx_pt_db_names[i], mdb_strerror(rc));
-            mdb_txn_abort(txn);
-            return NGX_ERROR;
-        }
-    }
-
-    *txnp = txn;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_pt_store_schema(ngx_log_t *log, MDB_txn *txn, MDB_dbi meta, u_char *dir)
-{
-    int        rc;
-    u_char     buf[NGX_INT_T_LEN];
-    MDB_val    key, val;
-    ngx_int_t  version;
-
-    key.mv_data = "schema_version";
-    key.mv_size = sizeof("schema_version") - 1;
-
-    rc = mdb_get(txn, meta, &key, &val);
-
-    if (rc == MDB_NOTFOUND) {
-        val.mv_data = buf;
-        val.mv_size = ngx_sprintf(buf, "%d", NGX_PT_SCHEMA_VERSION) - buf;
-
-        rc = mdb_put(txn, meta, &key, &val, 0);
-        if (rc != 0) {
-            ngx_log_error(NGX_LOG_EMERG, log, 0,
-                          "pullthrough: cannot write the schema version of "
-                          "\"%s\": %s", dir, mdb_strerror(rc));
-            return NGX_ERROR;
-        }
-
-        return NGX_OK;
-    }
-
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "pullthrough: cannot read the schema version of "
-                      "\"%s\": %s", dir, mdb_strerror(rc));
-        return NGX_ERROR;
-    }
-
-    version = ngx_atoi(val.mv_data, val.mv_size);
-
-    if (version == NGX_ERROR || version > NGX_PT_SCHEMA_VERSION) {
-        ngx_log_error(NGX_LOG_EMERG, log, 0,
-                      "pullthrough: the store \"%s\" has schema version "
-                      "\"%*s\", this module knows versions up to %d: "
-                      "it was written by a newer ngx_pullthrough",
-                      dir, val.mv_size, val.mv_data, NGX_PT_SCHEMA_VERSION);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_pt_store_mkdir(ngx_cycle_t *cycle, u_char *dir)
-{
+    u_char           dir[NGX_MAX_PATH];
     ngx_file_info_t  fi;
+
+    if (root->len + ngx_strlen(sub) >= sizeof(dir)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "pullthrough: the store path \"%V\" is too long", root);
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(dir, "%V%s%Z", root, sub);
 
     if (ngx_create_dir(dir, 0700) == NGX_FILE_ERROR) {
         if (ngx_errno != NGX_EEXIST) {
@@ -473,6 +351,8 @@ ngx_pt_txn_begin(ngx_log_t *log, ngx_uint_t write, MDB_txn **txn)
 }
 
 
+/* ends the transaction, whether it commits or not */
+
 ngx_int_t
 ngx_pt_txn_commit(ngx_log_t *log, MDB_txn *txn)
 {
@@ -481,8 +361,10 @@ ngx_pt_txn_commit(ngx_log_t *log, MDB_txn *txn)
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "pullthrough: mdb_txn_commit() failed: %s",
-                      mdb_strerror(rc));
+                      "pullthrough: mdb_txn_commit() failed: %s%s",
+                      mdb_strerror(rc),
+                      rc == MDB_MAP_FULL
+                      ? " (raise map_size= of \"pullthrough_store\")" : "");
         return NGX_ERROR;
     }
 
@@ -520,10 +402,7 @@ ngx_pt_db_get(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
     }
 
     if (rc != 0) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "pullthrough: mdb_get(%s) failed: %s",
-                      ngx_pt_db_names[db], mdb_strerror(rc));
-        return NGX_ERROR;
+        return ngx_pt_store_failed(log, "mdb_get", db, rc);
     }
 
     val->data = v.mv_data;
@@ -533,28 +412,27 @@ ngx_pt_db_get(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
 }
 
 
+/* room for a value of size bytes under key, to write in place */
+
 ngx_int_t
-ngx_pt_db_put(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
-    ngx_str_t *val)
+ngx_pt_db_reserve(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *key, size_t size, u_char **p)
 {
     int      rc;
     MDB_val  k, v;
 
     k.mv_data = key->data;
     k.mv_size = key->len;
-    v.mv_data = val->data;
-    v.mv_size = val->len;
+    v.mv_data = NULL;
+    v.mv_size = size;
 
-    rc = mdb_put(txn, ngx_pt_store.dbi[db], &k, &v, 0);
+    rc = mdb_put(txn, ngx_pt_store.dbi[db], &k, &v, MDB_RESERVE);
 
     if (rc != 0) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "pullthrough: mdb_put(%s) failed: %s%s",
-                      ngx_pt_db_names[db], mdb_strerror(rc),
-                      rc == MDB_MAP_FULL
-                      ? " (raise map_size= of \"pullthrough_store\")" : "");
-        return NGX_ERROR;
+        return ngx_pt_store_failed(log, "mdb_put", db, rc);
     }
+
+    *p = v.mv_data;
 
     return NGX_OK;
 }
@@ -576,10 +454,7 @@ ngx_pt_db_del(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key)
     }
 
     if (rc != 0) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "pullthrough: mdb_del(%s) failed: %s",
-                      ngx_pt_db_names[db], mdb_strerror(rc));
-        return NGX_ERROR;
+        return ngx_pt_store_failed(log, "mdb_del", db, rc);
     }
 
     return NGX_OK;
@@ -588,37 +463,26 @@ ngx_pt_db_del(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key)
 
 ngx_int_t
 ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
-    ngx_pt_db_iter_pt handler, void *data)
-{
-    return ngx_pt_db_each_prefix(log, txn, db, NULL, handler, data);
-}
-
-
-/* the same, for the keys that begin with prefix (NULL: all of them) */
-
-ngx_int_t
-ngx_pt_db_each_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
-    ngx_str_t *prefix, ngx_pt_db_iter_pt handler, void *data)
+    ngx_str_t *prefix, ngx_str_t *after, ngx_pt_db_iter_pt handler,
+    void *data)
 {
     int          rc;
     MDB_val      k, v;
     ngx_int_t    hrc;
-    ngx_str_t    key, val;
+    ngx_str_t    key, val, *start;
     MDB_cursor  *cur;
 
     rc = mdb_cursor_open(txn, ngx_pt_store.dbi[db], &cur);
     if (rc != 0) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "pullthrough: mdb_cursor_open(%s) failed: %s",
-                      ngx_pt_db_names[db], mdb_strerror(rc));
-        return NGX_ERROR;
+        return ngx_pt_store_failed(log, "mdb_cursor_open", db, rc);
     }
 
     hrc = NGX_OK;
+    start = (after && after->len) ? after : prefix;
 
-    if (prefix) {
-        k.mv_data = prefix->data;
-        k.mv_size = prefix->len;
+    if (start && start->len) {
+        k.mv_data = start->data;
+        k.mv_size = start->len;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 
     } else {
@@ -632,6 +496,13 @@ ngx_pt_db_each_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
                           != 0))
         {
             break;
+        }
+
+        if (after && start == after && k.mv_size == after->len
+            && ngx_memcmp(k.mv_data, after->data, after->len) == 0)
+        {
+            /* strictly after it */
+            continue;
         }
 
         key.data = k.mv_data;
@@ -648,11 +519,65 @@ ngx_pt_db_each_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     mdb_cursor_close(cur);
 
     if (rc != 0 && rc != MDB_NOTFOUND) {
-        ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "pullthrough: mdb_cursor_get(%s) failed: %s",
-                      ngx_pt_db_names[db], mdb_strerror(rc));
-        return NGX_ERROR;
+        return ngx_pt_store_failed(log, "mdb_cursor_get", db, rc);
     }
 
     return hrc == NGX_DONE ? NGX_OK : hrc;
+}
+
+
+ngx_int_t
+ngx_pt_db_del_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *prefix)
+{
+    int          rc;
+    MDB_val      k, v;
+    MDB_cursor  *cur;
+
+    rc = mdb_cursor_open(txn, ngx_pt_store.dbi[db], &cur);
+    if (rc != 0) {
+        return ngx_pt_store_failed(log, "mdb_cursor_open", db, rc);
+    }
+
+    for ( ;; ) {
+        k.mv_data = prefix->data;
+        k.mv_size = prefix->len;
+
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc != 0) {
+            break;
+        }
+
+        if (k.mv_size < prefix->len
+            || ngx_memcmp(k.mv_data, prefix->data, prefix->len) != 0)
+        {
+            break;
+        }
+
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return ngx_pt_store_failed(log, "mdb_cursor_del", db, rc);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_store_failed(ngx_log_t *log, const char *what, ngx_uint_t db, int rc)
+{
+    ngx_log_error(NGX_LOG_ALERT, log, 0,
+                  "pullthrough: %s(%s) failed: %s%s", what,
+                  ngx_pt_store.names[db], mdb_strerror(rc),
+                  rc == MDB_MAP_FULL
+                  ? " (raise map_size= of \"pullthrough_store\")" : "");
+
+    return NGX_ERROR;
 }

@@ -255,3 +255,20 @@ ngx_pt_add_variables(ngx_conf_t *cf, ngx_http_variable_t *vars)
 
     return NGX_OK;
 }
+
+
+/* a C string (yajl's) copied into the pool, NUL-terminated */
+
+ngx_int_t
+ngx_pt_strdup(ngx_pool_t *pool, const char *s, ngx_str_t *out)
+{
+    out->len = ngx_strlen(s);
+    out->data = ngx_pnalloc(pool, out->len + 1);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, s, out->len + 1);
+
+    return NGX_OK;
+}

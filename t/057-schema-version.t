@@ -1,8 +1,12 @@
 #!/usr/bin/perl
 
-# The store's schema version: written as "1" in the "meta" sub-database of
-# PATH/meta; a store with a newer version is refused at startup with an
-# [emerg] naming the schema version, and left as it is.
+# The store's schema: its version is written as "2" in the "meta"
+# sub-database of PATH/meta, every other value begins with its format byte
+# (1). A store with a newer version is refused at startup with an [emerg]
+# naming the schema version, and left as it is. A store of version 1 (the
+# same values without their format byte) is upgraded at start, in batches,
+# and everything in it stays readable; "nginx -t" names the upgrade to come
+# and changes nothing.
 
 use strict;
 use warnings;
@@ -18,6 +22,7 @@ my $t = PT::Nginx->new(conf => admin_conf(workers => 2))->start;
 my $meta = $t->store . '/meta';
 
 my $href = create_remote($t, name => 'kept', url => 'https://x.example', password => 'pw')->{pulp_href};
+my $dist = create_dist($t, name => 'hub', base_path => 'hub', remote => $href);
 $t->stop;
 
 sub schema_version {
@@ -33,9 +38,41 @@ sub set_schema_version {
     close $fh or die "mdb_load failed ($?)\n";
 }
 
-is(schema_version(), '1', 'the store has schema_version 1');
+# every value of every database but meta, as mdb_dump prints them:
+# { db => { key => value } }
+sub values_by_db {
+    my $out = `mdb_dump -a -p $meta 2>&1`;
+    die "mdb_dump failed: $out" if $?;
+    my (%v, $db, $data);
+    my @l = split /\n/, $out;
+    while (defined(my $l = shift @l)) {
+        if ($l =~ /^database=(.*)/) { $db = $1; next }
+        if ($l eq 'HEADER=END') { $data = 1; next }
+        if ($l eq 'DATA=END') { $data = 0; next }
+        next unless $data && $db ne 'meta';
+        my $val = shift @l;
+        $v{$db}{ substr($l, 1) } = substr($val, 1);
+    }
+    return \%v;
+}
 
-for my $v ('2', '999') {
+# loads "key\nvalue\n" pairs (printable form) into a database
+sub load {
+    my ($db, @pairs) = @_;
+    open my $fh, '|-', "mdb_load -T -s $db $meta" or die "mdb_load: $!";
+    print $fh "$_\n" for @pairs;
+    close $fh or die "mdb_load failed ($?)\n";
+}
+
+is(schema_version(), '2', 'a new store has schema_version 2');
+
+my $values = values_by_db();
+my @all = map { values %$_ } values %$values;
+ok(@all >= 6, 'the store holds values (remote, distribution, names, task)');
+is(scalar(grep { !/^\\01/ } @all), 0, 'every value begins with its format byte 1')
+    or diag(explain($values));
+
+for my $v ('3', '999') {
     set_schema_version($v);
     my $mark = length $t->error_log;
 
@@ -52,15 +89,74 @@ for my $v ('2', '999') {
 
 # nginx -t runs the same check
 local $ENV{LD_PRELOAD} = $ENV{PT_NGINX_PRELOAD} if $ENV{PT_NGINX_PRELOAD};
-my $out = `$PT::Nginx::NGINX -t -p @{[ $t->dir ]}/ -c @{[ $t->conf_file ]} -e @{[ $t->dir ]}/test.log 2>&1`;
+my $test = "$PT::Nginx::NGINX -t -p @{[ $t->dir ]}/ -c @{[ $t->conf_file ]} -e @{[ $t->dir ]}/test.log 2>&1";
+my $out = `$test`;
 ok($?, 'nginx -t fails on a newer store') or diag($out);
 like($out . PT::Util::slurp($t->dir . '/test.log'), qr/schema version/, 'nginx -t names the schema version');
 
-set_schema_version('1');
+set_schema_version('2');
 $t->start;
-is($t->get($href)->{json}{name}, 'kept', 'back to version 1: the store works, data kept');
+is($t->get($href)->{json}{name}, 'kept', 'back to version 2: the store works, data kept');
 is($t->post($REMOTES, { name => 'new', url => 'https://x.example' })->{status}, 201, 'and takes writes');
 $t->stop;
-is(schema_version(), '1', 'schema_version still 1');
+is(schema_version(), '2', 'schema_version still 2');
+
+
+# A store written by version 1: the same values without their format byte,
+# and more of them than one upgrade transaction rewrites (1000), so that
+# the upgrade runs in several.
+
+my $TAGS = 2500;
+my $digest = 'sha256:' . ('ab' x 32);
+{
+    $values = values_by_db();
+    for my $db (sort keys %$values) {
+        load($db, map { ($_, $values->{$db}{$_} =~ s/^\\01//r) } sort keys %{ $values->{$db} });
+    }
+    load('tags', map { ("hub/library/many\\00t$_", $digest) } 1 .. $TAGS);
+    set_schema_version('1');
+
+    my $v1 = values_by_db();
+    is(scalar(grep { /^\\01/ } map { values %$_ } values %$v1), 0,
+       'version 1 store: no value has a format byte');
+    is(scalar(keys %{ $v1->{tags} }), $TAGS, "... and $TAGS tags");
+}
+
+$out = `$test`;
+ok(!$?, 'nginx -t accepts a version 1 store') or diag($out);
+like(PT::Util::slurp($t->dir . '/test.log'), qr/schema version 1: it is upgraded to 2 when nginx starts/,
+     '... and says it is upgraded at start');
+is(schema_version(), '1', '... without changing it');
+
+my $mark = length $t->error_log;
+$t->start;
+my $log = substr($t->error_log, $mark);
+like($log, qr/\[notice\].*upgrading the store .* from schema version 1 to 2/, 'start: the upgrade is logged');
+like($log, qr/\[notice\].*\b(\d+) values were given their format/, '... with the number of values');
+my ($n) = $log =~ /\b(\d+) values were given their format/;
+ok(($n // 0) >= $TAGS + 6, "... every value ($n)");
+is(schema_version(), '2', 'the store is at version 2');
+
+is($t->get($href)->{json}{name}, 'kept', 'upgraded: the remote reads');
+my $r = $t->get($REMOTES . '?name=kept');
+is($r->{json}{count}, 1, '... lists, filtered by name');
+is($t->get($dist->{pulp_href})->{json}{base_path}, 'hub', '... the distribution reads');
+is($t->patch($href, { url => 'https://y.example' })->{status}, 202, '... the remote updates');
+
+$r = $t->request(GET => "/v2/hub/library/many/tags/list?n=5000");
+is($r->{status}, 200, 'the tags of version 1 list through the registry');
+is(scalar @{ $r->{json}{tags} || [] }, $TAGS, "... all $TAGS of them");
+$t->stop;
+
+my $v2 = values_by_db();
+is(scalar(grep { !/^\\01/ } map { values %$_ } values %$v2), 0, 'every value has its format byte again');
+is($v2->{tags}{'hub/library/many\00t1'}, "\\01$digest", '... in front of the value it had');
+
+# started again: nothing left to upgrade
+$mark = length $t->error_log;
+$t->start;
+unlike(substr($t->error_log, $mark), qr/upgrading/, 'a second start does not upgrade again');
+is($t->get($href)->{json}{url}, 'https://y.example', '... and reads what was written after the upgrade');
+$t->stop;
 
 done_testing;

@@ -79,7 +79,8 @@ sub blob_record {
         last if $k eq 'DATA=END';
         $k =~ s/^ //;
         $v =~ s/^ //;
-        return $v if $k eq "$repo\\00$d";
+        # the value: its format byte (1), then the size
+        return $v =~ s/^\\01//r if $k eq "$repo\\00$d";
     }
     return undef;
 }

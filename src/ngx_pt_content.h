@@ -1,0 +1,52 @@
+
+/*
+ * ngx_pullthrough: what pulls record: repositories, their versions, tags,
+ * manifests and blobs (ngx_pt_content.c).
+ */
+
+
+#ifndef _NGX_PT_CONTENT_H_INCLUDED_
+#define _NGX_PT_CONTENT_H_INCLUDED_
+
+
+#include <ngx_pt.h>
+#include <ngx_pt_schema.h>
+
+
+/* a verified manifest, to record */
+typedef struct {
+    ngx_str_t                   repo;        /* <base_path>/<name> */
+    ngx_pt_dist_t              *dist;        /* the pull-through one */
+    ngx_str_t                   tag;         /* empty: pulled by digest */
+    ngx_str_t                   digest;
+    ngx_pt_manifest_rec_t       rec;         /* media type, size, digests */
+} ngx_pt_manifest_info_t;
+
+
+ngx_int_t ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
+ngx_int_t ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *media_type, off_t *size);
+ngx_int_t ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest);
+ngx_int_t ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *digest, off_t size);
+ngx_int_t ngx_pt_content_parse_manifest(ngx_pool_t *pool,
+    ngx_pt_manifest_info_t *mi, u_char *data, size_t len);
+ngx_int_t ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_pt_manifest_info_t *mi);
+ngx_int_t ngx_pt_content_names(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *last, ngx_uint_t n, ngx_array_t *out,
+    ngx_uint_t *more);
+
+ngx_array_t *ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *parent_id);
+ngx_int_t ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *parent_id);
+ngx_int_t ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *name);
+ngx_int_t ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_pt_dist_t *dist);
+
+
+#endif /* _NGX_PT_CONTENT_H_INCLUDED_ */

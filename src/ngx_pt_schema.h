@@ -1,0 +1,135 @@
+
+/*
+ * ngx_pullthrough: the layout of the metadata store (ngx_pt_schema.c):
+ * its databases, the keys and values of each, their formats and the
+ * upgrade of a store written by an earlier version.
+ */
+
+
+#ifndef _NGX_PT_SCHEMA_H_INCLUDED_
+#define _NGX_PT_SCHEMA_H_INCLUDED_
+
+
+#include <ngx_pt.h>
+#include <ngx_pt_record.h>
+#include <ngx_pt_store.h>
+
+
+#define NGX_PT_SCHEMA_VERSION     2
+
+
+typedef enum {
+    NGX_PT_DB_META = 0,
+    NGX_PT_DB_REMOTES,
+    NGX_PT_DB_REMOTE_NAMES,
+    NGX_PT_DB_PT_DISTS,
+    NGX_PT_DB_DISTS,
+    NGX_PT_DB_DIST_NAMES,
+    NGX_PT_DB_DIST_PATHS,
+    NGX_PT_DB_REPOS,
+    NGX_PT_DB_REPO_NAMES,
+    NGX_PT_DB_VERSIONS,
+    NGX_PT_DB_TAGS,
+    NGX_PT_DB_MANIFESTS,
+    NGX_PT_DB_BLOBS,
+    NGX_PT_DB_TASKS,
+    NGX_PT_DB_COUNT
+} ngx_pt_db_e;
+
+
+/* a manifest a repository has, as recorded (manifests) */
+typedef struct {
+    ngx_str_t                   media_type;
+    off_t                       size;
+    ngx_str_t                   created;
+    ngx_str_t                   config;      /* config blob digest */
+    ngx_array_t                 blobs;       /* ngx_str_t: config, layers */
+    ngx_array_t                 manifests;   /* ngx_str_t: an index's */
+} ngx_pt_manifest_rec_t;
+
+
+/* a repository version: what its tags reach (versions) */
+typedef struct {
+    int64_t                     number;
+    ngx_str_t                   created;
+    ngx_array_t                 tags;        /* ngx_keyval_t: tag, digest */
+    ngx_array_t                 manifests;   /* ngx_str_t */
+    ngx_array_t                 blobs;       /* ngx_str_t */
+} ngx_pt_version_t;
+
+
+/* an entry of a repository's content: <repo>\0<item> -> value */
+typedef ngx_int_t (*ngx_pt_item_pt)(void *data, ngx_str_t *repo,
+    ngx_str_t *item, ngx_str_t *value);
+typedef ngx_int_t (*ngx_pt_record_pt)(void *data, void *rec);
+typedef ngx_int_t (*ngx_pt_version_pt)(void *data, ngx_pt_version_t *v);
+
+
+ngx_int_t ngx_pt_schema_prepare(ngx_cycle_t *cycle,
+    ngx_http_pullthrough_main_conf_t *pmcf);
+ngx_int_t ngx_pt_schema_open(ngx_cycle_t *cycle,
+    ngx_http_pullthrough_main_conf_t *pmcf);
+
+/* unique indexes: name -> id */
+ngx_int_t ngx_pt_index_get(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *name, ngx_str_t *id);
+ngx_int_t ngx_pt_index_put(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *name, ngx_str_t *id);
+ngx_int_t ngx_pt_index_del(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *name);
+ngx_int_t ngx_pt_index_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *after, ngx_uint_t n, ngx_array_t *out,
+    ngx_uint_t *more);
+
+/* records: id -> the record of its type */
+ngx_int_t ngx_pt_record_load(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_str_t *id, void **rec);
+ngx_int_t ngx_pt_record_raw(ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_str_t *id, ngx_str_t *raw);
+ngx_int_t ngx_pt_record_save(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, void *rec);
+ngx_int_t ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_str_t *id);
+ngx_int_t ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_pt_record_pt handler, void *data);
+
+/* what a repository's pulls recorded: tags, manifests, blobs */
+ngx_int_t ngx_pt_tag_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
+ngx_int_t ngx_pt_tag_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
+ngx_int_t ngx_pt_tag_decode(ngx_str_t *value, ngx_str_t *digest);
+ngx_int_t ngx_pt_blob_rec_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *digest, off_t *size);
+ngx_int_t ngx_pt_blob_rec_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *digest, off_t size);
+ngx_int_t ngx_pt_manifest_get(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest,
+    ngx_pt_manifest_rec_t *m);
+ngx_int_t ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest,
+    ngx_pt_manifest_rec_t *m);
+ngx_int_t ngx_pt_manifest_decode(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_pt_manifest_rec_t *m);
+ngx_int_t ngx_pt_items_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *repo, ngx_pt_item_pt handler, void *data);
+ngx_int_t ngx_pt_items_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *repo, ngx_str_t *after, ngx_uint_t n,
+    ngx_array_t *out, ngx_uint_t *more);
+ngx_int_t ngx_pt_items_delete(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo);
+
+/* repository versions: <repository id>/<number> */
+ngx_int_t ngx_pt_version_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo_id, int64_t number, ngx_pt_version_t *v);
+ngx_int_t ngx_pt_version_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo_id, ngx_pt_version_t *v);
+ngx_int_t ngx_pt_version_delete(ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo_id, int64_t number);
+ngx_int_t ngx_pt_versions_each(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *repo_id, ngx_pt_version_pt handler, void *data);
+ngx_int_t ngx_pt_versions_delete(ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo_id);
+
+
+#endif /* _NGX_PT_SCHEMA_H_INCLUDED_ */
