@@ -1,6 +1,9 @@
 
 /*
- * ngx_pullthrough: the admin API (ngx_pt_admin.c, ngx_pt_admin_content.c).
+ * ngx_pullthrough: the admin API. Routing, answers and the resource table
+ * (ngx_pt_admin.c), lists and the query string (ngx_pt_admin_list.c),
+ * writes (ngx_pt_admin_write.c), the views of what pulls made
+ * (ngx_pt_admin_content.c).
  */
 
 
@@ -13,34 +16,128 @@
 #include <ngx_pt_json.h>
 
 
+#define NGX_PT_DEFAULT_LIMIT        100
+
+/* content units (ngx_pt_admin_content.c) */
+#define NGX_PT_CONTENT_TAGS         0
+#define NGX_PT_CONTENT_MANIFESTS    1
+#define NGX_PT_CONTENT_BLOBS        2
+
+/* resource flags */
+#define NGX_PT_ADMIN_AT_ONCE        0x01   /* POST answers 201, no task */
+#define NGX_PT_ADMIN_VERSIONS       0x02   /* <id>/versions/[<n>/] */
+
+
+typedef struct ngx_pt_admin_s           ngx_pt_admin_t;
+typedef struct ngx_pt_admin_resource_s  ngx_pt_admin_resource_t;
+
+
+/* a view of its own, instead of the record one (content units) */
+typedef ngx_int_t (*ngx_pt_admin_view_pt)(ngx_pt_admin_t *ctx);
+
+/* create, update: checks against other records, into errs */
+typedef ngx_int_t (*ngx_pt_admin_check_pt)(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, void *rec, void *old, ngx_pt_errors_t *errs);
+
+/* create, update: the indexes, and what a change takes with it */
+typedef ngx_int_t (*ngx_pt_admin_index_pt)(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, void *rec, void *old);
+
+/* delete: the record and what goes with it; NGX_DECLINED: refused, the
+ * answer is in ctx */
+typedef ngx_int_t (*ngx_pt_admin_remove_pt)(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, void *old);
+
+/* the JSON of a record: all of it, or what follows its fields */
+typedef ngx_int_t (*ngx_pt_admin_render_pt)(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, void *rec);
+
+
+struct ngx_pt_admin_resource_s {
+    const char                 *path;        /* under NGX_PT_API_ROOT */
+    ngx_pt_type_t              *type;        /* NULL: no records */
+    ngx_uint_t                  collection_methods;
+    ngx_uint_t                  item_methods;
+    const char                 *collection_allow;
+    const char                 *item_allow;
+    ngx_uint_t                  flags;
+    ngx_uint_t                  kind;        /* content units */
+    ngx_pt_admin_view_pt        view;
+    ngx_pt_admin_render_pt      render;      /* NULL: the fields */
+    ngx_pt_admin_render_pt      extra;
+    ngx_pt_admin_check_pt       check;
+    ngx_pt_admin_index_pt       index;
+    ngx_pt_admin_remove_pt      remove;
+};
+
+
+/* the query string, decoded once */
 typedef struct {
+    ngx_int_t                   limit;
+    ngx_int_t                   offset;
+    ngx_str_t                   ordering;
+    ngx_array_t                 params;      /* ngx_keyval_t: the others */
+} ngx_pt_admin_query_t;
+
+
+struct ngx_pt_admin_s {
     ngx_http_request_t         *r;
     ngx_pool_t                 *pool;
     ngx_log_t                  *log;
-    ngx_uint_t                  res;
+    ngx_pt_admin_resource_t    *res;
     ngx_pt_type_t              *type;
     ngx_str_t                   id;          /* empty: the collection */
     ngx_uint_t                  versions;    /* .../<id>/versions/ */
     ngx_int_t                   version;     /* -1: all */
     ngx_str_t                   body;
+    ngx_pt_admin_query_t        query;
     yajl_gen                    g;
     ngx_uint_t                  status;
-} ngx_pt_admin_t;
+};
 
+
+/* ngx_pt_admin.c: answers */
 ngx_int_t ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
     const char *fmt, ...);
 ngx_int_t ngx_pt_admin_store_error(ngx_pt_admin_t *ctx);
-ngx_int_t ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count,
-    ngx_int_t limit, ngx_int_t offset);
-ngx_int_t ngx_pt_admin_page_args(ngx_pt_admin_t *ctx, ngx_int_t *limit,
-    ngx_int_t *offset);
+ngx_int_t ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec);
+ngx_int_t ngx_pt_admin_render_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec);
+ngx_int_t ngx_pt_admin_render_children(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec);
+
+/* ngx_pt_admin_list.c */
+ngx_int_t ngx_pt_admin_query_parse(ngx_pt_admin_t *ctx);
+void ngx_pt_admin_query_get(ngx_pt_admin_t *ctx, const char *name,
+    ngx_str_t *value);
+ngx_int_t ngx_pt_admin_list(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count);
+
+/* ngx_pt_admin_write.c */
+ngx_int_t ngx_pt_admin_write(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_check_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec, void *old, ngx_pt_errors_t *errs);
+ngx_int_t ngx_pt_admin_check_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec, void *old, ngx_pt_errors_t *errs);
+ngx_int_t ngx_pt_admin_index_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec, void *old);
+ngx_int_t ngx_pt_admin_index_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec, void *old);
+ngx_int_t ngx_pt_admin_remove_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *old);
+ngx_int_t ngx_pt_admin_remove_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *old);
+ngx_int_t ngx_pt_admin_remove_image(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *old);
+
+/* ngx_pt_admin_content.c */
 ngx_int_t ngx_pt_admin_versions(ngx_pt_admin_t *ctx);
-ngx_int_t ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind);
-void ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo);
-void ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist);
+ngx_int_t ngx_pt_admin_content(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec);
+ngx_int_t ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *rec);
 
-
-/* handlers */
 
 ngx_int_t ngx_http_pullthrough_admin_handler(ngx_http_request_t *r);
 

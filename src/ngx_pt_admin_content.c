@@ -12,11 +12,6 @@
 #include <ngx_pt_admin.h>
 
 
-#define NGX_PT_CONTENT_TAGS       0
-#define NGX_PT_CONTENT_MANIFESTS  1
-#define NGX_PT_CONTENT_BLOBS      2
-
-
 typedef struct {
     ngx_str_t                   id;
     ngx_str_t                   name;        /* tags */
@@ -62,72 +57,16 @@ static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t kind, ngx_pt_unit_t *unit);
 static void ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
     ngx_pt_version_t *v);
-static ngx_int_t ngx_pt_admin_arg(ngx_pt_admin_t *ctx, const char *name,
-    ngx_str_t *value);
 
 
-/* limit and offset of a list request */
+/* what a repository's record does not hold: its versions */
 
 ngx_int_t
-ngx_pt_admin_page_args(ngx_pt_admin_t *ctx, ngx_int_t *limit,
-    ngx_int_t *offset)
+ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 {
-    ngx_int_t  n;
-    ngx_str_t  v;
-
-    *limit = 100;
-    *offset = 0;
-
-    if (ngx_http_arg(ctx->r, (u_char *) "limit", 5, &v) == NGX_OK) {
-        n = ngx_atoi(v.data, v.len);
-        if (n > 0) {
-            *limit = n;
-        }
-    }
-
-    if (ngx_http_arg(ctx->r, (u_char *) "offset", 6, &v) == NGX_OK) {
-        n = ngx_atoi(v.data, v.len);
-        if (n > 0) {
-            *offset = n;
-        }
-    }
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_pt_admin_arg(ngx_pt_admin_t *ctx, const char *name, ngx_str_t *value)
-{
-    u_char     *dst, *src;
-    ngx_str_t   v;
-
-    if (ngx_http_arg(ctx->r, (u_char *) name, ngx_strlen(name), &v)
-        != NGX_OK)
-    {
-        ngx_str_null(value);
-        return NGX_DECLINED;
-    }
-
-    value->data = ngx_pnalloc(ctx->pool, v.len);
-    if (value->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    dst = value->data;
-    src = v.data;
-    ngx_unescape_uri(&dst, &src, v.len, 0);
-    value->len = dst - value->data;
-
-    return NGX_OK;
-}
-
-
-void
-ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo)
-{
-    u_char     buf[256];
-    ngx_str_t  s;
+    u_char          buf[NGX_PT_HREF_LEN];
+    ngx_str_t       s;
+    ngx_pt_repo_t  *repo = rec;
 
     ngx_pt_record_href(&ngx_pt_repo_type, &repo->meta.id, buf, &s);
     s.len = ngx_sprintf(buf + s.len, "versions/") - buf;
@@ -142,14 +81,19 @@ ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo)
 
     ngx_pt_json_key(ctx->g, "manifest_signing_service");
     ngx_pt_json_null(ctx->g);
+
+    return NGX_OK;
 }
 
 
-void
-ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist)
+/* what a per-image distribution's record does not hold: where it is */
+
+ngx_int_t
+ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 {
-    u_char     *p;
-    ngx_str_t   host, s;
+    u_char         *p;
+    ngx_str_t       host, s;
+    ngx_pt_dist_t  *dist = rec;
 
     ngx_pt_json_key(ctx->g, "repository_version");
     ngx_pt_json_null(ctx->g);
@@ -159,7 +103,7 @@ ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist)
 
     p = ngx_pnalloc(ctx->pool, host.len + 1 + dist->base_path.len);
     if (p == NULL) {
-        return;
+        return NGX_ERROR;
     }
 
     s.data = p;
@@ -167,6 +111,8 @@ ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, ngx_pt_dist_t *dist)
 
     ngx_pt_json_key(ctx->g, "registry_path");
     ngx_pt_json_str(ctx->g, &s);
+
+    return NGX_OK;
 }
 
 
@@ -259,11 +205,11 @@ ngx_pt_admin_versions(ngx_pt_admin_t *ctx)
         return NGX_OK;
     }
 
-    ngx_pt_admin_page_args(ctx, &limit, &offset);
-
+    limit = ctx->query.limit;
+    offset = ctx->query.offset;
     count = vs.list.nelts;
 
-    if (ngx_pt_admin_page(ctx, count, limit, offset) != NGX_OK) {
+    if (ngx_pt_admin_page(ctx, count) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -368,10 +314,11 @@ ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
  */
 
 ngx_int_t
-ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind)
+ngx_pt_admin_content(ngx_pt_admin_t *ctx)
 {
     MDB_txn         *txn;
     ngx_int_t        rc, limit, offset, i;
+    ngx_uint_t       kind;
     ngx_str_t        version;
     ngx_pt_unit_t   *units;
     ngx_pt_units_t   u;
@@ -380,18 +327,21 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind)
         NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS
     };
 
+    kind = ctx->res->kind;
+
     u.ctx = ctx;
     u.kind = kind;
     u.id = ctx->id;
 
     if (ngx_array_init(&u.units, ctx->pool, 16, sizeof(ngx_pt_unit_t))
-        != NGX_OK
-        || ngx_pt_admin_arg(ctx, "digest", &u.digest) == NGX_ERROR
-        || ngx_pt_admin_arg(ctx, "name", &u.name) == NGX_ERROR
-        || ngx_pt_admin_arg(ctx, "repository_version", &version) == NGX_ERROR)
+        != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_pt_admin_query_get(ctx, "digest", &u.digest);
+    ngx_pt_admin_query_get(ctx, "name", &u.name);
+    ngx_pt_admin_query_get(ctx, "repository_version", &version);
 
     if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
         return ngx_pt_admin_store_error(ctx);
@@ -441,9 +391,10 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx, ngx_uint_t kind)
         return rc;
     }
 
-    ngx_pt_admin_page_args(ctx, &limit, &offset);
+    limit = ctx->query.limit;
+    offset = ctx->query.offset;
 
-    rc = ngx_pt_admin_page(ctx, u.units.nelts, limit, offset);
+    rc = ngx_pt_admin_page(ctx, u.units.nelts);
 
     for (i = offset;
          rc == NGX_OK && i < offset + limit && i < (ngx_int_t) u.units.nelts;

@@ -56,6 +56,10 @@ typedef struct {
 
 static ngx_int_t ngx_pt_registry_route(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_status(ngx_http_request_t *r,
+    ngx_int_t rc);
+static void ngx_pt_registry_finalize(ngx_http_request_t *r, ngx_int_t rc);
+static ngx_int_t ngx_pt_registry_start(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_registry_name_valid(ngx_str_t *name);
 static ngx_int_t ngx_pt_registry_tag_valid(ngx_str_t *tag);
 static ngx_int_t ngx_pt_registry_resolve(ngx_http_request_t *r,
@@ -140,8 +144,46 @@ static ngx_str_t  ngx_pt_json_type = ngx_string("application/json");
 static ngx_str_t  ngx_pt_octet_type = ngx_string("application/octet-stream");
 
 
+/*
+ * A status code from a step that failed is answered as the OCI error JSON
+ * that registry clients parse, never with nginx's HTML error page.
+ */
+
+static ngx_int_t
+ngx_pt_registry_status(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc < NGX_HTTP_BAD_REQUEST || rc == NGX_HTTP_CLOSE
+        || rc == NGX_HTTP_REQUEST_TIME_OUT
+        || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST || r->header_sent)
+    {
+        return rc;
+    }
+
+    return ngx_pt_registry_error(r, rc,
+                                 rc == NGX_HTTP_SERVICE_UNAVAILABLE
+                                 ? "UNAVAILABLE" : "UNKNOWN",
+                                 rc == NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 ? "internal error, see the error log"
+                                 : "the request failed");
+}
+
+
+static void
+ngx_pt_registry_finalize(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_finalize_request(r, ngx_pt_registry_status(r, rc));
+}
+
+
 ngx_int_t
 ngx_http_pullthrough_registry_handler(ngx_http_request_t *r)
+{
+    return ngx_pt_registry_status(r, ngx_pt_registry_start(r));
+}
+
+
+static ngx_int_t
+ngx_pt_registry_start(ngx_http_request_t *r)
 {
     ngx_int_t      rc;
     ngx_str_t      body, v;
@@ -631,7 +673,7 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
         || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
     {
         rc = ngx_pt_registry_upstream_error(r, ctx, f, "MANIFEST_UNKNOWN");
-        ngx_http_finalize_request(r, rc);
+        ngx_pt_registry_finalize(r, rc);
         return;
     }
 
@@ -646,7 +688,7 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
             && ngx_pt_registry_set_header(r, "Docker-Content-Digest", &digest)
                != NGX_OK)
         {
-            ngx_http_finalize_request(r, NGX_ERROR);
+            ngx_pt_registry_finalize(r, NGX_ERROR);
             return;
         }
 
@@ -655,7 +697,7 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
         r->headers_out.content_type = type;
         r->headers_out.content_type_len = type.len;
 
-        ngx_http_finalize_request(r, ngx_http_send_header(r));
+        ngx_pt_registry_finalize(r, ngx_http_send_header(r));
         return;
     }
 
@@ -664,7 +706,7 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
     if (rc != NGX_OK || r->header_sent) {
         /* refused: the error is answered already */
         ctx->cache_status = NGX_PT_CACHE_ERROR;
-        ngx_http_finalize_request(r, rc);
+        ngx_pt_registry_finalize(r, rc);
         return;
     }
 
@@ -675,11 +717,11 @@ ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
                                    &ctx->digest.full) != NGX_OK
         || ngx_pt_registry_etag(r, &ctx->digest.full) != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_ERROR);
+        ngx_pt_registry_finalize(r, NGX_ERROR);
         return;
     }
 
-    ngx_http_finalize_request(r, ngx_pt_send(r, NGX_HTTP_OK,
+    ngx_pt_registry_finalize(r, ngx_pt_send(r, NGX_HTTP_OK,
                                                       &ctx->fetch->content_type,
                                                       &body));
 }
@@ -890,7 +932,7 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
     {
         rc = ngx_pt_registry_upstream_error(r, ctx, f, "BLOB_UNKNOWN");
-        ngx_http_finalize_request(r, rc);
+        ngx_pt_registry_finalize(r, rc);
         return;
     }
 
@@ -901,17 +943,17 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         rc = ngx_pt_fill_other(&ctx->repo, &ctx->digest, &fill);
 
         if (rc == NGX_ERROR) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
         if (rc == NGX_OK) {
             if (ngx_pt_fill_also(fill, &ctx->repo) != NGX_OK) {
-                ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+                ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
                 return;
             }
 
-            ngx_http_finalize_request(r, ngx_pt_registry_attach(r, ctx,
+            ngx_pt_registry_finalize(r, ngx_pt_registry_attach(r, ctx,
                                                                  fill));
             return;
         }
@@ -919,14 +961,14 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         /* it ended meanwhile: stored, or fetched here */
 
         if (ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
         if (ngx_file_info(path.data, &fi) == NGX_FILE_ERROR) {
             ctx->cache_status = NGX_PT_CACHE_MISS;
             rc = ngx_pt_registry_blob_fill(r, ctx);
-            ngx_http_finalize_request(r, rc);
+            ngx_pt_registry_finalize(r, rc);
             return;
         }
 
@@ -940,14 +982,14 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
                                     &ctx->digest.full, -1) != NGX_OK
             || ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK)
         {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
 
         rc = ngx_pt_registry_send_file(r, &path, &ngx_pt_octet_type,
                                        &ctx->digest.full, -1);
         if (rc != NGX_DECLINED) {
-            ngx_http_finalize_request(r, rc);
+            ngx_pt_registry_finalize(r, rc);
             return;
         }
 
@@ -955,7 +997,7 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
 
         if (r->method == NGX_HTTP_GET) {
             rc = ngx_pt_registry_blob_fill(r, ctx);
-            ngx_http_finalize_request(r, rc);
+            ngx_pt_registry_finalize(r, rc);
             return;
         }
     }
@@ -963,7 +1005,7 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
     /* a HEAD miss: upstream's length, nothing downloaded */
 
     rc = ngx_pt_registry_blob_header(r, &ctx->digest, f->length);
-    ngx_http_finalize_request(r, rc);
+    ngx_pt_registry_finalize(r, rc);
 }
 
 

@@ -48,18 +48,19 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 # access log (cache.log in the test directory) with the cache status.
 # Options: http, server, registry (directives in the /v2/ location),
 # listen (parameters of the listen directive, e.g. "sndbuf=64k"), workers,
+# store_args (after the store path, e.g. " map_size=1m"),
 # main.
 sub cache_conf {
     my (%o) = @_;
 
-    $o{$_} //= '' for qw(http server registry main listen);
+    $o{$_} //= '' for qw(http server registry main listen store_args);
     my $workers = $o{workers} ? "worker_processes $o{workers};\n" : '';
 
     return <<"EOF";
 $workers$o{main}
 http {
     sendfile on;
-    pullthrough_store %%STORE%%;
+    pullthrough_store %%STORE%%$o{store_args};
 
     log_format cache '\$request_method \$request_uri \$status '
                      '\$body_bytes_sent \$pullthrough_cache_status '

@@ -1,0 +1,604 @@
+
+/*
+ * ngx_pullthrough: the admin API's lists and its query string. The query
+ * string is decoded once, into limit, offset, ordering and the other
+ * parameters; lists of records take their filters (name, base_path, with
+ * Django's __contains, __icontains, __startswith and __in) and ordering
+ * from it, and answer with Pulp's pages: count, next, previous, results.
+ */
+
+
+#include <ngx_pt.h>
+#include <ngx_pt_admin.h>
+
+
+/* one list filter: name=, name__contains=, ... */
+typedef struct {
+    size_t                      offset;      /* of the ngx_str_t */
+    ngx_uint_t                  op;
+    ngx_str_t                   value;
+} ngx_pt_filter_t;
+
+#define NGX_PT_OP_EXACT       0
+#define NGX_PT_OP_CONTAINS    1
+#define NGX_PT_OP_ICONTAINS   2
+#define NGX_PT_OP_STARTSWITH  3
+#define NGX_PT_OP_IN          4
+
+
+typedef struct {
+    ngx_pt_admin_t             *ctx;
+    ngx_array_t                 records;     /* void * */
+    ngx_array_t                *filters;     /* ngx_pt_filter_t */
+    ngx_int_t                   status;
+} ngx_pt_list_t;
+
+
+static ngx_int_t ngx_pt_admin_list_collect(void *data, void *rec);
+static ngx_int_t ngx_pt_admin_filters(ngx_pt_admin_t *ctx,
+    ngx_array_t *filters);
+static ngx_pt_field_t *ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx,
+    ngx_str_t *name);
+static ngx_int_t ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec);
+static ngx_int_t ngx_pt_admin_ordering(ngx_pt_admin_t *ctx);
+static int ngx_libc_cdecl ngx_pt_admin_cmp(const void *one, const void *two);
+static ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
+    ngx_int_t offset);
+
+
+/* list ordering, for the qsort() comparator */
+static size_t      ngx_pt_order_offset;
+static ngx_int_t   ngx_pt_order_desc;
+
+
+/* name=value pairs; values are form-encoded ("+" is a space) */
+
+ngx_int_t
+ngx_pt_admin_query_parse(ngx_pt_admin_t *ctx)
+{
+    u_char                *p, *q, *last, *eq, *end, *dst;
+    ngx_int_t              n;
+    ngx_str_t              name, value;
+    ngx_keyval_t          *kv;
+    ngx_pt_admin_query_t  *query;
+
+    query = &ctx->query;
+
+    query->limit = NGX_PT_DEFAULT_LIMIT;
+    query->offset = 0;
+    ngx_str_null(&query->ordering);
+
+    if (ngx_array_init(&query->params, ctx->pool, 4, sizeof(ngx_keyval_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ctx->r->args.data;
+    last = p + ctx->r->args.len;
+
+    for ( /* void */ ; p < last; p = end + 1) {
+        end = ngx_strlchr(p, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        eq = ngx_strlchr(p, end, '=');
+        if (eq == NULL) {
+            continue;
+        }
+
+        name.data = p;
+        name.len = eq - p;
+
+        value.data = ngx_pnalloc(ctx->pool, end - eq);
+        if (value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (q = eq + 1, dst = value.data; q < end; q++) {
+            *dst++ = (*q == '+') ? ' ' : *q;
+        }
+
+        q = value.data;
+        dst = value.data;
+        ngx_unescape_uri(&dst, &q, end - eq - 1, 0);
+        value.len = dst - value.data;
+
+        if (name.len == 5 && ngx_strncmp(name.data, "limit", 5) == 0) {
+            n = ngx_atoi(value.data, value.len);
+            if (n > 0) {
+                query->limit = n;
+            }
+            continue;
+        }
+
+        if (name.len == 6 && ngx_strncmp(name.data, "offset", 6) == 0) {
+            n = ngx_atoi(value.data, value.len);
+            if (n > 0) {
+                query->offset = n;
+            }
+            continue;
+        }
+
+        if (name.len == 8 && ngx_strncmp(name.data, "ordering", 8) == 0) {
+            query->ordering = value;
+            continue;
+        }
+
+        kv = ngx_array_push(&query->params);
+        if (kv == NULL) {
+            return NGX_ERROR;
+        }
+
+        kv->key = name;
+        kv->value = value;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the first value of a parameter; empty when there is none */
+
+void
+ngx_pt_admin_query_get(ngx_pt_admin_t *ctx, const char *name,
+    ngx_str_t *value)
+{
+    size_t         len;
+    ngx_uint_t     i;
+    ngx_keyval_t  *kv;
+
+    len = ngx_strlen(name);
+    kv = ctx->query.params.elts;
+
+    for (i = 0; i < ctx->query.params.nelts; i++) {
+        if (kv[i].key.len == len
+            && ngx_strncmp(kv[i].key.data, name, len) == 0)
+        {
+            *value = kv[i].value;
+            return;
+        }
+    }
+
+    ngx_str_null(value);
+}
+
+
+/* lists */
+
+ngx_int_t
+ngx_pt_admin_list(ngx_pt_admin_t *ctx)
+{
+    void           **recs;
+    MDB_txn         *txn;
+    ngx_int_t        limit, offset, rc, i;
+    ngx_array_t      filters;
+    ngx_pt_list_t    list;
+
+    limit = ctx->query.limit;
+    offset = ctx->query.offset;
+
+    if (ngx_array_init(&filters, ctx->pool, 4, sizeof(ngx_pt_filter_t))
+        != NGX_OK
+        || ngx_array_init(&list.records, ctx->pool, 16, sizeof(void *))
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_pt_admin_filters(ctx, &filters);
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_admin_ordering(ctx);
+    }
+
+    if (rc != NGX_OK) {
+        /* NGX_DECLINED: a 400 is in ctx */
+        return rc == NGX_DECLINED ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    list.ctx = ctx;
+    list.filters = &filters;
+    list.status = NGX_OK;
+
+    if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    rc = ngx_pt_record_each(ctx->pool, ctx->log, txn, ctx->type,
+                            ngx_pt_admin_list_collect, &list);
+
+    if (rc != NGX_OK) {
+        ngx_pt_txn_abort(txn);
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    recs = list.records.elts;
+
+    ngx_qsort(recs, list.records.nelts, sizeof(void *), ngx_pt_admin_cmp);
+
+    rc = ngx_pt_admin_page(ctx, list.records.nelts);
+
+    for (i = offset;
+         rc == NGX_OK && i < offset + limit
+         && i < (ngx_int_t) list.records.nelts;
+         i++)
+    {
+        rc = ngx_pt_admin_render(ctx, txn, recs[i]);
+    }
+
+    ngx_pt_txn_abort(txn);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_pt_json_array_close(ctx->g);
+    ngx_pt_json_map_close(ctx->g);
+
+    ctx->status = NGX_HTTP_OK;
+
+    return NGX_OK;
+}
+
+static ngx_int_t
+ngx_pt_admin_list_collect(void *data, void *rec)
+{
+    ngx_pt_list_t *list = data;
+
+    void             **p;
+    ngx_uint_t         i;
+    ngx_pt_filter_t   *flt;
+
+    flt = list->filters->elts;
+    for (i = 0; i < list->filters->nelts; i++) {
+        if (!ngx_pt_admin_filter_match(&flt[i], rec)) {
+            return NGX_OK;
+        }
+    }
+
+    p = ngx_array_push(&list->records);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *p = rec;
+
+    return NGX_OK;
+}
+
+
+/* the parameters that filter: <field>[__<op>]=value */
+
+static ngx_int_t
+ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
+{
+    size_t            len;
+    ngx_str_t         name;
+    ngx_uint_t        i, n;
+    ngx_keyval_t     *kv;
+    ngx_pt_field_t   *f;
+    ngx_pt_filter_t  *flt;
+
+    static const struct {
+        const char  *suffix;
+        ngx_uint_t   op;
+    } ops[] = {
+        { "", NGX_PT_OP_EXACT },
+        { "__contains", NGX_PT_OP_CONTAINS },
+        { "__icontains", NGX_PT_OP_ICONTAINS },
+        { "__startswith", NGX_PT_OP_STARTSWITH },
+        { "__in", NGX_PT_OP_IN },
+        { NULL, 0 }
+    };
+
+    kv = ctx->query.params.elts;
+
+    for (i = 0; i < ctx->query.params.nelts; i++) {
+        for (n = 0; ops[n].suffix; n++) {
+            len = ngx_strlen(ops[n].suffix);
+
+            if (kv[i].key.len <= len
+                || ngx_strncmp(kv[i].key.data + kv[i].key.len - len,
+                               ops[n].suffix, len) != 0)
+            {
+                continue;
+            }
+
+            name.data = kv[i].key.data;
+            name.len = kv[i].key.len - len;
+
+            f = ngx_pt_admin_filter_field(ctx, &name);
+            if (f == NULL) {
+                continue;
+            }
+
+            flt = ngx_array_push(filters);
+            if (flt == NULL) {
+                return NGX_ERROR;
+            }
+
+            flt->offset = f->offset;
+            flt->op = ops[n].op;
+            flt->value = kv[i].value;
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* lists filter and order by the string fields "name" and "base_path" */
+
+static ngx_pt_field_t *
+ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
+{
+    ngx_pt_field_t  *f;
+
+    for (f = ctx->type->fields; f->name; f++) {
+        if (f->type == NGX_PT_T_STR
+            && (ngx_strcmp(f->name, "name") == 0
+                || ngx_strcmp(f->name, "base_path") == 0)
+            && ngx_strlen(f->name) == name->len
+            && ngx_strncmp(f->name, name->data, name->len) == 0)
+        {
+            return f;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec)
+{
+    u_char     *p, *c, *last;
+    ngx_str_t  *s;
+
+    s = (ngx_str_t *) ((u_char *) rec + flt->offset);
+
+    switch (flt->op) {
+
+    case NGX_PT_OP_EXACT:
+        return s->len == flt->value.len
+               && ngx_strncmp(s->data, flt->value.data, s->len) == 0;
+
+    case NGX_PT_OP_CONTAINS:
+        return ngx_pt_strfind(s->data, s->data + s->len, flt->value.data,
+                              flt->value.len, 0) != NULL;
+
+    case NGX_PT_OP_ICONTAINS:
+        return ngx_pt_strfind(s->data, s->data + s->len, flt->value.data,
+                              flt->value.len, 1) != NULL;
+
+    case NGX_PT_OP_STARTSWITH:
+        return s->len >= flt->value.len
+               && ngx_strncmp(s->data, flt->value.data, flt->value.len) == 0;
+
+    default: /* NGX_PT_OP_IN */
+        last = flt->value.data + flt->value.len;
+
+        for (c = flt->value.data; c <= last; c = p + 1) {
+            p = ngx_strlchr(c, last, ',');
+            if (p == NULL) {
+                p = last;
+            }
+
+            if ((size_t) (p - c) == s->len
+                && ngx_strncmp(c, s->data, s->len) == 0)
+            {
+                return 1;
+            }
+        }
+
+        return 0;
+    }
+}
+
+
+/*
+ * ordering: name, base_path, pulp_created, pulp_last_updated; "-" first
+ * for descending. NGX_DECLINED with a 400 in ctx for another.
+ */
+
+static ngx_int_t
+ngx_pt_admin_ordering(ngx_pt_admin_t *ctx)
+{
+    ngx_str_t        name, msg, *ordering;
+    ngx_int_t        desc;
+    ngx_pt_field_t  *f;
+
+    ordering = &ctx->query.ordering;
+
+    ngx_pt_order_offset = offsetof(ngx_pt_meta_t, created);
+    ngx_pt_order_desc = 1;
+
+    if (ordering->len == 0) {
+        return NGX_OK;
+    }
+
+    desc = (ordering->data[0] == '-');
+    name.data = ordering->data + desc;
+    name.len = ordering->len - desc;
+
+    if (name.len == 12 && ngx_strncmp(name.data, "pulp_created", 12) == 0) {
+        ngx_pt_order_offset = offsetof(ngx_pt_meta_t, created);
+
+    } else if (name.len == 17
+               && ngx_strncmp(name.data, "pulp_last_updated", 17) == 0)
+    {
+        ngx_pt_order_offset = offsetof(ngx_pt_meta_t, updated);
+
+    } else {
+        f = ngx_pt_admin_filter_field(ctx, &name);
+
+        if (f == NULL) {
+            msg.data = ngx_pnalloc(ctx->pool, ordering->len + 80);
+            if (msg.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            msg.len = ngx_sprintf(msg.data, "Select a valid choice. %V is "
+                                  "not one of the available choices.",
+                                  ordering)
+                      - msg.data;
+
+            ngx_pt_json_map_open(ctx->g);
+            ngx_pt_json_key(ctx->g, "ordering");
+            ngx_pt_json_array_open(ctx->g);
+            ngx_pt_json_str(ctx->g, &msg);
+            ngx_pt_json_array_close(ctx->g);
+            ngx_pt_json_map_close(ctx->g);
+
+            ctx->status = NGX_HTTP_BAD_REQUEST;
+            return NGX_DECLINED;
+        }
+
+        ngx_pt_order_offset = f->offset;
+    }
+
+    ngx_pt_order_desc = desc;
+
+    return NGX_OK;
+}
+
+
+static int ngx_libc_cdecl
+ngx_pt_admin_cmp(const void *one, const void *two)
+{
+    size_t      n;
+    ngx_int_t   rc;
+    ngx_str_t  *a, *b;
+
+    a = (ngx_str_t *) (*(u_char **) one + ngx_pt_order_offset);
+    b = (ngx_str_t *) (*(u_char **) two + ngx_pt_order_offset);
+
+    n = ngx_min(a->len, b->len);
+    rc = ngx_memcmp(a->data, b->data, n);
+
+    if (rc == 0) {
+        rc = (a->len > b->len) - (a->len < b->len);
+    }
+
+    if (rc == 0) {
+        /* ties: by id, so that pages never overlap */
+        a = &(*(ngx_pt_meta_t **) one)->id;
+        b = &(*(ngx_pt_meta_t **) two)->id;
+        rc = ngx_memcmp(a->data, b->data, NGX_PT_UUID_LEN);
+    }
+
+    return ngx_pt_order_desc ? -rc : rc;
+}
+
+/*
+ * Opens a page of a list: {"count", "next", "previous", "results": [ —
+ * the caller adds the results and closes the array and the object.
+ */
+
+ngx_int_t
+ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count)
+{
+    ngx_int_t  rc, limit, offset;
+
+    rc = NGX_OK;
+    limit = ctx->query.limit;
+    offset = ctx->query.offset;
+
+    ngx_pt_json_map_open(ctx->g);
+    ngx_pt_json_key(ctx->g, "count");
+    ngx_pt_json_int(ctx->g, count);
+
+    ngx_pt_json_key(ctx->g, "next");
+    if (offset + limit < (ngx_int_t) count) {
+        rc = ngx_pt_admin_page_link(ctx, limit, offset + limit);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+
+    ngx_pt_json_key(ctx->g, "previous");
+    if (offset > 0 && rc == NGX_OK) {
+        rc = ngx_pt_admin_page_link(ctx, limit,
+                                    offset > limit ? offset - limit : 0);
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
+
+    ngx_pt_json_key(ctx->g, "results");
+    ngx_pt_json_array_open(ctx->g);
+
+    return rc;
+}
+
+/* an absolute URL of another page, other query arguments kept */
+
+static ngx_int_t
+ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
+    ngx_int_t offset)
+{
+    u_char              *buf, *p, *a, *end, *last;
+    size_t               len;
+    ngx_str_t            host, url;
+    ngx_http_request_t  *r = ctx->r;
+
+    if (r->headers_in.host) {
+        host = r->headers_in.host->value;
+    } else {
+        host = r->headers_in.server;
+    }
+
+    len = sizeof("https://") + host.len + r->uri.len * 3 + r->args.len
+          + sizeof("&limit=&offset=") + 2 * NGX_INT_T_LEN;
+
+    buf = ngx_pnalloc(ctx->pool, len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(buf, "%s://%V",
+#if (NGX_HTTP_SSL)
+                    r->connection->ssl ? "https" : "http",
+#else
+                    "http",
+#endif
+                    &host);
+
+    p = (u_char *) ngx_escape_uri(p, r->uri.data, r->uri.len,
+                                  NGX_ESCAPE_URI);
+    *p++ = '?';
+
+    a = r->args.data;
+    last = a + r->args.len;
+
+    for ( /* void */ ; a < last; a = end + 1) {
+        end = ngx_strlchr(a, last, '&');
+        if (end == NULL) {
+            end = last;
+        }
+
+        if ((end - a >= 6 && ngx_strncmp(a, "limit=", 6) == 0)
+            || (end - a >= 7 && ngx_strncmp(a, "offset=", 7) == 0)
+            || end == a)
+        {
+            continue;
+        }
+
+        p = ngx_cpymem(p, a, end - a);
+        *p++ = '&';
+    }
+
+    p = ngx_sprintf(p, "limit=%i", limit);
+
+    if (offset > 0) {
+        p = ngx_sprintf(p, "&offset=%i", offset);
+    }
+
+    url.data = buf;
+    url.len = p - buf;
+
+    ngx_pt_json_str(ctx->g, &url);
+
+    return NGX_OK;
+}
