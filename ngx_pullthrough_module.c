@@ -242,20 +242,22 @@ ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->admin, 0, 0);
     ngx_conf_merge_value(conf->registry, 0, 0);
     ngx_conf_merge_size_value(conf->admin_max_body, prev->admin_max_body,
-                              1024 * 1024);
+                              NGX_PT_DEFAULT_ADMIN_MAX_BODY);
     ngx_conf_merge_size_value(conf->manifest_max_size,
-                              prev->manifest_max_size, 4 * 1024 * 1024);
+                              prev->manifest_max_size,
+                              NGX_PT_DEFAULT_MANIFEST_MAX_SIZE);
     ngx_conf_merge_size_value(conf->fill_buffer_size,
-                              prev->fill_buffer_size, 256 * 1024);
+                              prev->fill_buffer_size,
+                              NGX_PT_DEFAULT_FILL_BUFFER_SIZE);
 
-    if (conf->manifest_max_size < 1024) {
+    if (conf->manifest_max_size < NGX_PT_MIN_MANIFEST_MAX_SIZE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"pullthrough_manifest_max_size\" must be at "
                            "least 1k");
         return NGX_CONF_ERROR;
     }
 
-    if (conf->fill_buffer_size < 4096) {
+    if (conf->fill_buffer_size < NGX_PT_MIN_FILL_BUFFER_SIZE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"pullthrough_fill_buffer_size\" must be at "
                            "least 4k");
@@ -327,7 +329,7 @@ ngx_http_pullthrough_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         size = ngx_parse_size(&s);
 
         /* LMDB wants whole pages; anything under 1m is a typo */
-        if (size == NGX_ERROR || size < 1024 * 1024) {
+        if (size == NGX_ERROR || size < NGX_PT_MIN_MAP_SIZE) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid map_size \"%V\", "
                                "it must be at least 1m", &s);

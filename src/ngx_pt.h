@@ -21,7 +21,24 @@
 #include <ngx_http.h>
 
 
-#define NGX_PT_DEFAULT_MAP_SIZE   (1024 * 1024 * 1024)
+/* defaults and minimums of the directives */
+#define NGX_PT_DEFAULT_MAP_SIZE            (1024 * 1024 * 1024)
+#define NGX_PT_MIN_MAP_SIZE                (1024 * 1024)
+#define NGX_PT_DEFAULT_ADMIN_MAX_BODY      (1024 * 1024)
+#define NGX_PT_DEFAULT_MANIFEST_MAX_SIZE   (4 * 1024 * 1024)
+#define NGX_PT_MIN_MANIFEST_MAX_SIZE       1024
+#define NGX_PT_DEFAULT_FILL_BUFFER_SIZE    (256 * 1024)
+#define NGX_PT_MIN_FILL_BUFFER_SIZE        4096
+
+/* retries (ngx_pt_backoff) */
+#define NGX_PT_BACKOFF_FIRST               250     /* ms, doubled per try */
+#define NGX_PT_BACKOFF_MAX                 4000    /* ms */
+#define NGX_PT_RETRY_AFTER_MAX             10      /* s: longer, no retry */
+
+/* the longest names, descriptions and secrets the admin API takes */
+#define NGX_PT_NAME_MAX                    255
+#define NGX_PT_VALUE_MAX                   4096
+#define NGX_PT_TEXT_MAX                    65536
 
 #define NGX_PT_API_ROOT           "/pulp/api/v3/"
 #define NGX_PT_USER_AGENT         "ngx_pullthrough"

@@ -133,6 +133,11 @@ ngx_pt_auth_token(ngx_pt_token_ask_t *ask, ngx_str_t *token, void **wait)
         return NGX_DECLINED;
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ask->log, 0,
+                   "pullthrough token: asked for \"%V\" of \"%V\"%s",
+                   &ch.scope, &ch.realm,
+                   ask->fresh ? ", the cached one was refused" : "");
+
     /* a token sent up front and refused is not asked of the cache again */
 
     if (!ask->fresh
@@ -148,9 +153,6 @@ ngx_pt_auth_token(ngx_pt_token_ask_t *ask, ngx_str_t *token, void **wait)
     req = ngx_pt_auth_in_flight(&key);
 
     if (req) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ask->log, 0,
-                       "pullthrough token: waits for the request to \"%s\"",
-                       req->url);
         return ngx_pt_auth_wait(req, ask, wait);
     }
 
@@ -178,6 +180,10 @@ void
 ngx_pt_auth_cancel(void *wait)
 {
     ngx_pt_token_waiter_t  *w = wait;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pullthrough token: waiter %p cancelled: \"%s\"",
+                   w, w->req->url);
 
     w->handler = NULL;
     w->data = NULL;
@@ -545,6 +551,10 @@ ngx_pt_auth_wait(ngx_pt_token_req_t *req, ngx_pt_token_ask_t *ask,
     *wp = w;
 
     *wait = w;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ask->log, 0,
+                   "pullthrough token: waiter %p queued, %ui waiting: "
+                   "\"%s\"", w, req->waiters.nelts, req->url);
 
     return NGX_AGAIN;
 }
@@ -942,6 +952,10 @@ ngx_pt_auth_again_handler(ngx_event_t *ev)
 {
     ngx_pt_token_req_t *req = ev->data;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pullthrough token request: try %ui to \"%s\"",
+                   req->tries + 1, req->url);
+
     if (ngx_thread_task_post(req->settings->thread_pool, req->task)
         != NGX_OK)
     {
@@ -1033,6 +1047,9 @@ ngx_pt_auth_finish(ngx_pt_token_req_t *req)
             /* its exchange ended meanwhile */
             continue;
         }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "pullthrough token: waiter %p woken", waiter);
 
         waiter->handler(waiter->data, token, refused);
     }

@@ -253,7 +253,7 @@ ngx_pt_base_path_valid(ngx_str_t *path, ngx_str_t *err)
 {
     u_char  *p, *c, *last;
 
-    if (path->len > 255) {
+    if (path->len > NGX_PT_NAME_MAX) {
         ngx_str_set(err, "Ensure this field has no more than 255 "
                     "characters.");
         return 0;

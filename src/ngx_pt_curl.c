@@ -277,9 +277,6 @@ ngx_pt_curl_start(ngx_pt_fetch_t *f)
     c->fetch = f;
     f->try = c;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
-                   "pullthrough libcurl: transfer %p of \"%V\"", c, &f->url);
-
     ngx_pt_curl_step(c);
 
     if (!c->busy) {
@@ -308,6 +305,7 @@ failed:
 static ngx_pt_curl_t *
 ngx_pt_curl_create(ngx_pt_fetch_t *f)
 {
+    ngx_uint_t                 kept;
     ngx_pool_t                *pool;
     ngx_pt_curl_t             *c;
     ngx_http_upstream_conf_t  *ucf;
@@ -335,9 +333,11 @@ ngx_pt_curl_create(ngx_pt_fetch_t *f)
     c->url = ngx_pnalloc(pool, f->url.len + 1);
     c->task = ngx_thread_task_alloc(pool, 0);
 
+    kept = (ngx_pt_curl_nidle != 0);
+
     c->easy = curl_easy_init();
-    c->multi = ngx_pt_curl_nidle ? ngx_pt_curl_idle[--ngx_pt_curl_nidle]
-                                 : curl_multi_init();
+    c->multi = kept ? ngx_pt_curl_idle[--ngx_pt_curl_nidle]
+                    : curl_multi_init();
 
     if (c->out.start == NULL || c->hdr == NULL || c->url == NULL
         || c->task == NULL || c->easy == NULL || c->multi == NULL)
@@ -361,6 +361,11 @@ ngx_pt_curl_create(ngx_pt_fetch_t *f)
     c->kick.handler = ngx_pt_curl_kick;
     c->kick.data = c;
     c->kick.log = ngx_cycle->log;
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough curl: %p created for \"%V\": easy handle "
+                   "%p, %s multi handle %p", c, &f->url, c->easy,
+                   kept ? "a kept" : "a new", c->multi);
 
     return c;
 }
@@ -470,7 +475,12 @@ ngx_pt_curl_step(ngx_pt_curl_t *c)
 
     if (ngx_thread_task_post(c->thread_pool, c->task) != NGX_OK) {
         c->busy = 0;
+        return;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->fetch->log, 0,
+                   "pullthrough curl: %p step to the thread pool%s", c,
+                   c->paused ? ", resumes the paused transfer" : "");
 }
 
 
@@ -508,6 +518,9 @@ ngx_pt_curl_step_thread(void *data, ngx_log_t *log)
 
         c->added = 1;
         c->last_read = start;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "pullthrough curl: %p added to its multi handle", c);
     }
 
     if (c->paused) {
@@ -661,6 +674,14 @@ ngx_pt_curl_step_done(ngx_event_t *ev)
         return;
     }
 
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, c->fetch->log, 0,
+                   "pullthrough curl: %p step done: %uz bytes%s%s", c,
+                   (size_t) (c->out.last - c->out.pos),
+                   c->header_done && !c->header_sent ? ", the header" : "",
+                   c->finished ? ", finished"
+                               : c->paused ? ", paused: its buffer is full"
+                                           : "");
+
     conn = c->fetch->r ? c->fetch->r->connection : NULL;
 
     ngx_pt_curl_process(c);
@@ -695,6 +716,10 @@ ngx_pt_curl_process(ngx_pt_curl_t *c)
         cl.buf = &c->out;
         cl.next = NULL;
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                       "pullthrough curl: %p %uz body bytes to the exchange",
+                       c, (size_t) (c->out.last - c->out.pos));
+
         f->got_body(f, &cl);
 
         if (c->fetch == NULL) {
@@ -703,6 +728,11 @@ ngx_pt_curl_process(ngx_pt_curl_t *c)
 
         if (c->out.pos < c->out.last && !f->stopped) {
             /* the consumer keeps them: ngx_pt_curl_resume() comes */
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                           "pullthrough curl: %p paused: the exchange keeps "
+                           "%uz bytes", c,
+                           (size_t) (c->out.last - c->out.pos));
             return;
         }
     }
@@ -741,6 +771,9 @@ static void
 ngx_pt_curl_resume(ngx_pt_curl_t *c)
 {
     if (!c->busy && !c->kick.posted) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->fetch->log, 0,
+                       "pullthrough curl: %p resumed", c);
+
         ngx_post_event(&c->kick, &ngx_posted_events);
     }
 }
@@ -793,6 +826,10 @@ ngx_pt_curl_orphan(ngx_pt_fetch_t *f)
 
     c = f->try;
     f->try = NULL;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough curl: %p orphaned%s", c,
+                   c->busy ? ", goes at the end of its step" : "");
 
     c->fetch = NULL;
     c->cancel = 1;
@@ -849,6 +886,10 @@ ngx_pt_curl_finish(ngx_pt_curl_t *c)
         }
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough curl: %p finished: CURLcode %d, rc %i", c,
+                   (int) c->result, rc);
+
     f->try = NULL;
     c->fetch = NULL;
 
@@ -861,6 +902,16 @@ ngx_pt_curl_finish(ngx_pt_curl_t *c)
 static void
 ngx_pt_curl_destroy(ngx_pt_curl_t *c)
 {
+    ngx_uint_t  keep;
+
+    /* a multi handle of a transfer that ended well serves the next one */
+    keep = c->multi && c->finished && c->result == CURLE_OK && !c->cancel
+           && !c->bad_header && ngx_pt_curl_nidle < NGX_PT_CURL_IDLE;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "pullthrough curl: %p cleaned up, its multi handle %s",
+                   c, keep ? "kept" : "closed");
+
     if (c->kick.posted) {
         ngx_delete_posted_event(&c->kick);
     }
@@ -874,9 +925,7 @@ ngx_pt_curl_destroy(ngx_pt_curl_t *c)
     }
 
     if (c->multi) {
-        if (c->finished && c->result == CURLE_OK && !c->cancel
-            && !c->bad_header && ngx_pt_curl_nidle < NGX_PT_CURL_IDLE)
-        {
+        if (keep) {
             /* its connection, if kept alive, serves the next transfer */
             ngx_pt_curl_idle[ngx_pt_curl_nidle++] = c->multi;
 
@@ -900,6 +949,10 @@ ngx_pt_curl_header(ngx_pt_curl_t *c, ngx_pt_fetch_t *f)
 {
     u_char     *p, *last, *eol, *colon, *v, *e;
     ngx_str_t   name, value;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough curl: %p header received: %ui, %uz bytes",
+                   c, c->status, c->hdr_len);
 
     f->status = c->status;
 

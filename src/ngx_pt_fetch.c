@@ -194,6 +194,10 @@ ngx_pt_fetch_turn(ngx_pt_fetch_t *f)
             return NGX_AGAIN;
         }
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                       "pullthrough exchange: holds one of the remote's "
+                       "%ui slots", s->concurrency);
+
         f->counted = 1;
     }
 
@@ -245,6 +249,10 @@ ngx_pt_fetch_got_header(ngx_pt_fetch_t *f)
     if (f->status == NGX_HTTP_OK && f->body
         && f->length > (off_t) (f->body->end - f->body->start))
     {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                       "pullthrough exchange: answer larger than %uz bytes",
+                       (size_t) (f->body->end - f->body->start));
+
         f->too_big = 1;
         return NGX_ERROR;
     }
@@ -522,6 +530,10 @@ ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
         return NGX_DECLINED;
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough exchange: try %ui scheduled in %M ms: \"%V\"",
+                   f->retries + 2, delay, &f->url);
+
     f->retries++;
 
     ngx_log_error(NGX_LOG_WARN, f->log, 0,
@@ -747,6 +759,9 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
     if (f->retry.timer_set || f->rate.timer_set) {
         /* between two tries, or waiting for its turn: that is all */
 
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                       "pullthrough exchange: deadline hit between tries");
+
         if (f->rate.timer_set) {
             ngx_del_timer(&f->rate);
         }
@@ -758,6 +773,10 @@ ngx_pt_fetch_deadline(ngx_event_t *ev)
         ngx_pt_fetch_again(f);
         return;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough exchange: deadline hit, %s",
+                   f->try ? "the try times out" : "no try running");
 
     if (f->transport->running(f)) {
         f->transport->time_out(f);
@@ -833,6 +852,9 @@ static void
 ngx_pt_fetch_uncount(ngx_pt_fetch_t *f)
 {
     if (f->counted) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                       "pullthrough exchange: slot released");
+
         f->counted = 0;
         ngx_pt_shm_conc_release(&f->settings->remote);
     }
@@ -855,23 +877,15 @@ ngx_pt_fetch_cleanup(void *data)
                    "pullthrough exchange: its request is gone: \"%V\"",
                    &f->url);
 
-    ngx_pt_fetch_uncount(f);
-
-    f->cln = NULL;
-    f->r = NULL;
-
-    if (f->deadline.timer_set) {
-        ngx_del_timer(&f->deadline);
-    }
-
     waiting = f->retry.timer_set || f->rate.timer_set || f->token_wait;
+
+    /* its slot, its timers, and this cleanup (running now) */
+    ngx_pt_fetch_detach(f);
+
+    f->r = NULL;
 
     if (f->retry.timer_set) {
         ngx_del_timer(&f->retry);
-    }
-
-    if (f->rate.timer_set) {
-        ngx_del_timer(&f->rate);
     }
 
     if (f->token_wait) {

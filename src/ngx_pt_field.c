@@ -374,7 +374,7 @@ ngx_pt_set_strlist(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
             return NGX_DECLINED;
         }
 
-        if (ngx_strlen(item->u.string) > 255) {
+        if (ngx_strlen(item->u.string) > NGX_PT_NAME_MAX) {
             ngx_str_set(err, "Items may have at most 255 characters.");
             return NGX_DECLINED;
         }

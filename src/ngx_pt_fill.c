@@ -32,13 +32,17 @@ static ngx_int_t ngx_pt_fill_header(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in);
 static ngx_int_t ngx_pt_fill_drain(ngx_pt_fill_t *fill);
 static ngx_int_t ngx_pt_fill_post_write(ngx_pt_fill_t *fill);
+static ngx_int_t ngx_pt_fill_post(ngx_pt_fill_t *fill,
+    void (*handler)(void *data, ngx_log_t *log),
+    void (*done)(ngx_pt_fill_t *fill));
+static void ngx_pt_fill_task_done(ngx_event_t *ev);
 static void ngx_pt_fill_write_thread(void *data, ngx_log_t *log);
-static void ngx_pt_fill_write_done(ngx_event_t *ev);
+static void ngx_pt_fill_write_done(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_upstream_done(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fill_aborted(ngx_pt_fetch_t *f);
 static void ngx_pt_fill_commit(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_commit_thread(void *data, ngx_log_t *log);
-static void ngx_pt_fill_commit_done(ngx_event_t *ev);
+static void ngx_pt_fill_commit_done(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status,
     const char *code);
 
@@ -164,6 +168,7 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     switch (ngx_pt_fill_claim(fill)) {
 
     case NGX_DONE:
+        /* ngx_pt_fill_mirror() told which worker's fill it follows */
         *joined = 1;
         ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
         return fill;
@@ -295,6 +300,10 @@ ngx_pt_fill_exchange(ngx_pt_fill_t *fill, ngx_http_request_t *r,
 static void
 ngx_pt_fill_discard(ngx_pt_fill_t *fill)
 {
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V could not start: discarded",
+                   &fill->digest.full);
+
     if (fill->fetch.settings) {
         ngx_pt_fetch_detach(&fill->fetch);
     }
@@ -325,6 +334,10 @@ ngx_pt_fill_header(ngx_pt_fetch_t *f)
 
     fill->header = 1;
     fill->expected = f->length;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V upstream header, length %O",
+                   &fill->digest.full, fill->expected);
 
     ngx_pt_fill_publish(fill);
     ngx_pt_fill_notify(fill);
@@ -396,6 +409,13 @@ ngx_pt_fill_drain(ngx_pt_fill_t *fill)
         if (n == 0 && b->pos < b->last) {
 
             if (fill->busy) {
+                if (!fill->blocked) {
+                    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                                   "pullthrough fill: %V buffers full, "
+                                   "upstream waits at %O bytes",
+                                   &fill->digest.full, fill->received);
+                }
+
                 fill->blocked = 1;
                 return NGX_OK;
             }
@@ -451,10 +471,34 @@ ngx_pt_fill_post_write(ngx_pt_fill_t *fill)
     ctx->data = b->pos;
     ctx->len = b->last - b->pos;
     ctx->offset = fill->written;
-    ctx->err = 0;
 
-    fill->task->handler = ngx_pt_fill_write_thread;
-    fill->task->event.handler = ngx_pt_fill_write_done;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V %uz bytes at %O to a thread",
+                   &fill->digest.full, ctx->len, ctx->offset);
+
+    return ngx_pt_fill_post(fill, ngx_pt_fill_write_thread,
+                            ngx_pt_fill_write_done);
+}
+
+
+/*
+ * The fill's task to the thread pool, one at a time: a task in flight holds
+ * a reference, and done() runs in the event loop once it has run.
+ */
+
+static ngx_int_t
+ngx_pt_fill_post(ngx_pt_fill_t *fill,
+    void (*handler)(void *data, ngx_log_t *log),
+    void (*done)(ngx_pt_fill_t *fill))
+{
+    ngx_pt_fill_task_ctx_t  *ctx;
+
+    ctx = fill->task->ctx;
+    ctx->err = 0;
+    ctx->done = done;
+
+    fill->task->handler = handler;
+    fill->task->event.handler = ngx_pt_fill_task_done;
     fill->task->event.data = ctx;
 
     if (ngx_thread_task_post(fill->tp, fill->task) != NGX_OK) {
@@ -465,6 +509,26 @@ ngx_pt_fill_post_write(ngx_pt_fill_t *fill)
     fill->refs++;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_pt_fill_task_done(ngx_event_t *ev)
+{
+    ngx_pt_fill_task_ctx_t *ctx = ev->data;
+
+    ngx_pt_fill_t  *fill;
+
+    fill = ctx->fill;
+    fill->busy = 0;
+    fill->in_task = 1;
+
+    ctx->done(fill);
+
+    fill->in_task = 0;
+
+    /* the task's reference */
+    ngx_pt_fill_unref(fill);
 }
 
 
@@ -515,30 +579,30 @@ ngx_pt_fill_write_thread(void *data, ngx_log_t *log)
 
 
 static void
-ngx_pt_fill_write_done(ngx_event_t *ev)
+ngx_pt_fill_write_done(ngx_pt_fill_t *fill)
 {
-    ngx_pt_fill_task_ctx_t *ctx = ev->data;
+    ngx_pt_fill_task_ctx_t  *ctx;
 
-    ngx_pt_fill_t       *fill;
-
-    fill = ctx->fill;
-    fill->busy = 0;
-    fill->in_task = 1;
+    ctx = fill->task->ctx;
 
     if (fill->state != NGX_PT_FILL_RUNNING) {
-        goto done;
+        return;
     }
 
     if (ctx->err) {
         ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
                       "pullthrough: writing \"%s\" failed", fill->temp.data);
         ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
-        goto done;
+        return;
     }
 
     fill->written += ctx->len;
     fill->other->pos = fill->other->start;
     fill->other->last = fill->other->start;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V %uz bytes written, %O in all",
+                   &fill->digest.full, ctx->len, fill->written);
 
     ngx_pt_fill_publish(fill);
     ngx_pt_fill_notify(fill);
@@ -548,12 +612,17 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
 
         if (ngx_pt_fill_drain(fill) != NGX_OK) {
             ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
-            goto done;
+            return;
         }
 
         if (!fill->blocked) {
             /* the upstream runs its own connection's posted requests */
             fill->in_task = 0;
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                           "pullthrough fill: %V room again, upstream "
+                           "resumed", &fill->digest.full);
+
             ngx_pt_fetch_resume(&fill->fetch);
         }
 
@@ -565,11 +634,6 @@ ngx_pt_fill_write_done(ngx_event_t *ev)
     } else if (fill->upstream_done) {
         ngx_pt_fill_commit(fill);
     }
-
-done:
-
-    fill->in_task = 0;
-    ngx_pt_fill_unref(fill);
 }
 
 
@@ -669,21 +733,19 @@ ngx_pt_fill_commit(ngx_pt_fill_t *fill)
     fill->state = NGX_PT_FILL_COMMIT;
 
     ctx = fill->task->ctx;
-    ctx->err = 0;
     ctx->ok = 0;
 
-    fill->task->handler = ngx_pt_fill_commit_thread;
-    fill->task->event.handler = ngx_pt_fill_commit_done;
-    fill->task->event.data = ctx;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V complete, %O bytes: verdict and "
+                   "commit to a thread", &fill->digest.full, fill->written);
 
-    if (ngx_thread_task_post(fill->tp, fill->task) != NGX_OK) {
+    if (ngx_pt_fill_post(fill, ngx_pt_fill_commit_thread,
+                         ngx_pt_fill_commit_done)
+        != NGX_OK)
+    {
         fill->state = NGX_PT_FILL_RUNNING;
         ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
-        return;
     }
-
-    fill->busy = 1;
-    fill->refs++;
 }
 
 
@@ -714,6 +776,9 @@ ngx_pt_fill_commit_thread(void *data, ngx_log_t *log)
         return;
     }
 
+    /* the verdict: stored unless the store fails (ctx->err) */
+    ctx->ok = 1;
+
     if (fsync(fill->fd) == -1) {
         ctx->err = ngx_errno;
         (void) ngx_delete_file(fill->temp.data);
@@ -727,21 +792,21 @@ ngx_pt_fill_commit_thread(void *data, ngx_log_t *log)
         (void) ngx_delete_file(fill->temp.data);
         return;
     }
-
-    ctx->ok = 1;
 }
 
 
 static void
-ngx_pt_fill_commit_done(ngx_event_t *ev)
+ngx_pt_fill_commit_done(ngx_pt_fill_t *fill)
 {
-    ngx_pt_fill_task_ctx_t *ctx = ev->data;
+    ngx_pt_fill_task_ctx_t  *ctx;
 
-    ngx_pt_fill_t  *fill;
+    ctx = fill->task->ctx;
 
-    fill = ctx->fill;
-    fill->busy = 0;
-    fill->in_task = 1;
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V verdict: %s", &fill->digest.full,
+                   ctx->ok ? "digest match"
+                           : ctx->err ? "none, digest not computed"
+                                      : "digest mismatch");
 
     if (ctx->err) {
         ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
@@ -762,7 +827,8 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
         fill->state = NGX_PT_FILL_DONE;
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
-                       "pullthrough fill: %V committed, %O bytes",
+                       "pullthrough fill: %V committed: renamed into "
+                       "place, %O bytes",
                        &fill->digest.full, fill->written);
 
         if (ngx_pt_fill_ops->record(fill->pool, fill->log, &fill->repo,
@@ -780,9 +846,6 @@ ngx_pt_fill_commit_done(ngx_event_t *ev)
         ngx_pt_fill_publish(fill);
         ngx_pt_fill_notify(fill);
     }
-
-    fill->in_task = 0;
-    ngx_pt_fill_unref(fill);
 }
 
 
@@ -798,6 +861,11 @@ ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
     if (fill->state == NGX_PT_FILL_RUNNING) {
         ngx_queue_remove(&fill->queue);
     }
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V failed: %ui%s%s, abandoned at %O "
+                   "bytes", &fill->digest.full, status, code ? " " : "",
+                   code ? code : "", fill->written);
 
     fill->state = NGX_PT_FILL_FAILED;
     fill->error_status = status;
@@ -834,6 +902,11 @@ ngx_pt_fill_unref(ngx_pt_fill_t *fill)
     if (--fill->refs) {
         return;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V freed, state %ui%s",
+                   &fill->digest.full, fill->state,
+                   fill->mirror ? ", a mirror" : "");
 
     if (fill->state == NGX_PT_FILL_RUNNING) {
         ngx_queue_remove(&fill->queue);
@@ -891,6 +964,10 @@ ngx_pt_fill_also(ngx_pt_fill_t *fill, ngx_str_t *repo)
         return NGX_ERROR;
     }
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V to be recorded for \"%V\" too",
+                   &fill->digest.full, repo);
+
     r->len = repo->len;
     r->data = ngx_pstrdup(fill->pool, repo);
 
@@ -913,6 +990,10 @@ ngx_pt_fill_record_also(ngx_pt_fill_t *fill)
     r = fill->also->elts;
 
     for (i = 0; i < fill->also->nelts; i++) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                       "pullthrough fill: %V recorded for \"%V\" too",
+                       &fill->digest.full, &r[i]);
+
         if (ngx_pt_fill_ops->record(fill->pool, fill->log, &r[i],
                                     &fill->digest.full, fill->written)
             != NGX_OK)

@@ -22,13 +22,15 @@
 #define NGX_PT_FILL_FAILED     3
 
 
+/* the fill's one thread task: a write, or the verdict and the commit */
 typedef struct {
     ngx_pt_fill_t              *fill;
+    void                      (*done)(ngx_pt_fill_t *fill); /* event loop */
     u_char                     *data;
     size_t                      len;
     off_t                       offset;
     ngx_err_t                   err;
-    ngx_uint_t                  ok;
+    ngx_uint_t                  ok;          /* the digest matches */
 } ngx_pt_fill_task_ctx_t;
 
 
@@ -68,6 +70,7 @@ struct ngx_pt_fill_s {
     const char                 *error_code;
 
     ngx_queue_t                 readers;
+    ngx_uint_t                  attached;    /* readers so far */
 
     ngx_str_t                   key;         /* in the shared zone */
     ngx_uint_t                  seq;

@@ -99,6 +99,10 @@ ngx_pt_fill_claim(ngx_pt_fill_t *fill)
 
     if (ngx_pt_shm_fill_claim(&fill->key, &mine, NGX_PT_FILL_KEEP))
     {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                       "pullthrough fill: %V claimed in the shared zone",
+                       &fill->digest.full);
+
         fill->shared = 1;
         ngx_pt_fill_index(fill);
         return NGX_OK;
@@ -119,6 +123,10 @@ ngx_pt_fill_claim(ngx_pt_fill_t *fill)
     }
 
     /* a fill that ended, or whose worker is gone: fetched here */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V claimed in the shared zone over "
+                   "an ended fill", &fill->digest.full);
 
     ngx_pt_shm_fill_set(&fill->key, &mine, NGX_PT_FILL_KEEP);
     fill->shared = 1;
@@ -327,6 +335,12 @@ ngx_pt_fill_poll(ngx_event_t *ev)
 
     if (ngx_queue_empty(&fill->readers) && fill->also == NULL) {
         /* nobody follows it any more, nothing to record at its end */
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                       "pullthrough fill: %V of worker %P no longer "
+                       "followed: abandoned", &fill->digest.full,
+                       fill->owner);
+
         fill->state = NGX_PT_FILL_FAILED;
         ngx_queue_remove(&fill->queue);
         ngx_pt_fill_unref(fill);
@@ -343,6 +357,10 @@ ngx_pt_fill_poll(ngx_event_t *ev)
          */
 
         if (fill->missing == 0) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                           "pullthrough fill: %V of worker %P: its entry "
+                           "is gone", &fill->digest.full, fill->owner);
+
             fill->missing = ngx_current_msec;
         }
 
@@ -397,6 +415,12 @@ ngx_pt_fill_poll(ngx_event_t *ev)
         ngx_add_timer(&fill->poll, NGX_PT_FILL_POLL);
         return;
     }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                   "pullthrough fill: %V of worker %P followed to its end: "
+                   "%s, %O bytes", &fill->digest.full, fill->owner,
+                   fill->state == NGX_PT_FILL_DONE ? "stored" : "failed",
+                   fill->written);
 
     ngx_queue_remove(&fill->queue);
 

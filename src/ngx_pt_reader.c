@@ -21,7 +21,7 @@ static ngx_int_t ngx_pt_reader_failed(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_header(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_send(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_buf(ngx_pt_reader_t *rd, ngx_chain_t **out);
-static void ngx_pt_reader_wait(ngx_pt_reader_t *rd);
+static void ngx_pt_reader_wait(ngx_pt_reader_t *rd, ngx_uint_t timer);
 static off_t ngx_pt_reader_published(ngx_pt_fill_t *fill);
 static void ngx_pt_reader_finish(ngx_pt_reader_t *rd, ngx_int_t rc);
 static void ngx_pt_reader_release(ngx_pt_reader_t *rd);
@@ -69,6 +69,13 @@ ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r,
 
     r->main->count++;
     *rdp = rd;
+
+    if (fill->attached++) {
+        /* the fill was made for another request */
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "pullthrough fill: %V joined, reader %ui",
+                       &fill->digest.full, fill->attached);
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "pullthrough reader: attached to %V%s, %O written",
@@ -123,9 +130,8 @@ ngx_pt_reader_write(ngx_pt_reader_t *rd)
 static ngx_int_t
 ngx_pt_reader_timed_out(ngx_pt_reader_t *rd)
 {
-    ngx_event_t               *wev;
-    ngx_http_request_t        *r;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_event_t         *wev;
+    ngx_http_request_t  *r;
 
     r = rd->r;
     wev = r->connection->write;
@@ -147,12 +153,7 @@ ngx_pt_reader_timed_out(ngx_pt_reader_t *rd)
         return NGX_OK;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r->main, ngx_http_core_module);
-    ngx_add_timer(wev, clcf->send_timeout);
-
-    if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
-        ngx_pt_reader_finish(rd, NGX_ERROR);
-    }
+    ngx_pt_reader_wait(rd, 1);
 
     return NGX_DONE;
 }
@@ -203,7 +204,7 @@ ngx_pt_reader_run(ngx_pt_reader_t *rd)
         return;
     }
 
-    ngx_pt_reader_wait(rd);
+    ngx_pt_reader_wait(rd, 0);
 }
 
 
@@ -252,6 +253,10 @@ ngx_pt_reader_header(ngx_pt_reader_t *rd)
     }
 
     rd->header_sent = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough reader: header sent for %V, length %O",
+                   &rd->fill->digest.full, rd->fill->expected);
 
     return NGX_OK;
 }
@@ -386,10 +391,13 @@ ngx_pt_reader_published(ngx_pt_fill_t *fill)
 }
 
 
-/* a client that stops reading is given send_timeout, as nginx does */
+/*
+ * A client that stops reading is given send_timeout, as nginx does; so is
+ * one whose delayed write has run out (timer).
+ */
 
 static void
-ngx_pt_reader_wait(ngx_pt_reader_t *rd)
+ngx_pt_reader_wait(ngx_pt_reader_t *rd, ngx_uint_t timer)
 {
     ngx_event_t               *wev;
     ngx_http_request_t        *r;
@@ -400,7 +408,7 @@ ngx_pt_reader_wait(ngx_pt_reader_t *rd)
 
     clcf = ngx_http_get_module_loc_conf(r->main, ngx_http_core_module);
 
-    if (r->connection->buffered && !wev->delayed && !wev->ready) {
+    if (timer || (r->connection->buffered && !wev->delayed && !wev->ready)) {
         ngx_add_timer(wev, clcf->send_timeout);
 
     } else if (wev->timer_set && !wev->delayed) {
@@ -416,8 +424,11 @@ ngx_pt_reader_wait(ngx_pt_reader_t *rd)
 static void
 ngx_pt_reader_finish(ngx_pt_reader_t *rd, ngx_int_t rc)
 {
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->r->connection->log, 0,
-                   "pullthrough reader: finished: %i, %O bytes sent",
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, rd->r->connection->log, 0,
+                   "pullthrough reader: %V finished, %s: %i, %O bytes sent",
+                   &rd->fill->digest.full,
+                   rd->last_sent ? "sent all"
+                   : rd->r->header_only ? "header only" : "aborted",
                    rc, rd->sent);
 
     rd->finished = 1;
@@ -451,6 +462,11 @@ ngx_pt_reader_release(ngx_pt_reader_t *rd)
 
     /* nginx terminates it when the subrequest ends, just after */
     terminated = parent && fill->in_post && r->connection->error;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough reader: detached from %V, request %s: %i",
+                   &fill->digest.full,
+                   terminated ? "left to nginx" : "finalized", rd->rc);
 
     ngx_queue_remove(&rd->queue);
     rd->fill = NULL;

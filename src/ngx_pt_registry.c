@@ -1311,7 +1311,7 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
         return ngx_pt_registry_error(r, NGX_HTTP_FORBIDDEN, "DENIED",
                                      "the upstream registry denied access");
 
-    case 429:
+    case NGX_HTTP_TOO_MANY_REQUESTS:
         if (f->retry_after.len
             && ngx_pt_registry_set_header(r, "Retry-After", &f->retry_after)
                != NGX_OK)
@@ -1319,7 +1319,7 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_pt_registry_error(r, 429, "TOOMANYREQUESTS",
+        return ngx_pt_registry_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS",
                                      "the upstream registry is rate "
                                      "limiting");
 

@@ -449,9 +449,9 @@ ngx_pt_shm_rate_take(ngx_str_t *remote, ngx_uint_t rate)
     state.tokens = tokens;
     state.last = now;
 
-    /* a bucket unused for an hour is full again: it may go */
+    /* a bucket unused for a while is full again: it may go */
     (void) ngx_pt_shm_store(ctx, NGX_PT_SHM_RATE, remote, &state,
-                            sizeof(state), 3600 * 1000);
+                            sizeof(state), NGX_PT_SHM_RATE_TTL);
 
     ngx_pt_shm_unlock(ctx);
 

@@ -15,6 +15,7 @@
 #define NGX_PT_SHM_MIN_SIZE      (8 * ngx_pagesize)
 
 #define NGX_PT_SHM_REPO_MAX      1024        /* a repository's name */
+#define NGX_PT_SHM_RATE_TTL      (3600 * 1000)   /* ms: an idle bucket goes */
 
 
 /* a fill's progress, as other workers follow it */

@@ -616,9 +616,18 @@ ngx_pt_subrequest_idle(ngx_event_t *ev)
 
     if (u->request_sent && s->connecting) {
         /* connected in time: from now on, reads are watched */
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->fetch->log, 0,
+                       "pullthrough subrequest: %p connected in time",
+                       s->sr);
+
         ngx_pt_subrequest_idle_arm(s);
         return;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->fetch->log, 0,
+                   "pullthrough subrequest: %p %s timer fired", s->sr,
+                   u->request_sent ? "read" : "connect");
 
     ngx_log_error(NGX_LOG_ERR, s->fetch->log, 0,
                   "pullthrough: \"%V\": %s the remote's %s", &s->fetch->url,

@@ -31,10 +31,10 @@ static void ngx_pt_repo_init(void *rec);
 static ngx_pt_field_t  ngx_pt_remote_fields[] = {
 
     { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
-      offsetof(ngx_pt_remote_t, name), NULL, 0, 255, NULL },
+      offsetof(ngx_pt_remote_t, name), NULL, 0, NGX_PT_NAME_MAX, NULL },
 
     { "url", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
-      offsetof(ngx_pt_remote_t, url), ngx_pt_check_url, 0, 4096, NULL },
+      offsetof(ngx_pt_remote_t, url), ngx_pt_check_url, 0, NGX_PT_VALUE_MAX, NULL },
 
     { "ca_cert", NGX_PT_T_STR, NGX_PT_F_NULLABLE,
       offsetof(ngx_pt_remote_t, ca_cert), ngx_pt_check_cert, NGX_PT_NO_LIMIT },
@@ -52,19 +52,19 @@ static ngx_pt_field_t  ngx_pt_remote_fields[] = {
 
     { "proxy_url", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_TRIM,
       offsetof(ngx_pt_remote_t, proxy_url), ngx_pt_check_proxy_url,
-      0, 4096, NULL },
+      0, NGX_PT_VALUE_MAX, NULL },
 
     { "proxy_username", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
-      offsetof(ngx_pt_remote_t, proxy_username), NULL, 0, 4096, NULL },
+      offsetof(ngx_pt_remote_t, proxy_username), NULL, 0, NGX_PT_VALUE_MAX, NULL },
 
     { "proxy_password", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
-      offsetof(ngx_pt_remote_t, proxy_password), NULL, 0, 4096, NULL },
+      offsetof(ngx_pt_remote_t, proxy_password), NULL, 0, NGX_PT_VALUE_MAX, NULL },
 
     { "username", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
-      offsetof(ngx_pt_remote_t, username), NULL, 0, 4096, NULL },
+      offsetof(ngx_pt_remote_t, username), NULL, 0, NGX_PT_VALUE_MAX, NULL },
 
     { "password", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
-      offsetof(ngx_pt_remote_t, password), NULL, 0, 65536, NULL },
+      offsetof(ngx_pt_remote_t, password), NULL, 0, NGX_PT_TEXT_MAX, NULL },
 
     { "pulp_labels", NGX_PT_T_LABELS, 0,
       offsetof(ngx_pt_remote_t, labels), NULL, NGX_PT_NO_LIMIT },
@@ -124,7 +124,7 @@ static ngx_pt_field_t  ngx_pt_pt_dist_fields[] = {
       offsetof(ngx_pt_dist_t, labels), NULL, NGX_PT_NO_LIMIT },
 
     { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
-      offsetof(ngx_pt_dist_t, name), NULL, 0, 255, NULL },
+      offsetof(ngx_pt_dist_t, name), NULL, 0, NGX_PT_NAME_MAX, NULL },
 
     { "remote", NGX_PT_T_REF, NGX_PT_F_REQUIRED,
       offsetof(ngx_pt_dist_t, remote), NULL, 0, 0, NGX_PT_REMOTES_PATH },
@@ -133,7 +133,7 @@ static ngx_pt_field_t  ngx_pt_pt_dist_fields[] = {
       offsetof(ngx_pt_dist_t, private), NULL, NGX_PT_NO_LIMIT },
 
     { "description", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_BLANK,
-      offsetof(ngx_pt_dist_t, description), NULL, 0, 65536, NULL },
+      offsetof(ngx_pt_dist_t, description), NULL, 0, NGX_PT_TEXT_MAX, NULL },
 
     { "distributions", NGX_PT_T_STR, NGX_PT_F_READONLY,
       0, NULL, NGX_PT_NO_LIMIT },

@@ -227,12 +227,17 @@ ngx_pt_uuid_format(u_char *dst, u_char *b)
 ngx_msec_t
 ngx_pt_backoff(ngx_uint_t tries, ngx_int_t retry_after)
 {
+    ngx_msec_t  wait;
+
     if (retry_after != NGX_PT_NO_RETRY_AFTER) {
-        return (retry_after >= 0 && retry_after <= 10)
+        return (retry_after >= 0 && retry_after <= NGX_PT_RETRY_AFTER_MAX)
                ? (ngx_msec_t) (retry_after ? retry_after * 1000 : 1) : 0;
     }
 
-    return tries >= 4 ? 4000 : (ngx_msec_t) 250 << tries;
+    wait = (tries < 8) ? (ngx_msec_t) NGX_PT_BACKOFF_FIRST << tries
+                       : NGX_PT_BACKOFF_MAX;
+
+    return ngx_min(wait, NGX_PT_BACKOFF_MAX);
 }
 
 

@@ -1,0 +1,143 @@
+#!/usr/bin/perl
+
+# The debug log of a pull: with "error_log ... debug", a miss leaves a line
+# for each step of its fills (created, to the thread pool, written, the
+# verdict, committed), of their readers (attached, finished) and of its
+# exchanges (each try, done), through nginx's proxy module and through
+# libcurl (a remote with a CA of its own), whose transfers leave theirs
+# (created, header, body, finished, cleaned up).
+
+use strict;
+use warnings;
+
+use Test::More;
+use File::Temp qw(tempdir);
+
+use PT::Nginx;
+use PT::Pulp;
+use PT::Registry;
+use PT::Images;
+use PT::Pull;
+use PT::Util qw(need_tools slurp);
+
+need_tools(qw(docker-registry skopeo openssl));
+
+# debug lines need an nginx built --with-debug (Debian's is)
+plan(skip_all => "$PT::Nginx::NGINX is not built --with-debug")
+    unless `$PT::Nginx::NGINX -V 2>&1` =~ /--with-debug/;
+
+my $tmp = tempdir('pt-150-XXXXXXXX', TMPDIR => 1, CLEANUP => !$ENV{PT_KEEP});
+
+my $reg = PT::Registry->new->start;
+my $img = PT::Images::seed($reg, qw(hello app));
+
+# the fills' own lines go to the cycle's log: debug at the main level
+my $t = PT::Nginx->new(conf => cache_conf(
+    main => "error_log %%TESTDIR%%/debug.log debug;\n"));
+$t->start;
+
+# through the proxy module whatever PT_TRANSPORT says; through libcurl with
+# a CA of the remote's own (an http upstream does not use it)
+{
+    local $ENV{PT_TRANSPORT};
+    setup_cache($t, $reg->url, base_path => 'proxy');
+}
+my ($ca) = make_cert($tmp, 'pt-150-ca');
+setup_cache($t, $reg->url, base_path => 'curl',
+            remote => { ca_cert => $ca });
+
+# the module's lines of the debug log, as read last
+my @log;
+
+sub read_log {
+    @log = grep { /\[debug\] .* pullthrough / } split /\n/,
+        slurp($t->dir . '/debug.log');
+    return scalar @log;
+}
+
+# those that say "pullthrough <part>: <text>"
+sub traces {
+    my ($part, $re) = @_;
+    return grep { / pullthrough \Q$part\E: $re/ } @log;
+}
+
+sub pull {
+    my ($base, $ref) = @_;
+    my ($rc, $out) = skopeo('copy', '--quiet', '--src-tls-verify=false',
+                            'docker://' . cache_ref($t, $ref, $base),
+                            "dir:$tmp/$base");
+    is($rc, 0, "skopeo copy $ref through $base") or diag($out);
+}
+
+# each state of the fill of every blob of $ref, and of its client
+sub check_fills {
+    my ($ref, $transport) = @_;
+    my $i = $img->{$ref};
+
+    for my $d ($i->{config}, @{ $i->{layers} }) {
+        my $q = quotemeta $d;
+
+        # the last lines come as the client gets the last byte
+        wait_for(sub { read_log() && traces('reader', qr/$q finished/) },
+                 5, "the reader of $d to finish");
+
+        my $try = qr/GET "[^"]*\/blobs\/$q" through the $transport transport/;
+        ok(traces('exchange', qr/$try, try 1$/),
+           "$d: the exchange's first try, through the $transport transport");
+        ok(traces('exchange', qr/done: 0, "[^"]*\/blobs\/$q"$/),
+           "$d: the exchange is done");
+        ok(traces('fill', qr/$q for "[^"]+" created/), "$d: fill created");
+        ok(traces('fill', qr/$q upstream header, length \d+$/),
+           "$d: the upstream's header");
+        ok(traces('fill', qr/$q \d+ bytes at \d+ to a thread$/),
+           "$d: a buffer to a thread");
+        ok(traces('fill', qr/$q \d+ bytes written, \d+ in all$/),
+           "$d: a buffer written");
+        ok(traces('fill', qr/$q complete, \d+ bytes: verdict/),
+           "$d: the verdict to a thread");
+        ok(traces('fill', qr/$q verdict: digest match$/),
+           "$d: the verdict, a match");
+        ok(traces('fill', qr/$q committed: renamed into place, \d+ bytes$/),
+           "$d: committed");
+        ok(traces('reader', qr/attached to $q, \d+ written$/),
+           "$d: a reader attached");
+        ok(traces('reader', qr/$q finished, sent all: -?\d+, \d+ bytes/),
+           "$d: its reader sent all");
+    }
+
+    ok(!traces('fill', qr/failed/), "$ref: no fill failed");
+}
+
+
+# a miss through nginx's proxy module
+
+pull('proxy', 'library/hello:1.0');
+check_fills('library/hello:1.0', 'subrequest');
+
+ok(traces('subrequest', qr/[0-9A-F]+ for "[^"]+"$/),
+   'a subrequest per try');
+
+
+# a miss through libcurl
+
+pull('curl', 'team/app:1.0');
+check_fills('team/app:1.0', 'libcurl');
+
+for (['created for "[^"]+\/blobs\/sha256:[0-9a-f]+": easy handle [0-9A-F]+, '
+      . 'a (?:new|kept) multi handle',
+      'an easy handle created'],
+     ['step to the thread pool', 'a step to the thread pool'],
+     ['added to its multi handle', 'the transfer added to a multi handle'],
+     ['step done: \d+ bytes', 'a step done'],
+     ['header received: 200, \d+ bytes', 'a header received'],
+     ['\d+ body bytes to the exchange', 'body bytes to the exchange'],
+     ['finished: CURLcode 0, rc 0$', 'a transfer finished'],
+     ['cleaned up, its multi handle kept$', 'a transfer cleaned up'])
+{
+    my ($re, $what) = @$_;
+    ok(traces('curl', qr/[0-9A-F]+ $re/), "libcurl: $what");
+}
+
+$t->stop;
+
+done_testing;
