@@ -395,6 +395,68 @@ ngx_pt_set_strlist(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
 }
 
 
+/* the first byte of s that ok() refuses (its NUL when none) */
+
+static u_char *
+ngx_pt_scan(const char *s, ngx_uint_t (*ok)(u_char c))
+{
+    u_char  *p;
+
+    for (p = (u_char *) s; *p && ok(*p); p++) { /* void */ }
+
+    return p;
+}
+
+
+/* Pulp allows word characters, spaces, dots and dashes in label keys */
+
+static ngx_uint_t
+ngx_pt_label_char(u_char c)
+{
+    return isalnum(c) || c == '_' || c == ' ' || c == '-' || c == '.'
+           || c >= 0x80;
+}
+
+
+/* a header name is an HTTP token */
+
+static ngx_uint_t
+ngx_pt_token_char(u_char c)
+{
+    return c > 0x20 && c < 0x7f
+           && ngx_strchr("()<>@,;:\\\"/[]?={}", c) == NULL;
+}
+
+
+/* a header value holds no line breaks */
+
+static ngx_uint_t
+ngx_pt_line_char(u_char c)
+{
+    return c != CR && c != LF;
+}
+
+
+/* a copy of a JSON key and its string value, at the end of a */
+
+static ngx_int_t
+ngx_pt_kv_push(ngx_pool_t *pool, ngx_array_t *a, const char *key,
+    const char *value)
+{
+    ngx_keyval_t  *kv;
+
+    kv = ngx_array_push(a);
+    if (kv == NULL
+        || ngx_pt_strdup(pool, key, &kv->key) != NGX_OK
+        || ngx_pt_strdup(pool, value, &kv->value) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
     ngx_str_t *err)
@@ -403,7 +465,6 @@ ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
     u_char        *p;
     yajl_val       value;
     ngx_array_t   *labels;
-    ngx_keyval_t  *kv;
 
     if (YAJL_IS_NULL(v)) {
         ngx_str_set(err, "This field may not be null.");
@@ -434,15 +495,7 @@ ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
             return NGX_DECLINED;
         }
 
-        /* Pulp allows word characters, spaces, dots and dashes in keys */
-
-        for (p = (u_char *) v->u.object.keys[i]; *p; p++) {
-            if (!(isalnum(*p) || *p == '_' || *p == ' ' || *p == '-'
-                  || *p == '.' || *p >= 0x80))
-            {
-                break;
-            }
-        }
+        p = ngx_pt_scan(v->u.object.keys[i], ngx_pt_label_char);
 
         if (*p || p == (u_char *) v->u.object.keys[i]
             || ngx_pt_json_has_nul(v->u.object.keys[i]))
@@ -452,10 +505,8 @@ ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
             return NGX_DECLINED;
         }
 
-        kv = ngx_array_push(labels);
-        if (kv == NULL
-            || ngx_pt_strdup(pool, v->u.object.keys[i], &kv->key) != NGX_OK
-            || ngx_pt_strdup(pool, value->u.string, &kv->value) != NGX_OK)
+        if (ngx_pt_kv_push(pool, labels, v->u.object.keys[i],
+                           value->u.string) != NGX_OK)
         {
             return NGX_ERROR;
         }
@@ -474,7 +525,6 @@ ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
     u_char        *p;
     yajl_val       item, value;
     ngx_array_t   *headers;
-    ngx_keyval_t  *kv;
 
     if (YAJL_IS_NULL(v)) {
         *a = NULL;
@@ -504,15 +554,7 @@ ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
             return NGX_DECLINED;
         }
 
-        /* a header name is an HTTP token; a value holds no line breaks */
-
-        for (p = (u_char *) item->u.object.keys[0]; *p; p++) {
-            if (*p <= 0x20 || *p >= 0x7f
-                || ngx_strchr("()<>@,;:\\\"/[]?={}", *p))
-            {
-                break;
-            }
-        }
+        p = ngx_pt_scan(item->u.object.keys[0], ngx_pt_token_char);
 
         if (*p || p == (u_char *) item->u.object.keys[0]) {
             ngx_str_set(err, "Invalid header name.");
@@ -520,12 +562,7 @@ ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
         }
 
         value = item->u.object.values[0];
-
-        for (p = (u_char *) value->u.string; *p; p++) {
-            if (*p == CR || *p == LF) {
-                break;
-            }
-        }
+        p = ngx_pt_scan(value->u.string, ngx_pt_line_char);
 
         if (*p || ngx_pt_json_has_nul(value->u.string)) {
             ngx_str_set(err, "Header values must not contain line breaks "
@@ -533,10 +570,8 @@ ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
             return NGX_DECLINED;
         }
 
-        kv = ngx_array_push(headers);
-        if (kv == NULL
-            || ngx_pt_strdup(pool, item->u.object.keys[0], &kv->key) != NGX_OK
-            || ngx_pt_strdup(pool, value->u.string, &kv->value) != NGX_OK)
+        if (ngx_pt_kv_push(pool, headers, item->u.object.keys[0],
+                           value->u.string) != NGX_OK)
         {
             return NGX_ERROR;
         }
