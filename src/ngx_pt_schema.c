@@ -81,6 +81,12 @@ static ngx_int_t ngx_pt_value_strip(ngx_log_t *log, ngx_uint_t db,
     ngx_str_t *value);
 static ngx_int_t ngx_pt_key_item(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *item, ngx_str_t *key);
+static ngx_int_t ngx_pt_item_get(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item,
+    ngx_str_t *value);
+static ngx_int_t ngx_pt_item_put(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item,
+    ngx_str_t *value);
 static void ngx_pt_key_version(u_char *buf, ngx_str_t *repo_id,
     int64_t number, ngx_str_t *key);
 static ngx_int_t ngx_pt_walk_record(void *data, ngx_str_t *key,
@@ -529,6 +535,36 @@ ngx_pt_key_item(ngx_pool_t *pool, ngx_str_t *repo, ngx_str_t *item,
 }
 
 
+/* a repository's entry in a content database: tags, manifests, blobs */
+
+static ngx_int_t
+ngx_pt_item_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item, ngx_str_t *value)
+{
+    ngx_str_t  key;
+
+    if (ngx_pt_key_item(pool, repo, item, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_value_get(log, txn, db, &key, value);
+}
+
+
+static ngx_int_t
+ngx_pt_item_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item, ngx_str_t *value)
+{
+    ngx_str_t  key;
+
+    if (ngx_pt_key_item(pool, repo, item, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_value_put(log, txn, db, &key, value);
+}
+
+
 /* <repository id>/<number>, zero-padded to sort; number -1: the prefix */
 
 static void
@@ -693,13 +729,9 @@ ngx_pt_tag_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest)
 {
     ngx_int_t  rc;
-    ngx_str_t  key, val;
+    ngx_str_t  val;
 
-    if (ngx_pt_key_item(pool, repo, tag, &key) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_TAGS, &key, &val);
+    rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_TAGS, repo, tag, &val);
 
     if (rc != NGX_OK || digest == NULL) {
         return rc;
@@ -721,13 +753,7 @@ ngx_int_t
 ngx_pt_tag_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest)
 {
-    ngx_str_t  key;
-
-    if (ngx_pt_key_item(pool, repo, tag, &key) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_pt_value_put(log, txn, NGX_PT_DB_TAGS, &key, digest);
+    return ngx_pt_item_put(pool, log, txn, NGX_PT_DB_TAGS, repo, tag, digest);
 }
 
 
@@ -747,13 +773,9 @@ ngx_pt_blob_rec_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *digest, off_t *size)
 {
     ngx_int_t  rc;
-    ngx_str_t  key, val;
+    ngx_str_t  val;
 
-    if (ngx_pt_key_item(pool, repo, digest, &key) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_BLOBS, &key, &val);
+    rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_BLOBS, repo, digest, &val);
 
     if (rc == NGX_OK && size) {
         *size = (val.len == 2 && val.data[0] == '-')
@@ -769,16 +791,13 @@ ngx_pt_blob_rec_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *digest, off_t size)
 {
     u_char     buf[NGX_OFF_T_LEN + 1];
-    ngx_str_t  key, val;
-
-    if (ngx_pt_key_item(pool, repo, digest, &key) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    ngx_str_t  val;
 
     val.data = buf;
     val.len = ngx_sprintf(buf, "%O", size) - buf;
 
-    return ngx_pt_value_put(log, txn, NGX_PT_DB_BLOBS, &key, &val);
+    return ngx_pt_item_put(pool, log, txn, NGX_PT_DB_BLOBS, repo, digest,
+                           &val);
 }
 
 
@@ -789,13 +808,9 @@ ngx_pt_manifest_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *digest, ngx_pt_manifest_rec_t *m)
 {
     ngx_int_t  rc;
-    ngx_str_t  key, val;
+    ngx_str_t  val;
 
-    if (ngx_pt_key_item(pool, repo, digest, &key) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_MANIFESTS, &key, &val);
+    rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_MANIFESTS, repo, digest, &val);
 
     if (rc != NGX_OK || m == NULL) {
         return rc;
@@ -817,7 +832,7 @@ ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *digest, ngx_pt_manifest_rec_t *m)
 {
     yajl_gen   g;
-    ngx_str_t  key, val;
+    ngx_str_t  val;
 
     g = ngx_pt_json_gen(pool);
     if (g == NULL) {
@@ -837,13 +852,12 @@ ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_strings_encode(g, "manifests", &m->manifests);
     ngx_pt_json_map_close(g);
 
-    if (ngx_pt_json_result(g, pool, &val) != NGX_OK
-        || ngx_pt_key_item(pool, repo, digest, &key) != NGX_OK)
-    {
+    if (ngx_pt_json_result(g, pool, &val) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_pt_value_put(log, txn, NGX_PT_DB_MANIFESTS, &key, &val);
+    return ngx_pt_item_put(pool, log, txn, NGX_PT_DB_MANIFESTS, repo, digest,
+                           &val);
 }
 
 
