@@ -154,6 +154,18 @@ ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
+        /*
+         * On a fresh start, the temp files of processes that are gone:
+         * only those, as another nginx (a binary upgrade, a second start
+         * by mistake) may be filling now.
+         */
+
+        if (ngx_is_init_cycle(cf->cycle->old_cycle) && !ngx_test_config
+            && ngx_process != NGX_PROCESS_SIGNALLER)
+        {
+            ngx_pt_blob_clean_temp(cf->cycle, &pmcf->path);
+        }
+
         /* what the workers share: tokens, fills, limits */
 
         if (pmcf->zone_size == NGX_CONF_UNSET_SIZE) {

@@ -124,7 +124,6 @@ typedef struct {
 
 typedef struct {
     const char                 *name;        /* for logs and tasks */
-    ngx_uint_t                  db;          /* its database (schema) */
     const char                 *path;        /* under NGX_PT_API_ROOT */
     const char                 *prn;
     ngx_pt_field_t             *fields;

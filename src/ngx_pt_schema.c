@@ -87,6 +87,7 @@ static ngx_int_t ngx_pt_item_get(ngx_pool_t *pool, ngx_log_t *log,
 static ngx_int_t ngx_pt_item_put(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item,
     ngx_str_t *value);
+static ngx_uint_t ngx_pt_type_db(ngx_pt_type_t *type);
 static void ngx_pt_key_version(u_char *buf, ngx_str_t *repo_id,
     int64_t number, ngx_str_t *key);
 static ngx_int_t ngx_pt_walk_record(void *data, ngx_str_t *key,
@@ -623,6 +624,31 @@ ngx_pt_index_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 }
 
 
+/* records: the database of each type */
+
+static ngx_uint_t
+ngx_pt_type_db(ngx_pt_type_t *type)
+{
+    if (type == &ngx_pt_remote_type) {
+        return NGX_PT_DB_REMOTES;
+    }
+
+    if (type == &ngx_pt_pt_dist_type) {
+        return NGX_PT_DB_PT_DISTS;
+    }
+
+    if (type == &ngx_pt_dist_type) {
+        return NGX_PT_DB_DISTS;
+    }
+
+    if (type == &ngx_pt_repo_type) {
+        return NGX_PT_DB_REPOS;
+    }
+
+    return NGX_PT_DB_TASKS;
+}
+
+
 /* records */
 
 ngx_int_t
@@ -654,7 +680,7 @@ ngx_int_t
 ngx_pt_record_raw(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
     ngx_str_t *id, ngx_str_t *raw)
 {
-    return ngx_pt_value_get(log, txn, type->db, id, raw);
+    return ngx_pt_value_get(log, txn, ngx_pt_type_db(type), id, raw);
 }
 
 
@@ -669,7 +695,7 @@ ngx_pt_record_save(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         return NGX_ERROR;
     }
 
-    return ngx_pt_value_put(log, txn, type->db, &meta->id, &val);
+    return ngx_pt_value_put(log, txn, ngx_pt_type_db(type), &meta->id, &val);
 }
 
 
@@ -677,7 +703,7 @@ ngx_int_t
 ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
     ngx_str_t *id)
 {
-    return ngx_pt_db_del(log, txn, type->db, id);
+    return ngx_pt_db_del(log, txn, ngx_pt_type_db(type), id);
 }
 
 
@@ -697,7 +723,7 @@ ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     w.record = handler;
     w.data = data;
 
-    return ngx_pt_db_each(log, txn, type->db, NULL, NULL, ngx_pt_walk_record,
+    return ngx_pt_db_each(log, txn, ngx_pt_type_db(type), NULL, NULL, ngx_pt_walk_record,
                           &w);
 }
 
@@ -709,7 +735,7 @@ ngx_pt_walk_record(void *data, ngx_str_t *key, ngx_str_t *val)
 
     void  *rec;
 
-    if (ngx_pt_value_strip(w->log, w->type->db, val) != NGX_OK
+    if (ngx_pt_value_strip(w->log, ngx_pt_type_db(w->type), val) != NGX_OK
         || ngx_pt_record_decode(w->pool, w->type, val, &rec) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, w->log, 0,

@@ -15,7 +15,6 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_store.h>
-#include <ngx_pt_blob.h>
 
 
 #define NGX_PT_STORE_MAX_DBS   32
@@ -45,10 +44,8 @@ static ngx_uid_t  ngx_pt_store_uid = (ngx_uid_t) -1;
 static ngx_gid_t  ngx_pt_store_gid = (ngx_gid_t) -1;
 
 
-/*
- * <store>, <store>/blobs, <store>/tmp and <store>/meta, owned by the
- * workers' user; on a fresh start, the temp files nobody holds go.
- */
+/* <store>, <store>/blobs, <store>/tmp and <store>/meta, owned by the
+ * workers' user */
 
 ngx_int_t
 ngx_pt_store_dirs(ngx_cycle_t *cycle, ngx_str_t *root)
@@ -63,15 +60,6 @@ ngx_pt_store_dirs(ngx_cycle_t *cycle, ngx_str_t *root)
         if (ngx_pt_store_mkdir(cycle, root, subs[i]) != NGX_OK) {
             return NGX_ERROR;
         }
-    }
-
-    /*
-     * Leftovers of processes that are gone: only those, as another nginx
-     * (a binary upgrade, a second start by mistake) may be filling now.
-     */
-
-    if (ngx_is_init_cycle(cycle->old_cycle) && !ngx_test_config) {
-        ngx_pt_blob_clean_temp(cycle, root);
     }
 
     return NGX_OK;

@@ -10,7 +10,6 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_record.h>
-#include <ngx_pt_schema.h>
 
 #include <math.h>
 
@@ -226,33 +225,33 @@ static ngx_pt_field_t  ngx_pt_task_fields[] = {
 
 
 ngx_pt_type_t  ngx_pt_remote_type = {
-    "remote", NGX_PT_DB_REMOTES, NGX_PT_REMOTES_PATH,
+    "remote", NGX_PT_REMOTES_PATH,
     "container.containerpullthroughremote",
     ngx_pt_remote_fields, sizeof(ngx_pt_remote_t), ngx_pt_remote_init
 };
 
 ngx_pt_type_t  ngx_pt_pt_dist_type = {
-    "distribution", NGX_PT_DB_PT_DISTS,
+    "distribution",
     "distributions/container/pull-through/",
     "container.containerpullthroughdistribution",
     ngx_pt_pt_dist_fields, sizeof(ngx_pt_dist_t), ngx_pt_dist_init
 };
 
 ngx_pt_type_t  ngx_pt_dist_type = {
-    "distribution", NGX_PT_DB_DISTS,
+    "distribution",
     "distributions/container/container/",
     "container.containerdistribution",
     ngx_pt_dist_fields, sizeof(ngx_pt_dist_t), ngx_pt_dist_init
 };
 
 ngx_pt_type_t  ngx_pt_repo_type = {
-    "repository", NGX_PT_DB_REPOS, NGX_PT_REPOS_PATH,
+    "repository", NGX_PT_REPOS_PATH,
     "container.containerrepository",
     ngx_pt_repo_fields, sizeof(ngx_pt_repo_t), ngx_pt_repo_init
 };
 
 ngx_pt_type_t  ngx_pt_task_type = {
-    "task", NGX_PT_DB_TASKS, "tasks/", "core.task",
+    "task", "tasks/", "core.task",
     ngx_pt_task_fields, sizeof(ngx_pt_task_t), NULL
 };
 
