@@ -28,6 +28,9 @@
 #define NGX_PT_TOKEN_POLL        20          /* ms between their looks */
 #define NGX_PT_BASIC_HINT        3600000     /* ms Basic is sent up front */
 #define NGX_PT_TOKEN_MAX_REDIRS  5
+#define NGX_PT_TOKEN_MARGIN      10          /* s cut from a long life */
+#define NGX_PT_TOKEN_SHORT       20          /* s: under, 3/4 of its life */
+#define NGX_PT_RETRY_AFTER_CAP   3600        /* s of a realm's Retry-After */
 
 
 /* a Bearer challenge's parameters */
@@ -774,7 +777,7 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
 
     curl_easy_cleanup(curl);
 
-    if (rc != CURLE_OK || req->status != 200) {
+    if (rc != CURLE_OK || req->status != NGX_HTTP_OK) {
         if (rc == CURLE_OK) {
             ngx_snprintf((u_char *) req->error, CURL_ERROR_SIZE,
                          "the realm answered %l%Z", req->status);
@@ -873,11 +876,12 @@ ngx_pt_auth_done(ngx_event_t *ev)
 
     req->token.data = token;
 
-    if (req->token.data && req->status == 200) {
+    if (req->token.data && req->status == NGX_HTTP_OK) {
         /* kept until shortly before it expires (in ms: short-lived
          * tokens are not cut at a second's boundary) */
-        ttl = req->ttl > 20 ? (ngx_msec_t) (req->ttl - 10) * 1000
-                            : (ngx_msec_t) req->ttl * 750;
+        ttl = req->ttl > NGX_PT_TOKEN_SHORT
+              ? (ngx_msec_t) (req->ttl - NGX_PT_TOKEN_MARGIN) * 1000
+              : (ngx_msec_t) req->ttl * 750;
 
         ngx_pt_shm_token_set(&req->key, &req->token, ttl);
 
@@ -908,14 +912,17 @@ ngx_pt_auth_again(ngx_pt_token_req_t *req)
     ngx_msec_t  delay;
 
     if (req->tries >= req->settings->max_retries || ngx_exiting || ngx_terminate
-        || (req->status != 0 && req->status != 429 && req->status < 500))
+        || (req->status != 0 && req->status != NGX_HTTP_TOO_MANY_REQUESTS
+            && req->status < NGX_HTTP_INTERNAL_SERVER_ERROR))
     {
         return 0;
     }
 
     delay = ngx_pt_backoff(req->tries,
-                           (req->status == 429 && req->retry_after > 0)
-                           ? (ngx_int_t) ngx_min(req->retry_after, 3600)
+                           (req->status == NGX_HTTP_TOO_MANY_REQUESTS
+                            && req->retry_after > 0)
+                           ? (ngx_int_t) ngx_min(req->retry_after,
+                                                 NGX_PT_RETRY_AFTER_CAP)
                            : NGX_PT_NO_RETRY_AFTER);
 
     if (delay == 0
@@ -976,7 +983,7 @@ ngx_pt_auth_poll(ngx_event_t *ev)
     ngx_pt_token_req_t *req = ev->data;
 
     if (ngx_pt_shm_token_get(&req->key, req->pool, &req->token) == NGX_OK) {
-        req->status = 200;
+        req->status = NGX_HTTP_OK;
         ngx_pt_auth_finish(req);
         return;
     }
@@ -1029,7 +1036,7 @@ ngx_pt_auth_finish(ngx_pt_token_req_t *req)
 
     ngx_queue_remove(&req->queue);
 
-    token = (req->token.data && req->status == 200) ? &req->token : NULL;
+    token = (req->token.data && req->status == NGX_HTTP_OK) ? &req->token : NULL;
     refused = (req->status == NGX_HTTP_UNAUTHORIZED
                || req->status == NGX_HTTP_FORBIDDEN);
 
