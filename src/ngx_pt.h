@@ -85,6 +85,7 @@ ngx_msec_t ngx_pt_backoff(ngx_uint_t tries, ngx_int_t retry_after);
 u_char *ngx_pt_uuid_format(u_char *dst, u_char *b);
 ngx_int_t ngx_pt_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body);
+ngx_uint_t ngx_pt_error_status(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_pt_now(ngx_pool_t *pool, ngx_str_t *out);
 ngx_int_t ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path);
 ngx_int_t ngx_pt_oci_component_valid(u_char *p, size_t len);

@@ -410,9 +410,7 @@ ngx_pt_admin_dispatch(ngx_pt_admin_t *ctx)
 static ngx_int_t
 ngx_pt_admin_finish(ngx_pt_admin_t *ctx, ngx_int_t rc)
 {
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE && rc != NGX_HTTP_CLOSE
-        && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST && !ctx->r->header_sent)
-    {
+    if (ngx_pt_error_status(ctx->r, rc)) {
         (void) ngx_pt_admin_detail(ctx, rc,
                                    rc == NGX_HTTP_INTERNAL_SERVER_ERROR
                                    ? "Internal error, see the error log."

@@ -152,10 +152,7 @@ static ngx_str_t  ngx_pt_octet_type = ngx_string("application/octet-stream");
 static ngx_int_t
 ngx_pt_registry_status(ngx_http_request_t *r, ngx_int_t rc)
 {
-    if (rc < NGX_HTTP_BAD_REQUEST || rc == NGX_HTTP_CLOSE
-        || rc == NGX_HTTP_REQUEST_TIME_OUT
-        || rc == NGX_HTTP_CLIENT_CLOSED_REQUEST || r->header_sent)
-    {
+    if (!ngx_pt_error_status(r, rc)) {
         return rc;
     }
 

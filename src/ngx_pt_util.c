@@ -277,3 +277,20 @@ ngx_pt_strdup(ngx_pool_t *pool, const char *s, ngx_str_t *out)
 
     return NGX_OK;
 }
+
+
+/*
+ * Whether rc is an error status that a handler answers in its API's own
+ * format (JSON, OCI error JSON) rather than with nginx's HTML page: not
+ * one that closes the connection, and not once the header has gone.
+ */
+
+ngx_uint_t
+ngx_pt_error_status(ngx_http_request_t *r, ngx_int_t rc)
+{
+    return rc >= NGX_HTTP_BAD_REQUEST
+           && rc != NGX_HTTP_CLOSE
+           && rc != NGX_HTTP_REQUEST_TIME_OUT
+           && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST
+           && !r->header_sent;
+}
