@@ -6,12 +6,15 @@
 #   make bench    benchmarks (see README)
 #
 # Variables: NGINX_SRC (nginx source or Debian nginx-dev tree), NGINX_BIN (the
-# nginx binary that loads the module), PORT, STATE_DIR, TEST_JOBS.
+# nginx binary that loads the module), PORT, STATE_DIR, TEST_JOBS, and for
+# "make run" TAG_TTL (pullthrough_tag_ttl: how long a cached tag is served
+# before the upstream is asked again, e.g. 30s, 5m; 0: every time).
 
 NGINX_BIN  ?= /usr/sbin/nginx
 NGINX_SRC  ?= /usr/share/nginx/src
 BUILD_DIR  ?= $(CURDIR)/build
 PORT       ?= 24817
+TAG_TTL    ?= 60s
 STATE_DIR  ?= $(CURDIR)/var
 TEST_JOBS  ?= 2
 EXTRA_CC_OPT ?=
@@ -83,7 +86,7 @@ $(MODULE): $(BUILD_DIR)/nginx/objs/Makefile $(SOURCES)
 
 run: build deps-run
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) PORT=$(PORT) STATE_DIR=$(STATE_DIR) \
-	    sh t/bin/run-cache
+	    TAG_TTL=$(TAG_TTL) sh t/bin/run-cache
 
 test: build deps-test
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/

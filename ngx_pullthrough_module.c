@@ -31,8 +31,18 @@ static char *ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_pullthrough_max_stale(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_pullthrough_init_process(ngx_cycle_t *cycle);
 static void ngx_http_pullthrough_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_enum_t  ngx_http_pullthrough_revalidate_modes[] = {
+    { ngx_string("wait"), NGX_PT_REVALIDATE_WAIT },
+    { ngx_string("updating"), NGX_PT_REVALIDATE_UPDATING },
+    { ngx_string("background"), NGX_PT_REVALIDATE_BACKGROUND },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_http_pullthrough_commands[] = {
@@ -84,6 +94,41 @@ static ngx_command_t  ngx_http_pullthrough_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_pullthrough_loc_conf_t, fill_buffer_size),
+      NULL },
+
+    { ngx_string("pullthrough_tag_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, tag_ttl),
+      NULL },
+
+    { ngx_string("pullthrough_tag_revalidate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, tag_revalidate),
+      &ngx_http_pullthrough_revalidate_modes },
+
+    { ngx_string("pullthrough_tag_revalidate_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, revalidate_timeout),
+      NULL },
+
+    { ngx_string("pullthrough_tag_max_stale"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_pullthrough_max_stale,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, tag_max_stale),
+      NULL },
+
+    { ngx_string("pullthrough_negative_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_loc_conf_t, negative_ttl),
       NULL },
 
       ngx_null_command
@@ -230,6 +275,11 @@ ngx_http_pullthrough_create_loc_conf(ngx_conf_t *cf)
     plcf->admin_max_body = NGX_CONF_UNSET_SIZE;
     plcf->manifest_max_size = NGX_CONF_UNSET_SIZE;
     plcf->fill_buffer_size = NGX_CONF_UNSET_SIZE;
+    plcf->tag_ttl = NGX_CONF_UNSET_MSEC;
+    plcf->tag_revalidate = NGX_CONF_UNSET_UINT;
+    plcf->revalidate_timeout = NGX_CONF_UNSET_MSEC;
+    plcf->tag_max_stale = NGX_CONF_UNSET_MSEC;
+    plcf->negative_ttl = NGX_CONF_UNSET_MSEC;
 
     /*
      * set by ngx_pcalloc():
@@ -261,6 +311,25 @@ ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->fill_buffer_size,
                               prev->fill_buffer_size,
                               NGX_PT_DEFAULT_FILL_BUFFER_SIZE);
+
+    ngx_conf_merge_msec_value(conf->tag_ttl, prev->tag_ttl,
+                              NGX_PT_DEFAULT_TAG_TTL);
+    ngx_conf_merge_uint_value(conf->tag_revalidate, prev->tag_revalidate,
+                              NGX_PT_REVALIDATE_UPDATING);
+    ngx_conf_merge_msec_value(conf->revalidate_timeout,
+                              prev->revalidate_timeout,
+                              NGX_PT_DEFAULT_REVALIDATE_TIMEOUT);
+    ngx_conf_merge_msec_value(conf->tag_max_stale, prev->tag_max_stale,
+                              NGX_PT_UNLIMITED);
+    ngx_conf_merge_msec_value(conf->negative_ttl, prev->negative_ttl,
+                              NGX_PT_DEFAULT_NEGATIVE_TTL);
+
+    if (conf->revalidate_timeout == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"pullthrough_tag_revalidate_timeout\" must be "
+                           "more than 0");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->manifest_max_size < NGX_PT_MIN_MANIFEST_MAX_SIZE) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -438,6 +507,31 @@ ngx_http_pullthrough_get_main_conf(ngx_cycle_t *cycle)
 
 
 /* LMDB environments must not cross fork(): each worker opens its own */
+
+/* pullthrough_tag_max_stale time | off; */
+
+static char *
+ngx_http_pullthrough_max_stale(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t   *value;
+    ngx_msec_t  *mp;
+
+    mp = (ngx_msec_t *) ((char *) conf + cmd->offset);
+
+    if (*mp != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        *mp = NGX_PT_UNLIMITED;
+        return NGX_CONF_OK;
+    }
+
+    return ngx_conf_set_msec_slot(cf, cmd, conf);
+}
+
 
 static ngx_int_t
 ngx_http_pullthrough_init_process(ngx_cycle_t *cycle)

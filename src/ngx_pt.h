@@ -30,6 +30,16 @@
 #define NGX_PT_DEFAULT_FILL_BUFFER_SIZE    (256 * 1024)
 #define NGX_PT_MIN_FILL_BUFFER_SIZE        4096
 
+/* freshness of tags and absences */
+#define NGX_PT_DEFAULT_TAG_TTL             60000   /* ms */
+#define NGX_PT_DEFAULT_REVALIDATE_TIMEOUT  10000   /* ms */
+#define NGX_PT_DEFAULT_NEGATIVE_TTL        5000    /* ms */
+#define NGX_PT_UNLIMITED                   ((ngx_msec_t) -2)
+
+#define NGX_PT_REVALIDATE_WAIT             1
+#define NGX_PT_REVALIDATE_UPDATING         2
+#define NGX_PT_REVALIDATE_BACKGROUND       3
+
 /* retries (ngx_pt_backoff) */
 #define NGX_PT_BACKOFF_FIRST               250     /* ms, doubled per try */
 #define NGX_PT_BACKOFF_MAX                 4000    /* ms */
@@ -66,6 +76,11 @@ typedef struct {
     size_t                      admin_max_body;
     size_t                      manifest_max_size;
     size_t                      fill_buffer_size;
+    ngx_msec_t                  tag_ttl;
+    ngx_uint_t                  tag_revalidate;   /* NGX_PT_REVALIDATE_* */
+    ngx_msec_t                  revalidate_timeout;
+    ngx_msec_t                  tag_max_stale;    /* NGX_PT_UNLIMITED: off */
+    ngx_msec_t                  negative_ttl;     /* 0: off */
     ngx_str_t                   fetch_uri;   /* the internal location */
     ngx_str_t                   fetch_uri_insecure;
     ngx_thread_pool_t          *thread_pool;
@@ -87,6 +102,7 @@ ngx_int_t ngx_pt_send(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_str_t *body);
 ngx_uint_t ngx_pt_error_status(ngx_http_request_t *r, ngx_int_t rc);
 ngx_int_t ngx_pt_now(ngx_pool_t *pool, ngx_str_t *out);
+uint64_t ngx_pt_clock(void);
 ngx_int_t ngx_pt_path_prefix(ngx_str_t *prefix, ngx_str_t *path);
 ngx_int_t ngx_pt_oci_component_valid(u_char *p, size_t len);
 u_char *ngx_pt_strfind(u_char *s1, u_char *last, u_char *s2, size_t n,

@@ -549,7 +549,8 @@ ngx_pt_units_scan(void *data, ngx_str_t *repo, ngx_str_t *item,
 {
     ngx_pt_units_t *u = data;
 
-    ngx_str_t  r, i, digest;
+    ngx_str_t      r, i, digest;
+    ngx_pt_tag_t   t;
 
     /* copies: LMDB's memory is valid only in the transaction */
 
@@ -566,11 +567,12 @@ ngx_pt_units_scan(void *data, ngx_str_t *repo, ngx_str_t *item,
         return ngx_pt_units_add(u, &r, NULL, &i);
     }
 
-    if (ngx_pt_tag_decode(value, &digest) != NGX_OK) {
+    if (ngx_pt_tag_decode(value, &t) != NGX_OK) {
         return NGX_OK;
     }
 
-    digest.data = ngx_pstrdup(u->ctx->pool, &digest);
+    digest.len = t.digest.len;
+    digest.data = ngx_pstrdup(u->ctx->pool, &t.digest);
     if (digest.data == NULL) {
         return NGX_ERROR;
     }

@@ -60,7 +60,7 @@ static ngx_int_t ngx_pt_content_delete_records(ngx_pool_t *pool,
 
 ngx_int_t
 ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
-    ngx_str_t *tag, ngx_str_t *digest)
+    ngx_str_t *tag, ngx_pt_tag_t *t)
 {
     MDB_txn    *txn;
     ngx_int_t   rc;
@@ -71,7 +71,7 @@ ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
     }
 
     if (tag) {
-        rc = ngx_pt_tag_get(pool, log, txn, repo, tag, digest);
+        rc = ngx_pt_tag_get(pool, log, txn, repo, tag, t);
 
     } else {
         rc = ngx_pt_index_get(log, txn, NGX_PT_DB_REPO_NAMES, repo, &id);
@@ -330,8 +330,8 @@ static ngx_int_t
 ngx_pt_content_tag_move(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_manifest_info_t *mi)
 {
-    ngx_int_t  rc;
-    ngx_str_t  old;
+    ngx_int_t     rc;
+    ngx_pt_tag_t  old, t;
 
     if (mi->tag.len == 0) {
         return NGX_OK;
@@ -343,17 +343,67 @@ ngx_pt_content_tag_move(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         return NGX_ERROR;
     }
 
-    if (rc == NGX_OK && old.len == mi->digest.len
-        && ngx_strncmp(old.data, mi->digest.data, old.len) == 0)
+    if (rc == NGX_DECLINED || old.digest.len != mi->digest.len
+        || ngx_strncmp(old.digest.data, mi->digest.data, old.digest.len) != 0)
     {
-        return NGX_OK;
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "pullthrough content: tag \"%V:%V\" now at %V",
+                       &mi->repo, &mi->tag, &mi->digest);
     }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "pullthrough content: tag \"%V:%V\" now at %V",
-                   &mi->repo, &mi->tag, &mi->digest);
+    /* fetched from the upstream just now: confirmed as of now */
 
-    return ngx_pt_tag_put(pool, log, txn, &mi->repo, &mi->tag, &mi->digest);
+    t.digest = mi->digest;
+    t.checked = ngx_pt_clock();
+
+    return ngx_pt_tag_put(pool, log, txn, &mi->repo, &mi->tag, &t);
+}
+
+
+/*
+ * The upstream confirmed that the tag is still at digest: its checked time
+ * moves on. NGX_DECLINED when the tag is no longer at digest (moved by a
+ * pull in the meantime) or gone: nothing is written.
+ */
+
+ngx_int_t
+ngx_pt_content_tag_confirm(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
+    ngx_str_t *tag, ngx_str_t *digest)
+{
+    MDB_txn       *txn;
+    ngx_int_t      rc;
+    ngx_pt_tag_t   t;
+
+    if (ngx_pt_txn_begin(log, 1, &txn) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_pt_tag_get(pool, log, txn, repo, tag, &t);
+
+    if (rc == NGX_OK
+        && (t.digest.len != digest->len
+            || ngx_strncmp(t.digest.data, digest->data, digest->len) != 0))
+    {
+        rc = NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_pt_txn_abort(txn);
+        return rc;
+    }
+
+    t.checked = ngx_pt_clock();
+
+    if (ngx_pt_tag_put(pool, log, txn, repo, tag, &t) != NGX_OK) {
+        ngx_pt_txn_abort(txn);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pullthrough content: tag \"%V:%V\" confirmed",
+                   repo, tag);
+
+    return ngx_pt_txn_commit(log, txn);
 }
 
 
@@ -608,10 +658,10 @@ ngx_pt_content_snapshot_tag(void *data, ngx_str_t *repo, ngx_str_t *tag,
 {
     ngx_pt_snapshot_t *s = data;
 
-    ngx_str_t      digest;
     ngx_keyval_t  *kv;
+    ngx_pt_tag_t   t;
 
-    if (ngx_pt_tag_decode(value, &digest) != NGX_OK) {
+    if (ngx_pt_tag_decode(value, &t) != NGX_OK) {
         return NGX_OK;
     }
 
@@ -624,8 +674,8 @@ ngx_pt_content_snapshot_tag(void *data, ngx_str_t *repo, ngx_str_t *tag,
 
     kv->key.len = tag->len;
     kv->key.data = ngx_pstrdup(s->pool, tag);
-    kv->value.len = digest.len;
-    kv->value.data = ngx_pstrdup(s->pool, &digest);
+    kv->value.len = t.digest.len;
+    kv->value.data = ngx_pstrdup(s->pool, &t.digest);
 
     if (kv->key.data == NULL || kv->value.data == NULL) {
         return NGX_ERROR;

@@ -24,6 +24,8 @@ typedef struct {
 
 
 ngx_int_t ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *tag, ngx_pt_tag_t *t);
+ngx_int_t ngx_pt_content_tag_confirm(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
 ngx_int_t ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *media_type, off_t *size);

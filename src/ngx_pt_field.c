@@ -322,6 +322,18 @@ ngx_pt_set_num(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v, double *n,
         return NGX_DECLINED;
     }
 
+    if (f->max && d > (double) f->max) {
+        err->data = ngx_pnalloc(pool, 80);
+        if (err->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        err->len = ngx_sprintf(err->data, "Ensure this value is less "
+                               "than or equal to %L.0.", f->max)
+                   - err->data;
+        return NGX_DECLINED;
+    }
+
     *n = d;
     return NGX_OK;
 

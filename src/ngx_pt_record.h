@@ -42,6 +42,7 @@ typedef struct {
     double                      connect_timeout;
     double                      sock_connect_timeout;
     double                      sock_read_timeout;
+    double                      tag_ttl;     /* s, NaN: the directive's */
     ngx_array_t                *headers;     /* ngx_keyval_t */
     ngx_array_t                *includes;    /* ngx_str_t */
     ngx_array_t                *excludes;    /* ngx_str_t */

@@ -8,6 +8,7 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_registry.h>
+#include <ngx_pt_registry_int.h>
 #include <ngx_pt_fetch.h>
 #include <ngx_pt_fill.h>
 #include <ngx_pt_settings.h>
@@ -18,47 +19,10 @@
 #include <fnmatch.h>
 
 
-#define NGX_PT_REQ_BASE       0
-#define NGX_PT_REQ_CATALOG    1
-#define NGX_PT_REQ_TAGS       2
-#define NGX_PT_REQ_MANIFEST   3
-#define NGX_PT_REQ_BLOB       4
-
-#define NGX_PT_CACHE_HIT      1
-#define NGX_PT_CACHE_MISS     2
-#define NGX_PT_CACHE_JOIN     3
-#define NGX_PT_CACHE_ERROR    5
-
-#define NGX_PT_MANIFEST_TYPES                                                 \
-    "application/vnd.oci.image.index.v1+json, "                               \
-    "application/vnd.oci.image.manifest.v1+json, "                            \
-    "application/vnd.docker.distribution.manifest.list.v2+json, "             \
-    "application/vnd.docker.distribution.manifest.v2+json"
-
-
-typedef struct {
-    ngx_uint_t                  kind;
-    ngx_str_t                   repo;        /* the path: <base_path>/<name> */
-    ngx_str_t                   name;        /* upstream repository name */
-    ngx_str_t                   reference;
-    ngx_pt_digest_t             digest;
-    ngx_uint_t                  by_digest;
-    ngx_pt_dist_t              *dist;
-    ngx_pt_remote_t            *remote;
-    ngx_pt_settings_t          *settings;    /* made at the first exchange */
-    ngx_uint_t                  cache_status;
-    ngx_uint_t                  follow;      /* another repository's fill */
-    ngx_pt_fetch_t             *fetch;
-    ngx_pt_reader_t            *reader;
-    void                      (*next)(ngx_http_request_t *r);
-} ngx_pt_req_t;
-
-
 static ngx_int_t ngx_pt_registry_route(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_registry_status(ngx_http_request_t *r,
     ngx_int_t rc);
-static void ngx_pt_registry_finalize(ngx_http_request_t *r, ngx_int_t rc);
 static ngx_int_t ngx_pt_registry_start(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_registry_name_valid(ngx_str_t *name);
 static ngx_int_t ngx_pt_registry_tag_valid(ngx_str_t *tag);
@@ -69,8 +33,6 @@ static ngx_int_t ngx_pt_registry_docker_hub(ngx_http_request_t *r,
 static ngx_int_t ngx_pt_registry_allowed(ngx_pt_remote_t *remote,
     ngx_str_t *name);
 static ngx_int_t ngx_pt_glob(ngx_str_t *glob, char *name);
-static ngx_pt_settings_t *ngx_pt_registry_settings(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_registry_attach(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fill_t *fill);
 static void ngx_pt_registry_reader_write(ngx_http_request_t *r);
@@ -82,35 +44,17 @@ static ngx_int_t ngx_pt_registry_record_blob(ngx_pool_t *pool,
     ngx_log_t *log, ngx_str_t *repo, ngx_str_t *digest, off_t size);
 static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_pt_registry_manifest(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx);
-static void ngx_pt_registry_manifest_fetched(ngx_http_request_t *r);
-static ngx_int_t ngx_pt_registry_manifest_store(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_registry_blob(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_blob_checked(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_registry_blob_fill(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
-static ngx_int_t ngx_pt_registry_fetch(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_uint_t head,
-    size_t body, void (*next)(ngx_http_request_t *r));
 static void ngx_pt_registry_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_registry_resume(ngx_http_request_t *r);
-static ngx_int_t ngx_pt_registry_upstream_error(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f, const char *unknown);
 static ngx_int_t ngx_pt_registry_upstream_url(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_str_t *url);
-static ngx_int_t ngx_pt_registry_send_file(ngx_http_request_t *r,
-    ngx_str_t *path, ngx_str_t *type, ngx_str_t *digest, off_t size);
 static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
-static ngx_int_t ngx_pt_registry_error(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *message);
-static ngx_int_t ngx_pt_registry_set_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value);
-static ngx_int_t ngx_pt_registry_etag(ngx_http_request_t *r,
-    ngx_str_t *digest);
 
 
 /* what fills ask of the registry */
@@ -136,7 +80,10 @@ static ngx_str_t  ngx_pt_cache_statuses[] = {
     ngx_string("MISS"),
     ngx_string("JOIN"),
     ngx_string("REVALIDATED"),
-    ngx_string("ERROR")
+    ngx_string("ERROR"),
+    ngx_string("STALE"),
+    ngx_string("UPDATING"),
+    ngx_string("EXPIRED")
 };
 
 
@@ -165,7 +112,7 @@ ngx_pt_registry_status(ngx_http_request_t *r, ngx_int_t rc)
 }
 
 
-static void
+void
 ngx_pt_registry_finalize(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_http_finalize_request(r, ngx_pt_registry_status(r, rc));
@@ -243,7 +190,7 @@ ngx_pt_registry_start(ngx_http_request_t *r)
         return ngx_pt_registry_list(r, ctx);
 
     case NGX_PT_REQ_MANIFEST:
-        return ngx_pt_registry_manifest(r, ctx);
+        return ngx_pt_manifest_request(r, ctx);
 
     default: /* NGX_PT_REQ_BLOB */
         return ngx_pt_registry_blob(r, ctx);
@@ -597,256 +544,6 @@ ngx_pt_glob(ngx_str_t *glob, char *name)
 }
 
 
-/* manifests */
-
-static ngx_int_t
-ngx_pt_registry_manifest(ngx_http_request_t *r, ngx_pt_req_t *ctx)
-{
-    off_t                             size;
-    ngx_int_t                         rc;
-    ngx_str_t                         digest, type, path;
-    ngx_http_pullthrough_loc_conf_t  *plcf;
-
-    digest = ctx->reference;
-    rc = NGX_OK;
-
-    if (!ctx->by_digest) {
-        rc = ngx_pt_content_tag(r->pool, r->connection->log, &ctx->repo,
-                                &ctx->reference, &digest);
-    }
-
-    if (rc == NGX_OK) {
-        rc = ngx_pt_content_manifest(r->pool, r->connection->log, &ctx->repo,
-                                     &digest, &type, &size);
-    }
-
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc == NGX_OK) {
-        if (!ctx->by_digest
-            && ngx_pt_digest_parse(&digest, &ctx->digest) != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_pt_registry_send_file(r, &path, &type, &digest, size);
-        if (rc != NGX_DECLINED) {
-            ctx->cache_status = NGX_PT_CACHE_HIT;
-            return rc;
-        }
-
-        /* recorded but the file is gone or cut short: fetch it again */
-    }
-
-    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
-
-    ctx->cache_status = NGX_PT_CACHE_MISS;
-
-    return ngx_pt_registry_fetch(r, ctx, "manifests", &ctx->reference,
-                                 r->method == NGX_HTTP_HEAD,
-                                 plcf->manifest_max_size,
-                                 ngx_pt_registry_manifest_fetched);
-}
-
-
-static void
-ngx_pt_registry_manifest_fetched(ngx_http_request_t *r)
-{
-    ngx_int_t        rc;
-    ngx_str_t        type, digest, body;
-    ngx_pt_req_t    *ctx;
-    ngx_pt_fetch_t  *f;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
-    f = ctx->fetch;
-
-    if (!f->header || f->status != NGX_HTTP_OK || f->too_big
-        || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
-    {
-        rc = ngx_pt_registry_upstream_error(r, ctx, f, "MANIFEST_UNKNOWN");
-        ngx_pt_registry_finalize(r, rc);
-        return;
-    }
-
-    type = f->content_type;
-
-    if (r->method == NGX_HTTP_HEAD) {
-        /* nothing verified, nothing stored: the upstream's answer */
-
-        digest = ctx->by_digest ? ctx->reference : f->digest;
-
-        if (digest.len
-            && ngx_pt_registry_set_header(r, "Docker-Content-Digest", &digest)
-               != NGX_OK)
-        {
-            ngx_pt_registry_finalize(r, NGX_ERROR);
-            return;
-        }
-
-        r->headers_out.status = NGX_HTTP_OK;
-        r->headers_out.content_length_n = f->length;
-        r->headers_out.content_type = type;
-        r->headers_out.content_type_len = type.len;
-
-        ngx_pt_registry_finalize(r, ngx_http_send_header(r));
-        return;
-    }
-
-    rc = ngx_pt_registry_manifest_store(r, ctx, f);
-
-    if (rc != NGX_OK || r->header_sent) {
-        /* refused: the error is answered already */
-        ctx->cache_status = NGX_PT_CACHE_ERROR;
-        ngx_pt_registry_finalize(r, rc);
-        return;
-    }
-
-    body.data = f->body->pos;
-    body.len = f->body->last - f->body->pos;
-
-    if (ngx_pt_registry_set_header(r, "Docker-Content-Digest",
-                                   &ctx->digest.full) != NGX_OK
-        || ngx_pt_registry_etag(r, &ctx->digest.full) != NGX_OK)
-    {
-        ngx_pt_registry_finalize(r, NGX_ERROR);
-        return;
-    }
-
-    ngx_pt_registry_finalize(r, ngx_pt_send(r, NGX_HTTP_OK,
-                                                      &ctx->fetch->content_type,
-                                                      &body));
-}
-
-
-/*
- * Verifies a fetched manifest against the digest asked for (or the one
- * upstream announced for a tag), stores its exact bytes and records it.
- */
-
-static ngx_int_t
-ngx_pt_registry_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
-    ngx_pt_fetch_t *f)
-{
-    u_char                  *p;
-    ngx_str_t                computed, expected;
-    const EVP_MD            *md;
-    ngx_pt_digest_t          announced;
-    ngx_pt_manifest_info_t   mi;
-
-    md = EVP_sha256();
-    ngx_str_null(&expected);
-
-    if (ctx->by_digest) {
-        md = ctx->digest.md;
-        expected = ctx->reference;
-
-    } else if (f->digest.len) {
-        if (ngx_pt_digest_parse(&f->digest, &announced) != NGX_OK) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "pullthrough: upstream sent an invalid "
-                          "Docker-Content-Digest \"%V\" for \"%V\"",
-                          &f->digest, &f->url);
-            return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
-                                         "MANIFEST_INVALID",
-                                         "upstream sent an invalid digest");
-        }
-
-        md = announced.md;
-        expected = f->digest;
-    }
-
-    if (ngx_pt_digest_compute(r->pool, md, f->body->pos,
-                              f->body->last - f->body->pos, &computed)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (expected.len
-        && (expected.len != computed.len
-            || ngx_strncmp(expected.data, computed.data, computed.len) != 0))
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pullthrough: manifest from \"%V\" has digest %V, "
-                      "expected %V: not stored", &f->url, &computed,
-                      &expected);
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
-                                     "MANIFEST_INVALID", "the upstream "
-                                     "manifest does not match its digest");
-    }
-
-    if (ngx_pt_digest_parse(&computed, &ctx->digest) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memzero(&mi, sizeof(ngx_pt_manifest_info_t));
-
-    mi.repo = ctx->repo;
-    mi.dist = ctx->dist;
-    mi.digest = computed;
-    mi.rec.size = f->body->last - f->body->pos;
-
-    if (!ctx->by_digest) {
-        mi.tag = ctx->reference;
-    }
-
-    if (ngx_pt_content_parse_manifest(r->pool, &mi, f->body->pos,
-                                      f->body->last - f->body->pos)
-        != NGX_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "pullthrough: manifest from \"%V\" is not valid JSON: "
-                      "not stored", &f->url);
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
-                                     "MANIFEST_INVALID", "the upstream "
-                                     "manifest is not valid");
-    }
-
-    /* the Content-Type upstream gave, without parameters, else the body's */
-
-    if (f->content_type.len) {
-        p = ngx_strlchr(f->content_type.data,
-                        f->content_type.data + f->content_type.len, ';');
-        if (p) {
-            f->content_type.len = p - f->content_type.data;
-        }
-
-        while (f->content_type.len
-               && f->content_type.data[f->content_type.len - 1] == ' ')
-        {
-            f->content_type.len--;
-        }
-    }
-
-    if (f->content_type.len == 0
-        || (f->content_type.len == 16
-            && ngx_strncmp(f->content_type.data, "application/json", 16) == 0
-            && mi.rec.media_type.len))
-    {
-        f->content_type = mi.rec.media_type;
-    }
-
-    mi.rec.media_type = f->content_type;
-
-    if (ngx_pt_blob_write_small(r->pool, r->connection->log, &ctx->digest,
-                                f->body->pos, f->body->last - f->body->pos)
-        != NGX_OK
-        || ngx_pt_content_manifest_add(r->pool, r->connection->log, &mi)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
 /* blobs */
 
 static ngx_int_t
@@ -1075,7 +772,7 @@ ngx_pt_registry_reader_write(ngx_http_request_t *r)
 
 /* the exchanges' settings, from the remote's record: one snapshot */
 
-static ngx_pt_settings_t *
+ngx_pt_settings_t *
 ngx_pt_registry_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
     if (ctx->settings == NULL) {
@@ -1151,7 +848,7 @@ ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
 
 /* an exchange on behalf of r: r waits, next runs when it ends */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     const char *what, ngx_str_t *ref, ngx_uint_t head, size_t body,
     void (*next)(ngx_http_request_t *r))
@@ -1253,7 +950,7 @@ ngx_pt_registry_resume(ngx_http_request_t *r)
 
 /* what the client gets when the upstream could not give what it asked */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_pt_fetch_t *f, const char *unknown)
 {
@@ -1360,7 +1057,7 @@ ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
  * NGX_DECLINED when the file is not there.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
     ngx_str_t *type, ngx_str_t *digest, off_t size)
 {
@@ -1562,7 +1259,7 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
 /* {"errors": [{"code", "message", "detail"}]} */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
@@ -1599,7 +1296,7 @@ ngx_pt_registry_error(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_set_header(ngx_http_request_t *r, const char *key,
     ngx_str_t *value)
 {
@@ -1619,7 +1316,7 @@ ngx_pt_registry_set_header(ngx_http_request_t *r, const char *key,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_etag(ngx_http_request_t *r, ngx_str_t *digest)
 {
     ngx_table_elt_t  *h;

@@ -30,7 +30,6 @@
 #include <ngx_pt_json.h>
 
 
-#define NGX_PT_VALUE_FORMAT     1        /* the format values are written in */
 #define NGX_PT_VALUE_FORMATS    0x20     /* bytes below: a format */
 
 #define NGX_PT_UPGRADE_BATCH    1000     /* values rewritten per transaction */
@@ -125,6 +124,18 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
     "manifests",
     "blobs",
     "tasks"
+};
+
+
+/*
+ * The format each database's values are written in; a reader takes every
+ * format from 1 to this one. Tags: 1 "<digest>", 2 "<digest> <checked>"
+ * (when the upstream last confirmed the tag, ms since the epoch).
+ */
+static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    2,                              /* tags */
+    1, 1, 1
 };
 
 
@@ -477,11 +488,14 @@ ngx_pt_value_get(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
 static ngx_int_t
 ngx_pt_value_strip(ngx_log_t *log, ngx_uint_t db, ngx_str_t *value)
 {
-    if (value->len == 0 || value->data[0] != NGX_PT_VALUE_FORMAT) {
+    if (value->len == 0 || value->data[0] == 0
+        || value->data[0] > ngx_pt_db_formats[db])
+    {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
                       "pullthrough: a value of \"%s\" has format %d, this "
-                      "module reads format %d", ngx_pt_db_names[db],
-                      value->len ? value->data[0] : -1, NGX_PT_VALUE_FORMAT);
+                      "module reads formats 1 to %d", ngx_pt_db_names[db],
+                      value->len ? value->data[0] : -1,
+                      ngx_pt_db_formats[db]);
         return NGX_ERROR;
     }
 
@@ -502,7 +516,7 @@ ngx_pt_value_put(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
         return NGX_ERROR;
     }
 
-    *p++ = NGX_PT_VALUE_FORMAT;
+    *p++ = ngx_pt_db_formats[db];
     ngx_memcpy(p, value->data, value->len);
 
     return NGX_OK;
@@ -748,45 +762,78 @@ ngx_pt_walk_record(void *data, ngx_str_t *key, ngx_str_t *val)
 }
 
 
-/* tags: <repo>\0<tag> -> digest */
+/* tags: <repo>\0<tag> -> "<digest> <checked>" (format 1: "<digest>") */
 
 ngx_int_t
 ngx_pt_tag_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
-    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest)
+    ngx_str_t *repo, ngx_str_t *tag, ngx_pt_tag_t *t)
 {
     ngx_int_t  rc;
     ngx_str_t  val;
 
     rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_TAGS, repo, tag, &val);
 
-    if (rc != NGX_OK || digest == NULL) {
+    if (rc != NGX_OK || t == NULL) {
         return rc;
     }
 
-    if (ngx_pt_tag_decode(&val, digest) != NGX_OK) {
+    if (ngx_pt_tag_decode(&val, t) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "pullthrough: tag \"%V:%V\" is corrupt", repo, tag);
         return NGX_ERROR;
     }
 
     /* a copy: LMDB's memory is valid only in the transaction */
 
-    digest->data = ngx_pstrdup(pool, digest);
+    t->digest.data = ngx_pstrdup(pool, &t->digest);
 
-    return digest->data ? NGX_OK : NGX_ERROR;
+    return t->digest.data ? NGX_OK : NGX_ERROR;
 }
 
 
 ngx_int_t
 ngx_pt_tag_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
-    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest)
+    ngx_str_t *repo, ngx_str_t *tag, ngx_pt_tag_t *t)
 {
-    return ngx_pt_item_put(pool, log, txn, NGX_PT_DB_TAGS, repo, tag, digest);
+    u_char     *p;
+    ngx_str_t   val;
+
+    val.data = ngx_pnalloc(pool, t->digest.len + 1 + NGX_INT64_LEN);
+    if (val.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(val.data, "%V %uL", &t->digest, t->checked);
+    val.len = p - val.data;
+
+    return ngx_pt_item_put(pool, log, txn, NGX_PT_DB_TAGS, repo, tag, &val);
 }
 
 
+/* a value with its format byte stripped: either format reads the same */
+
 ngx_int_t
-ngx_pt_tag_decode(ngx_str_t *value, ngx_str_t *digest)
+ngx_pt_tag_decode(ngx_str_t *value, ngx_pt_tag_t *t)
 {
-    *digest = *value;
+    u_char  *sp;
+    off_t    n;
+
+    sp = ngx_strlchr(value->data, value->data + value->len, ' ');
+
+    t->digest.data = value->data;
+    t->digest.len = sp ? (size_t) (sp - value->data) : value->len;
+    t->checked = 0;
+
+    if (sp == NULL) {
+        return t->digest.len ? NGX_OK : NGX_ERROR;
+    }
+
+    n = ngx_atoof(sp + 1, value->data + value->len - sp - 1);
+    if (n < 0 || t->digest.len == 0) {
+        return NGX_ERROR;
+    }
+
+    t->checked = (uint64_t) n;
 
     return NGX_OK;
 }

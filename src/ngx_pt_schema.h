@@ -48,6 +48,13 @@ typedef struct {
 } ngx_pt_manifest_rec_t;
 
 
+/* a tag: its digest and when the upstream last confirmed it */
+typedef struct {
+    ngx_str_t                   digest;
+    uint64_t                    checked;     /* ms since the epoch, 0: never */
+} ngx_pt_tag_t;
+
+
 /* a repository version: what its tags reach (versions) */
 typedef struct {
     int64_t                     number;
@@ -95,10 +102,10 @@ ngx_int_t ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
 /* what a repository's pulls recorded: tags, manifests, blobs */
 ngx_int_t ngx_pt_tag_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
-    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
+    ngx_str_t *repo, ngx_str_t *tag, ngx_pt_tag_t *t);
 ngx_int_t ngx_pt_tag_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
-    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
-ngx_int_t ngx_pt_tag_decode(ngx_str_t *value, ngx_str_t *digest);
+    ngx_str_t *repo, ngx_str_t *tag, ngx_pt_tag_t *t);
+ngx_int_t ngx_pt_tag_decode(ngx_str_t *value, ngx_pt_tag_t *t);
 ngx_int_t ngx_pt_blob_rec_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *digest, off_t *size);
 ngx_int_t ngx_pt_blob_rec_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,

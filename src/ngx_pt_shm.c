@@ -28,10 +28,28 @@ typedef enum {
     NGX_PT_SHM_FILL,             /* ngx_pt_shm_fill_t */
     NGX_PT_SHM_BLOB,             /* ngx_pt_shm_blob_t */
     NGX_PT_SHM_RATE,             /* ngx_pt_shm_rate_t */
-    NGX_PT_SHM_CONC              /* ngx_pt_shm_conc_t */
+    NGX_PT_SHM_CONC,             /* ngx_pt_shm_conc_t */
+
+    /* added later: a zone kept across a reload keeps its numbers */
+    NGX_PT_SHM_BACKOFF,          /* evictable: ngx_pt_shm_backoff_t */
+    NGX_PT_SHM_NEGATIVE,         /* evictable: an upstream 404, no value */
+    NGX_PT_SHM_FLIGHT            /* kept: ngx_pt_shm_flight_t */
 } ngx_pt_shm_kind_e;
 
-#define ngx_pt_shm_evictable(kind)  ((kind) <= NGX_PT_SHM_HINT)
+#define ngx_pt_shm_evictable(kind)                                            \
+    ((kind) <= NGX_PT_SHM_HINT || (kind) == NGX_PT_SHM_BACKOFF                \
+     || (kind) == NGX_PT_SHM_NEGATIVE)
+
+
+/* failures of an upstream in a row, and until when it is left alone */
+typedef struct {
+    uint64_t                    until;       /* wall clock, ms */
+    ngx_uint_t                  failures;
+} ngx_pt_shm_backoff_t;
+
+#define NGX_PT_SHM_BACKOFF_FIRST  1000      /* ms, doubled per failure */
+#define NGX_PT_SHM_BACKOFF_MAX    30000     /* ms */
+#define NGX_PT_SHM_BACKOFF_TTL    (600 * 1000)  /* ms: failures forgotten */
 
 
 /* a remote's token bucket: up to one second of requests */
@@ -85,7 +103,6 @@ typedef struct {
 static ngx_int_t ngx_pt_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 static void ngx_pt_shm_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static uint64_t ngx_pt_shm_clock(void);
 static ngx_pt_shm_ctx_t *ngx_pt_shm_lock(void);
 static void ngx_pt_shm_unlock(ngx_pt_shm_ctx_t *ctx);
 static ngx_pt_shm_node_t *ngx_pt_shm_lookup(ngx_pt_shm_ctx_t *ctx,
@@ -403,6 +420,170 @@ ngx_pt_shm_blob_set(ngx_str_t *digest, ngx_pt_shm_blob_t *blob,
 
 
 /*
+ * Flights: the one upstream request for a manifest (a tag's revalidation,
+ * a miss) that the requests of every worker wait for. Claiming returns 1
+ * when the caller is to make it (no flight under way, or only one that
+ * has ended); otherwise *fl is the flight under way. An ended flight
+ * lingers a little with its outcome, for the waiters that poll.
+ */
+
+ngx_uint_t
+ngx_pt_shm_flight_claim(ngx_str_t *key, ngx_pt_shm_flight_t *fl,
+    ngx_msec_t ttl)
+{
+    ngx_pt_shm_ctx_t     *ctx;
+    ngx_pt_shm_node_t    *sn;
+    ngx_pt_shm_flight_t  *cur;
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return 1;
+    }
+
+    sn = ngx_pt_shm_lookup(ctx, NGX_PT_SHM_FLIGHT, key, 1);
+
+    if (sn && sn->value_len == sizeof(ngx_pt_shm_flight_t)) {
+        cur = (ngx_pt_shm_flight_t *) (sn->data + sn->key_len);
+
+        if (!cur->done) {
+            *fl = *cur;
+            ngx_pt_shm_unlock(ctx);
+            return 0;
+        }
+    }
+
+    /* a full zone: the flight goes alone, unseen by others */
+    fl->done = 0;
+    (void) ngx_pt_shm_store(ctx, NGX_PT_SHM_FLIGHT, key, fl, sizeof(*fl), ttl);
+
+    ngx_pt_shm_unlock(ctx);
+
+    return 1;
+}
+
+
+ngx_int_t
+ngx_pt_shm_flight_get(ngx_str_t *key, ngx_pt_shm_flight_t *fl)
+{
+    return ngx_pt_shm_read(NGX_PT_SHM_FLIGHT, key, fl,
+                           sizeof(ngx_pt_shm_flight_t));
+}
+
+
+/* the flight's outcome, unless another flight has the key by now */
+
+void
+ngx_pt_shm_flight_end(ngx_str_t *key, ngx_pt_shm_flight_t *fl,
+    ngx_msec_t linger)
+{
+    ngx_pt_shm_ctx_t     *ctx;
+    ngx_pt_shm_node_t    *sn;
+    ngx_pt_shm_flight_t  *cur;
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return;
+    }
+
+    sn = ngx_pt_shm_lookup(ctx, NGX_PT_SHM_FLIGHT, key, 0);
+
+    if (sn && sn->value_len == sizeof(ngx_pt_shm_flight_t)) {
+        cur = (ngx_pt_shm_flight_t *) (sn->data + sn->key_len);
+
+        if (cur->pid == fl->pid && cur->seq == fl->seq) {
+            fl->done = 1;
+            (void) ngx_pt_shm_store(ctx, NGX_PT_SHM_FLIGHT, key, fl,
+                                    sizeof(*fl), linger);
+        }
+    }
+
+    ngx_pt_shm_unlock(ctx);
+}
+
+
+/*
+ * An upstream that failed is left alone for a while: 1 s after the first
+ * failure, twice as long after each next one, at most 30 s. Returns how
+ * long it is left alone from now (0: it may be asked).
+ */
+
+ngx_msec_t
+ngx_pt_shm_backoff_left(ngx_str_t *key)
+{
+    uint64_t              now;
+    ngx_pt_shm_backoff_t  b;
+
+    if (ngx_pt_shm_read(NGX_PT_SHM_BACKOFF, key, &b, sizeof(b)) != NGX_OK) {
+        return 0;
+    }
+
+    now = ngx_pt_clock();
+
+    return b.until > now ? (ngx_msec_t) (b.until - now) : 0;
+}
+
+
+ngx_msec_t
+ngx_pt_shm_backoff_fail(ngx_str_t *key)
+{
+    ngx_msec_t             period;
+    ngx_pt_shm_ctx_t      *ctx;
+    ngx_pt_shm_node_t     *sn;
+    ngx_pt_shm_backoff_t   b;
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return 0;
+    }
+
+    sn = ngx_pt_shm_lookup(ctx, NGX_PT_SHM_BACKOFF, key, 1);
+
+    if (sn && sn->value_len == sizeof(b)) {
+        ngx_memcpy(&b, sn->data + sn->key_len, sizeof(b));
+
+    } else {
+        b.failures = 0;
+    }
+
+    period = NGX_PT_SHM_BACKOFF_FIRST << ngx_min(b.failures, 5);
+    period = ngx_min(period, NGX_PT_SHM_BACKOFF_MAX);
+
+    b.failures++;
+    b.until = ngx_pt_clock() + period;
+
+    (void) ngx_pt_shm_store(ctx, NGX_PT_SHM_BACKOFF, key, &b, sizeof(b),
+                            NGX_PT_SHM_BACKOFF_TTL);
+
+    ngx_pt_shm_unlock(ctx);
+
+    return period;
+}
+
+
+void
+ngx_pt_shm_backoff_clear(ngx_str_t *key)
+{
+    ngx_pt_shm_remove(NGX_PT_SHM_BACKOFF, key);
+}
+
+
+/* what the upstream said does not exist, for a short while */
+
+ngx_uint_t
+ngx_pt_shm_negative_get(ngx_str_t *key)
+{
+    return ngx_pt_shm_read(NGX_PT_SHM_NEGATIVE, key, NULL, 0) == NGX_OK;
+}
+
+
+void
+ngx_pt_shm_negative_set(ngx_str_t *key, ngx_msec_t ttl)
+{
+    ngx_pt_shm_write(NGX_PT_SHM_NEGATIVE, key, NULL, 0, ttl);
+}
+
+
+/*
  * A remote's rate_limit, for all workers: a token bucket refilled at rate
  * per second, holding up to one second of requests. Returns how long the
  * caller must wait before its request (0: now); the request is counted
@@ -658,19 +839,6 @@ ngx_pt_shm_unlock(ngx_pt_shm_ctx_t *ctx)
 }
 
 
-/* the wall clock in ms: workers compare expiry times in the zone */
-
-static uint64_t
-ngx_pt_shm_clock(void)
-{
-    ngx_time_t  *tp;
-
-    tp = ngx_timeofday();
-
-    return (uint64_t) tp->sec * 1000 + tp->msec;
-}
-
-
 static uint32_t
 ngx_pt_shm_hash(ngx_uint_t kind, ngx_str_t *key)
 {
@@ -728,7 +896,7 @@ ngx_pt_shm_lookup(ngx_pt_shm_ctx_t *ctx, ngx_uint_t kind, ngx_str_t *key,
         rc = ngx_pt_shm_cmp(kind, key->data, key->len, sn);
 
         if (rc == 0) {
-            if (live && sn->expires && sn->expires <= ngx_pt_shm_clock()) {
+            if (live && sn->expires && sn->expires <= ngx_pt_clock()) {
                 return NULL;
             }
 
@@ -754,7 +922,7 @@ ngx_pt_shm_store(ngx_pt_shm_ctx_t *ctx, ngx_uint_t kind, ngx_str_t *key,
         return NULL;
     }
 
-    expires = ttl ? ngx_pt_shm_clock() + ttl : 0;
+    expires = ttl ? ngx_pt_clock() + ttl : 0;
     queue = ngx_pt_shm_evictable(kind) ? &ctx->sh->lru : &ctx->sh->kept;
 
     sn = ngx_pt_shm_lookup(ctx, kind, key, 0);
@@ -830,7 +998,7 @@ ngx_pt_shm_alloc(ngx_pt_shm_ctx_t *ctx, size_t size)
         return p;
     }
 
-    now = ngx_pt_shm_clock();
+    now = ngx_pt_clock();
 
     for (q = ngx_queue_last(&ctx->sh->kept), n = 0;
          q != ngx_queue_sentinel(&ctx->sh->kept) && n < NGX_PT_SHM_SWEEP_MAX;

@@ -40,6 +40,16 @@ typedef struct {
 } ngx_pt_shm_blob_t;
 
 
+/* the one upstream request for a manifest that others wait for */
+typedef struct {
+    ngx_pid_t                   pid;         /* the worker making it */
+    ngx_uint_t                  seq;         /* its number there */
+    ngx_uint_t                  done;
+    ngx_int_t                   status;      /* when done: 0, or the HTTP
+                                                status it answered */
+} ngx_pt_shm_flight_t;
+
+
 char *ngx_pt_shm_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_pt_shm_add(ngx_conf_t *cf, size_t size);
 void ngx_pt_shm_init_process(ngx_cycle_t *cycle);
@@ -50,6 +60,13 @@ ngx_int_t ngx_pt_shm_token_get(ngx_str_t *key, ngx_pool_t *pool,
 void ngx_pt_shm_token_set(ngx_str_t *key, ngx_str_t *token, ngx_msec_t ttl);
 ngx_uint_t ngx_pt_shm_hint_get(ngx_str_t *key);
 void ngx_pt_shm_hint_set(ngx_str_t *key, ngx_msec_t ttl);
+
+/* upstream failures and absences: may be evicted too */
+ngx_msec_t ngx_pt_shm_backoff_left(ngx_str_t *key);
+ngx_msec_t ngx_pt_shm_backoff_fail(ngx_str_t *key);
+void ngx_pt_shm_backoff_clear(ngx_str_t *key);
+ngx_uint_t ngx_pt_shm_negative_get(ngx_str_t *key);
+void ngx_pt_shm_negative_set(ngx_str_t *key, ngx_msec_t ttl);
 
 /* kept until they expire or are removed */
 ngx_uint_t ngx_pt_shm_claim(ngx_str_t *key, ngx_msec_t ttl);
@@ -62,6 +79,11 @@ void ngx_pt_shm_fill_set(ngx_str_t *key, ngx_pt_shm_fill_t *fill,
 ngx_int_t ngx_pt_shm_blob_get(ngx_str_t *digest, ngx_pt_shm_blob_t *blob);
 void ngx_pt_shm_blob_set(ngx_str_t *digest, ngx_pt_shm_blob_t *blob,
     ngx_msec_t ttl);
+ngx_uint_t ngx_pt_shm_flight_claim(ngx_str_t *key, ngx_pt_shm_flight_t *fl,
+    ngx_msec_t ttl);
+ngx_int_t ngx_pt_shm_flight_get(ngx_str_t *key, ngx_pt_shm_flight_t *fl);
+void ngx_pt_shm_flight_end(ngx_str_t *key, ngx_pt_shm_flight_t *fl,
+    ngx_msec_t linger);
 
 /* counters of a remote's upstream requests, never evicted */
 ngx_msec_t ngx_pt_shm_rate_take(ngx_str_t *remote, ngx_uint_t rate);

@@ -102,6 +102,11 @@ static ngx_pt_field_t  ngx_pt_remote_fields[] = {
     { "excludes", NGX_PT_T_STRLIST, NGX_PT_F_NULLABLE,
       offsetof(ngx_pt_remote_t, excludes), NULL, 0, 1024, NULL },
 
+    /* ours: seconds a cached tag is served before the upstream is asked
+     * again; null: the registry location's pullthrough_tag_ttl */
+    { "tag_ttl", NGX_PT_T_NUM, NGX_PT_F_NULLABLE,
+      offsetof(ngx_pt_remote_t, tag_ttl), NULL, 0, 31536000, NULL },
+
     { NULL, 0, 0, 0, NULL, NGX_PT_NO_LIMIT }
 };
 
@@ -270,6 +275,7 @@ ngx_pt_remote_init(void *rec)
     remote->connect_timeout = NAN;
     remote->sock_connect_timeout = NAN;
     remote->sock_read_timeout = NAN;
+    remote->tag_ttl = NAN;
 }
 
 

@@ -294,3 +294,16 @@ ngx_pt_error_status(ngx_http_request_t *r, ngx_int_t rc)
            && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST
            && !r->header_sent;
 }
+
+
+/* the wall clock in ms: workers compare times in the zone and the store */
+
+uint64_t
+ngx_pt_clock(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}

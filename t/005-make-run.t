@@ -31,6 +31,7 @@ if ($pid == 0) {
     $ENV{MODULE} = $PT::Nginx::MODULE;
     $ENV{PORT} = $port;
     $ENV{STATE_DIR} = $state;
+    $ENV{TAG_TTL} = '45s';
     exec 'sh', "$PT::Nginx::REPO/t/bin/run-cache" or die "exec: $!";
 }
 
@@ -61,6 +62,8 @@ ok(-d "$state/store/meta" && -f "$state/store/meta/data.mdb",
 ok(-f "$state/logs/error.log", 'the logs are in STATE_DIR');
 like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*resolver\s+\S+/m,
      'a resolver for upstreams named by hostname');
+like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*pullthrough_tag_ttl\s+45s;/m,
+     'TAG_TTL sets pullthrough_tag_ttl');
 
 # stop it: the process group (sh exec'd nginx, its workers)
 kill 'TERM', -$pid;

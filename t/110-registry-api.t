@@ -495,8 +495,10 @@ sub err_case {
              [ 'GET /v2/library/hello/manifests/nope' ], 'unknown tag');
     err_case('GET', "$hello/manifests/$z", 404, 'MANIFEST_UNKNOWN',
              [ "GET /v2/library/hello/manifests/$z" ], 'unknown manifest digest');
-    err_case('HEAD', "$hello/manifests/nope", 404, undef,
-             [ 'HEAD /v2/library/hello/manifests/nope' ], 'HEAD unknown tag');
+    err_case('HEAD', "$hello/manifests/nope", 404, undef, [],
+             'HEAD unknown tag, within pullthrough_negative_ttl of the GET');
+    err_case('HEAD', "$hello/manifests/nope-too", 404, undef,
+             [ 'HEAD /v2/library/hello/manifests/nope-too' ], 'HEAD unknown tag');
     err_case('GET', "$hello/blobs/$z", 404, 'BLOB_UNKNOWN',
              [ "GET /v2/library/hello/blobs/$z" ], 'unknown blob');
     err_case('HEAD', "$hello/blobs/$z", 404, undef,

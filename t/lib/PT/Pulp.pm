@@ -37,7 +37,7 @@ our @REMOTE_KEYS = qw(pulp_href prn pulp_created pulp_last_updated name url
     ca_cert client_cert tls_validation proxy_url pulp_labels
     download_concurrency max_retries policy total_timeout connect_timeout
     sock_connect_timeout sock_read_timeout headers rate_limit includes
-    excludes hidden_fields);
+    excludes tag_ttl hidden_fields);
 
 our @DIST_KEYS = qw(pulp_href prn pulp_created pulp_last_updated base_path
     content_guard hidden pulp_labels name remote distributions private
