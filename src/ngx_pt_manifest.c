@@ -51,6 +51,18 @@ static ngx_int_t ngx_pt_manifest_revalidate(ngx_http_request_t *r,
 static void ngx_pt_manifest_revalidated(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_manifest_check_failed(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
+static void ngx_pt_manifest_check_note(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
+static ngx_uint_t ngx_pt_manifest_check_ok(ngx_pt_fetch_t *f);
+static ngx_uint_t ngx_pt_manifest_fetch_ok(ngx_pt_fetch_t *f);
+static ngx_int_t ngx_pt_manifest_background(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
+static void ngx_pt_manifest_bg_done(ngx_pt_fetch_t *f, ngx_int_t rc);
+static void ngx_pt_manifest_bg_handler(ngx_event_t *ev);
+static void ngx_pt_manifest_bg_checked(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
+static void ngx_pt_manifest_bg_fetched(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_manifest_miss(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_manifest_fetch(ngx_http_request_t *r,
@@ -273,6 +285,12 @@ ngx_pt_manifest_expired(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     bound = plcf->revalidate_timeout + NGX_PT_FLIGHT_LINGER;
 
     if (ngx_pt_manifest_claim(r, ctx, bound)) {
+        if (plcf->tag_revalidate == NGX_PT_REVALIDATE_BACKGROUND
+            && ngx_pt_manifest_stale_ok(r, ctx))
+        {
+            return ngx_pt_manifest_background(r, ctx);
+        }
+
         return ngx_pt_manifest_revalidate(r, ctx);
     }
 
@@ -342,10 +360,7 @@ ngx_pt_manifest_revalidated(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
     f = ctx->fetch;
 
-    if (!f->header || f->rc == NGX_ERROR
-        || f->rc >= NGX_HTTP_SPECIAL_RESPONSE
-        || (f->status != NGX_HTTP_OK && f->status != NGX_HTTP_NOT_FOUND))
-    {
+    if (!ngx_pt_manifest_check_ok(f)) {
         ngx_pt_registry_finalize(r, ngx_pt_manifest_check_failed(r, ctx, f));
         return;
     }
@@ -398,10 +413,41 @@ ngx_pt_manifest_revalidated(ngx_http_request_t *r)
 }
 
 
+/* what the check's answer is: 200 or 404 tell, the rest fail */
+
+static ngx_uint_t
+ngx_pt_manifest_check_ok(ngx_pt_fetch_t *f)
+{
+    return f->header && f->rc != NGX_ERROR
+           && f->rc < NGX_HTTP_SPECIAL_RESPONSE
+           && (f->status == NGX_HTTP_OK || f->status == NGX_HTTP_NOT_FOUND);
+}
+
+
+static ngx_uint_t
+ngx_pt_manifest_fetch_ok(ngx_pt_fetch_t *f)
+{
+    return f->header && f->status == NGX_HTTP_OK && !f->too_big
+           && f->rc < NGX_HTTP_SPECIAL_RESPONSE && f->rc != NGX_ERROR;
+}
+
+
 /* stale-if-error: the upstream could not confirm an expired tag */
 
 static ngx_int_t
 ngx_pt_manifest_check_failed(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fetch_t *f)
+{
+    ngx_pt_manifest_check_note(r, ctx, f);
+
+    return ngx_pt_manifest_stale(r, ctx, f);
+}
+
+
+/* a failed check: logged once, the remote left alone, its waiters told */
+
+static void
+ngx_pt_manifest_check_note(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_pt_fetch_t *f)
 {
     u_char      buf[64], *last;
@@ -427,8 +473,167 @@ ngx_pt_manifest_check_failed(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
     ngx_pt_manifest_land(ctx, f->header ? (ngx_int_t) f->status
                                         : NGX_HTTP_BAD_GATEWAY);
+}
 
-    return ngx_pt_manifest_stale(r, ctx, f);
+
+/*
+ * pullthrough_tag_revalidate background: the cached manifest is answered
+ * at once and the check runs after it, holding the request (and so the
+ * client's connection, as nginx's background cache updates do) until it
+ * ends; a moved tag is then fetched and recorded for the next clients.
+ */
+
+static ngx_int_t
+ngx_pt_manifest_background(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    /* only a manifest that can be served from disk is answered first */
+
+    if (ngx_file_info(ctx->path.data, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) != ctx->size)
+    {
+        return ngx_pt_manifest_revalidate(r, ctx);
+    }
+
+    rc = ngx_pt_manifest_revalidate(r, ctx);
+    if (rc != NGX_DONE) {
+        return rc;
+    }
+
+    ctx->background = 1;
+    ctx->fetch->done = ngx_pt_manifest_bg_done;
+    ctx->bg.handler = ngx_pt_manifest_bg_handler;
+    ctx->bg.data = r;
+    ctx->bg.log = r->connection->log;
+    ctx->cache_status = NGX_PT_CACHE_UPDATING;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough manifest: \"%V:%V\" answered, checked in "
+                   "the background", &ctx->repo, &ctx->reference);
+
+    /* the exchange's reference on r is given back when the check ends */
+
+    rc = ngx_pt_registry_send_file(r, &ctx->path, &ctx->type,
+                                   &ctx->digest.full, ctx->size);
+
+    return rc == NGX_DECLINED ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+}
+
+
+static void
+ngx_pt_manifest_bg_done(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    ngx_http_request_t *r = f->data;
+
+    ngx_pt_req_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    /* on its own event: the subrequest may not be finalized yet */
+    ngx_post_event(&ctx->bg, &ngx_posted_events);
+}
+
+
+static void
+ngx_pt_manifest_bg_handler(ngx_event_t *ev)
+{
+    ngx_pt_req_t        *ctx;
+    ngx_pt_fetch_t      *f;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ev->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+    f = ctx->fetch;
+
+    if (f->head) {
+        ngx_pt_manifest_bg_checked(r, ctx, f);
+
+    } else {
+        ngx_pt_manifest_bg_fetched(r, ctx, f);
+    }
+
+    /* the reference of the exchange that ended */
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_pt_manifest_bg_checked(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fetch_t *f)
+{
+    ngx_int_t  rc;
+
+    if (!ngx_pt_manifest_check_ok(f)) {
+        ngx_pt_manifest_check_note(r, ctx, f);
+        return;
+    }
+
+    ngx_pt_shm_backoff_clear(&ctx->remote->meta.id);
+
+    if (f->status == NGX_HTTP_NOT_FOUND
+        || (f->digest.len == ctx->tag.digest.len
+            && ngx_strncmp(f->digest.data, ctx->tag.digest.data,
+                           f->digest.len) == 0))
+    {
+        if (f->status == NGX_HTTP_NOT_FOUND) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "pullthrough: remote \"%V\" no longer has "
+                          "\"%V:%V\": the cached manifest is served",
+                          &ctx->remote->name, &ctx->name, &ctx->reference);
+        }
+
+        rc = ngx_pt_content_tag_confirm(r->pool, r->connection->log,
+                                        &ctx->repo, &ctx->reference,
+                                        &ctx->tag.digest);
+        ngx_pt_manifest_land(ctx, rc == NGX_ERROR ? NGX_PT_FLIGHT_ABANDONED
+                                                  : 0);
+        return;
+    }
+
+    rc = ngx_pt_manifest_fetch(r, ctx);
+
+    if (rc == NGX_DONE) {
+        ctx->fetch->done = ngx_pt_manifest_bg_done;
+        return;
+    }
+
+    ngx_pt_manifest_land(ctx, NGX_PT_FLIGHT_ABANDONED);
+}
+
+
+static void
+ngx_pt_manifest_bg_fetched(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_fetch_t *f)
+{
+    ngx_int_t  rc;
+
+    if (!ngx_pt_manifest_fetch_ok(f)) {
+        if (!f->header || f->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+            || f->status == NGX_HTTP_TOO_MANY_REQUESTS)
+        {
+            (void) ngx_pt_shm_backoff_fail(&ctx->remote->meta.id);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "pullthrough: remote \"%V\" moved \"%V:%V\" but its "
+                      "new manifest could not be fetched: the cached one "
+                      "stays", &ctx->remote->name, &ctx->name,
+                      &ctx->reference);
+
+        ngx_pt_manifest_land(ctx, f->header ? (ngx_int_t) f->status
+                                            : NGX_HTTP_BAD_GATEWAY);
+        return;
+    }
+
+    rc = ngx_pt_manifest_store(r, ctx, f);
+
+    ngx_pt_manifest_land(ctx, rc == NGX_OK ? 0 : NGX_HTTP_BAD_GATEWAY);
 }
 
 
@@ -505,9 +710,7 @@ ngx_pt_manifest_fetched(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
     f = ctx->fetch;
 
-    if (!f->header || f->status != NGX_HTTP_OK || f->too_big
-        || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
-    {
+    if (!ngx_pt_manifest_fetch_ok(f)) {
         ngx_pt_registry_finalize(r, ngx_pt_manifest_failed(r, ctx, f));
         return;
     }
@@ -519,12 +722,15 @@ ngx_pt_manifest_fetched(ngx_http_request_t *r)
 
     rc = ngx_pt_manifest_store(r, ctx, f);
 
-    if (rc != NGX_OK || r->header_sent) {
-        /* refused: the error is answered already */
+    if (rc != NGX_OK) {
         ctx->cache_status = NGX_PT_CACHE_ERROR;
-        ngx_pt_manifest_land(ctx, r->headers_out.status
-                                  ? (ngx_int_t) r->headers_out.status
-                                  : NGX_HTTP_BAD_GATEWAY);
+        ngx_pt_manifest_land(ctx, NGX_HTTP_BAD_GATEWAY);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
+                                       "MANIFEST_INVALID", ctx->refusal);
+        }
+
         ngx_pt_registry_finalize(r, rc);
         return;
     }
@@ -671,6 +877,7 @@ ngx_pt_manifest_answer(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 /*
  * Verifies a fetched manifest against the digest asked for (or the one
  * upstream announced for a tag), stores its exact bytes and records it.
+ * NGX_DECLINED: refused, ctx->refusal says why (logged already).
  */
 
 static ngx_int_t
@@ -696,9 +903,8 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
                           "pullthrough: upstream sent an invalid "
                           "Docker-Content-Digest \"%V\" for \"%V\"",
                           &f->digest, &f->url);
-            return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
-                                         "MANIFEST_INVALID",
-                                         "upstream sent an invalid digest");
+            ctx->refusal = "upstream sent an invalid digest";
+            return NGX_DECLINED;
         }
 
         md = announced.md;
@@ -720,9 +926,8 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
                       "pullthrough: manifest from \"%V\" has digest %V, "
                       "expected %V: not stored", &f->url, &computed,
                       &expected);
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
-                                     "MANIFEST_INVALID", "the upstream "
-                                     "manifest does not match its digest");
+        ctx->refusal = "the upstream manifest does not match its digest";
+        return NGX_DECLINED;
     }
 
     if (ngx_pt_digest_parse(&computed, &ctx->digest) != NGX_OK) {
@@ -747,9 +952,8 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "pullthrough: manifest from \"%V\" is not valid JSON: "
                       "not stored", &f->url);
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY,
-                                     "MANIFEST_INVALID", "the upstream "
-                                     "manifest is not valid");
+        ctx->refusal = "the upstream manifest is not valid";
+        return NGX_DECLINED;
     }
 
     /* the Content-Type upstream gave, without parameters, else the body's */
@@ -1015,4 +1219,8 @@ ngx_pt_manifest_cleanup(void *data)
 
     ngx_pt_manifest_unwait(ctx);
     ngx_pt_manifest_land(ctx, NGX_PT_FLIGHT_ABANDONED);
+
+    if (ctx->bg.posted) {
+        ngx_delete_posted_event(&ctx->bg);
+    }
 }

@@ -69,12 +69,16 @@ typedef struct {
     ngx_event_t                 wait;        /* polls the flight */
     ngx_queue_t                 queue;       /* the worker's waiters */
     ngx_http_request_t         *request;
+    const char                 *refusal;     /* why a manifest was not
+                                                stored */
+    ngx_event_t                 bg;          /* the check after the answer */
 
     unsigned                    cached:1;
     unsigned                    owner:1;     /* makes the flight */
     unsigned                    waiting:1;
     unsigned                    waited:1;
     unsigned                    revalidating:1;
+    unsigned                    background:1;
 } ngx_pt_req_t;
 
 

@@ -282,6 +282,38 @@ is(scalar(grep { $_->{status} == 200 && $_->{digest} eq $h10 } @$res), 10,
    'wait, 10 at once after the tag moved: every one gets the new manifest');
 is_deeply(upstream(), [ $HEAD, $GET ], '... from one HEAD and one GET');
 
+# --- background: the cached manifest at once, the check after it ---
+
+$t->set_conf(cache_conf(workers => 2, registry => "$conf pullthrough_tag_revalidate background;"));
+$t->reload;
+mode('slow');
+$fake->set_flag('latest', $h11);
+expire();
+$r = manifest('latest');
+is_deeply([ $r->{status}, $r->{digest}, $r->{cache} ], [ 200, $h10, 'UPDATING' ],
+          'background, the tag moved: the cached manifest first (UPDATING)');
+ok($r->{seconds} < 0.45, sprintf('... before the check, which takes 0.5 s (%.3f s)', $r->{seconds}));
+ok(wait_for(sub { $fake->requests_matching('GET', qr{/manifests/latest}) }, 10),
+   '... the check found the move and fetched the new manifest');
+wait_for(sub { manifest('latest')->{digest} eq $h11 }, 10);
+$r = manifest('latest');
+is_deeply([ $r->{digest}, $r->{cache} ], [ $h11, 'HIT' ], '... which the next requests get');
+is_deeply(upstream(), [ $HEAD, $GET ], '... one HEAD and one GET');
+
+mode('500');
+expire();
+$mark = length slurp($t->error_log_file);
+$r = manifest('latest');
+is_deeply([ $r->{status}, $r->{digest}, $r->{cache} ], [ 200, $h11, 'UPDATING' ],
+          'background, the upstream failing: the cached manifest');
+ok(wait_for(sub { warns($mark) =~ /could not revalidate .* \(it answered 500\)/ }, 10),
+   '... the failed check is logged');
+$r = manifest('latest');
+is($r->{cache}, 'STALE', '... then STALE during the back-off');
+is_deeply(upstream(), [ $HEAD ], '... after one HEAD');
+mode('ok');
+sleep 1.1;
+
 # --- pullthrough_tag_max_stale ---
 
 $t->set_conf(cache_conf(workers => 2, registry => "$conf pullthrough_tag_max_stale 1s;"));
