@@ -283,7 +283,9 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
                                &mi->rec) != NGX_OK
         || ngx_pt_content_blobs_named(pool, log, txn, mi) != NGX_OK
         || ngx_pt_content_tag_move(pool, log, txn, mi) != NGX_OK
-        || ngx_pt_content_version(pool, log, txn, repo, &now, 0) != NGX_OK)
+        || (!mi->no_version
+            && ngx_pt_content_version(pool, log, txn, repo, &now, 0)
+               != NGX_OK))
     {
         ngx_pt_txn_abort(txn);
         return NGX_ERROR;
@@ -293,6 +295,41 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
                    "pullthrough content: manifest %V of \"%V\" recorded, "
                    "version %L", &mi->digest, &mi->repo,
                    repo->latest_version);
+
+    return ngx_pt_txn_commit(log, txn);
+}
+
+
+/*
+ * The version of what the tags reach now, after manifests recorded with
+ * no_version (an index and the children fetched for it): one version for
+ * all of them, none when nothing changed.
+ */
+
+ngx_int_t
+ngx_pt_content_version_update(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_pt_manifest_info_t *mi)
+{
+    MDB_txn        *txn;
+    ngx_str_t       now;
+    ngx_pt_repo_t  *repo;
+
+    if (ngx_pt_now(pool, &now) != NGX_OK
+        || ngx_pt_txn_begin(log, 1, &txn) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_pt_content_repo(pool, log, txn, mi, &now, &repo) != NGX_OK
+        || ngx_pt_content_version(pool, log, txn, repo, &now, 0) != NGX_OK)
+    {
+        ngx_pt_txn_abort(txn);
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pullthrough content: \"%V\" at version %L",
+                   &mi->repo, repo->latest_version);
 
     return ngx_pt_txn_commit(log, txn);
 }

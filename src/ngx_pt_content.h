@@ -20,6 +20,7 @@ typedef struct {
     ngx_str_t                   tag;         /* empty: pulled by digest */
     ngx_str_t                   digest;
     ngx_pt_manifest_rec_t       rec;         /* media type, size, digests */
+    ngx_uint_t                  no_version;  /* the version comes later */
 } ngx_pt_manifest_info_t;
 
 
@@ -36,6 +37,8 @@ ngx_int_t ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log,
 ngx_int_t ngx_pt_content_parse_manifest(ngx_pool_t *pool,
     ngx_pt_manifest_info_t *mi, u_char *data, size_t len);
 ngx_int_t ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_pt_manifest_info_t *mi);
+ngx_int_t ngx_pt_content_version_update(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_manifest_info_t *mi);
 ngx_int_t ngx_pt_content_names(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *last, ngx_uint_t n, ngx_array_t *out,

@@ -24,12 +24,8 @@
 #include <ngx_pt_content.h>
 
 
-#define NGX_PT_FLIGHT_POLL       20       /* ms between looks at a flight */
-#define NGX_PT_FLIGHT_LINGER     1000     /* ms an ended flight shows its
-                                             outcome to the pollers */
 #define NGX_PT_FLIGHT_MISS       60000    /* ms a miss's flight may take,
                                              without total_timeout */
-#define NGX_PT_FLIGHT_ABANDONED  -1       /* outcome: nothing known */
 
 
 static ngx_int_t ngx_pt_manifest_lookup(ngx_http_request_t *r,
@@ -84,15 +80,9 @@ static void ngx_pt_manifest_land(ngx_pt_req_t *ctx, ngx_int_t status);
 static ngx_int_t ngx_pt_manifest_wait(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_msec_t bound);
 static void ngx_pt_manifest_wait_handler(ngx_event_t *ev);
-static void ngx_pt_manifest_unwait(ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_manifest_cleanup_add(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_manifest_cleanup(void *data);
-
-
-/* this worker's requests waiting for a flight */
-static ngx_queue_t  ngx_pt_manifest_waiters;
-static ngx_uint_t   ngx_pt_manifest_seq;
 
 
 ngx_int_t
@@ -100,10 +90,14 @@ ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
     ngx_int_t  rc;
 
-    if (ctx->flight_key.data == NULL
-        && ngx_pt_manifest_key(r->pool, "", ctx, &ctx->flight_key) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ctx->flight.key.data == NULL) {
+        if (ngx_pt_manifest_key(r->pool, "", ctx, &ctx->flight.key)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->flight.log = r->connection->log;
     }
 
     rc = ngx_pt_manifest_lookup(r, ctx);
@@ -649,24 +643,24 @@ ngx_pt_manifest_miss(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (!ctx->owner && ngx_pt_shm_negative_get(&key)) {
+    if (!ctx->flight.owner && ngx_pt_shm_negative_get(&key)) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "pullthrough manifest: \"%V:%V\" is known missing",
                        &ctx->repo, &ctx->reference);
         return ngx_pt_manifest_answer(r, ctx, NGX_HTTP_NOT_FOUND);
     }
 
-    if (r->method == NGX_HTTP_HEAD && !ctx->owner) {
+    if (r->method == NGX_HTTP_HEAD && !ctx->flight.owner) {
         /* relayed, never stored: nothing for others to wait for */
         ctx->cache_status = NGX_PT_CACHE_MISS;
         return ngx_pt_registry_fetch(r, ctx, "manifests", &ctx->reference,
                                      1, 0, ngx_pt_manifest_fetched);
     }
 
-    if (!ctx->owner) {
-        if (ctx->waited && ctx->outcome > 0) {
+    if (!ctx->flight.owner) {
+        if (ctx->waited && ctx->flight.outcome > 0) {
             /* the flight waited for failed: its answer, no other try */
-            return ngx_pt_manifest_answer(r, ctx, ctx->outcome);
+            return ngx_pt_manifest_answer(r, ctx, ctx->flight.outcome);
         }
 
         bound = ngx_pt_registry_settings(r, ctx)
@@ -1028,71 +1022,18 @@ ngx_pt_manifest_claim(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_msec_t ttl)
 {
     if (ngx_pt_manifest_cleanup_add(r, ctx) != NGX_OK) {
-        /* not waited for: nothing could end the flight for its waiters */
+        /* not shared: nothing could land the flight for its waiters */
         return 1;
     }
 
-    ctx->flight.pid = ngx_pid;
-    ctx->flight.seq = ++ngx_pt_manifest_seq;
-    ctx->flight.done = 0;
-    ctx->flight.status = 0;
-
-    if (!ngx_pt_shm_flight_claim(&ctx->flight_key, &ctx->flight, ttl)) {
-        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "pullthrough manifest: \"%V:%V\" under way in "
-                       "worker %P (%ui)", &ctx->repo, &ctx->reference,
-                       ctx->flight.pid, ctx->flight.seq);
-        return 0;
-    }
-
-    ctx->owner = 1;
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "pullthrough manifest: flight %ui of \"%V:%V\" taken",
-                   ctx->flight.seq, &ctx->repo, &ctx->reference);
-
-    return 1;
+    return ngx_pt_flight_claim(&ctx->flight, ttl);
 }
 
-
-/* the flight's outcome for its waiters: this worker's are woken now */
 
 static void
 ngx_pt_manifest_land(ngx_pt_req_t *ctx, ngx_int_t status)
 {
-    ngx_queue_t   *q;
-    ngx_pt_req_t  *w;
-
-    if (!ctx->owner) {
-        return;
-    }
-
-    ctx->owner = 0;
-    ctx->flight.status = status;
-
-    ngx_pt_shm_flight_end(&ctx->flight_key, &ctx->flight,
-                          NGX_PT_FLIGHT_LINGER);
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
-                   "pullthrough manifest: flight %ui ended: %i",
-                   ctx->flight.seq, status);
-
-    if (ngx_pt_manifest_waiters.next == NULL) {
-        return;
-    }
-
-    for (q = ngx_queue_head(&ngx_pt_manifest_waiters);
-         q != ngx_queue_sentinel(&ngx_pt_manifest_waiters);
-         q = ngx_queue_next(q))
-    {
-        w = ngx_queue_data(q, ngx_pt_req_t, queue);
-
-        if (w->flight.pid == ctx->flight.pid
-            && w->flight.seq == ctx->flight.seq && !w->wait.posted)
-        {
-            ngx_post_event(&w->wait, &ngx_posted_events);
-        }
-    }
+    ngx_pt_flight_land(&ctx->flight, status);
 }
 
 
@@ -1102,23 +1043,11 @@ static ngx_int_t
 ngx_pt_manifest_wait(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_msec_t bound)
 {
-    if (ngx_pt_manifest_waiters.next == NULL) {
-        ngx_queue_init(&ngx_pt_manifest_waiters);
-    }
-
     ctx->wait.handler = ngx_pt_manifest_wait_handler;
     ctx->wait.data = r;
     ctx->wait.log = r->connection->log;
-    ctx->wait_until = ngx_current_msec + bound;
 
-    ngx_queue_insert_tail(&ngx_pt_manifest_waiters, &ctx->queue);
-    ctx->waiting = 1;
-
-    ngx_add_timer(&ctx->wait, NGX_PT_FLIGHT_POLL);
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "pullthrough manifest: \"%V:%V\" waits for flight %ui",
-                   &ctx->repo, &ctx->reference, ctx->flight.seq);
+    ngx_pt_flight_wait(&ctx->flight, &ctx->wait, bound);
 
     /* r waits: the handler's NGX_DONE gives this reference back */
     r->main->count++;
@@ -1130,61 +1059,23 @@ ngx_pt_manifest_wait(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 static void
 ngx_pt_manifest_wait_handler(ngx_event_t *ev)
 {
-    ngx_int_t             rc;
-    ngx_uint_t            same;
-    ngx_pt_req_t         *ctx;
-    ngx_connection_t     *c;
-    ngx_http_request_t   *r;
-    ngx_pt_shm_flight_t   fl;
+    ngx_pt_req_t        *ctx;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
     r = ev->data;
     c = r->connection;
     ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
 
-    rc = ngx_pt_shm_flight_get(&ctx->flight_key, &fl);
-
-    same = (rc == NGX_OK && fl.pid == ctx->flight.pid
-            && fl.seq == ctx->flight.seq);
-
-    if (same && !fl.done
-        && (ngx_msec_int_t) (ctx->wait_until - ngx_current_msec) > 0)
-    {
-        ngx_add_timer(ev, NGX_PT_FLIGHT_POLL);
+    if (!ngx_pt_flight_over(&ctx->flight)) {
         return;
     }
 
-    ctx->outcome = (same && fl.done) ? fl.status : NGX_PT_FLIGHT_ABANDONED;
-
-    ngx_pt_manifest_unwait(ctx);
     ctx->waited = 1;
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "pullthrough manifest: \"%V:%V\" waited, outcome %i",
-                   &ctx->repo, &ctx->reference, ctx->outcome);
 
     ngx_pt_registry_finalize(r, ngx_pt_manifest_request(r, ctx));
 
     ngx_http_run_posted_requests(c);
-}
-
-
-static void
-ngx_pt_manifest_unwait(ngx_pt_req_t *ctx)
-{
-    if (!ctx->waiting) {
-        return;
-    }
-
-    ctx->waiting = 0;
-    ngx_queue_remove(&ctx->queue);
-
-    if (ctx->wait.timer_set) {
-        ngx_del_timer(&ctx->wait);
-    }
-
-    if (ctx->wait.posted) {
-        ngx_delete_posted_event(&ctx->wait);
-    }
 }
 
 
@@ -1217,7 +1108,7 @@ ngx_pt_manifest_cleanup(void *data)
 {
     ngx_pt_req_t  *ctx = data;
 
-    ngx_pt_manifest_unwait(ctx);
+    ngx_pt_flight_unwait(&ctx->flight);
     ngx_pt_manifest_land(ctx, NGX_PT_FLIGHT_ABANDONED);
 
     if (ctx->bg.posted) {

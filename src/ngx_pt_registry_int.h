@@ -16,6 +16,7 @@
 #include <ngx_pt_settings.h>
 #include <ngx_pt_schema.h>
 #include <ngx_pt_shm.h>
+#include <ngx_pt_flight.h>
 
 
 #define NGX_PT_REQ_BASE       0
@@ -41,6 +42,9 @@
     "application/vnd.docker.distribution.manifest.v2+json"
 
 
+typedef struct ngx_pt_index_s  ngx_pt_index_t;
+
+
 typedef struct {
     ngx_uint_t                  kind;
     ngx_str_t                   repo;        /* the path: <base_path>/<name> */
@@ -62,20 +66,15 @@ typedef struct {
     ngx_str_t                   type;        /* the cached manifest's */
     off_t                       size;
     ngx_str_t                   path;
-    ngx_str_t                   flight_key;  /* <repo>\0<reference> */
-    ngx_pt_shm_flight_t         flight;      /* made or waited for */
-    ngx_int_t                   outcome;     /* of the flight waited for */
-    ngx_msec_t                  wait_until;
-    ngx_event_t                 wait;        /* polls the flight */
-    ngx_queue_t                 queue;       /* the worker's waiters */
+    ngx_pt_flight_t             flight;      /* <repo>\0<reference> */
+    ngx_event_t                 wait;        /* for the flight */
+    ngx_event_t                 bg;          /* the check after the answer */
     ngx_http_request_t         *request;
     const char                 *refusal;     /* why a manifest was not
                                                 stored */
-    ngx_event_t                 bg;          /* the check after the answer */
+    ngx_pt_index_t             *index;       /* the children of an index */
 
     unsigned                    cached:1;
-    unsigned                    owner:1;     /* makes the flight */
-    unsigned                    waiting:1;
     unsigned                    waited:1;
     unsigned                    revalidating:1;
     unsigned                    background:1;
