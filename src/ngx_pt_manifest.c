@@ -72,8 +72,6 @@ static ngx_int_t ngx_pt_manifest_answer(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_int_t status);
 static ngx_int_t ngx_pt_manifest_store(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fetch_t *f);
-static ngx_int_t ngx_pt_manifest_key(ngx_pool_t *pool, const char *prefix,
-    ngx_pt_req_t *ctx, ngx_str_t *key);
 static ngx_uint_t ngx_pt_manifest_claim(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_msec_t ttl);
 static void ngx_pt_manifest_land(ngx_pt_req_t *ctx, ngx_int_t status);
@@ -91,8 +89,8 @@ ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     ngx_int_t  rc;
 
     if (ctx->flight.key.data == NULL) {
-        if (ngx_pt_manifest_key(r->pool, "", ctx, &ctx->flight.key)
-            != NGX_OK)
+        if (ngx_pt_manifest_key(r->pool, &ctx->repo, &ctx->reference,
+                                &ctx->flight.key) != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -636,14 +634,11 @@ ngx_pt_manifest_bg_fetched(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 static ngx_int_t
 ngx_pt_manifest_miss(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    ngx_str_t   key;
     ngx_msec_t  bound;
 
-    if (ngx_pt_manifest_key(r->pool, "m", ctx, &key) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    /* an absence is remembered under the flight's key */
 
-    if (!ctx->flight.owner && ngx_pt_shm_negative_get(&key)) {
+    if (!ctx->flight.owner && ngx_pt_shm_negative_get(&ctx->flight.key)) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "pullthrough manifest: \"%V:%V\" is known missing",
                        &ctx->repo, &ctx->reference);
@@ -792,16 +787,13 @@ ngx_pt_manifest_failed(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_pt_fetch_t *f)
 {
     ngx_int_t                         rc;
-    ngx_str_t                         key;
     ngx_http_pullthrough_loc_conf_t  *plcf;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
 
     if (f->header && f->status == NGX_HTTP_NOT_FOUND) {
-        if (plcf->negative_ttl && !ctx->cached
-            && ngx_pt_manifest_key(r->pool, "m", ctx, &key) == NGX_OK)
-        {
-            ngx_pt_shm_negative_set(&key, plcf->negative_ttl);
+        if (plcf->negative_ttl && !ctx->cached) {
+            ngx_pt_shm_negative_set(&ctx->flight.key, plcf->negative_ttl);
         }
 
     } else if (!f->header || f->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
@@ -976,12 +968,19 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
     mi.rec.media_type = f->content_type;
 
-    if (ngx_pt_blob_write_small(r->pool, r->connection->log, &ctx->digest,
-                                f->body->pos, f->body->last - f->body->pos)
-        != NGX_OK
+    /* an index by tag: its manifests too, then one version */
+
+    if (ngx_pt_index_prepare(r, ctx, &mi) == NGX_ERROR
+        || ngx_pt_blob_write_small(r->pool, r->connection->log, &ctx->digest,
+                                   f->body->pos, f->body->last - f->body->pos)
+           != NGX_OK
         || ngx_pt_content_manifest_add(r->pool, r->connection->log, &mi)
            != NGX_OK)
     {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->index && ngx_pt_index_start(ctx->index) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -989,27 +988,23 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 }
 
 
-/* keys in the shared zone: <prefix><repo>\0<reference> */
+/* keys in the shared zone: <repo>\0<reference> */
 
-static ngx_int_t
-ngx_pt_manifest_key(ngx_pool_t *pool, const char *prefix, ngx_pt_req_t *ctx,
+ngx_int_t
+ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo, ngx_str_t *ref,
     ngx_str_t *key)
 {
     u_char  *p;
-    size_t   n;
 
-    n = ngx_strlen(prefix);
-
-    key->len = n + ctx->repo.len + 1 + ctx->reference.len;
+    key->len = repo->len + 1 + ref->len;
     key->data = ngx_pnalloc(pool, key->len);
     if (key->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(key->data, prefix, n);
-    p = ngx_cpymem(p, ctx->repo.data, ctx->repo.len);
+    p = ngx_cpymem(key->data, repo->data, repo->len);
     *p++ = '\0';
-    ngx_memcpy(p, ctx->reference.data, ctx->reference.len);
+    ngx_memcpy(p, ref->data, ref->len);
 
     return NGX_OK;
 }

@@ -51,8 +51,6 @@ static ngx_int_t ngx_pt_registry_blob_fill(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_registry_resume(ngx_http_request_t *r);
-static ngx_int_t ngx_pt_registry_upstream_url(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_str_t *url);
 static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 
@@ -1027,7 +1025,7 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     const char *what, ngx_str_t *ref, ngx_str_t *url)
 {

@@ -17,6 +17,7 @@
 #include <ngx_pt_schema.h>
 #include <ngx_pt_shm.h>
 #include <ngx_pt_flight.h>
+#include <ngx_pt_content.h>
 
 
 #define NGX_PT_REQ_BASE       0
@@ -83,6 +84,13 @@ typedef struct {
 
 /* the manifest side */
 ngx_int_t ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
+ngx_int_t ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo,
+    ngx_str_t *ref, ngx_str_t *key);
+
+/* the children of an index pulled by tag (ngx_pt_index.c) */
+ngx_int_t ngx_pt_index_prepare(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_pt_manifest_info_t *mi);
+ngx_int_t ngx_pt_index_start(ngx_pt_index_t *ix);
 
 /* answers and exchanges, shared by both sides */
 void ngx_pt_registry_finalize(ngx_http_request_t *r, ngx_int_t rc);
@@ -91,6 +99,8 @@ ngx_pt_settings_t *ngx_pt_registry_settings(ngx_http_request_t *r,
 ngx_int_t ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     const char *what, ngx_str_t *ref, ngx_uint_t head, size_t body,
     void (*next)(ngx_http_request_t *r));
+ngx_int_t ngx_pt_registry_upstream_url(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_str_t *url);
 ngx_int_t ngx_pt_registry_upstream_error(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fetch_t *f, const char *unknown);
 ngx_int_t ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
