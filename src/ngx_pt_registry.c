@@ -44,6 +44,8 @@ static ngx_int_t ngx_pt_registry_record_blob(ngx_pool_t *pool,
     ngx_log_t *log, ngx_str_t *repo, ngx_str_t *digest, off_t size);
 static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_pt_registry_blob_absent(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_uint_t set);
 static ngx_int_t ngx_pt_registry_blob(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_registry_blob_checked(ngx_http_request_t *r);
@@ -580,6 +582,11 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                                      ngx_pt_registry_blob_checked);
     }
 
+    rc = ngx_pt_registry_blob_absent(r, ctx, 0);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     if (r->method == NGX_HTTP_GET
         && ngx_pt_fill_find(&ctx->repo, &ctx->digest) == NULL
         && ngx_pt_fill_other(&ctx->repo, &ctx->digest, NULL) == NGX_OK)
@@ -607,6 +614,58 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 }
 
 
+/*
+ * The negative cache of blobs: an upstream 404 for a blob is remembered
+ * for pullthrough_negative_ttl, under <repo>\0\0<digest> (apart from the
+ * manifests' <repo>\0<reference>). With set 0: answers 404 when it is
+ * remembered, else NGX_DECLINED.
+ */
+
+static ngx_int_t
+ngx_pt_registry_blob_absent(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_uint_t set)
+{
+    u_char                           *p;
+    ngx_str_t                         key;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    if (plcf->negative_ttl == 0) {
+        return NGX_DECLINED;
+    }
+
+    key.len = ctx->repo.len + 2 + ctx->digest.full.len;
+    key.data = ngx_pnalloc(r->pool, key.len);
+    if (key.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(key.data, ctx->repo.data, ctx->repo.len);
+    *p++ = '\0';
+    *p++ = '\0';
+    ngx_memcpy(p, ctx->digest.full.data, ctx->digest.full.len);
+
+    if (set) {
+        ngx_pt_shm_negative_set(&key, plcf->negative_ttl);
+        return NGX_OK;
+    }
+
+    if (!ngx_pt_shm_negative_get(&key)) {
+        return NGX_DECLINED;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough registry: blob %V of \"%V\" is known "
+                   "missing", &ctx->digest.full, &ctx->repo);
+
+    ctx->cache_status = NGX_PT_CACHE_HIT;
+
+    return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, "BLOB_UNKNOWN",
+                                 "blob unknown to registry");
+}
+
+
 static void
 ngx_pt_registry_blob_checked(ngx_http_request_t *r)
 {
@@ -623,6 +682,10 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
     if (!f->header || f->status != NGX_HTTP_OK
         || f->rc >= NGX_HTTP_SPECIAL_RESPONSE || f->rc == NGX_ERROR)
     {
+        if (f->header && f->status == NGX_HTTP_NOT_FOUND) {
+            (void) ngx_pt_registry_blob_absent(r, ctx, 1);
+        }
+
         rc = ngx_pt_registry_upstream_error(r, ctx, f, "BLOB_UNKNOWN");
         ngx_pt_registry_finalize(r, rc);
         return;
@@ -829,6 +892,10 @@ ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     ngx_memzero(&f, sizeof(ngx_pt_fetch_t));
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        (void) ngx_pt_registry_blob_absent(r, ctx, 1);
+    }
 
     if (status == NGX_HTTP_BAD_GATEWAY || status == NGX_HTTP_GATEWAY_TIME_OUT
         || status == NGX_HTTP_INTERNAL_SERVER_ERROR)

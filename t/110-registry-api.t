@@ -510,8 +510,11 @@ sub err_case {
              [ 'HEAD /v2/library/hello/manifests/nope-too' ], 'HEAD unknown tag');
     err_case('GET', "$hello/blobs/$z", 404, 'BLOB_UNKNOWN',
              [ "GET /v2/library/hello/blobs/$z" ], 'unknown blob');
-    err_case('HEAD', "$hello/blobs/$z", 404, undef,
-             [ "HEAD /v2/library/hello/blobs/$z" ], 'HEAD unknown blob');
+    err_case('HEAD', "$hello/blobs/$z", 404, undef, [],
+             'HEAD unknown blob, within pullthrough_negative_ttl of the GET');
+    my $z2 = 'sha256:' . ('1' x 64);
+    err_case('HEAD', "$hello/blobs/$z2", 404, undef,
+             [ "HEAD /v2/library/hello/blobs/$z2" ], 'HEAD unknown blob');
     err_case('GET', '/v2/cache/library/nothere/manifests/1.0', 404,
              'MANIFEST_UNKNOWN', [ 'GET /v2/library/nothere/manifests/1.0' ],
              'unknown upstream repository');

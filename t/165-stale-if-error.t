@@ -223,6 +223,20 @@ manifest('missing');
 is_deeply(upstream(), [ 'GET /v2/library/hello/manifests/missing' ],
           'after pullthrough_negative_ttl: asked again');
 
+my $nob = 'sha256:' . ('0' x 64);
+for my $m ('GET', 'GET', 'HEAD') {
+    my $x = $t->request($m, "/v2/cache/library/hello/blobs/$nob");
+    is($x->{status}, 404, "an unknown blob, $m: 404");
+}
+is(scalar($fake->requests_matching(undef, qr{/blobs/})), 1,
+   '... one upstream request for the three');
+$fake->reset_requests;
+sleep 1.1;
+$t->get("/v2/cache/library/hello/blobs/$nob");
+is(scalar($fake->requests_matching(undef, qr{/blobs/})), 1,
+   '... asked again after pullthrough_negative_ttl');
+$fake->reset_requests;
+
 mode('500');
 $r = manifest('broken') for 1 .. 2;
 is($r->{status}, 502, 'an upstream 500 for an uncached tag: 502');
