@@ -29,7 +29,7 @@ plan(skip_all => "$PT::Nginx::NGINX is not built --with-debug")
 my $tmp = tempdir('pt-150-XXXXXXXX', TMPDIR => 1, CLEANUP => !$ENV{PT_KEEP});
 
 my $reg = PT::Registry->new->start;
-my $img = PT::Images::seed($reg, qw(hello app));
+my $img = PT::Images::seed($reg, qw(hello app multi));
 
 # the fills' own lines go to the cycle's log: debug at the main level
 my $t = PT::Nginx->new(conf => cache_conf(
@@ -38,9 +38,10 @@ $t->start;
 
 # through the proxy module whatever PT_TRANSPORT says; through libcurl with
 # a CA of the remote's own (an http upstream does not use it)
+my $proxy;
 {
     local $ENV{PT_TRANSPORT};
-    setup_cache($t, $reg->url, base_path => 'proxy');
+    $proxy = setup_cache($t, $reg->url, base_path => 'proxy');
 }
 my ($ca) = make_cert($tmp, 'pt-150-ca');
 setup_cache($t, $reg->url, base_path => 'curl',
@@ -137,6 +138,38 @@ for (['created for "[^"]+\/blobs\/sha256:[0-9a-f]+": easy handle [0-9A-F]+, '
     my ($re, $what) = @$_;
     ok(traces('curl', qr/[0-9A-F]+ $re/), "libcurl: $what");
 }
+
+
+# a tag checked again (tag_ttl 0: at every request)
+
+is($t->patch($proxy->{remote_obj}{pulp_href}, { tag_ttl => 0 })->{status}, 202,
+   'tag_ttl 0 on the remote');
+my $accept = { Accept => $PT::Images::ACCEPT };
+is($t->get('/v2/proxy/library/hello/manifests/1.0', headers => $accept)->{status}, 200,
+   'the cached tag asked for again');
+read_log();
+ok(traces('manifest', qr/"proxy\/library\/hello:1\.0" expired, revalidating sha256:[0-9a-f]{64}$/),
+   'manifest: expired, revalidating');
+ok(traces('flight', qr/\d+ taken$/), 'flight: taken');
+ok(traces('flight', qr/\d+ landed: 0$/), 'flight: landed');
+ok(traces('content', qr/tag "proxy\/library\/hello:1\.0" confirmed$/), 'content: the tag confirmed');
+
+# an index by tag: the manifests it lists
+
+is($t->get('/v2/proxy/library/multi/manifests/1.0', headers => $accept)->{status}, 200,
+   'an index by tag');
+ok(wait_for(sub { read_log() && traces('index', qr/the manifests of "proxy\/library\/multi:1\.0" fetched$/) }, 10),
+   'index: all its manifests fetched');
+ok(traces('index', qr/"proxy\/library\/multi:1\.0" lacks 2 manifests$/), 'index: two lacking');
+is(scalar(traces('index', qr/fetching sha256:[0-9a-f]{64}$/)), 2, 'index: each fetched');
+ok(traces('content', qr/"proxy\/library\/multi" at version \d+$/), 'content: one version after them');
+
+# a remembered 404
+
+$t->get('/v2/proxy/library/hello/manifests/nope') for 1 .. 2;
+read_log();
+ok(traces('manifest', qr/"proxy\/library\/hello:nope" is known missing$/),
+   'manifest: a 404 remembered');
 
 $t->stop;
 
