@@ -81,6 +81,8 @@ typedef struct {
     ngx_msec_t                  revalidate_timeout;
     ngx_msec_t                  tag_max_stale;    /* NGX_PT_UNLIMITED: off */
     ngx_msec_t                  negative_ttl;     /* 0: off */
+    ngx_array_t                *admin_hosts; /* server names, for the
+                                                admin API's Host check */
     ngx_str_t                   fetch_uri;   /* the internal location */
     ngx_str_t                   fetch_uri_insecure;
     ngx_thread_pool_t          *thread_pool;

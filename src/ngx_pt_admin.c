@@ -109,7 +109,11 @@ ngx_http_pullthrough_admin_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_pullthrough_module);
 
-    rc = ngx_pt_admin_route(r, ctx);
+    rc = ngx_pt_admin_guard(ctx);
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_admin_route(r, ctx);
+    }
 
     if (rc != NGX_OK || !(r->method & (NGX_HTTP_POST|NGX_HTTP_PUT
                                        |NGX_HTTP_PATCH)))
@@ -428,13 +432,23 @@ ngx_pt_admin_finish(ngx_pt_admin_t *ctx, ngx_int_t rc)
 static ngx_int_t
 ngx_pt_admin_send(ngx_pt_admin_t *ctx)
 {
-    ngx_str_t  out;
+    ngx_str_t         out;
+    ngx_table_elt_t  *h;
 
     static ngx_str_t  json = ngx_string("application/json");
 
     if (ngx_pt_json_result(ctx->g, ctx->pool, &out) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    h = ngx_list_push(&ctx->r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Content-Type-Options");
+    ngx_str_set(&h->value, "nosniff");
 
     return ngx_pt_send(ctx->r, ctx->status, &json, &out);
 }

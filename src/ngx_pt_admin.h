@@ -97,6 +97,9 @@ struct ngx_pt_admin_s {
 
 
 /* ngx_pt_admin.c: answers */
+ngx_int_t ngx_pt_admin_hosts(ngx_conf_t *cf,
+    ngx_http_pullthrough_loc_conf_t *plcf);
+ngx_int_t ngx_pt_admin_guard(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
     const char *fmt, ...);
 ngx_int_t ngx_pt_admin_store_error(ngx_pt_admin_t *ctx);

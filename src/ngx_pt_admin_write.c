@@ -251,7 +251,7 @@ ngx_pt_admin_body_object(ngx_pt_admin_t *ctx, ngx_int_t *rc)
 
     *rc = NGX_OK;
 
-    v = ngx_pt_json_parse(ctx->pool, &ctx->body, &err);
+    v = ngx_pt_json_parse_input(ctx->pool, &ctx->body, &err);
 
     if (v == NULL) {
         if (err.len == 0) {

@@ -203,6 +203,11 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
     if (v && YAJL_IS_STRING(v)) {
         m->media_type.data = (u_char *) v->u.string;
         m->media_type.len = ngx_strlen(v->u.string);
+
+        if (!ngx_pt_content_type_safe(&m->media_type)) {
+            /* the default of its shape, below */
+            m->media_type.len = 0;
+        }
     }
 
     v = ngx_pt_json_get(ngx_pt_json_get(doc, "config"), "digest");
@@ -252,6 +257,85 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A manifest's type as clients may be served it: application/json or a
+ * registry type (application/...+json, +prettyjws), never one a browser
+ * would render (text/html from a lying upstream, on the admin API's
+ * origin).
+ */
+
+ngx_uint_t
+ngx_pt_content_type_safe(ngx_str_t *type)
+{
+    u_char      c;
+    size_t      n;
+    ngx_uint_t  i;
+
+    n = sizeof("application/") - 1;
+
+    if (type->len <= n
+        || ngx_strncasecmp(type->data, (u_char *) "application/", n) != 0)
+    {
+        return 0;
+    }
+
+    for (i = n; i < type->len; i++) {
+        c = ngx_tolower(type->data[i]);
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '-' || c == '+' || c == '_'))
+        {
+            return 0;
+        }
+    }
+
+    if (type->len == sizeof("application/json") - 1) {
+        return ngx_strncasecmp(type->data, (u_char *) "application/json",
+                               type->len) == 0;
+    }
+
+    return (type->len > 5
+            && ngx_strncasecmp(type->data + type->len - 5,
+                               (u_char *) "+json", 5) == 0)
+           || (type->len > 10
+               && ngx_strncasecmp(type->data + type->len - 10,
+                                  (u_char *) "+prettyjws", 10) == 0);
+}
+
+
+/*
+ * The type a manifest is stored with: the upstream's Content-Type without
+ * parameters, unless it is missing, application/json or not a registry
+ * type; then the manifest's own (its mediaType, or its shape's).
+ */
+
+void
+ngx_pt_content_media_type(ngx_pt_manifest_info_t *mi, ngx_str_t *upstream)
+{
+    u_char     *p;
+    ngx_str_t   t;
+
+    t = *upstream;
+
+    p = ngx_strlchr(t.data, t.data + t.len, ';');
+    if (p) {
+        t.len = p - t.data;
+    }
+
+    while (t.len && t.data[t.len - 1] == ' ') {
+        t.len--;
+    }
+
+    if (ngx_pt_content_type_safe(&t)
+        && !(t.len == 16
+             && ngx_strncasecmp(t.data, (u_char *) "application/json", 16)
+                == 0))
+    {
+        mi->rec.media_type = t;
+    }
 }
 
 

@@ -36,6 +36,9 @@ ngx_int_t ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *digest, off_t size);
 ngx_int_t ngx_pt_content_parse_manifest(ngx_pool_t *pool,
     ngx_pt_manifest_info_t *mi, u_char *data, size_t len);
+ngx_uint_t ngx_pt_content_type_safe(ngx_str_t *type);
+void ngx_pt_content_media_type(ngx_pt_manifest_info_t *mi,
+    ngx_str_t *upstream);
 ngx_int_t ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
     ngx_pt_manifest_info_t *mi);
 ngx_int_t ngx_pt_content_version_update(ngx_pool_t *pool, ngx_log_t *log,

@@ -29,8 +29,9 @@ static ngx_int_t ngx_pt_set_strlist(ngx_pool_t *pool, ngx_pt_field_t *f,
     yajl_val v, ngx_array_t **a, ngx_str_t *err);
 static ngx_int_t ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v,
     ngx_array_t **a, ngx_str_t *err);
+static ngx_uint_t ngx_pt_header_reserved(const char *name);
 static ngx_int_t ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f,
-    yajl_val v, ngx_array_t **a, ngx_str_t *err);
+    yajl_val v, ngx_array_t **a, ngx_uint_t trusted, ngx_str_t *err);
 static ngx_int_t ngx_pt_set_ref(ngx_pool_t *pool, ngx_pt_field_t *f,
     yajl_val v, ngx_str_t *s, ngx_uint_t trusted, ngx_str_t *err);
 static void ngx_pt_type_error(yajl_val v, const char *expected,
@@ -66,7 +67,7 @@ ngx_pt_field_set(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v, void *rec,
         return ngx_pt_set_labels(pool, v, p, err);
 
     case NGX_PT_T_HEADERS:
-        return ngx_pt_set_headers(pool, f, v, p, err);
+        return ngx_pt_set_headers(pool, f, v, p, trusted, err);
 
     default: /* NGX_PT_T_REF */
         return ngx_pt_set_ref(pool, f, v, p, trusted, err);
@@ -529,9 +530,35 @@ ngx_pt_set_labels(ngx_pool_t *pool, yajl_val v, ngx_array_t **a,
 }
 
 
+/*
+ * The headers every upstream request gets from the module: a remote's own
+ * would be dropped or doubled, so they are refused instead.
+ */
+
+static ngx_uint_t
+ngx_pt_header_reserved(const char *name)
+{
+    ngx_uint_t  i;
+
+    static const char  *reserved[] = {
+        "Authorization", "Proxy-Authorization", "Accept", "Host",
+        "Connection", "Content-Length", "Transfer-Encoding", "User-Agent",
+        "Range", "Upgrade", "TE", "Keep-Alive", NULL
+    };
+
+    for (i = 0; reserved[i]; i++) {
+        if (ngx_strcasecmp((u_char *) name, (u_char *) reserved[i]) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
-    ngx_array_t **a, ngx_str_t *err)
+    ngx_array_t **a, ngx_uint_t trusted, ngx_str_t *err)
 {
     size_t         i;
     u_char        *p;
@@ -570,6 +597,22 @@ ngx_pt_set_headers(ngx_pool_t *pool, ngx_pt_field_t *f, yajl_val v,
 
         if (*p || p == (u_char *) item->u.object.keys[0]) {
             ngx_str_set(err, "Invalid header name.");
+            return NGX_DECLINED;
+        }
+
+        if (!trusted && ngx_pt_header_reserved(item->u.object.keys[0])) {
+            err->data = ngx_pnalloc(pool, NGX_PT_VALUE_MAX);
+            if (err->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            err->len = ngx_snprintf(err->data, NGX_PT_VALUE_MAX,
+                                    "The header %s is the module's own: "
+                                    "credentials have their own fields "
+                                    "(username, password), the others are "
+                                    "set for every request.",
+                                    item->u.object.keys[0])
+                       - err->data;
             return NGX_DECLINED;
         }
 

@@ -361,18 +361,7 @@ ngx_pt_index_record(ngx_pt_child_t *ch, ngx_pt_fetch_t *f)
         return NGX_HTTP_BAD_GATEWAY;
     }
 
-    /* the upstream's type without parameters, else the manifest's own */
-
-    if (f->content_type.len
-        && ngx_strlchr(f->content_type.data,
-                       f->content_type.data + f->content_type.len, ';')
-           == NULL
-        && !(f->content_type.len == 16
-             && ngx_strncmp(f->content_type.data, "application/json", 16)
-                == 0))
-    {
-        mi.rec.media_type = f->content_type;
-    }
+    ngx_pt_content_media_type(&mi, &f->content_type);
 
     if (ngx_pt_blob_write_small(pool, log, &ch->digest, f->body->pos, len)
         != NGX_OK

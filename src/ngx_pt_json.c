@@ -9,8 +9,13 @@
 #include <ngx_pt_json.h>
 
 
+#define NGX_PT_JSON_DEPTH_MAX  64       /* arrays and objects in each other */
+
+
 static void ngx_pt_json_gen_cleanup(void *data);
 static void ngx_pt_json_tree_cleanup(void *data);
+static ngx_int_t ngx_pt_json_depth(u_char *p, u_char *last);
+static ngx_int_t ngx_pt_utf8_valid(u_char *p, u_char *last, size_t *at);
 
 
 yajl_gen
@@ -68,6 +73,32 @@ ngx_pt_json_result(yajl_gen g, ngx_pool_t *pool, ngx_str_t *out)
 
 
 /*
+ * A client's document (the admin API's bodies): strict UTF-8 (no overlong
+ * forms, surrogates or code points past U+10FFFF), then parsed.
+ */
+
+yajl_val
+ngx_pt_json_parse_input(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
+{
+    size_t  at;
+
+    if (ngx_pt_utf8_valid(in->data, in->data + in->len, &at) != NGX_OK) {
+        err->data = ngx_pnalloc(pool, 64);
+        if (err->data == NULL) {
+            err->len = 0;
+            return NULL;
+        }
+
+        err->len = ngx_sprintf(err->data, "invalid UTF-8 at byte %uz", at)
+                   - err->data;
+        return NULL;
+    }
+
+    return ngx_pt_json_parse(pool, in, err);
+}
+
+
+/*
  * Parses a complete document; on failure returns NULL with a one-line
  * message in err (or err->len == 0 on allocation failure).
  */
@@ -89,6 +120,14 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
         return NULL;
     }
 
+    /* yajl builds and frees trees recursively: a deep one would take the
+     * worker's stack */
+
+    if (ngx_pt_json_depth(in->data, in->data + in->len) != NGX_OK) {
+        ngx_str_set(err, "nested deeper than 64 levels");
+        return NULL;
+    }
+
     text = ngx_pnalloc(pool, in->len + 1);
     if (text == NULL) {
         return NULL;
@@ -99,8 +138,9 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
 
     /*
      * Nor can a string carry one as an escape: yajl would cut it there.
-     * "\u0000" becomes the noncharacter U+FFFF, which the field checks
-     * refuse as a NUL (see ngx_pt_json_has_nul()).
+     * "\u0000" becomes "\udc00", a lone low surrogate that yajl decodes to
+     * the bytes ED B0 80, which valid UTF-8 never holds: the field checks
+     * refuse them as a NUL (see ngx_pt_json_has_nul()).
      */
 
     for (p = text; p < text + in->len; p++) {
@@ -113,7 +153,7 @@ ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err)
         if (text + in->len - p >= 6
             && ngx_strncasecmp(p + 1, (u_char *) "u0000", 5) == 0)
         {
-            ngx_memcpy(p + 2, "ffff", 4);
+            ngx_memcpy(p + 2, "dc00", 4);
         }
 
         p++;
@@ -293,10 +333,129 @@ ngx_pt_json_array_close(yajl_gen g)
 }
 
 
-/* a NUL the client sent escaped, as ngx_pt_json_parse() marked it */
+/* a NUL the client sent escaped, as ngx_pt_json_parse() marked it (or a
+ * lone surrogate it sent, refused the same way) */
 
 ngx_int_t
 ngx_pt_json_has_nul(const char *s)
 {
-    return ngx_strstr(s, "\xef\xbf\xbf") != NULL;
+    const u_char  *p;
+
+    for (p = (const u_char *) s; *p; p++) {
+        /* ED A0..BF: a surrogate, only ever made by a "\u" escape */
+        if (p[0] == 0xed && p[1] >= 0xa0 && p[1] <= 0xbf) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* how deep arrays and objects nest, strings skipped */
+
+static ngx_int_t
+ngx_pt_json_depth(u_char *p, u_char *last)
+{
+    ngx_uint_t  depth, in_string;
+
+    depth = 0;
+    in_string = 0;
+
+    for ( /* void */ ; p < last; p++) {
+
+        if (in_string) {
+            if (*p == '\\') {
+                p++;
+
+            } else if (*p == '"') {
+                in_string = 0;
+            }
+
+            continue;
+        }
+
+        switch (*p) {
+
+        case '"':
+            in_string = 1;
+            break;
+
+        case '[':
+        case '{':
+            if (++depth > NGX_PT_JSON_DEPTH_MAX) {
+                return NGX_DECLINED;
+            }
+            break;
+
+        case ']':
+        case '}':
+            if (depth) {
+                depth--;
+            }
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* RFC 3629 UTF-8: shortest forms, no surrogates, at most U+10FFFF */
+
+static ngx_int_t
+ngx_pt_utf8_valid(u_char *p, u_char *last, size_t *at)
+{
+    u_char      *start;
+    uint32_t     c, min;
+    ngx_uint_t   n, i;
+
+    start = p;
+
+    while (p < last) {
+
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+
+        if ((*p & 0xe0) == 0xc0) {
+            n = 1; c = *p & 0x1f; min = 0x80;
+
+        } else if ((*p & 0xf0) == 0xe0) {
+            n = 2; c = *p & 0x0f; min = 0x800;
+
+        } else if ((*p & 0xf8) == 0xf0) {
+            n = 3; c = *p & 0x07; min = 0x10000;
+
+        } else {
+            goto invalid;
+        }
+
+        if ((size_t) (last - p) <= n) {
+            goto invalid;
+        }
+
+        for (i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                goto invalid;
+            }
+
+            c = (c << 6) | (p[i] & 0x3f);
+        }
+
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            goto invalid;
+        }
+
+        p += n + 1;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    *at = p - start;
+
+    return NGX_DECLINED;
 }

@@ -17,6 +17,8 @@
 yajl_gen ngx_pt_json_gen(ngx_pool_t *pool);
 ngx_int_t ngx_pt_json_result(yajl_gen g, ngx_pool_t *pool, ngx_str_t *out);
 yajl_val ngx_pt_json_parse(ngx_pool_t *pool, ngx_str_t *in, ngx_str_t *err);
+yajl_val ngx_pt_json_parse_input(ngx_pool_t *pool, ngx_str_t *in,
+    ngx_str_t *err);
 yajl_val ngx_pt_json_get(yajl_val obj, const char *key);
 ngx_int_t ngx_pt_json_has_nul(const char *s);
 

@@ -152,6 +152,11 @@ ngx_pt_manifest_lookup(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (!ngx_pt_content_type_safe(&ctx->type)) {
+        /* stored by an older module from a lying upstream: not rendered */
+        ngx_str_set(&ctx->type, "application/octet-stream");
+    }
+
     ctx->cached = 1;
 
     return NGX_OK;
@@ -870,7 +875,6 @@ static ngx_int_t
 ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_pt_fetch_t *f)
 {
-    u_char                  *p;
     ngx_str_t                computed, expected;
     const EVP_MD            *md;
     ngx_pt_digest_t          announced;
@@ -942,31 +946,11 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
         return NGX_DECLINED;
     }
 
-    /* the Content-Type upstream gave, without parameters, else the body's */
+    /* the upstream's Content-Type if it is a registry type, else the
+     * manifest's own */
 
-    if (f->content_type.len) {
-        p = ngx_strlchr(f->content_type.data,
-                        f->content_type.data + f->content_type.len, ';');
-        if (p) {
-            f->content_type.len = p - f->content_type.data;
-        }
-
-        while (f->content_type.len
-               && f->content_type.data[f->content_type.len - 1] == ' ')
-        {
-            f->content_type.len--;
-        }
-    }
-
-    if (f->content_type.len == 0
-        || (f->content_type.len == 16
-            && ngx_strncmp(f->content_type.data, "application/json", 16) == 0
-            && mi.rec.media_type.len))
-    {
-        f->content_type = mi.rec.media_type;
-    }
-
-    mi.rec.media_type = f->content_type;
+    ngx_pt_content_media_type(&mi, &f->content_type);
+    f->content_type = mi.rec.media_type;
 
     /* an index by tag: its manifests too, then one version */
 

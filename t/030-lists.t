@@ -10,7 +10,8 @@ use Test::More;
 use PT::Nginx;
 use PT::Pulp;
 
-my $t = PT::Nginx->new(conf => admin_conf())->start;
+# registry.example: a name of the server, for the Host header below
+my $t = PT::Nginx->new(conf => admin_conf(server => 'server_name registry.example;'))->start;
 my $base = $t->base_url;
 
 sub names { [ map { $_->{name} } @{ $_[0] } ] }

@@ -534,7 +534,9 @@ sub request {
         $content = $JSON->encode($opt{json});
         $headers{'Content-Type'} //= 'application/json';
     } elsif (defined $opt{body}) {
+        # raw bodies are malformed JSON on purpose: still sent as JSON
         $content = $opt{body};
+        $headers{'Content-Type'} //= 'application/json';
     }
 
     if ($opt{auth}) {
