@@ -96,6 +96,7 @@ static ngx_int_t ngx_pt_auth_param(ngx_str_t *header, const char *name,
     ngx_pool_t *pool, ngx_str_t *value);
 static ngx_uint_t ngx_pt_auth_may_send(ngx_str_t *url);
 static void ngx_pt_auth_thread(void *data, ngx_log_t *log);
+static ngx_uint_t ngx_pt_auth_token_valid(u_char *p);
 static size_t ngx_pt_auth_write(char *ptr, size_t size, size_t nmemb,
     void *userdata);
 static void ngx_pt_auth_done(ngx_event_t *ev);
@@ -793,7 +794,8 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
 
     *body.last = '\0';
 
-    doc = yajl_tree_parse((char *) body.start, NULL, 0);
+    doc = (ngx_pt_json_depth(body.start, body.last) == NGX_OK)
+          ? yajl_tree_parse((char *) body.start, NULL, 0) : NULL;
 
     free(body.start);
 
@@ -811,6 +813,15 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
         return;
     }
 
+    if (!ngx_pt_auth_token_valid((u_char *) v->u.string)) {
+        /* it goes into a header line: CR, LF and the like would split it */
+        ngx_cpystrn((u_char *) req->error,
+                    (u_char *) "the realm's token has characters a header "
+                    "cannot carry", CURL_ERROR_SIZE);
+        yajl_tree_free(doc);
+        return;
+    }
+
     req->token.len = ngx_strlen(v->u.string);
     req->token.data = malloc(req->token.len);
 
@@ -823,6 +834,21 @@ ngx_pt_auth_thread(void *data, ngx_log_t *log)
                ? (time_t) YAJL_GET_INTEGER(v) : NGX_PT_TOKEN_DEFAULT_TTL;
 
     yajl_tree_free(doc);
+}
+
+
+/* a bearer token: visible ASCII only (RFC 6750's b64token and JWTs) */
+
+static ngx_uint_t
+ngx_pt_auth_token_valid(u_char *p)
+{
+    for ( /* void */ ; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

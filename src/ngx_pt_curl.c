@@ -401,9 +401,10 @@ ngx_pt_curl_request(ngx_pt_curl_t *c, ngx_pt_fetch_t *f)
         return NGX_ERROR;
     }
 
-    kv = s->headers ? s->headers->elts : NULL;
+    /* the remote's own, as credentials: not after a redirect elsewhere */
+    kv = (s->headers && !f->foreign) ? s->headers->elts : NULL;
 
-    for (i = 0; s->headers && i < s->headers->nelts; i++) {
+    for (i = 0; kv && i < s->headers->nelts; i++) {
         if (ngx_pt_curl_add_header(c, &kv[i].key, &kv[i].value) != NGX_OK) {
             return NGX_ERROR;
         }

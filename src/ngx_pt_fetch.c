@@ -39,7 +39,7 @@ static void ngx_pt_fetch_token(void *data, ngx_str_t *token,
 static ngx_int_t ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc);
 static ngx_int_t ngx_pt_fetch_redirect(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_location(ngx_pt_fetch_t *f, ngx_str_t *url);
-static ngx_uint_t ngx_pt_fetch_same_host(ngx_str_t *a, ngx_str_t *b);
+static ngx_uint_t ngx_pt_fetch_same_origin(ngx_str_t *a, ngx_str_t *b);
 static void ngx_pt_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc,
     ngx_uint_t in_post);
 static void ngx_pt_fetch_fail(ngx_pt_fetch_t *f, ngx_int_t rc);
@@ -553,8 +553,9 @@ ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
 
 
 /*
- * Follows a redirect (blob storage on a CDN): credentials are not sent to
- * another host, the Location is taken as is.
+ * Follows a redirect (blob storage on a CDN): credentials (the remote's
+ * Basic ones, a token, its custom headers) go only to the same scheme,
+ * host and port, and an https exchange is never led to http.
  */
 
 static ngx_int_t
@@ -572,7 +573,17 @@ ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
         return NGX_ERROR;
     }
 
-    if (!ngx_pt_fetch_same_host(&f->url, &url)) {
+    if (ngx_strncasecmp(f->url.data, (u_char *) "https:", 6) == 0
+        && ngx_strncasecmp(url.data, (u_char *) "https:", 6) != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: upstream redirected \"%V\" to "
+                      "\"%V\": https is never left for http", &f->url,
+                      &url);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_pt_fetch_same_origin(&f->url, &url)) {
         /* nor a token flow: the other host would choose the realm */
         ngx_str_null(&f->authorization);
         f->foreign = 1;
@@ -595,6 +606,30 @@ ngx_pt_fetch_location(ngx_pt_fetch_t *f, ngx_str_t *url)
 {
     u_char  *p, *host_end, *last;
     size_t   len;
+
+    if (f->location.len > 1 && f->location.data[0] == '/'
+        && f->location.data[1] == '/')
+    {
+        /* "//host/path": the current scheme, another authority */
+
+        p = ngx_pt_strfind(f->url.data, f->url.data + f->url.len,
+                           (u_char *) "://", 3, 0);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        len = p + 1 - f->url.data;      /* "https:" */
+
+        url->data = ngx_pnalloc(f->pool, len + f->location.len);
+        if (url->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        url->len = ngx_cpymem(ngx_cpymem(url->data, f->url.data, len),
+                              f->location.data, f->location.len)
+                   - url->data;
+        return NGX_OK;
+    }
 
     if (f->location.data[0] != '/') {
 
@@ -641,10 +676,10 @@ ngx_pt_fetch_location(ngx_pt_fetch_t *f, ngx_str_t *url)
 }
 
 
-/* whether two absolute URLs have the same host[:port] */
+/* whether two absolute URLs have the same scheme and host[:port] */
 
 static ngx_uint_t
-ngx_pt_fetch_same_host(ngx_str_t *a, ngx_str_t *b)
+ngx_pt_fetch_same_origin(ngx_str_t *a, ngx_str_t *b)
 {
     u_char  *pa, *pb, *ea, *eb;
 
@@ -666,7 +701,10 @@ ngx_pt_fetch_same_host(ngx_str_t *a, ngx_str_t *b)
         /* void */
     }
 
-    return ea - pa == eb - pb && ngx_strncasecmp(pa, pb, ea - pa) == 0;
+    /* from the scheme to the end of the authority */
+
+    return ea - a->data == eb - b->data
+           && ngx_strncasecmp(a->data, b->data, ea - a->data) == 0;
 }
 
 

@@ -14,7 +14,6 @@
 
 static void ngx_pt_json_gen_cleanup(void *data);
 static void ngx_pt_json_tree_cleanup(void *data);
-static ngx_int_t ngx_pt_json_depth(u_char *p, u_char *last);
 static ngx_int_t ngx_pt_utf8_valid(u_char *p, u_char *last, size_t *at);
 
 
@@ -354,7 +353,7 @@ ngx_pt_json_has_nul(const char *s)
 
 /* how deep arrays and objects nest, strings skipped */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_json_depth(u_char *p, u_char *last)
 {
     ngx_uint_t  depth, in_string;

@@ -21,6 +21,7 @@ yajl_val ngx_pt_json_parse_input(ngx_pool_t *pool, ngx_str_t *in,
     ngx_str_t *err);
 yajl_val ngx_pt_json_get(yajl_val obj, const char *key);
 ngx_int_t ngx_pt_json_has_nul(const char *s);
+ngx_int_t ngx_pt_json_depth(u_char *p, u_char *last);
 
 void ngx_pt_json_key(yajl_gen g, const char *key);
 void ngx_pt_json_cstr(yajl_gen g, const char *s);

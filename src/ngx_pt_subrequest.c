@@ -297,8 +297,9 @@ ngx_pt_subrequest_start(ngx_pt_fetch_t *f)
 
 
 /*
- * The request headers the proxy passes: the remote's own, and never the
- * client's (the subrequest starts with a copy of them).
+ * The request headers the proxy passes: the remote's own (not after a
+ * redirect to another host), and never the client's (the subrequest
+ * starts with a copy of them).
  */
 
 static ngx_int_t
@@ -315,7 +316,8 @@ ngx_pt_subrequest_headers(ngx_http_request_t *sr, ngx_pt_fetch_t *f)
         return NGX_ERROR;
     }
 
-    headers = f->settings->headers;
+    /* a remote's headers are its credentials too: not to another host */
+    headers = f->foreign ? NULL : f->settings->headers;
 
     if (headers == NULL) {
         return NGX_OK;

@@ -1,0 +1,159 @@
+#!/usr/bin/perl
+
+# Attacks from an upstream (or a token realm) that lies, each a fault found
+# by attacking the cache, kept out: manifests typed text/html (stored XSS
+# on the admin API's origin), manifests nested deep enough to take a
+# worker's stack, redirects that would carry the remote's credentials and
+# custom headers elsewhere (another host, another port, https to http, a
+# protocol-relative Location), tokens with a line break in them. The fake
+# upstreams are here only to lie.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Digest::SHA qw(sha256_hex);
+use File::Temp qw(tempdir);
+use MIME::Base64 qw(encode_base64);
+
+use PT::Nginx;
+use PT::Pulp;
+use PT::Images;
+use PT::FakeUpstream;
+use PT::Certs;
+use PT::Stunnel;
+use PT::Pull;
+use PT::Util qw(need_tools);
+
+need_tools(qw(openssl stunnel));
+
+my $ACCEPT = $PT::Images::ACCEPT;
+my $tmp = tempdir('pt-310-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+
+my $L = PT::Images::build('hello');
+my $h10 = $L->{refs}{'hello-1.0'};
+my $layer = $h10->{layers}[0];
+
+# manifests of our own, served by the fake as blobs of its blob_dirs
+my %extra;
+sub extra {
+    my ($bytes) = @_;
+    my $d = 'sha256:' . sha256_hex($bytes);
+    $extra{$d} = $bytes;
+    return $d;
+}
+
+my $html_typed = extra('{"schemaVersion":2,"mediaType":"text/html","config":{"digest":"'
+                       . $h10->{config} . '"},"layers":[]}');
+my $deep = extra('{"schemaVersion":2,"x":' . ('[' x 100_000) . (']' x 100_000) . '}');
+
+# the one that lies; "other" is where its redirects lead
+my $other = PT::FakeUpstream->new(blob_dirs => [ "$L->{dir}/blobs" ])->start;
+my $fake;
+$fake = PT::FakeUpstream->new(
+    blob_dirs => [ "$L->{dir}/blobs" ],
+    blobs => \%extra,
+    tags => { 'library/hello:html' => $h10->{digest}, 'library/hello:typed' => $html_typed,
+              'library/hello:deep' => $deep },
+    hook => sub {
+        my ($req, $f) = @_;
+        my $p = $req->{path};
+        my $to = $f->flag('redirect');
+
+        if ($p =~ m{/manifests/html$}) {
+            my $a = $f->default_answer($req);
+            $a->[1] = [ 'Content-Type' => 'text/html', 'Docker-Content-Digest' => $h10->{digest} ];
+            return $a;
+        }
+        if ($p =~ m{/manifests/typed$}) {
+            my $a = $f->default_answer($req);
+            $a->[1] = [ 'Content-Type' => 'text/html; charset=utf-8',
+                        'Docker-Content-Digest' => $html_typed ];
+            return $a;
+        }
+        if (defined $to && $p =~ m{/blobs/(sha256:[0-9a-f]+)$}) {
+            return [ 307, [ Location => "$to/v2/library/hello/blobs/$1" ], '' ];
+        }
+        return undef;
+    },
+)->start;
+
+my $t = PT::Nginx->new(conf => cache_conf(registry => 'proxy_read_timeout 5s;'));
+$t->start;
+setup_cache($t, $fake->url, remote => { max_retries => 0, username => 'u', password => 'secret',
+                                        headers => [ { 'X-Api-Key' => 'key-123' } ] });
+
+sub get { $t->get("/v2/cache/library/hello/$_[0]", headers => { Accept => $ACCEPT }) }
+
+# --- stored XSS ---
+
+my $r = get('manifests/html');
+is($r->{status}, 200, 'a manifest the upstream calls text/html');
+is($r->{headers}{'content-type'}, $PT::Images::MT{oci_manifest}, '... is served as its own type');
+is($r->{headers}{'x-content-type-options'}, 'nosniff', '... with nosniff');
+$r = get("manifests/$h10->{digest}");
+is($r->{headers}{'content-type'}, $PT::Images::MT{oci_manifest}, '... from the cache too');
+
+$r = get('manifests/typed');
+is($r->{status}, 200, 'a manifest whose mediaType and Content-Type are text/html');
+is($r->{headers}{'content-type'}, $PT::Images::MT{oci_manifest},
+   '... is served as the type of its shape');
+$r = get("blobs/$layer");
+is($r->{headers}{'content-type'}, 'application/octet-stream', 'blobs: application/octet-stream');
+is($r->{headers}{'x-content-type-options'}, 'nosniff', '... with nosniff');
+$r = $t->get('/pulp/api/v3/remotes/container/pull-through/');
+is($r->{headers}{'x-content-type-options'}, 'nosniff', 'the admin API answers with nosniff');
+
+# --- a manifest nested 100,000 deep ---
+
+$r = get('manifests/deep');
+is_oci_error($r, 502, 'MANIFEST_INVALID', 'a manifest nested 100,000 levels: 502 MANIFEST_INVALID');
+is(get('manifests/html')->{status}, 200, '... the worker still serves');
+
+# --- redirects and credentials ---
+
+sub redirected_to {
+    my ($target, $digest) = @_;
+    $fake->set_flag('redirect', $target);
+    $fake->reset_requests;
+    $other->reset_requests;
+    my $x = get("blobs/$digest");
+    $fake->clear_flag('redirect');
+    return $x;
+}
+
+my $b1 = $h10->{layers}[1];
+$r = redirected_to($other->url, $b1);
+is($r->{status}, 200, 'a blob redirected to another port: fetched there');
+my ($sent) = $other->requests;
+ok($sent && !defined $sent->{headers}{authorization}, '... without the credentials');
+ok($sent && !defined $sent->{headers}{'x-api-key'}, '... without the custom headers');
+
+# protocol-relative: "//127.0.0.1:OTHER/..." is the other server, not a path
+(my $rel = $other->url) =~ s{^http:}{};
+$r = redirected_to($rel, $h10->{config});
+is($r->{status}, 200, 'a protocol-relative Location: followed');
+ok(scalar($other->requests_matching('GET', qr{/blobs/})),
+   '... to the host it names, not as a path on the first (RFC 3986)');
+
+# https to http: refused
+mkdir "$tmp/ca";
+my $ca = PT::Certs->new(dir => "$tmp/ca");
+my $srv = $ca->server(name => 'srv', ip => ['127.0.0.1']);
+my $tls = PT::Stunnel->new(cert => $srv->{cert}, key => $srv->{key},
+                           connect => $fake->port)->start;
+setup_cache($t, $tls->url, base_path => 'tls',
+            remote => { max_retries => 0, tls_validation => JSON::PP::false,
+                        username => 'u', password => 'secret' });
+$fake->set_flag('redirect', $other->url);
+$other->reset_requests;
+$r = $t->get("/v2/tls/library/hello/blobs/sha256:" . ('ab' x 32));
+isnt($r->{status}, 200, 'an https upstream redirecting to http: refused');
+is(scalar($other->requests), 0, '... nothing sent in clear');
+like($t->error_log, qr/https is never left for http/, '... logged');
+$fake->clear_flag('redirect');
+
+$t->stop;
+$t->check_error_log;
+
+done_testing;
