@@ -561,11 +561,10 @@ ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 ngx_int_t
 ngx_pt_admin_render_children(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 {
-    u_char          buf[NGX_PT_HREF_LEN];
-    ngx_str_t       href;
-    ngx_uint_t      i;
-    ngx_array_t    *children;
-    ngx_pt_dist_t **dists;
+    u_char        buf[NGX_PT_HREF_LEN];
+    ngx_str_t     href, *ids;
+    ngx_uint_t    i;
+    ngx_array_t  *children;
 
     children = ngx_pt_content_children(ctx->pool, ctx->log, txn,
                                        &((ngx_pt_meta_t *) rec)->id);
@@ -573,13 +572,13 @@ ngx_pt_admin_render_children(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
         return NGX_ERROR;
     }
 
-    dists = children->elts;
+    ids = children->elts;
 
     ngx_pt_json_key(ctx->g, "distributions");
     ngx_pt_json_array_open(ctx->g);
 
     for (i = 0; i < children->nelts; i++) {
-        ngx_pt_record_href(&ngx_pt_dist_type, &dists[i]->meta.id, buf, &href);
+        ngx_pt_record_href(&ngx_pt_dist_type, &ids[i], buf, &href);
         ngx_pt_json_str(ctx->g, &href);
     }
 

@@ -17,6 +17,7 @@
 
 
 #define NGX_PT_DEFAULT_LIMIT        100
+#define NGX_PT_MAX_LIMIT            1000
 
 /* content units (ngx_pt_admin_content.c) */
 #define NGX_PT_CONTENT_TAGS         0

@@ -108,7 +108,8 @@ ngx_pt_admin_query_parse(ngx_pt_admin_t *ctx)
         if (name.len == 5 && ngx_strncmp(name.data, "limit", 5) == 0) {
             n = ngx_atoi(value.data, value.len);
             if (n > 0) {
-                query->limit = n;
+                /* a page costs the records it holds: at most this many */
+                query->limit = ngx_min(n, NGX_PT_MAX_LIMIT);
             }
             continue;
         }

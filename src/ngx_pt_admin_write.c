@@ -17,6 +17,17 @@
 #define NGX_PT_TASK_UPDATE   "pulpcore.app.tasks.base.general_update"
 #define NGX_PT_TASK_DELETE   "pulpcore.app.tasks.base.general_delete"
 
+/* tasks kept: the newest NGX_PT_TASKS_KEEP, trimmed when there are
+ * NGX_PT_TASKS_TRIM more (one walk of them per that many writes) */
+#define NGX_PT_TASKS_KEEP    1000
+#define NGX_PT_TASKS_TRIM    100
+
+
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_array_t                *tasks;       /* ngx_keyval_t: created, id */
+} ngx_pt_task_walk_t;
+
 
 typedef struct {
     ngx_pt_admin_t             *ctx;
@@ -45,6 +56,9 @@ static ngx_int_t ngx_pt_admin_overlap(void *data, void *rec);
 static ngx_int_t ngx_pt_admin_index(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *old, ngx_str_t *new, ngx_str_t *id);
 static ngx_int_t ngx_pt_admin_users(void *data, void *rec);
+static ngx_int_t ngx_pt_admin_tasks_trim(ngx_pt_admin_t *ctx, MDB_txn *txn);
+static ngx_int_t ngx_pt_admin_task_seen(void *data, void *rec);
+static int ngx_libc_cdecl ngx_pt_admin_task_cmp(const void *a, const void *b);
 static ngx_int_t ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
     const char *name, ngx_str_t *created, ngx_str_t *href);
 
@@ -649,7 +663,8 @@ ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn, const char *name,
     }
 
     if (ngx_pt_record_save(ctx->pool, ctx->log, txn, &ngx_pt_task_type, task)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_pt_admin_tasks_trim(ctx, txn) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -662,4 +677,92 @@ ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn, const char *name,
     ngx_pt_record_href(&ngx_pt_task_type, &task->meta.id, buf, href);
 
     return NGX_OK;
+}
+
+
+/*
+ * Tasks are records of writes already done: the oldest go, in the write's
+ * transaction, once NGX_PT_TASKS_TRIM more than NGX_PT_TASKS_KEEP exist.
+ */
+
+static ngx_int_t
+ngx_pt_admin_tasks_trim(ngx_pt_admin_t *ctx, MDB_txn *txn)
+{
+    size_t               n;
+    ngx_uint_t           i;
+    ngx_keyval_t        *kv;
+    ngx_pt_task_walk_t   tw;
+
+    if (ngx_pt_record_count(ctx->log, txn, &ngx_pt_task_type, &n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (n < NGX_PT_TASKS_KEEP + NGX_PT_TASKS_TRIM) {
+        return NGX_OK;
+    }
+
+    tw.pool = ctx->pool;
+    tw.tasks = ngx_array_create(ctx->pool, n, sizeof(ngx_keyval_t));
+
+    if (tw.tasks == NULL
+        || ngx_pt_record_each(NULL, ctx->log, txn, &ngx_pt_task_type,
+                              ngx_pt_admin_task_seen, &tw) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    kv = tw.tasks->elts;
+
+    ngx_qsort(kv, tw.tasks->nelts, sizeof(ngx_keyval_t),
+              ngx_pt_admin_task_cmp);
+
+    for (i = 0; i + NGX_PT_TASKS_KEEP < tw.tasks->nelts; i++) {
+        if (ngx_pt_record_delete(ctx->log, txn, &ngx_pt_task_type,
+                                 &kv[i].value) == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->log, 0,
+                   "pullthrough admin: %ui old tasks removed", i);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_admin_task_seen(void *data, void *rec)
+{
+    ngx_pt_task_walk_t *tw = data;
+
+    ngx_keyval_t   *kv;
+    ngx_pt_meta_t  *meta = rec;
+
+    kv = ngx_array_push(tw->tasks);
+    if (kv == NULL) {
+        return NGX_ERROR;
+    }
+
+    kv->key.len = meta->created.len;
+    kv->key.data = ngx_pstrdup(tw->pool, &meta->created);
+    kv->value.len = meta->id.len;
+    kv->value.data = ngx_pstrdup(tw->pool, &meta->id);
+
+    return (kv->key.data && kv->value.data) ? NGX_OK : NGX_ERROR;
+}
+
+
+/* oldest first: the timestamps are ISO 8601 in UTC */
+
+static int ngx_libc_cdecl
+ngx_pt_admin_task_cmp(const void *a, const void *b)
+{
+    const ngx_keyval_t *x = a, *y = b;
+
+    ngx_int_t  rc;
+
+    rc = ngx_memn2cmp(x->key.data, y->key.data, x->key.len, y->key.len);
+
+    return rc < 0 ? -1 : rc > 0;
 }

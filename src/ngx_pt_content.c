@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                  *parent;
-    ngx_array_t                *dists;       /* ngx_pt_dist_t * */
+    ngx_pool_t                 *pool;
+    ngx_array_t                *ids;         /* ngx_str_t */
 } ngx_pt_children_t;
 
 
@@ -930,7 +931,11 @@ ngx_pt_content_names(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
 }
 
 
-/* the per-image distributions pulls made under a pull-through one */
+/*
+ * The ids of the per-image distributions pulls made under a pull-through
+ * one: each record is read in a pool of its own, so the walk costs the ids
+ * it returns, not every distribution decoded.
+ */
 
 ngx_array_t *
 ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
@@ -939,17 +944,18 @@ ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_children_t  ch;
 
     ch.parent = parent_id;
-    ch.dists = ngx_array_create(pool, 4, sizeof(ngx_pt_dist_t *));
+    ch.pool = pool;
+    ch.ids = ngx_array_create(pool, 4, sizeof(ngx_str_t));
 
-    if (ch.dists == NULL
-        || ngx_pt_record_each(pool, log, txn, &ngx_pt_dist_type,
+    if (ch.ids == NULL
+        || ngx_pt_record_each(NULL, log, txn, &ngx_pt_dist_type,
                               ngx_pt_content_child, &ch)
            != NGX_OK)
     {
         return NULL;
     }
 
-    return ch.dists;
+    return ch.ids;
 }
 
 
@@ -958,7 +964,8 @@ ngx_pt_content_child(void *data, void *rec)
 {
     ngx_pt_children_t *ch = data;
 
-    ngx_pt_dist_t  *dist = rec, **p;
+    ngx_str_t      *id;
+    ngx_pt_dist_t  *dist = rec;
 
     if (dist->parent.len != ch->parent->len
         || ngx_strncmp(dist->parent.data, ch->parent->data, dist->parent.len)
@@ -967,14 +974,15 @@ ngx_pt_content_child(void *data, void *rec)
         return NGX_OK;
     }
 
-    p = ngx_array_push(ch->dists);
-    if (p == NULL) {
+    id = ngx_array_push(ch->ids);
+    if (id == NULL) {
         return NGX_ERROR;
     }
 
-    *p = dist;
+    id->len = dist->meta.id.len;
+    id->data = ngx_pstrdup(ch->pool, &dist->meta.id);
 
-    return NGX_OK;
+    return id->data ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -989,19 +997,27 @@ ngx_int_t
 ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *parent_id)
 {
-    ngx_uint_t       i;
-    ngx_array_t     *children;
-    ngx_pt_dist_t  **dists;
+    void        *rec;
+    ngx_int_t    rc;
+    ngx_str_t   *ids;
+    ngx_uint_t   i;
+    ngx_array_t *children;
 
     children = ngx_pt_content_children(pool, log, txn, parent_id);
     if (children == NULL) {
         return NGX_ERROR;
     }
 
-    dists = children->elts;
+    ids = children->elts;
 
     for (i = 0; i < children->nelts; i++) {
-        if (ngx_pt_content_delete_image(pool, log, txn, dists[i]) != NGX_OK) {
+        rc = ngx_pt_record_load(pool, log, txn, &ngx_pt_dist_type, &ids[i],
+                                &rec);
+        if (rc == NGX_ERROR
+            || (rc == NGX_OK
+                && ngx_pt_content_delete_image(pool, log, txn, rec)
+                   != NGX_OK))
+        {
             return NGX_ERROR;
         }
     }

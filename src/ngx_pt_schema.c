@@ -724,12 +724,23 @@ ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
 /* every record of a type, decoded; a corrupt one is logged and skipped */
 
 ngx_int_t
+ngx_pt_record_count(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
+    size_t *n)
+{
+    return ngx_pt_db_count(log, txn, ngx_pt_type_db(type), n);
+}
+
+
+ngx_int_t
 ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, ngx_pt_record_pt handler, void *data)
 {
     ngx_pt_walk_t  w;
 
     ngx_memzero(&w, sizeof(ngx_pt_walk_t));
+
+    /* NULL: each record decoded in a pool of its own, freed after the
+     * handler, which copies what it keeps: a walk costs one record */
 
     w.pool = pool;
     w.log = log;
@@ -747,18 +758,36 @@ ngx_pt_walk_record(void *data, ngx_str_t *key, ngx_str_t *val)
 {
     ngx_pt_walk_t *w = data;
 
-    void  *rec;
+    void        *rec;
+    ngx_int_t    rc;
+    ngx_pool_t  *pool;
+
+    pool = w->pool;
+
+    if (pool == NULL) {
+        pool = ngx_create_pool(4096, w->log);
+        if (pool == NULL) {
+            return NGX_ERROR;
+        }
+    }
 
     if (ngx_pt_value_strip(w->log, ngx_pt_type_db(w->type), val) != NGX_OK
-        || ngx_pt_record_decode(w->pool, w->type, val, &rec) != NGX_OK)
+        || ngx_pt_record_decode(pool, w->type, val, &rec) != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ALERT, w->log, 0,
                       "pullthrough: %s record \"%V\" is corrupt, skipped",
                       w->type->name, key);
-        return NGX_OK;
+        rc = NGX_OK;
+
+    } else {
+        rc = w->record(w->data, rec);
     }
 
-    return w->record(w->data, rec);
+    if (w->pool == NULL) {
+        ngx_destroy_pool(pool);
+    }
+
+    return rc;
 }
 
 

@@ -97,6 +97,8 @@ ngx_int_t ngx_pt_record_save(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, void *rec);
 ngx_int_t ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, ngx_str_t *id);
+ngx_int_t ngx_pt_record_count(ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, size_t *n);
 ngx_int_t ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, ngx_pt_record_pt handler, void *data);
 

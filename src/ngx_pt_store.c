@@ -449,6 +449,25 @@ ngx_pt_db_del(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key)
 }
 
 
+/* the number of entries of a database, without a walk */
+
+ngx_int_t
+ngx_pt_db_count(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, size_t *n)
+{
+    int       rc;
+    MDB_stat  st;
+
+    rc = mdb_stat(txn, ngx_pt_store.dbi[db], &st);
+    if (rc != 0) {
+        return ngx_pt_store_failed(log, "mdb_stat", db, rc);
+    }
+
+    *n = st.ms_entries;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_str_t *prefix, ngx_str_t *after, ngx_pt_db_iter_pt handler,

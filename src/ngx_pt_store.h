@@ -43,6 +43,8 @@ ngx_int_t ngx_pt_db_del(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
 
 /* the records whose keys begin with prefix (NULL: all), from the first
  * key after "after" (NULL: from the start), in key order */
+ngx_int_t ngx_pt_db_count(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    size_t *n);
 ngx_int_t ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_str_t *prefix, ngx_str_t *after, ngx_pt_db_iter_pt handler,
     void *data);

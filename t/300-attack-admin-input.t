@@ -120,6 +120,21 @@ $r = $t->post($REMOTES, { name => name(), url => 'https://x.example',
                                   headers => [ { 'X-Api-Key' => 'k' } ] });
 is($r->{status}, 201, 'headers: X-Api-Key is taken');
 
+# --- lists cost their page; tasks do not pile up ---
+
+my $rem = $t->post($REMOTES, { name => name(), url => 'https://x.example' })->{json};
+my $dist = create_dist($t, name => name(), base_path => 'trim', remote => $rem->{pulp_href});
+my $last;
+for my $i (1 .. 1150) {
+    $last = $t->patch($dist->{pulp_href}, { description => "edit $i" })->{json}{task};
+}
+ok($last, 'a distribution edited 1150 times, each a task');
+$r = $t->get("$TASKS?limit=100000");
+is($r->{status}, 200, 'a list with limit=100000');
+is(scalar @{ $r->{json}{results} }, 1000, '... holds at most 1000 results');
+ok($r->{json}{count} <= 1100, "tasks are trimmed to the newest ($r->{json}{count} kept of 1150+)");
+is($t->get($last)->{status}, 200, '... the newest one is there');
+
 $t->stop;
 $t->check_error_log;
 
