@@ -83,7 +83,7 @@ my %full = (
     proxy_password => 'pp', username => 'u', password => 'p',
     download_concurrency => '5', max_retries => 3, rate_limit => 0,
     total_timeout => 30.5, connect_timeout => '2.5', sock_connect_timeout => 0,
-    sock_read_timeout => 10, headers => [ { 'X-Foo' => 'bar' }, { 'User-Agent' => 'pt/1' } ],
+    sock_read_timeout => 10, headers => [ { 'X-Foo' => 'bar' }, { 'X-Client' => 'pt/1' } ],
     includes => [ 'library/*', 'bitnami/nginx' ], excludes => [],
     pulp_labels => { team => 'infra', env => '' }, policy => 'on_demand',
 );
