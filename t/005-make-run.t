@@ -2,7 +2,8 @@
 
 # The README's "make run": t/bin/run-cache starts nginx with the module in
 # the foreground on the embedded configuration, all state under STATE_DIR,
-# prints how to use it, and serves the admin API and the registry.
+# prints how to use it, and serves the admin API and the registry. Started
+# as root, its workers run as nobody, never as root.
 
 use strict;
 use warnings;
@@ -17,6 +18,7 @@ use Time::HiRes qw(sleep time);
 use PT::Nginx;
 
 my $state = tempdir('pt-run-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+chmod 0711, $state;     # nobody may pass through it
 my $port = PT::Nginx::free_port();
 my $http = HTTP::Tiny->new(timeout => 5);
 my $json = JSON::PP->new->utf8;
@@ -55,6 +57,18 @@ $r = $http->post("http://127.0.0.1:$port/pulp/api/v3/remotes/container/pull-thro
                    content => $json->encode({ name => 'run',
                                               url => 'https://registry-1.docker.io' }) });
 is($r->{status}, 201, 'the admin API creates a remote');
+
+SKIP: {
+    skip 'not root: the workers run as the invoking user', 3 if $> != 0;
+    like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^user nobody nogroup;$/m,
+         'as root: "user nobody nogroup;"');
+    my $master = do { local (@ARGV, $/) = "$state/nginx.pid"; <> } // '';
+    chomp $master;
+    my @workers = grep { length } split /\s+/,
+        `ps -o user= --ppid $master 2>/dev/null`;
+    ok(@workers, "the workers of master $master are listed");
+    is_deeply([ grep { $_ ne 'nobody' } @workers ], [], '... and run as nobody');
+}
 
 ok(-f "$state/nginx.conf", 'the configuration is in STATE_DIR');
 ok(-d "$state/store/meta" && -f "$state/store/meta/data.mdb",
