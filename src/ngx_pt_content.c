@@ -88,24 +88,19 @@ ngx_int_t
 ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
     ngx_str_t *digest, ngx_str_t *media_type, off_t *size)
 {
-    MDB_txn                *txn;
-    ngx_int_t               rc;
-    ngx_pt_manifest_rec_t   m;
+    MDB_txn    *txn;
+    ngx_int_t   rc;
 
     if (ngx_pt_txn_begin(log, 0, &txn) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    /* decoded into the pool: valid after the transaction */
+    /* copied into the pool: valid after the transaction */
 
-    rc = ngx_pt_manifest_get(pool, log, txn, repo, digest, &m);
+    rc = ngx_pt_manifest_record_head(pool, log, txn, repo, digest,
+                                     media_type, size);
 
     ngx_pt_txn_abort(txn);
-
-    if (rc == NGX_OK) {
-        *media_type = m.media_type;
-        *size = m.size;
-    }
 
     return rc;
 }

@@ -929,6 +929,80 @@ ngx_pt_manifest_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 }
 
 
+/*
+ * What a hit needs of a manifest record, its type and size, without
+ * decoding the JSON: the record begins {"media_type":"...","size":N, as
+ * ngx_pt_manifest_put() writes it. Another shape is decoded in full.
+ */
+
+ngx_int_t
+ngx_pt_manifest_record_head(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *type, off_t *size)
+{
+    u_char                 *p, *q, *last;
+    ngx_int_t               rc;
+    ngx_str_t               val;
+    ngx_pt_manifest_rec_t   m;
+
+    static u_char  head[] = "{\"media_type\":\"";
+    static u_char  mid[] = "\",\"size\":";
+
+    rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_MANIFESTS, repo, digest,
+                         &val);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    p = val.data;
+    last = val.data + val.len;
+
+    if ((size_t) (last - p) > sizeof(head) - 1
+        && ngx_strncmp(p, head, sizeof(head) - 1) == 0)
+    {
+        p += sizeof(head) - 1;
+
+        for (q = p; q < last && *q != '"' && *q != '\\'; q++) {
+            /* void */
+        }
+
+        if ((size_t) (last - q) > sizeof(mid) - 1
+            && ngx_strncmp(q, mid, sizeof(mid) - 1) == 0)
+        {
+            type->len = q - p;
+            type->data = ngx_pnalloc(pool, type->len);
+            if (type->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(type->data, p, type->len);
+
+            for (p = q + sizeof(mid) - 1, q = p;
+                 q < last && *q >= '0' && *q <= '9';
+                 q++)
+            {
+                /* void */
+            }
+
+            *size = (q > p) ? ngx_atoof(p, q - p) : -1;
+
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_pt_manifest_decode(pool, &val, &m) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "pullthrough: the manifest record of %V in \"%V\" is "
+                      "corrupt", digest, repo);
+        return NGX_ERROR;
+    }
+
+    *type = m.media_type;
+    *size = m.size;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo, ngx_str_t *digest, ngx_pt_manifest_rec_t *m)

@@ -115,6 +115,9 @@ ngx_int_t ngx_pt_blob_rec_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 ngx_int_t ngx_pt_manifest_get(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest,
     ngx_pt_manifest_rec_t *m);
+ngx_int_t ngx_pt_manifest_record_head(ngx_pool_t *pool,
+    ngx_log_t *log, MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest,
+    ngx_str_t *type, off_t *size);
 ngx_int_t ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest,
     ngx_pt_manifest_rec_t *m);
