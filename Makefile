@@ -33,7 +33,8 @@ TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman jq httpie curl \
 # libcurl (the transport of remotes with a proxy, a CA or a client cert)
 CURL_TESTS := t/100-pull.t t/110-registry-api.t t/120-fill-integrity.t \
               t/125-upstream-failures.t t/130-repositories.t \
-              t/140-fill-lifecycle.t t/160-tag-freshness.t \
+              t/140-fill-lifecycle.t t/145-range-miss.t \
+              t/160-tag-freshness.t \
               t/165-stale-if-error.t t/170-index-versions.t \
               t/200-upstream-access.t t/310-attack-lying-upstream.t \
               t/210-upstream-token.t

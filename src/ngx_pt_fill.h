@@ -25,6 +25,14 @@ typedef struct {
                                         ngx_pt_digest_t *d, off_t length);
     ngx_int_t                 (*error)(ngx_http_request_t *r,
                                        ngx_uint_t status, const char *code);
+    /*
+     * a reader's header for the one range its client asked for: 206 with
+     * the bytes [start, end) of length; when start >= length, the whole
+     * 416 answer
+     */
+    ngx_int_t                 (*part)(ngx_http_request_t *r,
+                                      ngx_pt_digest_t *d, off_t start,
+                                      off_t end, off_t length);
     /* a stored blob, for a repository */
     ngx_int_t                 (*record)(ngx_pool_t *pool, ngx_log_t *log,
                                         ngx_str_t *repo, ngx_str_t *digest,

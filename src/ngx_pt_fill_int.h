@@ -91,11 +91,15 @@ struct ngx_pt_reader_s {
     ngx_http_request_t         *r;
     ngx_pt_fill_t              *fill;
     ngx_file_t                  file;
-    off_t                       sent;
+    off_t                       start;       /* the first byte it sends */
+    off_t                       end;         /* after its last byte (a
+                                                range), -1: the blob's */
+    off_t                       sent;        /* file offset sent up to */
     ngx_chain_t                *free;
     ngx_chain_t                *busy;
     ngx_int_t                   rc;
     unsigned                    header_sent:1;
+    unsigned                    partial:1;   /* a range: 206 */
     unsigned                    last_sent:1;
     unsigned                    finished:1;
 };

@@ -7,6 +7,15 @@
  * held back, so a client never holds a complete but unverified blob; when
  * the fill fails, a reader that sent its header has its connection cut, so
  * that a short body cannot be taken for a whole one.
+ *
+ * A client that asked for one range (Range: bytes=S-E, S- or -N) gets it
+ * with 206 once the upstream told the blob's length, or 416 when it starts
+ * past the end: the reader sends [start, end) of the file as it is
+ * written. A range that ends before the last byte is complete as soon as
+ * its bytes are written, before the verdict (a part is never a whole
+ * blob); one that includes the last byte waits for the verdict as a whole
+ * body does. Several ranges, a header it cannot read, an If-Range that is
+ * not the blob's ETag, or an unknown length: the whole blob, 200.
  */
 
 
@@ -19,6 +28,11 @@ static void ngx_pt_reader_cleanup(void *data);
 static ngx_int_t ngx_pt_reader_timed_out(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_failed(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_header(ngx_pt_reader_t *rd);
+static ngx_int_t ngx_pt_reader_range(ngx_pt_reader_t *rd);
+static ngx_int_t ngx_pt_reader_range_parse(ngx_str_t *v, off_t *first,
+    off_t *last);
+static u_char *ngx_pt_reader_number(u_char *p, u_char *end, off_t *n);
+static ngx_uint_t ngx_pt_reader_if_range(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_send(ngx_pt_reader_t *rd);
 static ngx_int_t ngx_pt_reader_buf(ngx_pt_reader_t *rd, ngx_chain_t **out);
 static void ngx_pt_reader_wait(ngx_pt_reader_t *rd, ngx_uint_t timer);
@@ -60,6 +74,7 @@ ngx_pt_fill_attach(ngx_pt_fill_t *fill, ngx_http_request_t *r,
     rd->file.log = r->connection->log;
     rd->r = r;
     rd->fill = fill;
+    rd->end = -1;
 
     cln->handler = ngx_pt_reader_cleanup;
     cln->data = rd;
@@ -223,7 +238,8 @@ ngx_pt_reader_failed(ngx_pt_reader_t *rd)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "pullthrough reader: cut after %O bytes", rd->sent);
+                   "pullthrough reader: cut after %O bytes",
+                   rd->sent - rd->start);
 
     r->keepalive = 0;
     r->connection->error = 1;
@@ -232,21 +248,44 @@ ngx_pt_reader_failed(ngx_pt_reader_t *rd)
 }
 
 
-/* NGX_AGAIN until the upstream answered; NGX_OK once the header is sent */
+/*
+ * NGX_AGAIN until the upstream answered; NGX_OK once the header is sent;
+ * anything else ends the reader (NGX_DONE: its whole answer went, a 416
+ * or a header only).
+ */
 
 static ngx_int_t
 ngx_pt_reader_header(ngx_pt_reader_t *rd)
 {
+    off_t                length;
     ngx_int_t            rc;
+    ngx_pt_fill_t       *fill;
     ngx_http_request_t  *r;
 
-    if (!rd->fill->header) {
+    fill = rd->fill;
+
+    if (!fill->header) {
         return NGX_AGAIN;
     }
 
     r = rd->r;
+    length = fill->expected;
 
-    rc = ngx_pt_fill_ops->header(r, &rd->fill->digest, rd->fill->expected);
+    switch (ngx_pt_reader_range(rd)) {
+
+    case NGX_OK:
+        rc = ngx_pt_fill_ops->part(r, &fill->digest, rd->start, rd->end,
+                                   length);
+        break;
+
+    case NGX_HTTP_RANGE_NOT_SATISFIABLE:
+        /* the whole answer: this reader ends, the fill goes on */
+        rc = ngx_pt_fill_ops->part(r, &fill->digest, length, length, length);
+        return rc == NGX_OK ? NGX_DONE : rc;
+
+    default: /* NGX_DECLINED */
+        rc = ngx_pt_fill_ops->header(r, &fill->digest, length);
+    }
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc == NGX_OK ? NGX_DONE : rc;
@@ -254,11 +293,178 @@ ngx_pt_reader_header(ngx_pt_reader_t *rd)
 
     rd->header_sent = 1;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "pullthrough reader: header sent for %V, length %O",
-                   &rd->fill->digest.full, rd->fill->expected);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough reader: header sent for %V, length %O%s",
+                   &fill->digest.full, length,
+                   rd->partial ? ", a range" : "");
 
     return NGX_OK;
+}
+
+
+/*
+ * The one range the client asked for, once the blob's length is known:
+ * NGX_OK with [rd->start, rd->end) set, NGX_HTTP_RANGE_NOT_SATISFIABLE
+ * when it starts past the end (or is an empty suffix), NGX_DECLINED when
+ * the whole blob goes: no Range, an unknown length, an If-Range that does
+ * not name this blob, several ranges or a header it cannot read (ignored,
+ * as nginx ignores what it cannot serve).
+ */
+
+static ngx_int_t
+ngx_pt_reader_range(ngx_pt_reader_t *rd)
+{
+    off_t                first, last, length;
+    ngx_http_request_t  *r;
+
+    r = rd->r;
+    length = rd->fill->expected;
+
+    if (r->headers_in.range == NULL || length < 0) {
+        return NGX_DECLINED;
+    }
+
+    if (!ngx_pt_reader_if_range(rd)
+        || ngx_pt_reader_range_parse(&r->headers_in.range->value, &first,
+                                     &last)
+           != NGX_OK)
+    {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "pullthrough reader: range \"%V\" ignored, the "
+                       "whole blob", &r->headers_in.range->value);
+        return NGX_DECLINED;
+    }
+
+    if (first < 0) {
+        /* a suffix: the last "last" bytes ("-0": none) */
+        first = (last < length) ? length - last : 0;
+        last = length - 1;
+
+    } else if (last < 0 || last >= length) {
+        last = length - 1;
+    }
+
+    if (first >= length || first > last) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "pullthrough reader: range \"%V\" not satisfiable, "
+                       "length %O", &r->headers_in.range->value, length);
+        return NGX_HTTP_RANGE_NOT_SATISFIABLE;
+    }
+
+    rd->start = first;
+    rd->end = last + 1;
+    rd->sent = first;
+    rd->partial = 1;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough reader: range %O-%O of %O", first, last,
+                   length);
+
+    return NGX_OK;
+}
+
+
+/*
+ * "bytes=S-E", "bytes=S-" (*last -1) or "bytes=-N" (*first -1, *last N),
+ * spaces allowed around its parts as nginx allows them; anything else,
+ * a second range included, is NGX_DECLINED. Numbers too large for an
+ * off_t are the largest one: past the end of any blob.
+ */
+
+static ngx_int_t
+ngx_pt_reader_range_parse(ngx_str_t *v, off_t *first, off_t *last)
+{
+    u_char  *p, *end;
+
+    if (v->len < 6 || ngx_strncasecmp(v->data, (u_char *) "bytes=", 6) != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = v->data + 6;
+    end = v->data + v->len;
+
+    *first = -1;
+    *last = -1;
+
+    while (p < end && *p == ' ') { p++; }
+
+    if (p < end && *p != '-') {
+        p = ngx_pt_reader_number(p, end, first);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        while (p < end && *p == ' ') { p++; }
+    }
+
+    if (p == end || *p++ != '-') {
+        return NGX_DECLINED;
+    }
+
+    while (p < end && *p == ' ') { p++; }
+
+    if (p < end) {
+        p = ngx_pt_reader_number(p, end, last);
+        if (p == NULL) {
+            return NGX_DECLINED;
+        }
+
+        while (p < end && *p == ' ') { p++; }
+    }
+
+    if (p != end
+        || (*first < 0 && *last < 0)
+        || (*first >= 0 && *last >= 0 && *first > *last))
+    {
+        /* more after the range, "-" alone, or the end before the start */
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_pt_reader_number(u_char *p, u_char *end, off_t *n)
+{
+    off_t  d;
+
+    if (*p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    for (*n = 0; p < end && *p >= '0' && *p <= '9'; p++) {
+        d = *p - '0';
+        *n = (*n > (NGX_MAX_OFF_T_VALUE - d) / 10) ? NGX_MAX_OFF_T_VALUE
+                                                  : *n * 10 + d;
+    }
+
+    return p;
+}
+
+
+/*
+ * If-Range, as nginx reads it on hits: the range stands when it is the
+ * blob's ETag, "<digest>"; another ETag or a date (blobs have no
+ * Last-Modified) asks for the whole blob.
+ */
+
+static ngx_uint_t
+ngx_pt_reader_if_range(ngx_pt_reader_t *rd)
+{
+    ngx_str_t  *v, *d;
+
+    if (rd->r->headers_in.if_range == NULL) {
+        return 1;
+    }
+
+    v = &rd->r->headers_in.if_range->value;
+    d = &rd->fill->digest.full;
+
+    return v->len == d->len + 2
+           && v->data[0] == '"' && v->data[v->len - 1] == '"'
+           && ngx_strncmp(v->data + 1, d->data, d->len) == 0;
 }
 
 
@@ -319,7 +525,8 @@ ngx_pt_reader_send(ngx_pt_reader_t *rd)
 
 /*
  * A buffer of what was published since the last one, and the end of the
- * blob once verified; *out NULL when there is nothing new.
+ * blob once verified, or of the range once its last byte is published;
+ * *out NULL when there is nothing new.
  */
 
 static ngx_int_t
@@ -334,6 +541,10 @@ ngx_pt_reader_buf(ngx_pt_reader_t *rd, ngx_chain_t **out)
 
     fill = rd->fill;
     avail = ngx_pt_reader_published(fill);
+
+    if (rd->partial) {
+        avail = ngx_min(avail, rd->end);
+    }
 
     if (avail <= rd->sent
         && !(fill->state == NGX_PT_FILL_DONE && !rd->last_sent))
@@ -359,7 +570,10 @@ ngx_pt_reader_buf(ngx_pt_reader_t *rd, ngx_chain_t **out)
         rd->sent = avail;
     }
 
-    if (fill->state == NGX_PT_FILL_DONE && rd->sent == fill->written) {
+    if (rd->partial ? rd->sent == rd->end
+                    : (fill->state == NGX_PT_FILL_DONE
+                       && rd->sent == fill->written))
+    {
         b->last_buf = (rd->r == rd->r->main) ? 1 : 0;
         b->last_in_chain = 1;
         rd->last_sent = 1;
@@ -428,8 +642,9 @@ ngx_pt_reader_finish(ngx_pt_reader_t *rd, ngx_int_t rc)
                    "pullthrough reader: %V finished, %s: %i, %O bytes sent",
                    &rd->fill->digest.full,
                    rd->last_sent ? "sent all"
-                   : rd->r->header_only ? "header only" : "aborted",
-                   rc, rd->sent);
+                   : rd->r->header_only ? "header only"
+                   : rd->header_sent ? "aborted" : "error answered",
+                   rc, rd->sent - rd->start);
 
     rd->finished = 1;
     rd->rc = rc;

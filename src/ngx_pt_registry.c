@@ -38,6 +38,10 @@ static ngx_int_t ngx_pt_registry_attach(ngx_http_request_t *r,
 static void ngx_pt_registry_reader_write(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_registry_blob_header(ngx_http_request_t *r,
     ngx_pt_digest_t *d, off_t length);
+static ngx_int_t ngx_pt_registry_blob_part(ngx_http_request_t *r,
+    ngx_pt_digest_t *d, off_t start, off_t end, off_t length);
+static ngx_int_t ngx_pt_registry_blob_send_header(ngx_http_request_t *r,
+    ngx_pt_digest_t *d, ngx_uint_t status, off_t length);
 static ngx_int_t ngx_pt_registry_fill_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code);
 static ngx_int_t ngx_pt_registry_record_blob(ngx_pool_t *pool,
@@ -61,6 +65,7 @@ static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
 ngx_pt_fill_ops_t  ngx_pt_registry_fill_ops = {
     ngx_pt_registry_blob_header,
     ngx_pt_registry_fill_error,
+    ngx_pt_registry_blob_part,
     ngx_pt_registry_record_blob
 };
 
@@ -139,6 +144,14 @@ ngx_pt_registry_start(ngx_http_request_t *r)
 
     ngx_str_set(&v, "registry/2.0");
     if (ngx_pt_registry_set_header(r, "Docker-Distribution-API-Version", &v)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* bytes from upstreams are never sniffed into something to render */
+    ngx_str_set(&v, "nosniff");
+    if (ngx_pt_registry_set_header(r, "X-Content-Type-Options", &v)
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -860,6 +873,55 @@ static ngx_int_t
 ngx_pt_registry_blob_header(ngx_http_request_t *r, ngx_pt_digest_t *d,
     off_t length)
 {
+    return ngx_pt_registry_blob_send_header(r, d, NGX_HTTP_OK, length);
+}
+
+
+/*
+ * A fill's reader asked for one range of a blob of length bytes: 206 with
+ * the bytes [start, end); when start is past the end, the whole answer:
+ * 416 as an OCI error, its Content-Range giving only the length.
+ */
+
+static ngx_int_t
+ngx_pt_registry_blob_part(ngx_http_request_t *r, ngx_pt_digest_t *d,
+    off_t start, off_t end, off_t length)
+{
+    ngx_str_t  v;
+
+    v.data = ngx_pnalloc(r->pool, sizeof("bytes -/") - 1 + 3 * NGX_OFF_T_LEN);
+    if (v.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (start >= length) {
+        v.len = ngx_sprintf(v.data, "bytes */%O", length) - v.data;
+
+        if (ngx_pt_registry_set_header(r, "Content-Range", &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_pt_registry_error(r, NGX_HTTP_RANGE_NOT_SATISFIABLE,
+                                     "RANGE_INVALID", "the requested range "
+                                     "is not satisfiable");
+    }
+
+    v.len = ngx_sprintf(v.data, "bytes %O-%O/%O", start, end - 1, length)
+            - v.data;
+
+    if (ngx_pt_registry_set_header(r, "Content-Range", &v) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_registry_blob_send_header(r, d, NGX_HTTP_PARTIAL_CONTENT,
+                                            end - start);
+}
+
+
+static ngx_int_t
+ngx_pt_registry_blob_send_header(ngx_http_request_t *r, ngx_pt_digest_t *d,
+    ngx_uint_t status, off_t length)
+{
     if (ngx_pt_registry_set_header(r, "Docker-Content-Digest", &d->full)
         != NGX_OK
         || ngx_pt_registry_etag(r, &d->full) != NGX_OK)
@@ -867,7 +929,7 @@ ngx_pt_registry_blob_header(ngx_http_request_t *r, ngx_pt_digest_t *d,
         return NGX_ERROR;
     }
 
-    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.status = status;
     r->headers_out.content_length_n = length;
     r->headers_out.content_type = ngx_pt_octet_type;
     r->headers_out.content_type_len = ngx_pt_octet_type.len;
