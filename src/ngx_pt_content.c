@@ -110,6 +110,7 @@ ngx_int_t
 ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
     ngx_str_t *digest)
 {
+    off_t       size;
     MDB_txn    *txn;
     ngx_int_t   rc;
 
@@ -117,9 +118,19 @@ ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
         return NGX_ERROR;
     }
 
-    rc = ngx_pt_blob_rec_get(pool, log, txn, repo, digest, NULL);
+    rc = ngx_pt_blob_rec_get(pool, log, txn, repo, digest, &size);
 
     ngx_pt_txn_abort(txn);
+
+    /*
+     * Only a blob fetched for the repository, or confirmed by its upstream,
+     * is the repository's: a manifest that merely names a digest (size -1)
+     * does not make another repository's file readable here.
+     */
+
+    if (rc == NGX_OK && size < 0) {
+        return NGX_DECLINED;
+    }
 
     return rc;
 }

@@ -671,7 +671,9 @@ ngx_pt_fill_upstream_done(ngx_pt_fetch_t *f, ngx_int_t rc)
                       "pullthrough: upstream answered %ui for blob %V "
                       "(\"%V\")", f->status, &fill->digest.full, &f->url);
 
-        ngx_pt_fill_fail(fill, f->status, NULL);
+        /* the upstream's 5xx is a bad gateway to clients, not our 500 */
+        ngx_pt_fill_fail(fill, f->status >= NGX_HTTP_INTERNAL_SERVER_ERROR
+                               ? NGX_HTTP_BAD_GATEWAY : f->status, NULL);
 
     } else if (rc != NGX_OK
                || (fill->expected >= 0 && fill->received != fill->expected))

@@ -744,11 +744,17 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
     }
 
     if (ctx->cache_status == NGX_PT_CACHE_HIT) {
-        /* the file is here: this repository may now use it */
+        /* confirmed, and the file is here: this repository's from now on */
 
-        if (ngx_pt_content_blob_add(r->pool, r->connection->log, &ctx->repo,
-                                    &ctx->digest.full, -1) != NGX_OK
-            || ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK)
+        if (ngx_pt_blob_path(r->pool, &ctx->digest, &path) != NGX_OK) {
+            ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR
+            && ngx_pt_content_blob_add(r->pool, r->connection->log,
+                                       &ctx->repo, &ctx->digest.full,
+                                       ngx_file_size(&fi)) != NGX_OK)
         {
             ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;

@@ -5,8 +5,9 @@
 # on the admin API's origin), manifests nested deep enough to take a
 # worker's stack, redirects that would carry the remote's credentials and
 # custom headers elsewhere (another host, another port, https to http, a
-# protocol-relative Location), tokens with a line break in them. The fake
-# upstreams are here only to lie.
+# protocol-relative Location), tokens with a line break in them, and a
+# manifest naming a blob that another distribution cached, to read it
+# without having it. The fake upstreams are here only to lie.
 
 use strict;
 use warnings;
@@ -71,6 +72,7 @@ $fake = PT::FakeUpstream->new(
                         'Docker-Content-Digest' => $html_typed ];
             return $a;
         }
+        return PT::FakeUpstream::error(500, 'UNKNOWN') if $p =~ m{/blobs/sha256:5{64}$};
         if (defined $to && $p =~ m{/blobs/(sha256:[0-9a-f]+)$}) {
             return [ 307, [ Location => "$to/v2/library/hello/blobs/$1" ], '' ];
         }
@@ -84,6 +86,7 @@ setup_cache($t, $fake->url, remote => { max_retries => 0, username => 'u', passw
                                         headers => [ { 'X-Api-Key' => 'key-123' } ] });
 
 sub get { $t->get("/v2/cache/library/hello/$_[0]", headers => { Accept => $ACCEPT }) }
+sub get_from { $t->get("/v2/$_[0]/library/hello/$_[1]", headers => { Accept => $ACCEPT }) }
 
 # --- stored XSS ---
 
@@ -152,6 +155,29 @@ isnt($r->{status}, 200, 'an https upstream redirecting to http: refused');
 is(scalar($other->requests), 0, '... nothing sent in clear');
 like($t->error_log, qr/https is never left for http/, '... logged');
 $fake->clear_flag('redirect');
+
+# --- an upstream failing a blob: the client's gateway failed ---
+
+$r = get('blobs/sha256:' . ('5' x 64));
+is_oci_error($r, 502, 'UNAVAILABLE', 'an upstream 500 for a blob: 502 UNAVAILABLE, in JSON');
+
+# --- a manifest naming another distribution's blob ---
+
+# the honest distribution caches a blob; the thief's upstream names it in
+# a manifest of its own but does not have it
+setup_cache($t, $other->url, base_path => 'honest', remote => { max_retries => 0 });
+my $private = $h10->{layers}[0];
+is(get_from('honest', "blobs/$private")->{status}, 200, 'a blob cached through one distribution');
+my $bait = '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+         . '"config":{"digest":"' . $private . '","size":1},"layers":[]}';
+my $thief = PT::FakeUpstream->new(blobs => { 'sha256:' . sha256_hex($bait) => $bait },
+                                  tags => { 'library/hello:bait' => 'sha256:' . sha256_hex($bait) })->start;
+setup_cache($t, $thief->url, base_path => 'thief', remote => { max_retries => 0 });
+is(get_from('thief', 'manifests/bait')->{status}, 200, 'another upstream\'s manifest names it');
+$r = get_from('thief', "blobs/$private");
+is_oci_error($r, 404, 'BLOB_UNKNOWN', '... but its blob is not served from the other cache');
+ok(scalar($thief->requests_matching('HEAD', qr{/blobs/\Q$private\E$})),
+   '... its own upstream was asked, and does not have it');
 
 $t->stop;
 $t->check_error_log;
