@@ -1013,7 +1013,16 @@ ngx_pt_fill_notify(ngx_pt_fill_t *fill)
 {
     ngx_queue_t       *q, *next;
     ngx_pt_reader_t   *rd;
-    ngx_connection_t  *c;
+    ngx_connection_t  *c, *current;
+
+    /*
+     * The connection whose handler runs now, if any: the exchange's (its
+     * filters and post handler), which nginx or the transport finishes
+     * itself; a thread task's completion runs in none.
+     */
+
+    current = (fill->in_task || fill->fetch.r == NULL)
+              ? NULL : fill->fetch.r->connection;
 
     for (q = ngx_queue_head(&fill->readers);
          q != ngx_queue_sentinel(&fill->readers);
@@ -1026,11 +1035,12 @@ ngx_pt_fill_notify(ngx_pt_fill_t *fill)
         ngx_pt_reader_run(rd);
 
         /*
-         * Outside the connection's own handlers (a thread task's
-         * completion), nobody else runs what finalizing it posted.
+         * Outside the reader's own connection handlers (another client's
+         * exchange, a thread task's completion), nobody else runs what
+         * finalizing it posted: a failed fill would leave it hanging.
          */
 
-        if (fill->in_task) {
+        if (c != current) {
             ngx_http_run_posted_requests(c);
         }
     }

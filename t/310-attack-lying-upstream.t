@@ -48,6 +48,9 @@ my $html_typed = extra('{"schemaVersion":2,"mediaType":"text/html","config":{"di
                        . $h10->{config} . '"},"layers":[]}');
 my $deep = extra('{"schemaVersion":2,"x":' . ('[' x 100_000) . (']' x 100_000) . '}');
 
+# a blob the upstream cuts short, after a pause
+my $cut = $L->{refs}{'hello-1.1'}{layers}[1];
+
 # the one that lies; "other" is where its redirects lead
 my $other = PT::FakeUpstream->new(blob_dirs => [ "$L->{dir}/blobs" ])->start;
 my $fake;
@@ -73,6 +76,11 @@ $fake = PT::FakeUpstream->new(
             return $a;
         }
         return PT::FakeUpstream::error(500, 'UNKNOWN') if $p =~ m{/blobs/sha256:5{64}$};
+        if ($p =~ m{/blobs/(sha256:[0-9a-f]+)$} && $1 eq $cut) {
+            return [ 200, [ 'Content-Type' => 'application/octet-stream' ],
+                     { file => $f->blob_file($1), pause_at => 1024,
+                       wait_flag => 'cut', truncate => 4096 } ];
+        }
         if (defined $to && $p =~ m{/blobs/(sha256:[0-9a-f]+)$}) {
             return [ 307, [ Location => "$to/v2/library/hello/blobs/$1" ], '' ];
         }
@@ -160,6 +168,23 @@ $fake->clear_flag('redirect');
 
 $r = get('blobs/sha256:' . ('5' x 64));
 is_oci_error($r, 502, 'UNAVAILABLE', 'an upstream 500 for a blob: 502 UNAVAILABLE, in JSON');
+
+# --- a fill cut short: every client of it is ended at once ---
+
+my @bg = map {
+    my $flag = $t->dir . "/started-$_";
+    { flag => $flag,
+      h => bg_stream_get($t, "/v2/cache/library/hello/blobs/$cut?client=$_", started => $flag) }
+} 1 .. 2;
+ok(wait_for(sub { -e $bg[0]{flag} && -e $bg[1]{flag} }, 10),
+   'two clients of one fill have their first bytes');
+$fake->set_flag('cut', 1);
+my @res = map { bg_result($_->{h}, 15) } @bg;
+for my $i (0, 1) {
+    ok($res[$i]{status} != 599 && $res[$i]{seconds} < 10,
+       sprintf('client %d of the cut fill: ended promptly (%.1f s)', $i + 1, $res[$i]{seconds} // -1));
+    ok(!$res[$i]{complete}, '... without a complete body');
+}
 
 # --- a manifest naming another distribution's blob ---
 
