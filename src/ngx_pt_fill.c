@@ -28,6 +28,7 @@ static ngx_int_t ngx_pt_fill_buffers(ngx_pt_fill_t *fill,
 static ngx_int_t ngx_pt_fill_exchange(ngx_pt_fill_t *fill,
     ngx_http_request_t *r, ngx_pt_settings_t *s, ngx_str_t *url);
 static void ngx_pt_fill_discard(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_keep(ngx_event_t *ev);
 static ngx_int_t ngx_pt_fill_header(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fill_body(ngx_pt_fetch_t *f, ngx_chain_t *in);
 static ngx_int_t ngx_pt_fill_drain(ngx_pt_fill_t *fill);
@@ -188,6 +189,17 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
 
     ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
 
+    /*
+     * A graceful shutdown (nginx -s reload, quit) waits for non-cancelable
+     * timers: this one holds the worker until the fill is committed or
+     * failed, as nginx holds it for requests in flight.
+     */
+
+    fill->keep.handler = ngx_pt_fill_keep;
+    fill->keep.data = fill;
+    fill->keep.log = fill->log;
+    ngx_add_timer(&fill->keep, NGX_PT_FILL_HOLD);
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, fill->log, 0,
                    "pullthrough fill: %V for \"%V\" created, \"%s\"",
                    &fill->digest.full, &fill->repo, fill->temp.data);
@@ -292,6 +304,19 @@ ngx_pt_fill_exchange(ngx_pt_fill_t *fill, ngx_http_request_t *r,
     f->data = fill;
 
     return ngx_pt_fetch_start(f);
+}
+
+
+static void
+ngx_pt_fill_keep(ngx_event_t *ev)
+{
+    ngx_pt_fill_t *fill = ev->data;
+
+    if (fill->state == NGX_PT_FILL_RUNNING
+        || fill->state == NGX_PT_FILL_COMMIT)
+    {
+        ngx_add_timer(ev, NGX_PT_FILL_HOLD);
+    }
 }
 
 
@@ -924,6 +949,10 @@ ngx_pt_fill_unref(ngx_pt_fill_t *fill)
 
     if (fill->poll.timer_set) {
         ngx_del_timer(&fill->poll);
+    }
+
+    if (fill->keep.timer_set) {
+        ngx_del_timer(&fill->keep);
     }
 
     ngx_pt_fetch_detach(&fill->fetch);

@@ -21,6 +21,8 @@
 #define NGX_PT_FILL_DONE       2
 #define NGX_PT_FILL_FAILED     3
 
+#define NGX_PT_FILL_HOLD       1000     /* ms: the period of its keep timer */
+
 
 /* the fill's one thread task: a write, or the verdict and the commit */
 typedef struct {
@@ -76,6 +78,8 @@ struct ngx_pt_fill_s {
     ngx_uint_t                  seq;
     ngx_pid_t                   owner;       /* a mirror's filling worker */
     ngx_event_t                 poll;        /* a mirror follows it */
+    ngx_event_t                 keep;        /* holds a shutting down
+                                                worker until it ends */
     ngx_msec_t                  missing;     /* its entry gone since */
     ngx_array_t                *also;        /* other repositories served:
                                                 recorded too (ngx_str_t) */
