@@ -186,6 +186,26 @@ for my $i (0, 1) {
     ok(!$res[$i]{complete}, '... without a complete body');
 }
 
+# --- a token realm whose token would split a header line ---
+
+my $realm = PT::FakeUpstream->new(hook => sub {
+    return [ 200, [ 'Content-Type' => 'application/json' ],
+             '{"token":"abc\r\nX-Evil: 1","expires_in":300}' ];
+})->start;
+my $guarded = PT::FakeUpstream->new(hook => sub {
+    my ($req) = @_;
+    return [ 401, [ 'WWW-Authenticate' => 'Bearer realm="' . $realm->url
+                    . '/token",service="x",scope="repository:library/hello:pull"' ], '' ]
+        unless $req->{headers}{authorization};
+    return [ 404, [], '' ];
+})->start;
+setup_cache($t, $guarded->url, base_path => 'tok', remote => { max_retries => 0 });
+$r = get_from('tok', 'manifests/1.0');
+isnt($r->{status}, 200, 'a token with CR LF in it: the pull fails');
+ok(scalar($realm->requests), '... after asking the realm');
+is(scalar(grep { $_->{headers}{authorization} || $_->{headers}{'x-evil'} } $guarded->requests), 0,
+   '... and the token never reaches the registry');
+
 # --- a manifest naming another distribution's blob ---
 
 # the honest distribution caches a blob; the thief's upstream names it in
