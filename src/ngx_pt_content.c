@@ -84,6 +84,43 @@ ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
 }
 
 
+/*
+ * What a manifest request needs, in one read transaction: the tag (when
+ * the reference is one), then the manifest's type and size. NGX_DECLINED:
+ * the tag or the manifest is not recorded (t->digest.len tells which).
+ */
+
+ngx_int_t
+ngx_pt_content_lookup(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
+    ngx_str_t *tag, ngx_str_t *digest, ngx_pt_tag_t *t,
+    ngx_str_t *media_type, off_t *size)
+{
+    MDB_txn    *txn;
+    ngx_int_t   rc;
+
+    if (ngx_pt_txn_begin(log, 0, &txn) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_OK;
+    t->digest.len = 0;
+
+    if (tag) {
+        rc = ngx_pt_tag_get(pool, log, txn, repo, tag, t);
+        *digest = t->digest;
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_manifest_record_head(pool, log, txn, repo, digest,
+                                         media_type, size);
+    }
+
+    ngx_pt_txn_abort(txn);
+
+    return rc;
+}
+
+
 ngx_int_t
 ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
     ngx_str_t *digest, ngx_str_t *media_type, off_t *size)

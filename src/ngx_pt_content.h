@@ -28,6 +28,9 @@ ngx_int_t ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *tag, ngx_pt_tag_t *t);
 ngx_int_t ngx_pt_content_tag_confirm(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest);
+ngx_int_t ngx_pt_content_lookup(ngx_pool_t *pool, ngx_log_t *log,
+    ngx_str_t *repo, ngx_str_t *tag, ngx_str_t *digest, ngx_pt_tag_t *t,
+    ngx_str_t *media_type, off_t *size);
 ngx_int_t ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *digest, ngx_str_t *media_type, off_t *size);
 ngx_int_t ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log,

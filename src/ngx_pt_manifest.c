@@ -127,18 +127,10 @@ ngx_pt_manifest_lookup(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     log = r->connection->log;
     ctx->cached = 0;
     digest = ctx->reference;
-    rc = NGX_OK;
 
-    if (!ctx->by_digest) {
-        rc = ngx_pt_content_tag(r->pool, log, &ctx->repo, &ctx->reference,
-                                &ctx->tag);
-        digest = ctx->tag.digest;
-    }
-
-    if (rc == NGX_OK) {
-        rc = ngx_pt_content_manifest(r->pool, log, &ctx->repo, &digest,
-                                     &ctx->type, &ctx->size);
-    }
+    rc = ngx_pt_content_lookup(r->pool, log, &ctx->repo,
+                               ctx->by_digest ? NULL : &ctx->reference,
+                               &digest, &ctx->tag, &ctx->type, &ctx->size);
 
     if (rc == NGX_DECLINED) {
         return NGX_OK;
