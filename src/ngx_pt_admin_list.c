@@ -26,9 +26,16 @@ typedef struct {
 #define NGX_PT_OP_IN          4
 
 
+/* a record that matched, as much of it as sorting needs */
+typedef struct {
+    ngx_str_t                   key;         /* the ordering field */
+    ngx_str_t                   id;
+} ngx_pt_list_item_t;
+
+
 typedef struct {
     ngx_pt_admin_t             *ctx;
-    ngx_array_t                 records;     /* void * */
+    ngx_array_t                 items;       /* ngx_pt_list_item_t */
     ngx_array_t                *filters;     /* ngx_pt_filter_t */
     ngx_int_t                   status;
 } ngx_pt_list_t;
@@ -171,19 +178,20 @@ ngx_pt_admin_query_get(ngx_pt_admin_t *ctx, const char *name,
 ngx_int_t
 ngx_pt_admin_list(ngx_pt_admin_t *ctx)
 {
-    void           **recs;
-    MDB_txn         *txn;
-    ngx_int_t        limit, offset, rc, i;
-    ngx_array_t      filters;
-    ngx_pt_list_t    list;
+    void                *rec;
+    MDB_txn             *txn;
+    ngx_int_t            limit, offset, rc, i;
+    ngx_array_t          filters;
+    ngx_pt_list_t        list;
+    ngx_pt_list_item_t  *items;
 
     limit = ctx->query.limit;
     offset = ctx->query.offset;
 
     if (ngx_array_init(&filters, ctx->pool, 4, sizeof(ngx_pt_filter_t))
         != NGX_OK
-        || ngx_array_init(&list.records, ctx->pool, 16, sizeof(void *))
-           != NGX_OK)
+        || ngx_array_init(&list.items, ctx->pool, 16,
+                          sizeof(ngx_pt_list_item_t)) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -207,7 +215,12 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
-    rc = ngx_pt_record_each(ctx->pool, ctx->log, txn, ctx->type,
+    /*
+     * Each record is decoded in a pool of its own and only its sort key
+     * and id are kept; the page's records are read again to be rendered.
+     */
+
+    rc = ngx_pt_record_each(NULL, ctx->log, txn, ctx->type,
                             ngx_pt_admin_list_collect, &list);
 
     if (rc != NGX_OK) {
@@ -215,18 +228,24 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
-    recs = list.records.elts;
+    items = list.items.elts;
 
-    ngx_qsort(recs, list.records.nelts, sizeof(void *), ngx_pt_admin_cmp);
+    ngx_qsort(items, list.items.nelts, sizeof(ngx_pt_list_item_t),
+              ngx_pt_admin_cmp);
 
-    rc = ngx_pt_admin_page(ctx, list.records.nelts);
+    rc = ngx_pt_admin_page(ctx, list.items.nelts);
 
     for (i = offset;
          rc == NGX_OK && i < offset + limit
-         && i < (ngx_int_t) list.records.nelts;
+         && i < (ngx_int_t) list.items.nelts;
          i++)
     {
-        rc = ngx_pt_admin_render(ctx, txn, recs[i]);
+        rc = ngx_pt_record_load(ctx->pool, ctx->log, txn, ctx->type,
+                                &items[i].id, &rec);
+
+        if (rc == NGX_OK) {
+            rc = ngx_pt_admin_render(ctx, txn, rec);
+        }
     }
 
     ngx_pt_txn_abort(txn);
@@ -248,9 +267,10 @@ ngx_pt_admin_list_collect(void *data, void *rec)
 {
     ngx_pt_list_t *list = data;
 
-    void             **p;
-    ngx_uint_t         i;
-    ngx_pt_filter_t   *flt;
+    ngx_str_t            *key;
+    ngx_uint_t            i;
+    ngx_pt_filter_t      *flt;
+    ngx_pt_list_item_t   *item;
 
     flt = list->filters->elts;
     for (i = 0; i < list->filters->nelts; i++) {
@@ -259,12 +279,23 @@ ngx_pt_admin_list_collect(void *data, void *rec)
         }
     }
 
-    p = ngx_array_push(&list->records);
-    if (p == NULL) {
+    /* copies: rec goes with its pool after this */
+
+    key = (ngx_str_t *) ((u_char *) rec + ngx_pt_order_offset);
+
+    item = ngx_array_push(&list->items);
+    if (item == NULL) {
         return NGX_ERROR;
     }
 
-    *p = rec;
+    item->key.len = key->len;
+    item->key.data = ngx_pstrdup(list->ctx->pool, key);
+    item->id.len = ((ngx_pt_meta_t *) rec)->id.len;
+    item->id.data = ngx_pstrdup(list->ctx->pool, &((ngx_pt_meta_t *) rec)->id);
+
+    if ((item->key.data == NULL && key->len) || item->id.data == NULL) {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
@@ -470,25 +501,20 @@ ngx_pt_admin_ordering(ngx_pt_admin_t *ctx)
 static int ngx_libc_cdecl
 ngx_pt_admin_cmp(const void *one, const void *two)
 {
-    size_t      n;
-    ngx_int_t   rc;
-    ngx_str_t  *a, *b;
+    size_t                     n;
+    ngx_int_t                  rc;
+    const ngx_pt_list_item_t  *a = one, *b = two;
 
-    a = (ngx_str_t *) (*(u_char **) one + ngx_pt_order_offset);
-    b = (ngx_str_t *) (*(u_char **) two + ngx_pt_order_offset);
-
-    n = ngx_min(a->len, b->len);
-    rc = ngx_memcmp(a->data, b->data, n);
+    n = ngx_min(a->key.len, b->key.len);
+    rc = n ? ngx_memcmp(a->key.data, b->key.data, n) : 0;
 
     if (rc == 0) {
-        rc = (a->len > b->len) - (a->len < b->len);
+        rc = (a->key.len > b->key.len) - (a->key.len < b->key.len);
     }
 
     if (rc == 0) {
         /* ties: by id, so that pages never overlap */
-        a = &(*(ngx_pt_meta_t **) one)->id;
-        b = &(*(ngx_pt_meta_t **) two)->id;
-        rc = ngx_memcmp(a->data, b->data, NGX_PT_UUID_LEN);
+        rc = ngx_memcmp(a->id.data, b->id.data, NGX_PT_UUID_LEN);
     }
 
     return ngx_pt_order_desc ? -rc : rc;
