@@ -71,7 +71,8 @@ my $conf = 'pullthrough_tag_ttl 1s; pullthrough_tag_revalidate_timeout 1s; '
          . 'pullthrough_negative_ttl 1s;';
 my $t = PT::Nginx->new(conf => cache_conf(workers => 2, registry => $conf));
 $t->start;
-setup_cache($t, $fake->url, remote => { max_retries => 0 });
+my $pt = setup_cache($t, $fake->url, remote => { max_retries => 0 });
+my $remote_href = $pt->{remote_obj}{pulp_href};
 
 my $N = 0;
 
@@ -327,6 +328,36 @@ is($r->{cache}, 'STALE', '... then STALE during the back-off');
 is_deeply(upstream(), [ $HEAD ], '... after one HEAD');
 mode('ok');
 sleep 1.1;
+
+# --- a TLS failure, and a token realm that is down ---
+
+$t->set_conf(cache_conf(workers => 2, registry => $conf));
+$t->reload;
+(my $tls_url = $fake->url) =~ s/^http:/https:/;
+is($t->patch($remote_href, { url => $tls_url, tls_validation => JSON::PP::false })->{status}, 202,
+   'the remote now speaks TLS to a plain HTTP port');
+sleep 2.1;
+$mark = length slurp($t->error_log_file);
+$r = manifest('latest');
+is_deeply([ $r->{status}, $r->{cache} ], [ 200, 'STALE' ], 'a TLS failure: STALE');
+like(warns($mark), qr/could not revalidate "library\/hello:latest" \((?:unreachable|timed out)\)/,
+     '... logged');
+
+my $dead = 'http://127.0.0.1:' . PT::Nginx::free_port();
+my $bearer = PT::FakeUpstream->new(hook => sub {
+    return [ 401, [ 'WWW-Authenticate' => qq(Bearer realm="$dead/token",service="x") ], '' ];
+})->start;
+is($t->patch($remote_href, { url => $bearer->url, tls_validation => JSON::PP::true })->{status}, 202,
+   'the remote now answers 401 Bearer, its realm down');
+sleep 2.1;
+$mark = length slurp($t->error_log_file);
+$r = manifest('latest');
+is_deeply([ $r->{status}, $r->{cache} ], [ 200, 'STALE' ], 'a token realm that is down: STALE');
+like(warns($mark), qr/could not revalidate "library\/hello:latest"/, '... logged');
+is($t->patch($remote_href, { url => $fake->url })->{status}, 202, 'the remote back');
+ok(wait_for(sub { manifest('latest')->{cache} eq 'REVALIDATED' }, 20),
+   '... REVALIDATED once its back-off is over');
+upstream();
 
 # --- pullthrough_tag_max_stale ---
 
