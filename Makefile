@@ -4,6 +4,7 @@
 #   make run      build, then run nginx with the module in the foreground
 #   make test     build, then run the test suite with prove
 #   make bench    benchmarks (see README)
+#   make fuzz     libFuzzer targets of the parsers, FUZZ_SECONDS each (60)
 #
 # Variables: NGINX_SRC (nginx source or Debian nginx-dev tree), NGINX_BIN (the
 # nginx binary that loads the module), PORT, STATE_DIR, TEST_JOBS, and for
@@ -48,7 +49,7 @@ NGINX_CONF_FLAGS ?= $(shell if [ -f $(NGINX_SRC)/conf_flags ]; then \
 	bash -c '. $(NGINX_SRC)/conf_flags; echo "$${NGX_CONF_FLAGS[@]}"'; \
 	else echo --with-compat --with-threads; fi)
 
-.PHONY: all build deps deps-build deps-run deps-test run test bench clean distclean
+.PHONY: all build deps deps-build deps-run deps-test run test bench fuzz clean distclean
 
 all: build
 
@@ -97,6 +98,14 @@ test: build deps-test
 	@echo "# the same exchanges through libcurl (PT_TRANSPORT=curl)"
 	@PT_TRANSPORT=curl NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) \
 	    prove -j$(TEST_JOBS) -I t/lib $(CURL_TESTS)
+
+# nginx's core is built from Debian's orig tarball of the installed
+# release, with the module statically and instrumented (t/fuzz/build)
+FUZZ_PKGS := clang libclang-rt-dev curl binutils
+
+fuzz: deps-build
+	@$(MAKE) --no-print-directory -s apt-install PKGS="$(FUZZ_PKGS)"
+	@NGINX_BIN=$(NGINX_BIN) FUZZ_DIR=$(BUILD_DIR)/fuzz sh t/fuzz/build
 
 bench: build deps-test
 	@$(MAKE) --no-print-directory -s apt-install PKGS="wrk"

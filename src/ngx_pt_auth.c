@@ -276,8 +276,13 @@ ngx_pt_auth_challenge(ngx_pt_token_ask_t *ask, ngx_pt_challenge_t *ch)
         return NGX_DECLINED;
     }
 
-    if (ngx_strncasecmp(ch->realm.data, (u_char *) "https://", 8) != 0
-        && ngx_strncasecmp(ch->realm.data, (u_char *) "http://", 7) != 0)
+    /* (the realm is a copy without a NUL: its length bounds every look) */
+
+    if (!(ch->realm.len > 8
+          && ngx_strncasecmp(ch->realm.data, (u_char *) "https://", 8) == 0)
+        && !(ch->realm.len > 7
+             && ngx_strncasecmp(ch->realm.data, (u_char *) "http://", 7)
+                == 0))
     {
         ngx_log_error(NGX_LOG_ERR, ask->log, 0,
                       "pullthrough: upstream token realm \"%V\" is not an "

@@ -393,6 +393,7 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    rec = NULL;
     rc = NGX_DECLINED;
     prefix = ctx->repo;
 

@@ -363,6 +363,7 @@ ngx_pt_upgrade_1_2(ngx_log_t *log)
         return NGX_ERROR;
     }
 
+    txn = NULL;
     total = 0;
     rc = NGX_OK;
 
