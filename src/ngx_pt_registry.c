@@ -219,15 +219,34 @@ ngx_pt_registry_start(ngx_http_request_t *r)
 static ngx_int_t
 ngx_pt_registry_route(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
+    ngx_pt_route_error_t  e;
+
+    if (ngx_pt_registry_parse(&r->uri, ctx, &e) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    return ngx_pt_registry_error(r, e.status, e.code, e.message);
+}
+
+
+/*
+ * What a /v2/ path asks for, into ctx; nothing but the path is read, so
+ * that it can be fuzzed alone. NGX_DECLINED: the error is in *e.
+ */
+
+ngx_int_t
+ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
+    ngx_pt_route_error_t *e)
+{
     u_char     *p, *last, *slash, *seg;
     ngx_str_t   path;
 
-    if (r->uri.len < 4 || ngx_strncmp(r->uri.data, "/v2/", 4) != 0) {
+    if (uri->len < 4 || ngx_strncmp(uri->data, "/v2/", 4) != 0) {
         goto unknown;
     }
 
-    path.data = r->uri.data + 4;
-    path.len = r->uri.len - 4;
+    path.data = uri->data + 4;
+    path.len = uri->len - 4;
 
     if (path.len == 0) {
         ctx->kind = NGX_PT_REQ_BASE;
@@ -289,8 +308,10 @@ ngx_pt_registry_route(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     }
 
     if (!ngx_pt_registry_name_valid(&ctx->repo)) {
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST, "NAME_INVALID",
-                                     "invalid repository name");
+        e->status = NGX_HTTP_BAD_REQUEST;
+        e->code = "NAME_INVALID";
+        e->message = "invalid repository name";
+        return NGX_DECLINED;
     }
 
     if (ctx->kind == NGX_PT_REQ_BLOB
@@ -299,10 +320,10 @@ ngx_pt_registry_route(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                            ctx->reference.data + ctx->reference.len, ':')))
     {
         if (ngx_pt_digest_parse(&ctx->reference, &ctx->digest) != NGX_OK) {
-            return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST,
-                                         "DIGEST_INVALID",
-                                         "provided digest did not match "
-                                         "uploaded content");
+            e->status = NGX_HTTP_BAD_REQUEST;
+            e->code = "DIGEST_INVALID";
+            e->message = "provided digest did not match uploaded content";
+            return NGX_DECLINED;
         }
 
         ctx->by_digest = 1;
@@ -310,16 +331,21 @@ ngx_pt_registry_route(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     } else if (ctx->kind == NGX_PT_REQ_MANIFEST
                && !ngx_pt_registry_tag_valid(&ctx->reference))
     {
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_REQUEST,
-                                     "MANIFEST_INVALID", "invalid tag");
+        e->status = NGX_HTTP_BAD_REQUEST;
+        e->code = "MANIFEST_INVALID";
+        e->message = "invalid tag";
+        return NGX_DECLINED;
     }
 
     return NGX_OK;
 
 unknown:
 
-    return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, "NAME_UNKNOWN",
-                                 "repository name not known to registry");
+    e->status = NGX_HTTP_NOT_FOUND;
+    e->code = "NAME_UNKNOWN";
+    e->message = "repository name not known to registry";
+
+    return NGX_DECLINED;
 }
 
 

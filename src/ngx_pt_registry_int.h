@@ -82,6 +82,18 @@ typedef struct {
 } ngx_pt_req_t;
 
 
+/* an error of a /v2/ path */
+typedef struct {
+    ngx_uint_t                  status;
+    const char                 *code;
+    const char                 *message;
+} ngx_pt_route_error_t;
+
+
+/* the path's parser */
+ngx_int_t ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
+    ngx_pt_route_error_t *e);
+
 /* the manifest side */
 ngx_int_t ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo,
