@@ -599,77 +599,59 @@ ngx_pt_fetch_redirect(ngx_pt_fetch_t *f)
 }
 
 
-/* the Location as an absolute URL, in the exchange's pool */
+/*
+ * The Location as an absolute URL, in the exchange's pool: an absolute
+ * one as it is; "//host/path" (RFC 3986's network-path reference) after
+ * the current scheme; "/path" after the current scheme and authority.
+ */
 
 static ngx_int_t
 ngx_pt_fetch_location(ngx_pt_fetch_t *f, ngx_str_t *url)
 {
-    u_char  *p, *host_end, *last;
-    size_t   len;
+    u_char  *p, *last, *loc;
+    size_t   len, n;
 
-    if (f->location.len > 1 && f->location.data[0] == '/'
-        && f->location.data[1] == '/')
-    {
-        /* "//host/path": the current scheme, another authority */
+    loc = f->location.data;
+    n = f->location.len;
 
-        p = ngx_pt_strfind(f->url.data, f->url.data + f->url.len,
-                           (u_char *) "://", 3, 0);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
+    if (n && loc[0] != '/') {
 
-        len = p + 1 - f->url.data;      /* "https:" */
+        /* (a header value may lack a NUL: its length bounds the looks) */
 
-        url->data = ngx_pnalloc(f->pool, len + f->location.len);
-        if (url->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        url->len = ngx_cpymem(ngx_cpymem(url->data, f->url.data, len),
-                              f->location.data, f->location.len)
-                   - url->data;
-        return NGX_OK;
-    }
-
-    if (f->location.data[0] != '/') {
-
-        if (ngx_strncasecmp(f->location.data, (u_char *) "http://", 7) != 0
-            && ngx_strncasecmp(f->location.data, (u_char *) "https://", 8)
-               != 0)
+        if ((n > 7 && ngx_strncasecmp(loc, (u_char *) "http://", 7) == 0)
+            || (n > 8 && ngx_strncasecmp(loc, (u_char *) "https://", 8) == 0))
         {
-            ngx_log_error(NGX_LOG_ERR, f->log, 0,
-                          "pullthrough: upstream redirected to \"%V\"",
-                          &f->location);
-            return NGX_ERROR;
+            *url = f->location;
+            return NGX_OK;
         }
 
-        *url = f->location;
-        return NGX_OK;
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: upstream redirected to \"%V\"",
+                      &f->location);
+        return NGX_ERROR;
     }
-
-    /* relative: on the host of the current URL */
 
     last = f->url.data + f->url.len;
 
     p = ngx_pt_strfind(f->url.data, last, (u_char *) "://", 3, 0);
-    if (p == NULL) {
+    if (n == 0 || p == NULL) {
         return NGX_ERROR;
     }
 
-    host_end = ngx_strlchr(p + 3, last, '/');
-    if (host_end == NULL) {
-        host_end = last;
+    if (n > 1 && loc[1] == '/') {
+        len = p + 1 - f->url.data;                  /* "https:" */
+
+    } else {
+        p = ngx_strlchr(p + 3, last, '/');
+        len = (p ? p : last) - f->url.data;         /* "https://host" */
     }
 
-    len = host_end - f->url.data;
-
-    url->data = ngx_pnalloc(f->pool, len + f->location.len);
+    url->data = ngx_pnalloc(f->pool, len + n);
     if (url->data == NULL) {
         return NGX_ERROR;
     }
 
-    url->len = ngx_cpymem(ngx_cpymem(url->data, f->url.data, len),
-                          f->location.data, f->location.len)
+    url->len = ngx_cpymem(ngx_cpymem(url->data, f->url.data, len), loc, n)
                - url->data;
 
     return NGX_OK;

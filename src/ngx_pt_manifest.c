@@ -81,22 +81,14 @@ static void ngx_pt_manifest_wait_handler(ngx_event_t *ev);
 static ngx_int_t ngx_pt_manifest_cleanup_add(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static void ngx_pt_manifest_cleanup(void *data);
+static ngx_int_t ngx_pt_manifest_flight_key(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx);
 
 
 ngx_int_t
 ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
     ngx_int_t  rc;
-
-    if (ctx->flight.key.data == NULL) {
-        if (ngx_pt_manifest_key(r->pool, &ctx->repo, &ctx->reference,
-                                &ctx->flight.key) != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ctx->flight.log = r->connection->log;
-    }
 
     rc = ngx_pt_manifest_lookup(r, ctx);
     if (rc != NGX_OK) {
@@ -259,6 +251,10 @@ ngx_pt_manifest_expired(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
 
+    if (ngx_pt_manifest_flight_key(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (ngx_pt_shm_backoff_left(&ctx->remote->meta.id)) {
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "pullthrough manifest: \"%V:%V\" expired, its "
@@ -298,7 +294,6 @@ ngx_pt_manifest_expired(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 static ngx_int_t
 ngx_pt_manifest_revalidate(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    ngx_int_t                         rc;
     ngx_pt_settings_t                *s, *quick;
     ngx_http_pullthrough_loc_conf_t  *plcf;
 
@@ -328,14 +323,9 @@ ngx_pt_manifest_revalidate(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                    "%V", &ctx->repo, &ctx->reference, &ctx->tag.digest);
 
     ctx->revalidating = 1;
-    ctx->settings = quick;
 
-    rc = ngx_pt_registry_fetch(r, ctx, "manifests", &ctx->reference, 1, 0,
-                               ngx_pt_manifest_revalidated);
-
-    ctx->settings = s;
-
-    return rc;
+    return ngx_pt_registry_fetch(r, ctx, quick, "manifests", &ctx->reference,
+                                 1, 0, ngx_pt_manifest_revalidated);
 }
 
 
@@ -633,6 +623,10 @@ ngx_pt_manifest_miss(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
     ngx_msec_t  bound;
 
+    if (ngx_pt_manifest_flight_key(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     /* an absence is remembered under the flight's key */
 
     if (!ctx->flight.owner && ngx_pt_shm_negative_get(&ctx->flight.key)) {
@@ -645,8 +639,9 @@ ngx_pt_manifest_miss(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     if (r->method == NGX_HTTP_HEAD && !ctx->flight.owner) {
         /* relayed, never stored: nothing for others to wait for */
         ctx->cache_status = NGX_PT_CACHE_MISS;
-        return ngx_pt_registry_fetch(r, ctx, "manifests", &ctx->reference,
-                                     1, 0, ngx_pt_manifest_fetched);
+        return ngx_pt_registry_fetch(r, ctx, NULL, "manifests",
+                                     &ctx->reference, 1, 0,
+                                     ngx_pt_manifest_fetched);
     }
 
     if (!ctx->flight.owner) {
@@ -679,8 +674,8 @@ ngx_pt_manifest_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         ctx->cache_status = NGX_PT_CACHE_MISS;
     }
 
-    return ngx_pt_registry_fetch(r, ctx, "manifests", &ctx->reference, 0,
-                                 plcf->manifest_max_size,
+    return ngx_pt_registry_fetch(r, ctx, NULL, "manifests", &ctx->reference,
+                                 0, plcf->manifest_max_size,
                                  ngx_pt_manifest_fetched);
 }
 
@@ -821,39 +816,21 @@ static ngx_int_t
 ngx_pt_manifest_answer(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     ngx_int_t status)
 {
-    ctx->cache_status = NGX_PT_CACHE_ERROR;
+    ngx_int_t  rc;
 
-    switch (status) {
+    /* the owner's own failure is a failed gateway to its waiters */
 
-    case NGX_HTTP_NOT_FOUND:
+    rc = ngx_pt_registry_status_error(r, ctx,
+                                      status == NGX_HTTP_INTERNAL_SERVER_ERROR
+                                      ? NGX_HTTP_BAD_GATEWAY : status,
+                                      "MANIFEST_UNKNOWN");
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        /* remembered, not asked again */
         ctx->cache_status = NGX_PT_CACHE_HIT;
-        return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND,
-                                     "MANIFEST_UNKNOWN",
-                                     "manifest unknown to registry");
-
-    case NGX_HTTP_UNAUTHORIZED:
-        return ngx_pt_registry_error(r, NGX_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
-                                     "the upstream registry refused the "
-                                     "credentials");
-
-    case NGX_HTTP_FORBIDDEN:
-        return ngx_pt_registry_error(r, NGX_HTTP_FORBIDDEN, "DENIED",
-                                     "the upstream registry denied access");
-
-    case NGX_HTTP_TOO_MANY_REQUESTS:
-        return ngx_pt_registry_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                     "TOOMANYREQUESTS", "the upstream "
-                                     "registry is rate limiting");
-
-    case NGX_HTTP_GATEWAY_TIME_OUT:
-        return ngx_pt_registry_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                     "UNAVAILABLE", "the upstream registry "
-                                     "timed out");
-
-    default:
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream registry failed");
     }
+
+    return rc;
 }
 
 
@@ -983,6 +960,23 @@ ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo, ngx_str_t *ref,
     ngx_memcpy(p, ref->data, ref->len);
 
     return NGX_OK;
+}
+
+
+/* the key of the request's flight (and absence): made when one is needed,
+ * not on the hits' path */
+
+static ngx_int_t
+ngx_pt_manifest_flight_key(ngx_http_request_t *r, ngx_pt_req_t *ctx)
+{
+    if (ctx->flight.key.data) {
+        return NGX_OK;
+    }
+
+    ctx->flight.log = r->connection->log;
+
+    return ngx_pt_manifest_key(r->pool, &ctx->repo, &ctx->reference,
+                               &ctx->flight.key);
 }
 
 

@@ -618,7 +618,8 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
          */
         ctx->cache_status = NGX_PT_CACHE_HIT;
 
-        return ngx_pt_registry_fetch(r, ctx, "blobs", &ctx->digest.full, 1, 0,
+        return ngx_pt_registry_fetch(r, ctx, NULL, "blobs",
+                                     &ctx->digest.full, 1, 0,
                                      ngx_pt_registry_blob_checked);
     }
 
@@ -639,14 +640,16 @@ ngx_pt_registry_blob(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         ctx->cache_status = NGX_PT_CACHE_JOIN;
         ctx->follow = 1;
 
-        return ngx_pt_registry_fetch(r, ctx, "blobs", &ctx->digest.full, 1, 0,
+        return ngx_pt_registry_fetch(r, ctx, NULL, "blobs",
+                                     &ctx->digest.full, 1, 0,
                                      ngx_pt_registry_blob_checked);
     }
 
     ctx->cache_status = NGX_PT_CACHE_MISS;
 
     if (r->method == NGX_HTTP_HEAD) {
-        return ngx_pt_registry_fetch(r, ctx, "blobs", &ctx->digest.full, 1, 0,
+        return ngx_pt_registry_fetch(r, ctx, NULL, "blobs",
+                                     &ctx->digest.full, 1, 0,
                                      ngx_pt_registry_blob_checked);
     }
 
@@ -975,8 +978,7 @@ static ngx_int_t
 ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code)
 {
-    ngx_pt_req_t    *ctx;
-    ngx_pt_fetch_t   f;
+    ngx_pt_req_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
 
@@ -986,11 +988,27 @@ ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
                                      "digest");
     }
 
-    ngx_memzero(&f, sizeof(ngx_pt_fetch_t));
-
     if (status == NGX_HTTP_NOT_FOUND) {
         (void) ngx_pt_registry_blob_absent(r, ctx, 1);
     }
+
+    return ngx_pt_registry_status_error(r, ctx, status, "BLOB_UNKNOWN");
+}
+
+
+/*
+ * The answer to an exchange known only by the status it ended with (a
+ * fill's, a flight's): 502, 504 and 500 are its own failures, any other
+ * status the upstream's answer.
+ */
+
+ngx_int_t
+ngx_pt_registry_status_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
+    ngx_uint_t status, const char *unknown)
+{
+    ngx_pt_fetch_t  f;
+
+    ngx_memzero(&f, sizeof(ngx_pt_fetch_t));
 
     if (status == NGX_HTTP_BAD_GATEWAY || status == NGX_HTTP_GATEWAY_TIME_OUT
         || status == NGX_HTTP_INTERNAL_SERVER_ERROR)
@@ -1002,28 +1020,32 @@ ngx_pt_registry_fill_error(ngx_http_request_t *r, ngx_uint_t status,
         f.status = status;
     }
 
-    return ngx_pt_registry_upstream_error(r, ctx, &f, "BLOB_UNKNOWN");
+    return ngx_pt_registry_upstream_error(r, ctx, &f, unknown);
 }
 
 
-/* an exchange on behalf of r: r waits, next runs when it ends */
+/* an exchange on behalf of r, with settings s (NULL: the remote's): r
+ * waits, next runs when it ends */
 
 ngx_int_t
 ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
-    const char *what, ngx_str_t *ref, ngx_uint_t head, size_t body,
-    void (*next)(ngx_http_request_t *r))
+    ngx_pt_settings_t *s, const char *what, ngx_str_t *ref, ngx_uint_t head,
+    size_t body, void (*next)(ngx_http_request_t *r))
 {
-    u_char             *p;
-    ngx_str_t           accept, url;
-    ngx_pt_fetch_t     *f;
-    ngx_pt_settings_t  *s;
+    u_char          *p;
+    ngx_str_t        accept, url;
+    ngx_pt_fetch_t  *f;
 
     f = ngx_pcalloc(r->pool, sizeof(ngx_pt_fetch_t));
     if (f == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    s = ngx_pt_registry_settings(r, ctx);
+    /* NULL: the remote's own settings */
+
+    if (s == NULL) {
+        s = ngx_pt_registry_settings(r, ctx);
+    }
 
     if (s == NULL
         || ngx_pt_registry_upstream_url(r, ctx, what, ref, &url) != NGX_OK

@@ -109,12 +109,14 @@ void ngx_pt_registry_finalize(ngx_http_request_t *r, ngx_int_t rc);
 ngx_pt_settings_t *ngx_pt_registry_settings(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
-    const char *what, ngx_str_t *ref, ngx_uint_t head, size_t body,
-    void (*next)(ngx_http_request_t *r));
+    ngx_pt_settings_t *s, const char *what, ngx_str_t *ref, ngx_uint_t head,
+    size_t body, void (*next)(ngx_http_request_t *r));
 ngx_int_t ngx_pt_registry_upstream_url(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, const char *what, ngx_str_t *ref, ngx_str_t *url);
 ngx_int_t ngx_pt_registry_upstream_error(ngx_http_request_t *r,
     ngx_pt_req_t *ctx, ngx_pt_fetch_t *f, const char *unknown);
+ngx_int_t ngx_pt_registry_status_error(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, ngx_uint_t status, const char *unknown);
 ngx_int_t ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
     ngx_str_t *type, ngx_str_t *digest, off_t size);
 ngx_int_t ngx_pt_registry_error(ngx_http_request_t *r, ngx_uint_t status,

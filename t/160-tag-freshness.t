@@ -44,22 +44,14 @@ is($remote->{tag_ttl}, 2, 'a remote takes tag_ttl (seconds)');
 
 my $N = 0;
 
-# a request for a manifest of library/hello: { status, digest, cache }
+# a request for a manifest of library/hello: { status, digest, cache, ... }
 sub manifest {
     my ($ref, %o) = @_;
-    my $method = $o{method} // 'GET';
-    my $q = 'q=' . ++$N;
     my $name = $o{name} // 'library/hello';
-    my $r = $t->request($method, "/v2/cache/$name/manifests/$ref?$q",
-                        headers => { Accept => $ACCEPT });
-    my $line;
-    wait_for(sub {
-        ($line) = grep { $_->{uri} =~ /[?]\Q$q\E$/ } cache_log($t);
-        $line;
-    }, 10, "the log line of $method $ref");
-    return { status => $r->{status}, cache => $line ? $line->{cache} : '',
-             digest => $r->{headers}{'docker-content-digest'} // '',
-             body => $r->{content} };
+    my $r = logged_request($t, $o{method} // 'GET', "/v2/cache/$name/manifests/$ref",
+                           headers => { Accept => $ACCEPT });
+    $r->{body} = $r->{content};
+    return $r;
 }
 
 # the upstream's manifest requests since the last reset

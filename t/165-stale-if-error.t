@@ -74,24 +74,12 @@ $t->start;
 my $pt = setup_cache($t, $fake->url, remote => { max_retries => 0 });
 my $remote_href = $pt->{remote_obj}{pulp_href};
 
-my $N = 0;
-
+# a request for a manifest of library/hello: { status, digest, cache, json,
+# seconds, ... }
 sub manifest {
     my ($ref, %o) = @_;
-    my $method = $o{method} // 'GET';
-    my $q = 'q=' . ++$N;
-    my $t0 = time;
-    my $r = $t->request($method, "/v2/cache/library/hello/manifests/$ref?$q",
-                        headers => { Accept => $ACCEPT });
-    my $took = time - $t0;
-    my $line;
-    wait_for(sub {
-        ($line) = grep { $_->{uri} =~ /[?]\Q$q\E$/ } cache_log($t);
-        $line;
-    }, 10, "the log line of $method $ref");
-    return { status => $r->{status}, cache => $line ? $line->{cache} : '',
-             digest => $r->{headers}{'docker-content-digest'} // '',
-             json => $r->{json}, seconds => $took };
+    return logged_request($t, $o{method} // 'GET', "/v2/cache/library/hello/manifests/$ref",
+                          headers => { Accept => $ACCEPT });
 }
 
 sub upstream {

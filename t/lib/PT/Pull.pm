@@ -36,7 +36,7 @@ our @EXPORT = qw(
     cache_conf setup_cache cache_ref cache_log cache_log_mark wait_cache_log
     wait_for run_cmd skopeo podman podman_cmd
     blob_file store_files tmp_files
-    vm_kib stream_get http_get
+    vm_kib stream_get http_get logged_request
     is_oci_error file_digest sha256_digest
     bg_stream_get bg_result
 );
@@ -482,6 +482,29 @@ sub http_get {
     my ($t, $path, %o) = @_;
     my $r = $t->request($o{method} // 'GET', $path, %o);
     $r->{status} += 0 if $r->{status} =~ /^\d+$/;
+    return $r;
+}
+
+
+# a request whose cache.log line is waited for: the answer (as request()
+# gives it) with {cache} (its $pullthrough_cache_status), {digest}
+# (Docker-Content-Digest) and {seconds} (until the answer). The path gets a
+# query of its own (?q=N) to find its line.
+my $LOGGED = 0;
+
+sub logged_request {
+    my ($t, $method, $path, %o) = @_;
+    my $q = 'q=' . ++$LOGGED . "-$$";
+    my $t0 = time;
+    my $r = $t->request($method, "$path?$q", %o);
+    $r->{seconds} = time - $t0;
+    my $line;
+    wait_for(sub {
+        ($line) = grep { $_->{uri} =~ /[?]\Q$q\E$/ } cache_log($t);
+        $line;
+    }, 10, "the log line of $method $path");
+    $r->{cache} = $line ? $line->{cache} : '';
+    $r->{digest} = $r->{headers}{'docker-content-digest'} // '';
     return $r;
 }
 
