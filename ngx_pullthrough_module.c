@@ -10,6 +10,7 @@
 #include <ngx_pt_auth.h>
 #include <ngx_pt_blob.h>
 #include <ngx_pt_curl.h>
+#include <ngx_pt_evict.h>
 #include <ngx_pt_fill.h>
 #include <ngx_pt_registry.h>
 #include <ngx_pt_shm.h>
@@ -48,7 +49,7 @@ static ngx_conf_enum_t  ngx_http_pullthrough_revalidate_modes[] = {
 static ngx_command_t  ngx_http_pullthrough_commands[] = {
 
     { ngx_string("pullthrough_store"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_pullthrough_store,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -220,6 +221,14 @@ ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
         if (ngx_pt_shm_add(cf, pmcf->zone_size) != NGX_OK) {
             return NGX_ERROR;
         }
+
+        /* eviction and garbage collection, in the cache manager */
+
+        ngx_pt_evict_init_conf(pmcf);
+
+        if (ngx_pt_evict_add_path(cf, pmcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     return ngx_pt_subrequest_init_filters(cf);
@@ -244,6 +253,12 @@ ngx_http_pullthrough_create_main_conf(ngx_conf_t *cf)
 
     pmcf->map_size = NGX_CONF_UNSET_SIZE;
     pmcf->zone_size = NGX_CONF_UNSET_SIZE;
+    pmcf->max_size = NGX_CONF_UNSET;
+    pmcf->min_free = NGX_CONF_UNSET;
+    pmcf->inactive = NGX_CONF_UNSET_MSEC;
+    pmcf->manager_files = NGX_CONF_UNSET_UINT;
+    pmcf->manager_sleep = NGX_CONF_UNSET_MSEC;
+    pmcf->manager_threshold = NGX_CONF_UNSET_MSEC;
 
     return pmcf;
 }
@@ -381,8 +396,9 @@ ngx_http_pullthrough_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pullthrough_main_conf_t *pmcf = conf;
 
-    ssize_t     size;
-    ngx_str_t  *value, s;
+    ssize_t      size;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
 
     if (pmcf->path.data) {
         return "is duplicate";
@@ -400,16 +416,24 @@ ngx_http_pullthrough_store(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (cf->args->nelts == 3) {
+    for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[2].data, "map_size=", 9) != 0) {
+        if (ngx_strncmp(value[i].data, "map_size=", 9) != 0) {
+
+            switch (ngx_pt_evict_param(cf, pmcf, &value[i])) {
+            case NGX_OK:
+                continue;
+            case NGX_ERROR:
+                return NGX_CONF_ERROR;
+            }
+
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid parameter \"%V\"", &value[2]);
+                               "invalid parameter \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        s.data = value[2].data + 9;
-        s.len = value[2].len - 9;
+        s.data = value[i].data + 9;
+        s.len = value[i].len - 9;
 
         size = ngx_parse_size(&s);
 

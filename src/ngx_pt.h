@@ -67,6 +67,12 @@ typedef struct {
     ngx_str_t                   path;        /* store root */
     size_t                      map_size;    /* LMDB map size */
     size_t                      zone_size;   /* the shared zone */
+    off_t                       max_size;    /* of the files, 0: none */
+    off_t                       min_free;    /* on the file system, 0: none */
+    ngx_msec_t                  inactive;    /* unread that long, 0: never */
+    ngx_uint_t                  manager_files;
+    ngx_msec_t                  manager_sleep;
+    ngx_msec_t                  manager_threshold;
 } ngx_http_pullthrough_main_conf_t;
 
 

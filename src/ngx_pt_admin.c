@@ -53,7 +53,8 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, 0, NULL, ngx_pt_admin_render_task, NULL, NULL, NULL, NULL },
 
-    /* what pulls make: read-only, but for deleting an image's distribution */
+    /* what pulls make: read-only, but for deleting an image's distribution
+     * or repository and pinning a distribution (PATCH of retain) */
 
     { "repositories/container/container/", &ngx_pt_repo_type,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
@@ -61,8 +62,8 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NULL, NULL, NULL },
 
     { "distributions/container/container/", &ngx_pt_dist_type,
-      NGX_PT_READ, NGX_PT_READ|NGX_HTTP_DELETE,
-      NGX_PT_READ_ALLOW, "GET, HEAD, DELETE",
+      NGX_PT_READ, NGX_PT_READ|NGX_HTTP_PATCH|NGX_HTTP_DELETE,
+      NGX_PT_READ_ALLOW, "GET, HEAD, PATCH, DELETE",
       0, 0, NULL, NULL, ngx_pt_admin_render_dist,
       NULL, NULL, ngx_pt_admin_remove_image },
 

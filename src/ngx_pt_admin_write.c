@@ -191,7 +191,7 @@ ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn, yajl_val body,
 
     rc = ngx_pt_record_input(ctx->pool, ctx->type, body, rec, mode, &errs);
 
-    if (rc == NGX_OK) {
+    if (rc == NGX_OK && ctx->res->check) {
         rc = ctx->res->check(ctx, txn, rec, old, &errs);
     }
 
@@ -219,7 +219,7 @@ ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn, yajl_val body,
         meta->created = meta->updated;
     }
 
-    if (ctx->res->index(ctx, txn, rec, old) != NGX_OK
+    if ((ctx->res->index && ctx->res->index(ctx, txn, rec, old) != NGX_OK)
         || ngx_pt_record_save(ctx->pool, ctx->log, txn, ctx->type, rec)
            != NGX_OK)
     {

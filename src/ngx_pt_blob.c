@@ -30,6 +30,15 @@ ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_str_t *root)
 }
 
 
+/* the cache manager's: paths, and no temp files of its own */
+
+void
+ngx_pt_blob_set_root(ngx_str_t *root)
+{
+    ngx_pt_store_root = *root;
+}
+
+
 /*
  * Temp files are named <pid>.<n>.<kind>: those no process holds any more
  * (a worker killed mid-fill, an nginx that crashed) are removed when nginx

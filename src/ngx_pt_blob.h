@@ -26,6 +26,7 @@ typedef struct {
 
 
 void ngx_pt_blob_init(ngx_cycle_t *cycle, ngx_str_t *root);
+void ngx_pt_blob_set_root(ngx_str_t *root);
 void ngx_pt_blob_clean_temp(ngx_cycle_t *cycle, ngx_str_t *root);
 ngx_int_t ngx_pt_digest_parse(ngx_str_t *s, ngx_pt_digest_t *d);
 ngx_int_t ngx_pt_digest_compute(ngx_pool_t *pool, const EVP_MD *md,

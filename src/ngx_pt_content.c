@@ -183,7 +183,11 @@ ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
         return NGX_ERROR;
     }
 
-    if (ngx_pt_blob_rec_put(pool, log, txn, repo, digest, size) != NGX_OK) {
+    if (ngx_pt_blob_rec_put(pool, log, txn, repo, digest, size) != NGX_OK
+        || (size >= 0
+            && ngx_pt_file_stored(log, txn, digest, size, ngx_pt_clock())
+               != NGX_OK))
+    {
         ngx_pt_txn_abort(txn);
         return NGX_ERROR;
     }
@@ -409,6 +413,8 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
     if (ngx_pt_content_repo(pool, log, txn, mi, &now, &repo) != NGX_OK
         || ngx_pt_manifest_put(pool, log, txn, &mi->repo, &mi->digest,
                                &mi->rec) != NGX_OK
+        || ngx_pt_file_stored(log, txn, &mi->digest, mi->rec.size,
+                              ngx_pt_clock()) != NGX_OK
         || ngx_pt_content_blobs_named(pool, log, txn, mi) != NGX_OK
         || ngx_pt_content_tag_move(pool, log, txn, mi) != NGX_OK
         || (!mi->no_version

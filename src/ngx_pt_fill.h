@@ -45,6 +45,7 @@ ngx_pt_fill_t *ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d);
 ngx_pt_fill_t *ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo,
     ngx_pt_digest_t *d, ngx_pt_settings_t *s, ngx_str_t *url,
     ngx_uint_t *joined);
+ngx_uint_t ngx_pt_fill_busy(ngx_str_t *digest);
 ngx_int_t ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d,
     ngx_pt_fill_t **out);
 ngx_int_t ngx_pt_fill_also(ngx_pt_fill_t *fill, ngx_str_t *repo);

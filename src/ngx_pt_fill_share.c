@@ -137,6 +137,37 @@ ngx_pt_fill_claim(ngx_pt_fill_t *fill)
 }
 
 
+/* whether a live fill of the digest runs in any worker (the cache
+ * manager leaves its file alone) */
+
+ngx_uint_t
+ngx_pt_fill_busy(ngx_str_t *digest)
+{
+    u_char              buf[NGX_PT_SHM_REPO_MAX + 1 + NGX_PT_DIGEST_MAX];
+    ngx_str_t           key, repo;
+    ngx_pt_shm_blob_t   idx;
+    ngx_pt_shm_fill_t   sh;
+
+    if (digest->len > NGX_PT_DIGEST_MAX
+        || ngx_pt_shm_blob_get(digest, &idx) != NGX_OK)
+    {
+        return 0;
+    }
+
+    repo.data = idx.repo;
+    repo.len = idx.repo_len;
+
+    key.data = buf;
+    key.len = ngx_pt_fill_key_print(buf, &repo, digest) - buf;
+
+    return ngx_pt_shm_fill_get(&key, &sh) == NGX_OK
+           && sh.pid == idx.pid && sh.seq == idx.seq
+           && (sh.state == NGX_PT_FILL_RUNNING
+               || sh.state == NGX_PT_FILL_COMMIT)
+           && kill(sh.pid, 0) == 0;
+}
+
+
 /*
  * A running fill of digest d for another repository than repo: in this
  * worker, or one of another worker, which this worker then follows (out

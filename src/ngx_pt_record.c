@@ -179,7 +179,7 @@ ngx_pt_record_input(ngx_pool_t *pool, ngx_pt_type_t *type, yajl_val obj,
             continue;
         }
 
-        if (f->flags & NGX_PT_F_READONLY) {
+        if (f->flags & (NGX_PT_F_READONLY|NGX_PT_F_FIXED)) {
             continue;
         }
 

@@ -63,6 +63,7 @@ typedef struct {
     ngx_str_t                   content_guard;
     ngx_flag_t                  private;
     ngx_flag_t                  hidden;
+    ngx_flag_t                  retain;      /* its content never evicted */
     ngx_array_t                *labels;      /* ngx_keyval_t */
 } ngx_pt_dist_t;
 
@@ -110,6 +111,9 @@ enum {
 #define NGX_PT_F_BLANK      0x0010   /* "" is a valid value */
 #define NGX_PT_F_INTERNAL   0x0020   /* stored, never shown nor taken */
 #define NGX_PT_F_TRIM       0x0040   /* leading, trailing spaces dropped */
+#define NGX_PT_F_FIXED      0x0080   /* shown and stored, set by the
+                                        module: accepted and ignored on
+                                        input */
 
 typedef struct {
     const char                 *name;

@@ -1280,6 +1280,9 @@ ngx_pt_registry_send_file(ngx_http_request_t *r, ngx_str_t *path,
         return NGX_DECLINED;
     }
 
+    /* read: the last to be evicted (the cache manager stores it) */
+    ngx_pt_shm_access(digest);
+
     if (ngx_pt_registry_set_header(r, "Docker-Content-Digest", digest)
         != NGX_OK
         || ngx_pt_registry_etag(r, digest) != NGX_OK)

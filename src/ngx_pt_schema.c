@@ -14,6 +14,10 @@
  *   manifests           <repo>\0<digest>   -> manifest (JSON)
  *   blobs               <repo>\0<digest>   -> size (decimal; -1 until the
  *                                             blob is fetched for the repo)
+ *   files               <digest>           -> "<size> <last access ms>", one
+ *                                             per file under blobs/
+ *   lru                 <access ms, 8 bytes big-endian><digest> -> ""
+ *   meta                store_totals       -> "<bytes> <files>"
  *
  * Every value but the schema version begins with one byte, its format, so
  * that a value written in an older format is still read (or upgraded)
@@ -123,7 +127,9 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
     "tags",
     "manifests",
     "blobs",
-    "tasks"
+    "tasks",
+    "files",
+    "lru"
 };
 
 
@@ -135,7 +141,8 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
 static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     2,                              /* tags */
-    1, 1, 1
+    1, 1, 1,
+    1, 1                            /* files, lru */
 };
 
 
@@ -1464,4 +1471,406 @@ ngx_pt_strings_encode(yajl_gen g, const char *key, ngx_array_t *a)
     }
 
     ngx_pt_json_array_close(g);
+}
+
+
+/*
+ * The files of the store. Each file under blobs/ has one record in
+ * "files", whatever repositories have it, with its size and its last
+ * access; "lru" holds the same files in the order of their last access
+ * (the key begins with it, big-endian), for eviction to find the oldest
+ * without a walk; meta's store_totals adds them up. All three change in
+ * the same transactions.
+ */
+
+#define NGX_PT_LRU_KEY_MAX  (8 + 256)
+
+static ngx_str_t  ngx_pt_totals_key = ngx_string("store_totals");
+
+
+static ngx_int_t
+ngx_pt_key_lru(u_char *buf, uint64_t atime, ngx_str_t *digest,
+    ngx_str_t *key)
+{
+    ngx_uint_t  i;
+
+    if (digest->len > NGX_PT_LRU_KEY_MAX - 8) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 8; i++) {
+        buf[i] = (u_char) (atime >> (56 - 8 * i));
+    }
+
+    ngx_memcpy(buf + 8, digest->data, digest->len);
+
+    key->data = buf;
+    key->len = 8 + digest->len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_file_decode(ngx_str_t *val, ngx_pt_file_t *f)
+{
+    u_char  *sp;
+    off_t    size, atime;
+
+    sp = ngx_strlchr(val->data, val->data + val->len, ' ');
+    if (sp == NULL) {
+        return NGX_ERROR;
+    }
+
+    size = ngx_atoof(val->data, sp - val->data);
+    atime = ngx_atoof(sp + 1, val->data + val->len - sp - 1);
+
+    if (size < 0 || atime < 0) {
+        return NGX_ERROR;
+    }
+
+    f->size = size;
+    f->atime = (uint64_t) atime;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pt_file_get(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    ngx_pt_file_t *f)
+{
+    ngx_int_t  rc;
+    ngx_str_t  val;
+
+    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_FILES, digest, &val);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_pt_file_decode(&val, f) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "pullthrough: the file record of %V is corrupt",
+                      digest);
+        return NGX_ERROR;
+    }
+
+    f->digest = *digest;
+
+    return NGX_OK;
+}
+
+
+/* the record and its place in lru */
+
+static ngx_int_t
+ngx_pt_file_put(ngx_log_t *log, MDB_txn *txn, ngx_pt_file_t *f)
+{
+    u_char     buf[2 * NGX_INT64_LEN + 1], kbuf[NGX_PT_LRU_KEY_MAX];
+    ngx_str_t  val, key, none;
+
+    val.data = buf;
+    val.len = ngx_sprintf(buf, "%O %uL", f->size, f->atime) - buf;
+
+    ngx_str_null(&none);
+
+    if (ngx_pt_key_lru(kbuf, f->atime, &f->digest, &key) != NGX_OK
+        || ngx_pt_value_put(log, txn, NGX_PT_DB_FILES, &f->digest, &val)
+           != NGX_OK
+        || ngx_pt_value_put(log, txn, NGX_PT_DB_LRU, &key, &none) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_file_unlru(ngx_log_t *log, MDB_txn *txn, ngx_pt_file_t *f)
+{
+    u_char     kbuf[NGX_PT_LRU_KEY_MAX];
+    ngx_str_t  key;
+
+    if (ngx_pt_key_lru(kbuf, f->atime, &f->digest, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_db_del(log, txn, NGX_PT_DB_LRU, &key) == NGX_ERROR
+           ? NGX_ERROR : NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pt_totals_get(ngx_log_t *log, MDB_txn *txn, ngx_pt_totals_t *t)
+{
+    ngx_int_t      rc;
+    ngx_str_t      val;
+    ngx_pt_file_t  f;
+
+    t->bytes = 0;
+    t->files = 0;
+
+    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_META, &ngx_pt_totals_key, &val);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK || ngx_pt_file_decode(&val, &f) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    t->bytes = f.size;
+    t->files = f.atime;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_totals_add(ngx_log_t *log, MDB_txn *txn, off_t bytes,
+    ngx_int_t files)
+{
+    u_char           buf[2 * NGX_INT64_LEN + 1];
+    ngx_str_t        val;
+    ngx_pt_totals_t  t;
+
+    if (ngx_pt_totals_get(log, txn, &t) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    t.bytes = ngx_max(t.bytes + bytes, 0);
+    t.files = (files < 0 && t.files < (uint64_t) -files) ? 0 : t.files + files;
+
+    val.data = buf;
+    val.len = ngx_sprintf(buf, "%O %uL", t.bytes, t.files) - buf;
+
+    return ngx_pt_value_put(log, txn, NGX_PT_DB_META, &ngx_pt_totals_key,
+                            &val);
+}
+
+
+/* a file renamed into blobs/ (or found there): new, or used again now */
+
+ngx_int_t
+ngx_pt_file_stored(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    off_t size, uint64_t now)
+{
+    ngx_int_t      rc;
+    ngx_pt_file_t  f;
+
+    rc = ngx_pt_file_get(log, txn, digest, &f);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        f.digest = *digest;
+        f.size = size;
+        f.atime = now;
+
+        if (ngx_pt_file_put(log, txn, &f) != NGX_OK
+            || ngx_pt_totals_add(log, txn, size, 1) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (f.atime >= now && f.size == size) {
+        return NGX_OK;
+    }
+
+    if (ngx_pt_file_unlru(log, txn, &f) != NGX_OK
+        || ngx_pt_totals_add(log, txn, size - f.size, 0) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    f.size = size;
+    f.atime = ngx_max(f.atime, now);
+
+    return ngx_pt_file_put(log, txn, &f);
+}
+
+
+/* a read: the file moves to its place in lru (NGX_DECLINED: unknown) */
+
+ngx_int_t
+ngx_pt_file_accessed(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    uint64_t atime)
+{
+    ngx_int_t      rc;
+    ngx_pt_file_t  f;
+
+    rc = ngx_pt_file_get(log, txn, digest, &f);
+
+    if (rc != NGX_OK || f.atime >= atime) {
+        return rc;
+    }
+
+    if (ngx_pt_file_unlru(log, txn, &f) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    f.atime = atime;
+
+    return ngx_pt_file_put(log, txn, &f);
+}
+
+
+/* the file is gone (or is going): its record, place and share of totals */
+
+ngx_int_t
+ngx_pt_file_forget(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    ngx_pt_file_t *out)
+{
+    ngx_int_t      rc;
+    ngx_pt_file_t  f;
+
+    rc = ngx_pt_file_get(log, txn, digest, &f);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_pt_file_unlru(log, txn, &f) != NGX_OK
+        || ngx_pt_db_del(log, txn, NGX_PT_DB_FILES, digest) == NGX_ERROR
+        || ngx_pt_totals_add(log, txn, -f.size, -1) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (out) {
+        *out = f;
+    }
+
+    return NGX_OK;
+}
+
+
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_log_t                  *log;
+    MDB_txn                    *txn;
+    ngx_array_t                *out;
+    ngx_uint_t                  n;
+    ngx_pt_file_pt              handler;
+    void                       *data;
+} ngx_pt_files_walk_t;
+
+
+static ngx_int_t
+ngx_pt_files_oldest_one(void *data, ngx_str_t *key, ngx_str_t *val)
+{
+    ngx_pt_files_walk_t *w = data;
+
+    ngx_int_t       rc;
+    ngx_str_t       digest;
+    ngx_uint_t      i;
+    ngx_pt_file_t  *f, rec;
+
+    if (key->len <= 8) {
+        return NGX_OK;
+    }
+
+    digest.data = key->data + 8;
+    digest.len = key->len - 8;
+
+    rc = ngx_pt_file_get(w->log, w->txn, &digest, &rec);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    f = ngx_array_push(w->out);
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->digest.len = digest.len;
+    f->digest.data = ngx_pnalloc(w->pool, digest.len);
+    if (f->digest.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(f->digest.data, digest.data, digest.len);
+
+    f->atime = 0;
+    for (i = 0; i < 8; i++) {
+        f->atime = (f->atime << 8) | key->data[i];
+    }
+
+    /* a place without its record (never left by this module): size -1 */
+    f->size = (rc == NGX_OK && rec.atime == f->atime) ? rec.size : -1;
+
+    return w->out->nelts < w->n ? NGX_OK : NGX_DONE;
+}
+
+
+/* up to n files in the order of their last access, after *after (NULL:
+ * the oldest) */
+
+ngx_int_t
+ngx_pt_files_oldest(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_file_t *after, ngx_uint_t n, ngx_array_t *out)
+{
+    u_char               kbuf[NGX_PT_LRU_KEY_MAX];
+    ngx_str_t            key;
+    ngx_pt_files_walk_t  w;
+
+    w.pool = pool;
+    w.log = log;
+    w.txn = txn;
+    w.out = out;
+    w.n = n;
+
+    if (after
+        && ngx_pt_key_lru(kbuf, after->atime, &after->digest, &key) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_db_each(log, txn, NGX_PT_DB_LRU, NULL, after ? &key : NULL,
+                          ngx_pt_files_oldest_one, &w);
+}
+
+
+static ngx_int_t
+ngx_pt_files_each_one(void *data, ngx_str_t *key, ngx_str_t *val)
+{
+    ngx_pt_files_walk_t *w = data;
+
+    ngx_pt_file_t  f;
+
+    if (ngx_pt_value_strip(w->log, NGX_PT_DB_FILES, val) != NGX_OK
+        || ngx_pt_file_decode(val, &f) != NGX_OK)
+    {
+        return NGX_OK;
+    }
+
+    f.digest = *key;
+
+    return w->handler(w->data, &f);
+}
+
+
+/* every file record, in digest order (the digest points into the map) */
+
+ngx_int_t
+ngx_pt_files_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_file_pt handler, void *data)
+{
+    ngx_pt_files_walk_t  w;
+
+    w.pool = pool;
+    w.log = log;
+    w.txn = txn;
+    w.handler = handler;
+    w.data = data;
+
+    return ngx_pt_db_each(log, txn, NGX_PT_DB_FILES, NULL, NULL,
+                          ngx_pt_files_each_one, &w);
 }

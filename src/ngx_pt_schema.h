@@ -33,6 +33,8 @@ typedef enum {
     NGX_PT_DB_MANIFESTS,
     NGX_PT_DB_BLOBS,
     NGX_PT_DB_TASKS,
+    NGX_PT_DB_FILES,
+    NGX_PT_DB_LRU,
     NGX_PT_DB_COUNT
 } ngx_pt_db_e;
 
@@ -65,11 +67,28 @@ typedef struct {
 } ngx_pt_version_t;
 
 
+/* a file of the store, whatever repositories have it (files, lru) */
+typedef struct {
+    ngx_str_t                   digest;
+    off_t                       size;
+    uint64_t                    atime;       /* last access, ms since the
+                                                epoch */
+} ngx_pt_file_t;
+
+
+/* what the files of the store add up to */
+typedef struct {
+    off_t                       bytes;
+    uint64_t                    files;
+} ngx_pt_totals_t;
+
+
 /* an entry of a repository's content: <repo>\0<item> -> value */
 typedef ngx_int_t (*ngx_pt_item_pt)(void *data, ngx_str_t *repo,
     ngx_str_t *item, ngx_str_t *value);
 typedef ngx_int_t (*ngx_pt_record_pt)(void *data, void *rec);
 typedef ngx_int_t (*ngx_pt_version_pt)(void *data, ngx_pt_version_t *v);
+typedef ngx_int_t (*ngx_pt_file_pt)(void *data, ngx_pt_file_t *f);
 
 
 ngx_int_t ngx_pt_schema_prepare(ngx_cycle_t *cycle,
@@ -142,6 +161,22 @@ ngx_int_t ngx_pt_versions_each(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *repo_id, ngx_pt_version_pt handler, void *data);
 ngx_int_t ngx_pt_versions_delete(ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *repo_id);
+
+/* the files of the store: sizes, last accesses and their totals */
+ngx_int_t ngx_pt_file_get(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    ngx_pt_file_t *f);
+ngx_int_t ngx_pt_file_stored(ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *digest, off_t size, uint64_t now);
+ngx_int_t ngx_pt_file_accessed(ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *digest, uint64_t atime);
+ngx_int_t ngx_pt_file_forget(ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *digest, ngx_pt_file_t *f);
+ngx_int_t ngx_pt_files_oldest(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_pt_file_t *after, ngx_uint_t n, ngx_array_t *out);
+ngx_int_t ngx_pt_files_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_file_pt handler, void *data);
+ngx_int_t ngx_pt_totals_get(ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_totals_t *t);
 
 
 #endif /* _NGX_PT_SCHEMA_H_INCLUDED_ */

@@ -33,7 +33,10 @@ typedef enum {
     /* added later: a zone kept across a reload keeps its numbers */
     NGX_PT_SHM_BACKOFF,          /* evictable: ngx_pt_shm_backoff_t */
     NGX_PT_SHM_NEGATIVE,         /* evictable: an upstream 404, no value */
-    NGX_PT_SHM_FLIGHT            /* kept: ngx_pt_shm_flight_t */
+    NGX_PT_SHM_FLIGHT,           /* kept: ngx_pt_shm_flight_t */
+    NGX_PT_SHM_STATS,            /* kept, one: ngx_pt_shm_stats_t */
+    NGX_PT_SHM_ACCESS            /* kept in stats' own queue: a read file's
+                                    digest, its last access (uint64_t) */
 } ngx_pt_shm_kind_e;
 
 #define ngx_pt_shm_evictable(kind)                                            \
@@ -121,7 +124,8 @@ static ngx_uint_t ngx_pt_shm_add_new(ngx_uint_t kind, ngx_str_t *key,
 static void ngx_pt_shm_remove(ngx_uint_t kind, ngx_str_t *key);
 
 
-static ngx_shm_zone_t  *ngx_pt_shm_zone_ptr;
+static ngx_shm_zone_t      *ngx_pt_shm_zone_ptr;
+static ngx_pt_shm_stats_t  *ngx_pt_shm_stats_ptr;
 static ngx_str_t        ngx_pt_shm_name = ngx_string("pullthrough");
 
 
@@ -714,6 +718,196 @@ void
 ngx_pt_shm_conc_release(ngx_str_t *remote)
 {
     (void) ngx_pt_shm_conc_update(remote, 0, -1);
+}
+
+
+/*
+ * The figures of the store and its traffic: one entry, made by the first
+ * process that asks for it, never freed, so that each process keeps a
+ * pointer to it; its counters change with atomic operations, without the
+ * zone's lock. The accesses of files wait in its queue for the cache
+ * manager, which moves them into the store in batches.
+ */
+
+ngx_pt_shm_stats_t *
+ngx_pt_shm_stats(void)
+{
+    ngx_str_t            key;
+    ngx_pt_shm_ctx_t    *ctx;
+    ngx_pt_shm_node_t   *sn;
+    ngx_pt_shm_stats_t  *st, fresh;
+
+    if (ngx_pt_shm_stats_ptr) {
+        return ngx_pt_shm_stats_ptr;
+    }
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_str_null(&key);
+
+    sn = ngx_pt_shm_lookup(ctx, NGX_PT_SHM_STATS, &key, 0);
+
+    if (sn == NULL || sn->value_len != sizeof(ngx_pt_shm_stats_t)) {
+        /* none yet, or one of another layout (an older module) */
+        ngx_memzero(&fresh, sizeof(ngx_pt_shm_stats_t));
+
+        sn = ngx_pt_shm_store(ctx, NGX_PT_SHM_STATS, &key, &fresh,
+                              sizeof(ngx_pt_shm_stats_t), 0);
+        if (sn == NULL) {
+            ngx_pt_shm_unlock(ctx);
+            return NULL;
+        }
+
+        st = (ngx_pt_shm_stats_t *) (sn->data + sn->key_len);
+        ngx_queue_init(&st->access);
+        st->access_max = ngx_pt_shm_zone_ptr->shm.size / 4
+                         / NGX_PT_SHM_ACCESS_COST;
+    }
+
+    ngx_pt_shm_stats_ptr = (ngx_pt_shm_stats_t *) (sn->data + sn->key_len);
+
+    ngx_pt_shm_unlock(ctx);
+
+    return ngx_pt_shm_stats_ptr;
+}
+
+
+void
+ngx_pt_shm_stat_add(ngx_uint_t which, ngx_atomic_int_t n)
+{
+    ngx_pt_shm_stats_t  *st;
+
+    st = ngx_pt_shm_stats();
+
+    if (st) {
+        (void) ngx_atomic_fetch_add(&st->value[which], n);
+    }
+}
+
+
+void
+ngx_pt_shm_stat_set(ngx_uint_t which, ngx_atomic_uint_t v)
+{
+    ngx_pt_shm_stats_t  *st;
+
+    st = ngx_pt_shm_stats();
+
+    if (st) {
+        st->value[which] = v;
+    }
+}
+
+
+ngx_atomic_uint_t
+ngx_pt_shm_stat_get(ngx_uint_t which)
+{
+    ngx_pt_shm_stats_t  *st;
+
+    st = ngx_pt_shm_stats();
+
+    return st ? st->value[which] : 0;
+}
+
+
+/* a file was read: its digest and now, for the cache manager */
+
+void
+ngx_pt_shm_access(ngx_str_t *digest)
+{
+    uint64_t             now;
+    ngx_pt_shm_ctx_t    *ctx;
+    ngx_pt_shm_node_t   *sn;
+    ngx_pt_shm_stats_t  *st;
+
+    st = ngx_pt_shm_stats();
+    if (st == NULL) {
+        return;
+    }
+
+    now = ngx_pt_clock();
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return;
+    }
+
+    sn = ngx_pt_shm_lookup(ctx, NGX_PT_SHM_ACCESS, digest, 0);
+
+    if (sn && sn->value_len == sizeof(uint64_t)) {
+        ngx_memcpy(sn->data + sn->key_len, &now, sizeof(uint64_t));
+        ngx_pt_shm_unlock(ctx);
+        return;
+    }
+
+    if (st->access_n >= st->access_max) {
+        /* the manager is behind: this access is lost, not the zone */
+        ngx_pt_shm_unlock(ctx);
+        (void) ngx_atomic_fetch_add(&st->value[NGX_PT_STAT_ACCESS_LOST], 1);
+        return;
+    }
+
+    sn = ngx_pt_shm_store(ctx, NGX_PT_SHM_ACCESS, digest, &now,
+                          sizeof(uint64_t), 0);
+    if (sn) {
+        ngx_queue_remove(&sn->queue);
+        ngx_queue_insert_tail(&st->access, &sn->queue);
+        st->access_n++;
+    }
+
+    ngx_pt_shm_unlock(ctx);
+}
+
+
+/* up to n accesses, the oldest first, taken out of the zone */
+
+ngx_int_t
+ngx_pt_shm_access_take(ngx_pool_t *pool, ngx_uint_t n, ngx_array_t *out)
+{
+    ngx_queue_t          *q;
+    ngx_pt_shm_ctx_t     *ctx;
+    ngx_pt_shm_node_t    *sn;
+    ngx_pt_shm_stats_t   *st;
+    ngx_pt_shm_access_t  *a;
+
+    st = ngx_pt_shm_stats();
+    if (st == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    while (out->nelts < n && !ngx_queue_empty(&st->access)) {
+        q = ngx_queue_head(&st->access);
+        sn = ngx_queue_data(q, ngx_pt_shm_node_t, queue);
+
+        a = ngx_array_push(out);
+        if (a == NULL) {
+            break;
+        }
+
+        a->digest.len = sn->key_len;
+        a->digest.data = ngx_pnalloc(pool, sn->key_len);
+        if (a->digest.data == NULL) {
+            out->nelts--;
+            break;
+        }
+
+        ngx_memcpy(a->digest.data, sn->data, sn->key_len);
+        ngx_memcpy(&a->atime, sn->data + sn->key_len, sizeof(uint64_t));
+
+        ngx_pt_shm_free(ctx, sn);
+        st->access_n--;
+    }
+
+    ngx_pt_shm_unlock(ctx);
+
+    return NGX_OK;
 }
 
 

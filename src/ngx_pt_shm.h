@@ -50,6 +50,50 @@ typedef struct {
 } ngx_pt_shm_flight_t;
 
 
+/* the figures every process adds to (ngx_pt_shm_stats_t's value[]) */
+typedef enum {
+    NGX_PT_STAT_STORE_BYTES = 0,     /* gauges the cache manager sets */
+    NGX_PT_STAT_STORE_FILES,
+    NGX_PT_STAT_PINNED_BYTES,
+    NGX_PT_STAT_PINNED_FILES,
+    NGX_PT_STAT_DISK_FREE,
+    NGX_PT_STAT_DISK_TOTAL,
+    NGX_PT_STAT_MAX_SIZE,
+    NGX_PT_STAT_FILLS,               /* gauge: fills in progress */
+    NGX_PT_STAT_EVICTIONS,           /* counters */
+    NGX_PT_STAT_EVICTED_BYTES,
+    NGX_PT_STAT_ORPHANS,
+    NGX_PT_STAT_ORPHAN_BYTES,
+    NGX_PT_STAT_ADOPTED,
+    NGX_PT_STAT_ACCESS_LOST,
+    NGX_PT_STAT_DIGEST_MISMATCHES,
+    NGX_PT_STAT_TOKEN_REQUESTS,
+    NGX_PT_STAT_TOKEN_FAILURES,
+    NGX_PT_STAT_FILL_FAILURES,
+    NGX_PT_STAT_DISK_FULL,
+    NGX_PT_STAT_EVICT_NOW,           /* flags for the cache manager */
+    NGX_PT_STAT_GC_NOW,
+    NGX_PT_STAT_COUNT
+} ngx_pt_stat_e;
+
+
+#define NGX_PT_SHM_ACCESS_COST   256     /* bytes of an access, about */
+
+
+typedef struct {
+    ngx_atomic_t                value[NGX_PT_STAT_COUNT];
+    ngx_queue_t                 access;      /* accesses not yet stored */
+    ngx_uint_t                  access_n;
+    ngx_uint_t                  access_max;
+} ngx_pt_shm_stats_t;
+
+
+typedef struct {
+    ngx_str_t                   digest;
+    uint64_t                    atime;
+} ngx_pt_shm_access_t;
+
+
 char *ngx_pt_shm_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_pt_shm_add(ngx_conf_t *cf, size_t size);
 void ngx_pt_shm_init_process(ngx_cycle_t *cycle);
@@ -84,6 +128,15 @@ ngx_uint_t ngx_pt_shm_flight_claim(ngx_str_t *key, ngx_pt_shm_flight_t *fl,
 ngx_int_t ngx_pt_shm_flight_get(ngx_str_t *key, ngx_pt_shm_flight_t *fl);
 void ngx_pt_shm_flight_end(ngx_str_t *key, ngx_pt_shm_flight_t *fl,
     ngx_msec_t linger);
+
+/* figures and accesses */
+ngx_pt_shm_stats_t *ngx_pt_shm_stats(void);
+void ngx_pt_shm_stat_add(ngx_uint_t which, ngx_atomic_int_t n);
+void ngx_pt_shm_stat_set(ngx_uint_t which, ngx_atomic_uint_t v);
+ngx_atomic_uint_t ngx_pt_shm_stat_get(ngx_uint_t which);
+void ngx_pt_shm_access(ngx_str_t *digest);
+ngx_int_t ngx_pt_shm_access_take(ngx_pool_t *pool, ngx_uint_t n,
+    ngx_array_t *out);
 
 /* counters of a remote's upstream requests, never evicted */
 ngx_msec_t ngx_pt_shm_rate_take(ngx_str_t *remote, ngx_uint_t rate);

@@ -139,6 +139,11 @@ static ngx_pt_field_t  ngx_pt_pt_dist_fields[] = {
     { "description", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_BLANK,
       offsetof(ngx_pt_dist_t, description), NULL, 0, NGX_PT_TEXT_MAX, NULL },
 
+    /* ours: the content of every image pulled through it is never
+     * evicted */
+    { "retain", NGX_PT_T_BOOL, 0,
+      offsetof(ngx_pt_dist_t, retain), NULL, NGX_PT_NO_LIMIT },
+
     { "distributions", NGX_PT_T_STR, NGX_PT_F_READONLY,
       0, NULL, NGX_PT_NO_LIMIT },
 
@@ -146,36 +151,43 @@ static ngx_pt_field_t  ngx_pt_pt_dist_fields[] = {
 };
 
 
-/* the per-image distributions made by pulls (read-only in the API) */
+/* the per-image distributions made by pulls: but for a PATCH of
+ * description, pulp_labels and retain, read-only in the API */
 
 static ngx_pt_field_t  ngx_pt_dist_fields[] = {
 
-    { "base_path", NGX_PT_T_STR, NGX_PT_F_REQUIRED,
+    { "base_path", NGX_PT_T_STR, NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, base_path), NULL, NGX_PT_NO_LIMIT },
 
-    { "content_guard", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_BLANK,
+    { "content_guard", NGX_PT_T_STR,
+      NGX_PT_F_NULLABLE|NGX_PT_F_BLANK|NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, content_guard), NULL, NGX_PT_NO_LIMIT },
 
-    { "hidden", NGX_PT_T_BOOL, 0,
+    { "hidden", NGX_PT_T_BOOL, NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, hidden), NULL, NGX_PT_NO_LIMIT },
 
     { "pulp_labels", NGX_PT_T_LABELS, 0,
       offsetof(ngx_pt_dist_t, labels), NULL, NGX_PT_NO_LIMIT },
 
-    { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED,
+    { "name", NGX_PT_T_STR, NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, name), NULL, NGX_PT_NO_LIMIT },
 
-    { "repository", NGX_PT_T_REF, NGX_PT_F_NULLABLE,
+    { "repository", NGX_PT_T_REF, NGX_PT_F_NULLABLE|NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, repository), NULL, 0, 0, NGX_PT_REPOS_PATH },
 
-    { "remote", NGX_PT_T_REF, NGX_PT_F_NULLABLE,
+    { "remote", NGX_PT_T_REF, NGX_PT_F_NULLABLE|NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, remote), NULL, 0, 0, NGX_PT_REMOTES_PATH },
 
-    { "private", NGX_PT_T_BOOL, 0,
+    { "private", NGX_PT_T_BOOL, NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, private), NULL, NGX_PT_NO_LIMIT },
 
     { "description", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_BLANK,
       offsetof(ngx_pt_dist_t, description), NULL, NGX_PT_NO_LIMIT },
+
+    /* ours: its content is never evicted (the only field a PATCH sets,
+     * with description and pulp_labels) */
+    { "retain", NGX_PT_T_BOOL, 0,
+      offsetof(ngx_pt_dist_t, retain), NULL, NGX_PT_NO_LIMIT },
 
     { "parent", NGX_PT_T_STR, NGX_PT_F_INTERNAL|NGX_PT_F_NULLABLE,
       offsetof(ngx_pt_dist_t, parent), NULL, NGX_PT_NO_LIMIT },

@@ -41,7 +41,7 @@ our @REMOTE_KEYS = qw(pulp_href prn pulp_created pulp_last_updated name url
 
 our @DIST_KEYS = qw(pulp_href prn pulp_created pulp_last_updated base_path
     content_guard hidden pulp_labels name remote distributions private
-    description);
+    description retain);
 
 our @TASK_KEYS = qw(pulp_href prn pulp_created pulp_last_updated name state
     error started_at finished_at unblocked_at created_resources child_tasks
