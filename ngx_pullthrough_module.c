@@ -11,6 +11,7 @@
 #include <ngx_pt_blob.h>
 #include <ngx_pt_curl.h>
 #include <ngx_pt_evict.h>
+#include <ngx_pt_metrics.h>
 #include <ngx_pt_fill.h>
 #include <ngx_pt_registry.h>
 #include <ngx_pt_shm.h>
@@ -29,6 +30,8 @@ static char *ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf,
 static char *ngx_http_pullthrough_store(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_pullthrough_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -65,6 +68,13 @@ static ngx_command_t  ngx_http_pullthrough_commands[] = {
     { ngx_string("pullthrough_admin"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_pullthrough_admin,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("pullthrough_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_pullthrough_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -187,7 +197,9 @@ ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
 {
-    ngx_http_pullthrough_main_conf_t  *pmcf;
+    ngx_http_handler_pt                *h;
+    ngx_http_core_main_conf_t          *cmcf;
+    ngx_http_pullthrough_main_conf_t   *pmcf;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pullthrough_module);
 
@@ -230,6 +242,17 @@ ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
             return NGX_ERROR;
         }
     }
+
+    /* registry requests counted for the metrics, once they have ended */
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_pt_registry_log_handler;
 
     return ngx_pt_subrequest_init_filters(cf);
 }
@@ -467,6 +490,23 @@ ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_pullthrough_admin_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_pullthrough_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "is duplicate, or the location has another handler";
+    }
+
+    clcf->handler = ngx_pt_metrics_handler;
 
     return NGX_CONF_OK;
 }

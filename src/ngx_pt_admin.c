@@ -57,9 +57,10 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
      * or repository and pinning a distribution (PATCH of retain) */
 
     { "repositories/container/container/", &ngx_pt_repo_type,
-      NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
+      NGX_PT_READ, NGX_PT_READ|NGX_HTTP_DELETE,
+      NGX_PT_READ_ALLOW, "GET, HEAD, DELETE",
       NGX_PT_ADMIN_VERSIONS, 0, NULL, NULL, ngx_pt_admin_render_repo,
-      NULL, NULL, NULL },
+      NULL, NULL, ngx_pt_admin_remove_repo },
 
     { "distributions/container/container/", &ngx_pt_dist_type,
       NGX_PT_READ, NGX_PT_READ|NGX_HTTP_PATCH|NGX_HTTP_DELETE,
@@ -81,6 +82,16 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_BLOBS, ngx_pt_admin_content,
       NULL, NULL, NULL, NULL, NULL },
+
+    /* the store as a whole */
+
+    { "status/", NULL,
+      NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
+      0, 0, ngx_pt_admin_status, NULL, NULL, NULL, NULL, NULL },
+
+    { "orphans/cleanup/", NULL,
+      NGX_HTTP_POST, 0, "POST", NULL,
+      0, 0, ngx_pt_admin_orphans, NULL, NULL, NULL, NULL, NULL },
 
     { NULL, NULL, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL,
       NULL }
@@ -386,6 +397,13 @@ ngx_pt_admin_dispatch(ngx_pt_admin_t *ctx)
 {
     ngx_http_request_t  *r = ctx->r;
 
+    if (ctx->res->type == NULL && ctx->res->view
+        && !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
+    {
+        /* a resource without records: its view takes every method */
+        return ctx->res->view(ctx);
+    }
+
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return ngx_pt_admin_write(ctx);
     }
@@ -593,7 +611,7 @@ ngx_pt_admin_render_task(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 {
     u_char          buf[NGX_PT_HREF_LEN];
     ngx_str_t       s, *created;
-    ngx_uint_t      i;
+    ngx_uint_t      i, waiting, running;
     yajl_gen        g = ctx->g;
     ngx_pt_task_t  *task = rec;
 
@@ -619,12 +637,26 @@ ngx_pt_admin_render_task(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
     ngx_pt_json_cstr(g, "");
     ngx_pt_json_key(g, "created_by");
     ngx_pt_json_null(g);
+    waiting = (task->state.len == 7
+               && ngx_strncmp(task->state.data, "waiting", 7) == 0);
+    running = waiting || (task->state.len == 7
+                          && ngx_strncmp(task->state.data, "running", 7)
+                             == 0);
+
     ngx_pt_json_key(g, "unblocked_at");
     ngx_pt_json_str(g, &task->meta.created);
     ngx_pt_json_key(g, "started_at");
-    ngx_pt_json_str(g, &task->meta.created);
+    if (waiting) {
+        ngx_pt_json_null(g);
+    } else {
+        ngx_pt_json_str(g, &task->meta.created);
+    }
     ngx_pt_json_key(g, "finished_at");
-    ngx_pt_json_str(g, &task->meta.updated);
+    if (running) {
+        ngx_pt_json_null(g);
+    } else {
+        ngx_pt_json_str(g, &task->meta.updated);
+    }
 
     ngx_pt_json_key(g, "error");
     if (task->error.data) {

@@ -133,6 +133,15 @@ ngx_int_t ngx_pt_admin_remove_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *old);
 ngx_int_t ngx_pt_admin_remove_image(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *old);
+ngx_int_t ngx_pt_admin_remove_repo(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    void *old);
+ngx_int_t ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    const char *name, const char *state, ngx_str_t *created, ngx_str_t *href,
+    ngx_str_t *id);
+
+/* ngx_pt_admin_store.c */
+ngx_int_t ngx_pt_admin_status(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_orphans(ngx_pt_admin_t *ctx);
 
 /* ngx_pt_admin_content.c */
 ngx_int_t ngx_pt_admin_versions(ngx_pt_admin_t *ctx);

@@ -59,8 +59,6 @@ static ngx_int_t ngx_pt_admin_users(void *data, void *rec);
 static ngx_int_t ngx_pt_admin_tasks_trim(ngx_pt_admin_t *ctx, MDB_txn *txn);
 static ngx_int_t ngx_pt_admin_task_seen(void *data, void *rec);
 static int ngx_libc_cdecl ngx_pt_admin_task_cmp(const void *a, const void *b);
-static ngx_int_t ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
-    const char *name, ngx_str_t *created, ngx_str_t *href);
 
 
 ngx_int_t
@@ -129,7 +127,8 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
     at_once = (old == NULL && rec && (ctx->res->flags & NGX_PT_ADMIN_AT_ONCE));
 
     if (rc == NGX_OK && !at_once) {
-        rc = ngx_pt_admin_task(ctx, txn, name, created, &task);
+        rc = ngx_pt_admin_task(ctx, txn, name, "completed", created, &task,
+                               NULL);
     }
 
     if (rc == NGX_OK) {
@@ -524,6 +523,17 @@ ngx_pt_admin_remove_dist(ngx_pt_admin_t *ctx, MDB_txn *txn, void *old)
 }
 
 
+/* hooks: repositories, deleted with their per-image distribution */
+
+ngx_int_t
+ngx_pt_admin_remove_repo(ngx_pt_admin_t *ctx, MDB_txn *txn, void *old)
+{
+    ngx_pt_repo_t  *repo = old;
+
+    return ngx_pt_content_delete_repo(ctx->pool, ctx->log, txn, &repo->name);
+}
+
+
 /* hooks: per-image distributions, deleted with what their pulls made */
 
 ngx_int_t
@@ -625,11 +635,15 @@ ngx_pt_admin_index(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t db,
     return ngx_pt_index_put(ctx->log, txn, db, new, id);
 }
 
-/* a finished task, as Pulp clients expect to find behind a 202 */
+/*
+ * The task Pulp clients expect to find behind a 202: a write already done
+ * ("completed"), or work the cache manager does ("waiting"); id, when
+ * given, gets the task's id.
+ */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn, const char *name,
-    ngx_str_t *created, ngx_str_t *href)
+    const char *state, ngx_str_t *created, ngx_str_t *href, ngx_str_t *id)
 {
     u_char         *buf;
     ngx_str_t      *s;
@@ -646,7 +660,12 @@ ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn, const char *name,
     task->meta.updated = task->meta.created;
     task->name.data = (u_char *) name;
     task->name.len = ngx_strlen(name);
-    ngx_str_set(&task->state, "completed");
+    task->state.data = (u_char *) state;
+    task->state.len = ngx_strlen(state);
+
+    if (id) {
+        *id = task->meta.id;
+    }
 
     task->created = ngx_array_create(ctx->pool, 1, sizeof(ngx_str_t));
     if (task->created == NULL) {

@@ -885,6 +885,12 @@ ngx_pt_auth_done(ngx_event_t *ev)
     u_char      *token;
     ngx_msec_t   ttl;
 
+    ngx_pt_shm_stat_add(NGX_PT_STAT_TOKEN_REQUESTS, 1);
+
+    if (req->token.data == NULL || req->status != NGX_HTTP_OK) {
+        ngx_pt_shm_stat_add(NGX_PT_STAT_TOKEN_FAILURES, 1);
+    }
+
     if (req->token.data == NULL && ngx_pt_auth_again(req)) {
         /* still claimed: the others wait for the next try */
         return;

@@ -13,6 +13,7 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_blob.h>
+#include <ngx_pt_shm.h>
 
 #include <sys/file.h>
 
@@ -269,8 +270,9 @@ ngx_pt_blob_mkdirs(u_char *path)
 
 
 /*
- * Writes a small verified object (a manifest) into the store. It is done
- * in place, being a few KiB; large bodies go through fills.
+ * Writes a small verified object (a manifest) into the store, synced
+ * before it is renamed into place as blobs are. It is done in place,
+ * being a few KiB; large bodies go through fills.
  */
 
 ngx_int_t
@@ -279,7 +281,9 @@ ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log, ngx_pt_digest_t *d,
 {
     ssize_t     n;
     ngx_fd_t    fd;
+    ngx_err_t   err;
     ngx_str_t   path, temp;
+    ngx_uint_t  level;
 
     if (ngx_pt_blob_path(pool, d, &path) != NGX_OK
         || ngx_pt_blob_temp(pool, ngx_pid, ngx_pt_blob_seq(), "small", &temp)
@@ -300,11 +304,27 @@ ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log, ngx_pt_digest_t *d,
 
     n = ngx_write_fd(fd, data, len);
 
+    /* on the disk before its name: a crash never leaves a short one */
+
+    if (n == (ssize_t) len && fdatasync(fd) == -1) {
+        n = -1;
+    }
+
+    err = ngx_errno;
+
     ngx_close_file(fd);
 
     if (n != (ssize_t) len) {
-        ngx_log_error(NGX_LOG_CRIT, log, ngx_errno,
-                      "pullthrough: writing \"%s\" failed", temp.data);
+        if (err == NGX_ENOSPC) {
+            /* the cache manager evicts now */
+            ngx_pt_shm_stat_add(NGX_PT_STAT_DISK_FULL, 1);
+            ngx_pt_shm_stat_set(NGX_PT_STAT_EVICT_NOW, 1);
+        }
+
+        level = (err == NGX_ENOSPC) ? NGX_LOG_ALERT : NGX_LOG_CRIT;
+        ngx_log_error(level, log, err, "pullthrough: writing \"%s\" "
+                      "failed%s", temp.data,
+                      (err == NGX_ENOSPC) ? ": the store is full" : "");
         ngx_delete_file(temp.data);
         return NGX_ERROR;
     }

@@ -49,6 +49,8 @@
 #define NGX_PT_EVICT_ACCESS_BATCH  1000     /* accesses per transaction */
 #define NGX_PT_EVICT_GC_PERIOD     (3600 * 1000)
 #define NGX_PT_EVICT_GC_FIRST      2000     /* ms after the manager starts */
+#define NGX_PT_EVICT_GC_PROTECT    (3600 * 1000)  /* ms: the background
+                                               pass's orphan protection */
 #define NGX_PT_EVICT_GRACE         60000    /* ms: a file without a record
                                                may be a fill committing */
 #define NGX_PT_EVICT_GC_BATCH      1000     /* records per transaction */
@@ -103,6 +105,9 @@ static ngx_int_t ngx_pt_set_add(ngx_pool_t *pool, ngx_rbtree_t *tree,
     ngx_str_t *s);
 static ngx_uint_t ngx_pt_set_has(ngx_rbtree_t *tree, ngx_str_t *s);
 static ngx_int_t ngx_pt_evict_pins(ngx_pt_evict_t *ev, ngx_uint_t force);
+static ngx_int_t ngx_pt_evict_orphans(ngx_pt_evict_t *ev);
+static ngx_int_t ngx_pt_evict_tasks(ngx_pt_evict_t *ev, ngx_array_t *ids,
+    const char *state, const char *error);
 
 
 static ngx_uint_t     ngx_pt_evict_opened;
@@ -256,7 +261,6 @@ ngx_pt_evict_manager(void *data)
 
     ngx_int_t        more;
     ngx_pt_evict_t   ev;
-    ngx_pt_shm_stats_t  *st;
 
     ngx_memzero(&ev, sizeof(ngx_pt_evict_t));
 
@@ -285,19 +289,13 @@ ngx_pt_evict_manager(void *data)
 
     more = ngx_pt_evict_step(&ev);
 
-    st = ngx_pt_shm_stats();
+    /* orphan cleanups asked through the admin API first */
 
-    if (more != NGX_AGAIN
-        && (ev.now >= ngx_pt_evict_next_gc
-            || (st && st->value[NGX_PT_STAT_GC_NOW])))
-    {
+    (void) ngx_pt_evict_orphans(&ev);
+
+    if (more != NGX_AGAIN && ev.now >= ngx_pt_evict_next_gc) {
         ngx_pt_evict_next_gc = ev.now + NGX_PT_EVICT_GC_PERIOD;
-
-        if (st) {
-            st->value[NGX_PT_STAT_GC_NOW] = 0;
-        }
-
-        (void) ngx_pt_evict_gc(&ev, NGX_PT_EVICT_GRACE);
+        (void) ngx_pt_evict_gc(&ev, NGX_PT_EVICT_GC_PROTECT);
     }
 
     ngx_destroy_pool(ev.pool);
@@ -1148,4 +1146,96 @@ ngx_pt_evict_pins(ngx_pt_evict_t *ev, ngx_uint_t force)
     ngx_pt_shm_stat_set(NGX_PT_STAT_PINNED_FILES, p.files);
 
     return NGX_OK;
+}
+
+
+/*
+ * Orphan cleanups the admin API asked for (POST orphans/cleanup/): their
+ * tasks run, one garbage collection for all with the shortest protection
+ * asked, then complete.
+ */
+
+static ngx_int_t
+ngx_pt_evict_orphans(ngx_pt_evict_t *ev)
+{
+    uint64_t     protection;
+    ngx_int_t    rc;
+    ngx_array_t  ids;
+
+    if (ngx_array_init(&ids, ev->pool, 4, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_pt_shm_gc_take(ev->pool, &ids, &protection) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ids.nelts == 0) {
+        return NGX_OK;
+    }
+
+    (void) ngx_pt_evict_tasks(ev, &ids, "running", NULL);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "pullthrough evict: orphan cleanup of %ui tasks, "
+                   "protection %uL ms", ids.nelts, protection);
+
+    rc = ngx_pt_evict_gc(ev, protection);
+
+    return ngx_pt_evict_tasks(ev, &ids, rc == NGX_OK ? "completed" : "failed",
+                              rc == NGX_OK ? NULL
+                              : "The orphan cleanup failed, see the error "
+                                "log.");
+}
+
+
+static ngx_int_t
+ngx_pt_evict_tasks(ngx_pt_evict_t *ev, ngx_array_t *ids, const char *state,
+    const char *error)
+{
+    void           *rec;
+    MDB_txn        *txn;
+    ngx_int_t       rc;
+    ngx_str_t      *id;
+    ngx_uint_t      i;
+    ngx_pt_task_t  *task;
+
+    if (ngx_pt_txn_begin(ev->log, 1, &txn) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    id = ids->elts;
+
+    for (i = 0; i < ids->nelts; i++) {
+        rc = ngx_pt_record_load(ev->pool, ev->log, txn, &ngx_pt_task_type,
+                                &id[i], &rec);
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        task = rec;
+
+        if (rc != NGX_OK
+            || ngx_pt_now(ev->pool, &task->meta.updated) != NGX_OK)
+        {
+            ngx_pt_txn_abort(txn);
+            return NGX_ERROR;
+        }
+
+        task->state.data = (u_char *) state;
+        task->state.len = ngx_strlen(state);
+
+        if (error) {
+            task->error.data = (u_char *) error;
+            task->error.len = ngx_strlen(error);
+        }
+
+        if (ngx_pt_record_save(ev->pool, ev->log, txn, &ngx_pt_task_type,
+                               task)
+            != NGX_OK)
+        {
+            ngx_pt_txn_abort(txn);
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_pt_txn_commit(ev->log, txn);
 }

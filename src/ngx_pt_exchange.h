@@ -37,6 +37,7 @@ typedef struct {
  */
 typedef struct {
     ngx_str_t                   remote;      /* id: tokens, limits */
+    ngx_str_t                   remote_name; /* for the metrics */
     ngx_str_t                   name;        /* upstream repository name */
     ngx_str_t                   base_url;    /* no trailing slash */
     ngx_str_t                   basic;       /* "Basic ...", or empty */

@@ -18,6 +18,7 @@
 #include <ngx_pt_fetch.h>
 #include <ngx_pt_auth.h>
 #include <ngx_pt_curl.h>
+#include <ngx_pt_metrics.h>
 #include <ngx_pt_shm.h>
 #include <ngx_pt_subrequest.h>
 
@@ -326,6 +327,9 @@ ngx_pt_fetch_ended(ngx_pt_fetch_t *f, ngx_int_t rc)
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "pullthrough exchange: try ended: %i, status %ui, "
                    "\"%V\"", rc, f->status, &f->url);
+
+    ngx_pt_metrics_upstream(&f->settings->remote_name,
+                            f->header ? f->status : 0, 0);
 
     if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && !f->auth_tried
         && !f->foreign && f->r)

@@ -17,6 +17,7 @@
 #include <ngx_pt_fill_int.h>
 #include <ngx_pt_fetch.h>
 #include <ngx_pt_settings.h>
+#include <ngx_pt_metrics.h>
 
 #include <sys/file.h>
 
@@ -44,6 +45,9 @@ static void ngx_pt_fill_aborted(ngx_pt_fetch_t *f);
 static void ngx_pt_fill_commit(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_commit_thread(void *data, ngx_log_t *log);
 static void ngx_pt_fill_commit_done(ngx_pt_fill_t *fill);
+static void ngx_pt_fill_uncount(ngx_pt_fill_t *fill, ngx_uint_t failed);
+static void ngx_pt_fill_disk_error(ngx_pt_fill_t *fill, ngx_err_t err,
+    const char *what);
 static void ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status,
     const char *code);
 
@@ -188,6 +192,9 @@ ngx_pt_fill_create(ngx_http_request_t *r, ngx_str_t *repo, ngx_pt_digest_t *d,
     }
 
     ngx_queue_insert_tail(&ngx_pt_fills, &fill->queue);
+
+    fill->counted = 1;
+    ngx_pt_shm_stat_add(NGX_PT_STAT_FILLS, 1);
 
     /*
      * A graceful shutdown (nginx -s reload, quit) waits for non-cancelable
@@ -615,8 +622,7 @@ ngx_pt_fill_write_done(ngx_pt_fill_t *fill)
     }
 
     if (ctx->err) {
-        ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
-                      "pullthrough: writing \"%s\" failed", fill->temp.data);
+        ngx_pt_fill_disk_error(fill, ctx->err, "writing");
         ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
         return;
     }
@@ -836,13 +842,12 @@ ngx_pt_fill_commit_done(ngx_pt_fill_t *fill)
                                       : "digest mismatch");
 
     if (ctx->err) {
-        ngx_log_error(NGX_LOG_CRIT, fill->log, ctx->err,
-                      "pullthrough: storing \"%s\" as \"%s\" failed",
-                      fill->temp.data, fill->path.data);
+        ngx_pt_fill_disk_error(fill, ctx->err, "storing");
         fill->state = NGX_PT_FILL_RUNNING;
         ngx_pt_fill_fail(fill, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL);
 
     } else if (!ctx->ok) {
+        ngx_pt_shm_stat_add(NGX_PT_STAT_DIGEST_MISMATCHES, 1);
         ngx_log_error(NGX_LOG_ERR, fill->log, 0,
                       "pullthrough: blob from \"%V\" does not match its "
                       "digest %V: discarded", &fill->fetch.url,
@@ -852,6 +857,13 @@ ngx_pt_fill_commit_done(ngx_pt_fill_t *fill)
 
     } else {
         fill->state = NGX_PT_FILL_DONE;
+
+        ngx_pt_fill_uncount(fill, 0);
+
+        if (fill->fetch.settings) {
+            ngx_pt_metrics_upstream(&fill->fetch.settings->remote_name,
+                                    NGX_PT_METRICS_BYTES_ONLY, fill->written);
+        }
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
                        "pullthrough fill: %V committed: renamed into "
@@ -898,6 +910,8 @@ ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
     fill->error_status = status;
     fill->error_code = code;
 
+    ngx_pt_fill_uncount(fill, 1);
+
     ngx_pt_fill_publish(fill);
 
     /* what the upstream waits on is released, and the upstream stopped */
@@ -920,6 +934,56 @@ ngx_pt_fill_fail(ngx_pt_fill_t *fill, ngx_uint_t status, const char *code)
     }
 
     ngx_pt_fill_notify(fill);
+}
+
+
+/* a fill of this worker's has ended: out of fills in progress */
+
+static void
+ngx_pt_fill_uncount(ngx_pt_fill_t *fill, ngx_uint_t failed)
+{
+    if (!fill->counted) {
+        return;
+    }
+
+    fill->counted = 0;
+    ngx_pt_shm_stat_add(NGX_PT_STAT_FILLS, -1);
+
+    if (failed) {
+        ngx_pt_shm_stat_add(NGX_PT_STAT_FILL_FAILURES, 1);
+    }
+}
+
+
+/*
+ * Writing or storing the temp file failed. A full file system stops the
+ * fill like any other failure (its temp file removed, its readers ended)
+ * and asks the cache manager to evict now.
+ */
+
+static void
+ngx_pt_fill_disk_error(ngx_pt_fill_t *fill, ngx_err_t err, const char *what)
+{
+    ngx_http_pullthrough_main_conf_t  *pmcf;
+
+    if (err != NGX_ENOSPC) {
+        ngx_log_error(NGX_LOG_CRIT, fill->log, err,
+                      "pullthrough: %s \"%s\" failed", what,
+                      fill->temp.data);
+        return;
+    }
+
+    pmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_pullthrough_module);
+
+    ngx_log_error(NGX_LOG_ALERT, fill->log, err,
+                  "pullthrough: the store \"%V\" is full: %s \"%s\" "
+                  "failed, the fill of %V stops and eviction starts",
+                  pmcf ? &pmcf->path : &fill->temp, what, fill->temp.data,
+                  &fill->digest.full);
+
+    ngx_pt_shm_stat_add(NGX_PT_STAT_DISK_FULL, 1);
+    ngx_pt_shm_stat_set(NGX_PT_STAT_EVICT_NOW, 1);
 }
 
 

@@ -85,6 +85,7 @@ struct ngx_pt_fill_s {
                                                 recorded too (ngx_str_t) */
     unsigned                    shared:1;    /* publishes its state */
     unsigned                    mirror:1;    /* another worker's fill */
+    unsigned                    counted:1;   /* in fills in progress */
     unsigned                    in_post:1;   /* its exchange ends in its
                                                 subrequest's post handler */
 };

@@ -351,6 +351,12 @@ ngx_pt_index_record(ngx_pt_child_t *ch, ngx_pt_fetch_t *f)
     mi.no_version = 1;
 
     if (computed.len != ch->digest.full.len
+        || ngx_strncmp(computed.data, ch->digest.full.data, computed.len) != 0)
+    {
+        ngx_pt_shm_stat_add(NGX_PT_STAT_DIGEST_MISMATCHES, 1);
+    }
+
+    if (computed.len != ch->digest.full.len
         || ngx_strncmp(computed.data, ch->digest.full.data, computed.len) != 0
         || ngx_pt_content_parse_manifest(pool, &mi, f->body->pos, len)
            != NGX_OK)
@@ -362,6 +368,9 @@ ngx_pt_index_record(ngx_pt_child_t *ch, ngx_pt_fetch_t *f)
     }
 
     ngx_pt_content_media_type(&mi, &f->content_type);
+
+    ngx_pt_metrics_upstream(&f->settings->remote_name,
+                            NGX_PT_METRICS_BYTES_ONLY, len);
 
     if (ngx_pt_blob_write_small(pool, log, &ch->digest, f->body->pos, len)
         != NGX_OK

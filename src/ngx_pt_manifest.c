@@ -886,6 +886,7 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
                       "expected %V: not stored", &f->url, &computed,
                       &expected);
         ctx->refusal = "the upstream manifest does not match its digest";
+        ngx_pt_shm_stat_add(NGX_PT_STAT_DIGEST_MISMATCHES, 1);
         return NGX_DECLINED;
     }
 
@@ -932,6 +933,9 @@ ngx_pt_manifest_store(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_pt_metrics_upstream(&f->settings->remote_name,
+                            NGX_PT_METRICS_BYTES_ONLY, mi.rec.size);
 
     if (ctx->index && ngx_pt_index_start(ctx->index) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -79,19 +79,6 @@ static ngx_http_variable_t  ngx_pt_registry_vars[] = {
 };
 
 
-static ngx_str_t  ngx_pt_cache_statuses[] = {
-    ngx_string("-"),
-    ngx_string("HIT"),
-    ngx_string("MISS"),
-    ngx_string("JOIN"),
-    ngx_string("REVALIDATED"),
-    ngx_string("ERROR"),
-    ngx_string("STALE"),
-    ngx_string("UPDATING"),
-    ngx_string("EXPIRED")
-};
-
-
 static ngx_str_t  ngx_pt_json_type = ngx_string("application/json");
 static ngx_str_t  ngx_pt_octet_type = ngx_string("application/octet-stream");
 
@@ -1557,11 +1544,42 @@ ngx_pt_cache_status_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = ngx_pt_cache_statuses[status].data;
-    v->len = ngx_pt_cache_statuses[status].len;
+    v->data = ngx_pt_cache_status_name(status)->data;
+    v->len = ngx_pt_cache_status_name(status)->len;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* the log phase: the request counted for the metrics */
+
+ngx_int_t
+ngx_pt_registry_log_handler(ngx_http_request_t *r)
+{
+    off_t                             bytes;
+    ngx_str_t                         none = ngx_null_string;
+    ngx_pt_req_t                     *ctx;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    if (plcf == NULL || plcf->registry != 1) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_pullthrough_module);
+
+    bytes = r->connection->sent - r->header_size;
+
+    ngx_pt_metrics_request((ctx && ctx->dist) ? &ctx->dist->name : &none,
+                           ctx ? ctx->cache_status : 0, bytes);
 
     return NGX_OK;
 }

@@ -16,6 +16,7 @@ extern ngx_pt_fill_ops_t  ngx_pt_registry_fill_ops;
 
 ngx_int_t ngx_pt_registry_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_pullthrough_registry_handler(ngx_http_request_t *r);
+ngx_int_t ngx_pt_registry_log_handler(ngx_http_request_t *r);
 
 
 #endif /* _NGX_PT_REGISTRY_H_INCLUDED_ */

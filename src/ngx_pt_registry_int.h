@@ -18,6 +18,7 @@
 #include <ngx_pt_shm.h>
 #include <ngx_pt_flight.h>
 #include <ngx_pt_content.h>
+#include <ngx_pt_metrics.h>
 
 
 #define NGX_PT_REQ_BASE       0

@@ -51,6 +51,7 @@ ngx_pt_settings_create(ngx_http_request_t *r, ngx_pt_remote_t *remote,
     ngx_memzero(&src, sizeof(ngx_pt_settings_t));
 
     src.remote = remote->meta.id;
+    src.remote_name = remote->name;
     src.name = *name;
 
     if (remote->username.data) {
@@ -268,6 +269,7 @@ ngx_pt_settings_strings(ngx_pool_t *pool, ngx_pt_settings_t *dst,
 
     static size_t  offsets[] = {
         offsetof(ngx_pt_settings_t, remote),
+        offsetof(ngx_pt_settings_t, remote_name),
         offsetof(ngx_pt_settings_t, name),
         offsetof(ngx_pt_settings_t, username),
         offsetof(ngx_pt_settings_t, password),

@@ -35,8 +35,9 @@ typedef enum {
     NGX_PT_SHM_NEGATIVE,         /* evictable: an upstream 404, no value */
     NGX_PT_SHM_FLIGHT,           /* kept: ngx_pt_shm_flight_t */
     NGX_PT_SHM_STATS,            /* kept, one: ngx_pt_shm_stats_t */
-    NGX_PT_SHM_ACCESS            /* kept in stats' own queue: a read file's
+    NGX_PT_SHM_ACCESS,           /* kept in stats' own queue: a read file's
                                     digest, its last access (uint64_t) */
+    NGX_PT_SHM_COUNTERS          /* kept: ngx_pt_shm_counters_t */
 } ngx_pt_shm_kind_e;
 
 #define ngx_pt_shm_evictable(kind)                                            \
@@ -904,6 +905,188 @@ ngx_pt_shm_access_take(ngx_pool_t *pool, ngx_uint_t n, ngx_array_t *out)
         ngx_pt_shm_free(ctx, sn);
         st->access_n--;
     }
+
+    ngx_pt_shm_unlock(ctx);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Counters by a label (a distribution, a remote): made on first use and
+ * never freed, so a pointer to them stays valid; NULL when the zone is
+ * full or has NGX_PT_SHM_COUNTERS_MAX sets already.
+ */
+
+ngx_pt_shm_counters_t *
+ngx_pt_shm_counters(ngx_str_t *key)
+{
+    ngx_pt_shm_ctx_t       *ctx;
+    ngx_pt_shm_node_t      *sn;
+    ngx_pt_shm_stats_t     *st;
+    ngx_pt_shm_counters_t   fresh;
+
+    st = ngx_pt_shm_stats();
+    if (st == NULL) {
+        return NULL;
+    }
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    sn = ngx_pt_shm_lookup(ctx, NGX_PT_SHM_COUNTERS, key, 0);
+
+    if (sn == NULL && st->counters < NGX_PT_SHM_COUNTERS_MAX) {
+        ngx_memzero(&fresh, sizeof(ngx_pt_shm_counters_t));
+
+        sn = ngx_pt_shm_store(ctx, NGX_PT_SHM_COUNTERS, key, &fresh,
+                              sizeof(ngx_pt_shm_counters_t), 0);
+        if (sn) {
+            st->counters++;
+        }
+    }
+
+    ngx_pt_shm_unlock(ctx);
+
+    if (sn == NULL || sn->value_len != sizeof(ngx_pt_shm_counters_t)) {
+        return NULL;
+    }
+
+    return (ngx_pt_shm_counters_t *) (sn->data + sn->key_len);
+}
+
+
+/* a copy of every set of counters, with its key */
+
+ngx_int_t
+ngx_pt_shm_counters_all(ngx_pool_t *pool, ngx_array_t *out)
+{
+    ngx_queue_t            *q;
+    ngx_pt_shm_ctx_t       *ctx;
+    ngx_pt_shm_node_t      *sn;
+    ngx_pt_shm_labeled_t   *l;
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    for (q = ngx_queue_head(&ctx->sh->kept);
+         q != ngx_queue_sentinel(&ctx->sh->kept);
+         q = ngx_queue_next(q))
+    {
+        sn = ngx_queue_data(q, ngx_pt_shm_node_t, queue);
+
+        if (sn->kind != NGX_PT_SHM_COUNTERS
+            || sn->value_len != sizeof(ngx_pt_shm_counters_t))
+        {
+            continue;
+        }
+
+        l = ngx_array_push(out);
+        if (l == NULL) {
+            break;
+        }
+
+        l->key.len = sn->key_len;
+        l->key.data = ngx_pnalloc(pool, sn->key_len);
+        if (l->key.data == NULL) {
+            out->nelts--;
+            break;
+        }
+
+        ngx_memcpy(l->key.data, sn->data, sn->key_len);
+        ngx_memcpy(&l->counters, sn->data + sn->key_len,
+                   sizeof(ngx_pt_shm_counters_t));
+    }
+
+    ngx_pt_shm_unlock(ctx);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Orphan cleanups: the admin API asks (its task's id, the protection
+ * time), the cache manager takes every request at once and runs one
+ * garbage collection for all. NGX_DECLINED: too many wait already.
+ */
+
+ngx_int_t
+ngx_pt_shm_gc_ask(ngx_str_t *task, uint64_t protection)
+{
+    ngx_int_t            rc;
+    ngx_pt_shm_ctx_t    *ctx;
+    ngx_pt_shm_stats_t  *st;
+
+    st = ngx_pt_shm_stats();
+
+    if (st == NULL || task->len != NGX_PT_UUID_LEN) {
+        return NGX_ERROR;
+    }
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (st->gc_n < NGX_PT_SHM_GC_TASKS) {
+        if (st->gc_n == 0 || protection < st->gc_protection) {
+            st->gc_protection = protection;
+        }
+
+        ngx_memcpy(st->gc_tasks[st->gc_n++], task->data, NGX_PT_UUID_LEN);
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_pt_shm_unlock(ctx);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_pt_shm_gc_take(ngx_pool_t *pool, ngx_array_t *tasks,
+    uint64_t *protection)
+{
+    ngx_str_t           *id;
+    ngx_uint_t           i;
+    ngx_pt_shm_ctx_t    *ctx;
+    ngx_pt_shm_stats_t  *st;
+
+    st = ngx_pt_shm_stats();
+    if (st == NULL) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_pt_shm_lock();
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < st->gc_n; i++) {
+        id = ngx_array_push(tasks);
+        if (id == NULL) {
+            break;
+        }
+
+        id->len = NGX_PT_UUID_LEN;
+        id->data = ngx_pnalloc(pool, NGX_PT_UUID_LEN);
+        if (id->data == NULL) {
+            tasks->nelts--;
+            break;
+        }
+
+        ngx_memcpy(id->data, st->gc_tasks[i], NGX_PT_UUID_LEN);
+    }
+
+    *protection = st->gc_protection;
+    st->gc_n = 0;
 
     ngx_pt_shm_unlock(ctx);
 

@@ -71,13 +71,13 @@ typedef enum {
     NGX_PT_STAT_TOKEN_FAILURES,
     NGX_PT_STAT_FILL_FAILURES,
     NGX_PT_STAT_DISK_FULL,
-    NGX_PT_STAT_EVICT_NOW,           /* flags for the cache manager */
-    NGX_PT_STAT_GC_NOW,
+    NGX_PT_STAT_EVICT_NOW,           /* a flag for the cache manager */
     NGX_PT_STAT_COUNT
 } ngx_pt_stat_e;
 
 
 #define NGX_PT_SHM_ACCESS_COST   256     /* bytes of an access, about */
+#define NGX_PT_SHM_GC_TASKS      16      /* orphan cleanups waiting */
 
 
 typedef struct {
@@ -85,7 +85,29 @@ typedef struct {
     ngx_queue_t                 access;      /* accesses not yet stored */
     ngx_uint_t                  access_n;
     ngx_uint_t                  access_max;
+    ngx_uint_t                  counters;    /* sets of labeled counters */
+
+    /* orphan cleanups asked for, which the cache manager runs */
+    ngx_uint_t                  gc_n;
+    uint64_t                    gc_protection;   /* ms, the least asked */
+    u_char                      gc_tasks[NGX_PT_SHM_GC_TASKS][NGX_PT_UUID_LEN];
 } ngx_pt_shm_stats_t;
+
+
+/* counters by a label: "d<distribution>" or "r<remote>" (ngx_pt_metrics.c
+ * gives the slots their meaning) */
+#define NGX_PT_SHM_COUNTERS_MAX  1024
+#define NGX_PT_SHM_COUNTERS_N    24
+
+typedef struct {
+    ngx_atomic_t                v[NGX_PT_SHM_COUNTERS_N];
+} ngx_pt_shm_counters_t;
+
+
+typedef struct {
+    ngx_str_t                   key;
+    ngx_pt_shm_counters_t       counters;
+} ngx_pt_shm_labeled_t;
 
 
 typedef struct {
@@ -135,6 +157,11 @@ void ngx_pt_shm_stat_add(ngx_uint_t which, ngx_atomic_int_t n);
 void ngx_pt_shm_stat_set(ngx_uint_t which, ngx_atomic_uint_t v);
 ngx_atomic_uint_t ngx_pt_shm_stat_get(ngx_uint_t which);
 void ngx_pt_shm_access(ngx_str_t *digest);
+ngx_pt_shm_counters_t *ngx_pt_shm_counters(ngx_str_t *key);
+ngx_int_t ngx_pt_shm_counters_all(ngx_pool_t *pool, ngx_array_t *out);
+ngx_int_t ngx_pt_shm_gc_ask(ngx_str_t *task, uint64_t protection);
+ngx_int_t ngx_pt_shm_gc_take(ngx_pool_t *pool, ngx_array_t *tasks,
+    uint64_t *protection);
 ngx_int_t ngx_pt_shm_access_take(ngx_pool_t *pool, ngx_uint_t n,
     ngx_array_t *out);
 
