@@ -91,7 +91,7 @@ for my $path ("$API/", "$API/foo/", "$API/remotes/", "$API/remotes/container/",
               "$API/remotes/container/container/", "$API/remotes/container/pull-throughx/",
               "$API/remotes/container/pull-through/$remote->{pulp_href}",
               "$remote->{pulp_href}extra/", "$API/distributions/container/nope/",
-              "$API/distributions/", "$API/tasks/x/y/", "$API/status/", "$API/repositories/",
+              "$API/distributions/", "$API/tasks/x/y/", "$API/statuses/", "$API/repositories/",
               "$API/remotes/container/pull-through/x/y/") {
     is_json_status($t->get($path), 404, $notfound, "GET $path: 404");
 }

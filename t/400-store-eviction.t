@@ -95,8 +95,11 @@ ok(wait_for(sub { store_bytes($t) > 3 * 1024 * 1024 }, 5), '... and stored');
 
 # a slow reader of hello's big layer, still reading when it is evicted
 my $big = $IMAGES{hello}{info}{layers}[1];
-my $slow = bg_stream_get($t, "/v2/cache/library/hello/blobs/$big",
+my $started = $t->dir . '/slow-started';
+my $slow = bg_stream_get($t, "/v2/cache/library/hello/blobs/$big", started => $started,
                          rcvbuf => 32 * 1024, chunk => 32 * 1024, delay => 0.05);
+# its read is the last access of hello's layer: before team/app is pulled
+wait_for(sub { -e $started }, 10) or die "the slow reader did not start\n";
 
 is_deeply(pull($t, 'app'), [ ('MISS') x 4 ], 'team/app:1.0 pulled (2 MiB): over the cap');
 ok(wait_for(sub { present($t, 'hello') == 0 }, 15),

@@ -19,10 +19,32 @@
 #      upstream hangs (a PT::FakeUpstream that never answers the HEAD): the
 #      request that makes the check (STALE, bounded by
 #      pullthrough_tag_revalidate_timeout), another one meanwhile (UPDATING)
-#      and the first one in background mode (UPDATING), next to a fresh hit.
+#      and the first one in background mode (UPDATING), next to a fresh hit;
+#   6. requests/s of hits of a hot blob while the store is at its cap
+#      (pullthrough_store max_size=4m) and the cache manager keeps evicting:
+#      clients pull other blobs in a loop, each a miss that the manager
+#      evicts again, against stock nginx serving the hot blob's file under
+#      the same load (target: ratio >= 0.9); the hot blob, read all along,
+#      must stay (no upstream fetch of it);
+#   7. eviction throughput: 2000 blobs over a 1 MiB cap at once (filled while
+#      the cache manager was stopped, SIGSTOP, then let go on), the files
+#      the manager removes per second until the store is within max_size,
+#      and the latency of hits of a hot blob in a loop (one keep-alive
+#      connection) during the eviction against just before it.
 #
 # Load comes from wrk on loopback; each figure is the best of a few short
 # runs so that one noisy second does not decide it.
+#
+# Sections: all by default; to run some only, name them as arguments or in
+# BENCH_ONLY (spaces or commas between names), e.g.
+#   perl -I t/lib t/bench/bench.pl evict-hits evict-rate
+#   BENCH_ONLY=eviction make bench
+#
+#   hits        1. to 3. (hits against stock nginx, cold pulls)
+#   tags        4. and 5. (expired tags)
+#   evict-hits  6.
+#   evict-rate  7.
+#   eviction    6. and 7.
 
 use strict;
 use warnings;
@@ -30,7 +52,12 @@ use warnings;
 use File::Basename qw(dirname);
 use lib dirname(__FILE__) . '/../lib';
 
+use Digest::SHA qw(sha256_hex);
+use File::Path qw(make_path);
 use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use POSIX ();
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 
 use Test::More;     # PT::Nginx reports through it; bench prints its own
@@ -42,19 +69,208 @@ use PT::Images;
 use PT::Certs;
 use PT::FakeUpstream;
 use PT::Pull qw(cache_conf cache_log wait_for);
-use PT::Util qw(open_cmd run_output spew);
+use PT::Util qw(open_cmd run_output slurp spew);
 
 my $DURATION = $ENV{BENCH_SECONDS} || 4;
 my $ROUNDS = $ENV{BENCH_ROUNDS} || 3;
 my $ACCEPT = $PT::Images::ACCEPT;
 my $CHECK_TIMEOUT = 2;     # s: pullthrough_tag_revalidate_timeout in 5.
 
+my $KiB = 1024;
+my $MiB = 1024 * 1024;
+
+# 6.: the cap, the blobs (the hot one and the others, pulled in a loop:
+# 2.3 times the cap, so that each of their pulls is a miss), the clients
+# pulling them
+my $EH_CAP = 4 * $MiB;
+my $EH_SIZE = 16 * $KiB;
+my $EH_BLOBS = 600;
+my $EH_CLIENTS = 4;
+# 7.: the cap, the blobs over it, the seconds of hits measured before
+my $ER_CAP = 1 * $MiB;
+my $ER_SIZE = 16 * $KiB;
+my $ER_BLOBS = 2000;
+my $ER_BEFORE = 2;
+
+my $LOOPS = 0;             # get_loop's children so far
+# the numbers of the system calls of epoll_wait (stop_manager)
+my %EPOLL_WAIT = (x86_64 => [ 232, 281, 441 ], aarch64 => [ 22, 441 ]);
+
+my @SECTIONS = qw(hits tags evict-hits evict-rate);
+my %ALIASES = (eviction => [ qw(evict-hits evict-rate) ]);
+
+my %WANT = sections(@ARGV ? @ARGV : ($ENV{BENCH_ONLY} // ''));
+
+sub want { return $WANT{ $_[0] } }
+
 -x '/usr/bin/wrk' or die "wrk is not installed (make bench installs it)\n";
 
-my $reg = PT::Registry->new->start;
-my $img = PT::Images::seed($reg, qw(hello big));
+my $work = tempdir('pt-bench-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 
-my $t = PT::Nginx->new(conf => <<'EOF');
+my $reg = PT::Registry->new->start;
+my $img = want('hits') ? PT::Images::seed($reg, qw(hello big))
+        : want('tags') ? PT::Images::seed($reg, qw(hello))
+        : {};
+
+my $hits = want('hits') ? bench_hits() : undef;
+my $tags = want('tags') ? bench_tags() : undef;
+my $evh = want('evict-hits') ? bench_evict_hits() : undef;
+my $evr = want('evict-rate') ? bench_evict_rate() : undef;
+
+$reg->stop;
+
+printf "\nngx_pullthrough benchmark (%s, %d rounds of %ds, best kept)\n",
+       scalar localtime, $ROUNDS, $DURATION;
+
+my @targets;
+
+if ($hits) {
+    my ($rate, $large, $small, $manifest) =
+        @$hits{qw(rate large small manifest)};
+
+    printf "\n%-34s %14s %14s %8s\n", '', 'module', 'stock nginx', 'ratio';
+    printf "%-34s %11.0f MB/s %11.0f MB/s %8.2f\n",
+           "hit, $large->{size_h} blob, throughput",
+           $rate->{large}{module}{bps} / $MiB,
+           $rate->{large}{stock}{bps} / $MiB,
+           $rate->{large}{module}{bps} / $rate->{large}{stock}{bps};
+    printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
+           "hit, $small->{size_h} blob, requests",
+           $rate->{small}{module}{rps}, $rate->{small}{stock}{rps},
+           $rate->{small}{module}{rps} / $rate->{small}{stock}{rps};
+    printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
+           "hit, manifest by tag ($manifest->{size_h})",
+           $rate->{manifest}{module}{rps}, $rate->{manifest}{stock}{rps},
+           $rate->{manifest}{module}{rps} / $rate->{manifest}{stock}{rps};
+
+    printf "\n%-34s %14s %14s %8s\n", '', 'cache', 'upstream', 'ratio';
+    printf "%-34s %12.2f s %12.2f s %8.2f\n",
+           "cold pull of library/big:1.0", $hits->{cold}, $hits->{direct},
+           $hits->{cold} / $hits->{direct};
+    printf "%-34s %12.2f s %12.2f s %8.2f\n",
+           "cold pull, libcurl transport", $hits->{cold_curl},
+           $hits->{direct}, $hits->{cold_curl} / $hits->{direct};
+    printf "%-34s %12.2f s %14s\n", "warm pull (all hits)", $hits->{warm},
+           '';
+
+    push @targets, 'hit ratios >= 0.90', 'cold pull ratio <= 1.20';
+}
+
+if ($tags) {
+    my ($burst, $ttfb, $status) = @$tags{qw(burst ttfb status)};
+
+    printf "\n%-34s %14s %14s %14s %10s\n", '200 at once for an expired tag',
+           'upstream reqs', 'answers 200', 'first byte p50', 'max';
+    for my $mode (qw(updating wait)) {
+        for my $up ([ registry => 'the registry' ],
+                    [ slow => 'a HEAD of 0.5 s' ])
+        {
+            my $b = $burst->{$mode}{ $up->[0] };
+            printf "%-34s %14d %14d %11.1f ms %7.1f ms\n", "$mode, $up->[1]",
+                   $b->{upstream}, $b->{ok}, $b->{median}, $b->{max};
+            printf "%-34s %s\n", '', status_list($b->{status});
+        }
+    }
+
+    printf "\n%-34s %14s %14s\n", 'upstream hanging, expired tag',
+           'first byte', 'cache status';
+    printf "%-34s %11.1f ms %14s\n", "fresh hit (reference)",
+           $ttfb->{hit}{ms}, status_list($status->{hit});
+    printf "%-34s %11.1f ms %14s\n", "the check (timeout ${CHECK_TIMEOUT}s)",
+           $ttfb->{check}{ms}, status_list($status->{check});
+    printf "%-34s %11.1f ms %14s\n", "another meanwhile (updating)",
+           $ttfb->{updating}{ms}, status_list($status->{during});
+    printf "%-34s %11.1f ms %14s\n", "the first one, background mode",
+           $ttfb->{background}{ms}, status_list($status->{background});
+
+    push @targets, '1 upstream request for 200 at once',
+        sprintf('the check ~ %d ms (pullthrough_tag_revalidate_timeout)',
+                $CHECK_TIMEOUT * 1000),
+        'the other stale answers as fast as a hit';
+}
+
+if ($evh) {
+    my $r = $evh->{rate};
+
+    printf "\n%-34s %14s %14s %8s\n",
+           'store at its cap (' . human($EH_CAP) . '), evicting',
+           'module', 'stock nginx', 'ratio';
+    printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
+           'hit, hot ' . human($EH_SIZE) . ' blob, requests',
+           $r->{module}{rps}, $r->{stock}{rps},
+           $r->{module}{rps} / $r->{stock}{rps};
+    printf "%-34s %12.0f /s\n", '  meanwhile: misses (fills)',
+           $evh->{fills_s};
+    printf "%-34s %12.0f /s\n", '  meanwhile: files evicted',
+           $evh->{evicted_s};
+    printf "%-34s %s\n", '  hot blob fetched again',
+           "$evh->{hot_fetched} times";
+    printf "%-34s %s\n", '  store at the end',
+           sprintf('%d files, %.0f KiB (max_size %.0f KiB)', $evh->{files},
+                   $evh->{bytes} / $KiB, $EH_CAP / $KiB);
+
+    push @targets, 'hit ratio at the cap >= 0.90, the hot blob never '
+                   . 'fetched again';
+}
+
+if ($evr) {
+    printf "\n%-34s %14s %14s %14s\n",
+           "eviction, $evr->{files} files (" . human($evr->{bytes}) . ')',
+           'files removed', 'time', 'files/s';
+    printf "%-34s %14d %12.2f s %14.0f\n",
+           'down to max_size=' . human($ER_CAP), $evr->{removed},
+           $evr->{seconds},
+           $evr->{removed} / $evr->{seconds};
+    printf "%-34s %14s %12.2f s\n", '  first file gone after', '',
+           $evr->{first};
+
+    printf "\n%-34s %14s %14s %14s %10s\n",
+           'hits of a hot blob in a loop', 'requests/s', 'p50', 'p99', 'max';
+    for my $w ([ before => 'before the eviction' ],
+               [ during => 'during the eviction' ])
+    {
+        my $l = $evr->{latency}{ $w->[0] };
+        printf "%-34s %14.0f %11.3f ms %11.3f ms %7.2f ms\n", $w->[1],
+               $l->{rps}, $l->{p50}, $l->{p99}, $l->{max};
+    }
+    printf "%-34s %s\n", '  hot blob kept, answers 200',
+           ($evr->{hot_kept} ? 'yes' : 'NO') . ", $evr->{ok} of "
+           . "$evr->{answers}";
+
+    push @targets, 'the store within max_size, hits during eviction about '
+                   . 'as fast as before';
+}
+
+printf "\ntargets: %s\n", join(",\n         ", @targets) if @targets;
+
+Test::More->builder->no_ending(1);
+
+exit 0;
+
+
+# the sections asked for (names as arguments or in BENCH_ONLY), all when
+# none is named
+sub sections {
+    my (@args) = @_;
+
+    my @names = grep { length } map { split /[\s,]+/ } @args;
+    return map { $_ => 1 } @SECTIONS unless @names;
+
+    my %want;
+    for my $n (@names) {
+        my @s = $ALIASES{$n} ? @{ $ALIASES{$n} }
+              : (grep { $_ eq $n } @SECTIONS) ? ($n)
+              : die "unknown section $n (sections: @SECTIONS "
+                    . join(' ', sort keys %ALIASES) . ")\n";
+        $want{$_} = 1 for @s;
+    }
+    return %want;
+}
+
+
+# 1. to 3.: hits against stock nginx, cold pulls
+sub bench_hits {
+    my $t = PT::Nginx->new(conf => <<'EOF');
 worker_processes 1;
 events { worker_connections 1024; }
 http {
@@ -77,15 +293,17 @@ http {
     }
 }
 EOF
-$t->start;
+    $t->start;
 
-my $remote = PT::Pulp::create_remote($t, name => 'bench', url => $reg->url);
-PT::Pulp::create_dist($t, name => 'bench', base_path => 'bench',
-                      remote => $remote->{pulp_href});
+    my $remote = PT::Pulp::create_remote($t, name => 'bench',
+                                         url => $reg->url);
+    PT::Pulp::create_dist($t, name => 'bench', base_path => 'bench',
+                          remote => $remote->{pulp_href});
 
-# the libcurl transport: another nginx with a store of its own (blob files
-# are shared by repositories: one store would make its pull all hits)
-my $tc = PT::Nginx->new(conf => <<'EOF');
+    # the libcurl transport: another nginx with a store of its own (blob
+    # files are shared by repositories: one store would make its pull all
+    # hits)
+    my $tc = PT::Nginx->new(conf => <<'EOF');
 worker_processes 1;
 events { worker_connections 1024; }
 http {
@@ -100,250 +318,367 @@ http {
     }
 }
 EOF
-$tc->start;
+    $tc->start;
 
-my $ca = PT::Certs->new;
-my $cremote = PT::Pulp::create_remote($tc, name => 'bench-curl',
-                                      url => $reg->url,
-                                      ca_cert => $ca->ca_text);
-PT::Pulp::create_dist($tc, name => 'bench', base_path => 'bench',
-                      remote => $cremote->{pulp_href});
+    my $ca = PT::Certs->new;
+    my $cremote = PT::Pulp::create_remote($tc, name => 'bench-curl',
+                                          url => $reg->url,
+                                          ca_cert => $ca->ca_text);
+    PT::Pulp::create_dist($tc, name => 'bench', base_path => 'bench',
+                          remote => $cremote->{pulp_href});
 
-my $big = $img->{'library/big:1.0'};
-my $hello = $img->{'library/hello:1.0'};
+    my $big = $img->{'library/big:1.0'};
+    my $hello = $img->{'library/hello:1.0'};
 
-# 2. cold pulls: straight from upstream, then through the (empty) cache
+    # 2. cold pulls: straight from upstream, then through the (empty) cache
 
-my $work = tempdir('pt-bench-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $direct = pull("docker://" . $reg->host . "/library/big:1.0",
+                      "$work/direct");
+    my $cold = pull("docker://127.0.0.1:" . $t->port
+                    . "/bench/library/big:1.0", "$work/cold");
+    my $cold_curl = pull("docker://127.0.0.1:" . $tc->port
+                         . "/bench/library/big:1.0", "$work/cold-curl");
+    $tc->stop;
+    my $warm = pull("docker://127.0.0.1:" . $t->port
+                    . "/bench/library/big:1.0", "$work/warm");
 
-my $direct = pull("docker://" . $reg->host . "/library/big:1.0",
-                  "$work/direct");
-my $cold = pull("docker://127.0.0.1:" . $t->port . "/bench/library/big:1.0",
-                "$work/cold");
-my $cold_curl = pull("docker://127.0.0.1:" . $tc->port
-                     . "/bench/library/big:1.0", "$work/cold-curl");
-$tc->stop;
-my $warm = pull("docker://127.0.0.1:" . $t->port . "/bench/library/big:1.0",
-                "$work/warm");
+    # make sure the small image is cached too
+    pull("docker://127.0.0.1:" . $t->port . "/bench/library/hello:1.0",
+         "$work/hello");
 
-# make sure the small image is cached too
-pull("docker://127.0.0.1:" . $t->port . "/bench/library/hello:1.0",
-     "$work/hello");
+    # 1. and 3. hits against stock nginx
 
-# 1. and 3. hits against stock nginx
+    my ($large) = sort { $b->{size} <=> $a->{size} } layers($big);
+    my ($small) = sort { $a->{size} <=> $b->{size} } layers($hello);
+    my $manifest = { digest => $hello->{digest},
+                     path => "/v2/bench/library/hello/manifests/1.0" };
+    $manifest->{size} = -s store_file($t, $manifest->{digest})
+        or die "the manifest of library/hello:1.0 is not in the store\n";
+    $manifest->{size_h} = human($manifest->{size});
 
-my ($large) = sort { $b->{size} <=> $a->{size} } layers($big);
-my ($small) = sort { $a->{size} <=> $b->{size} } layers($hello);
-my $manifest = { digest => $hello->{digest},
-                 path => "/v2/bench/library/hello/manifests/1.0" };
-$manifest->{size} = -s store_file($t, $manifest->{digest})
-    or die "the manifest of library/hello:1.0 is not in the store\n";
-$manifest->{size_h} = human($manifest->{size});
+    my %rate;
 
-my %rate;
+    for my $case ([ large => $large, '-t1', '-c2' ],
+                  [ small => $small, '-t1', '-c16' ],
+                  [ manifest => $manifest, '-t1', '-c16',
+                    '-H', "Accept: $ACCEPT" ])
+    {
+        my ($name, $blob, @opts) = @$case;
 
-for my $case ([ large => $large, '-t1', '-c2' ],
-              [ small => $small, '-t1', '-c16' ],
-              [ manifest => $manifest, '-t1', '-c16', '-H', "Accept: $ACCEPT" ])
-{
-    my ($name, $blob, @opts) = @$case;
-    my ($alg, $hex) = split /:/, $blob->{digest};
+        my $module = "http://127.0.0.1:" . $t->port
+                     . ($blob->{path}
+                        // "/v2/bench/library/"
+                           . ($name eq 'large' ? 'big' : 'hello')
+                           . "/blobs/$blob->{digest}");
 
-    my $module = "http://127.0.0.1:" . $t->port
-                 . ($blob->{path}
-                    // "/v2/bench/library/" . ($name eq 'large' ? 'big' : 'hello')
-                       . "/blobs/$blob->{digest}");
-    my $stock = "http://127.0.0.1:" . $t->port(2)
-                . "/blobs/$alg/" . substr($hex, 0, 2) . "/$hex";
-
-    # rounds alternate between the two, so that a noisy moment of the
-    # machine does not fall on one side only
-    for (1 .. $ROUNDS) {
-        for my $which ([ module => $module ], [ stock => $stock ]) {
-            my ($label, $url) = @$which;
-            my $r = wrk($url, @opts);
-            my $best = $rate{$name}{$label};
-            $rate{$name}{$label} = $r if !$best || $r->{rps} > $best->{rps};
-        }
+        $rate{$name} = best_rates($module, stock_url($t, $blob->{digest}),
+                                  @opts);
     }
+
+    $t->stop;
+
+    return { rate => \%rate, large => $large, small => $small,
+             manifest => $manifest, direct => $direct, cold => $cold,
+             cold_curl => $cold_curl, warm => $warm };
 }
 
-$t->stop;
 
-# 4. and 5. expired tags: another nginx, two workers (a check is shared by
-# every worker), a cache.log with $pullthrough_cache_status; a remote on
+# 4. and 5.: expired tags. Another nginx, two workers (a check is shared
+# by every worker), a cache.log with $pullthrough_cache_status; a remote on
 # the registry, another on a fake upstream whose HEADs of manifests take
 # 0.5 s (flag mode=slow) or never end (mode=hang)
+sub bench_tags {
+    my $fl = PT::Images::build('hello');
+    my $fake = PT::FakeUpstream->new(
+        blob_dirs => [ "$fl->{dir}/blobs" ],
+        tags => { 'library/hello:1.0' => $fl->{refs}{'hello-1.0'}{digest} },
+        hook => sub {
+            my ($req, $fake) = @_;
+            return undef unless $req->{method} eq 'HEAD'
+                                && $req->{path} =~ m{/manifests/};
+            my $mode = $fake->flag('mode') // '';
+            return { stall => 1, release => 'go' } if $mode eq 'hang';
+            sleep 0.5 if $mode eq 'slow';
+            return undef;
+        },
+    )->start;
 
-my $fl = PT::Images::build('hello');
-my $fake = PT::FakeUpstream->new(
-    blob_dirs => [ "$fl->{dir}/blobs" ],
-    tags => { 'library/hello:1.0' => $fl->{refs}{'hello-1.0'}{digest} },
-    hook => sub {
-        my ($req, $fake) = @_;
-        return undef unless $req->{method} eq 'HEAD'
-                            && $req->{path} =~ m{/manifests/};
-        my $mode = $fake->flag('mode') // '';
-        return { stall => 1, release => 'go' } if $mode eq 'hang';
-        sleep 0.5 if $mode eq 'slow';
-        return undef;
-    },
-)->start;
+    my $tr = PT::Nginx->new(conf => revalidate_conf('updating'));
+    $tr->start;
 
-my $tr = PT::Nginx->new(conf => revalidate_conf('updating'));
-$tr->start;
+    my $rremote = PT::Pulp::create_remote($tr, name => 'bench-fresh',
+                                          url => $reg->url);
+    PT::Pulp::create_dist($tr, name => 'bench-fresh', base_path => 'fresh',
+                          remote => $rremote->{pulp_href});
+    PT::Pulp::create_dist($tr, name => 'bench-fake', base_path => 'fake',
+                          remote => PT::Pulp::create_remote($tr,
+                              name => 'bench-fake', url => $fake->url,
+                              tag_ttl => 1, max_retries => 0)->{pulp_href});
 
-my $rremote = PT::Pulp::create_remote($tr, name => 'bench-fresh',
-                                      url => $reg->url);
-PT::Pulp::create_dist($tr, name => 'bench-fresh', base_path => 'fresh',
-                      remote => $rremote->{pulp_href});
-PT::Pulp::create_dist($tr, name => 'bench-fake', base_path => 'fake',
-                      remote => PT::Pulp::create_remote($tr,
-                          name => 'bench-fake', url => $fake->url,
-                          tag_ttl => 1, max_retries => 0)->{pulp_href});
+    my $fresh = "/v2/fresh/library/hello/manifests/1.0";
+    my $fpath = "/v2/fake/library/hello/manifests/1.0";
 
-my $fresh = "/v2/fresh/library/hello/manifests/1.0";
-my $fpath = "/v2/fake/library/hello/manifests/1.0";
-
-for my $path ($fresh, $fpath) {                 # MISS: cached
-    $tr->get($path, headers => { Accept => $ACCEPT })->{status} == 200
-        or die "GET $path through the cache failed\n";
-}
-$tr->patch($rremote->{pulp_href}, { tag_ttl => 1 })->{status} == 202
-    or die "PATCH tag_ttl of the remote failed\n";
-
-# 4. 200 concurrent requests for an expired tag: upstream manifest requests
-
-my %burst;
-
-$fake->set_flag('mode', 'slow');
-
-for my $mode (qw(updating wait)) {
-    if ($mode ne 'updating') {
-        $tr->set_conf(revalidate_conf($mode));
-        $tr->reload;
+    for my $path ($fresh, $fpath) {                 # MISS: cached
+        $tr->get($path, headers => { Accept => $ACCEPT })->{status} == 200
+            or die "GET $path through the cache failed\n";
     }
-    sleep 1.2;                      # the tags expire
+    $tr->patch($rremote->{pulp_href}, { tag_ttl => 1 })->{status} == 202
+        or die "PATCH tag_ttl of the remote failed\n";
 
-    $reg->reset_requests;
-    $burst{$mode}{registry} = burst($tr, $fresh, 200, "$mode-registry");
-    $burst{$mode}{registry}{upstream} =
-        scalar $reg->requests_matching(undef, qr{/manifests/});
+    # 4. 200 concurrent requests for an expired tag: upstream manifest
+    # requests
 
+    my %burst;
+
+    $fake->set_flag('mode', 'slow');
+
+    for my $mode (qw(updating wait)) {
+        if ($mode ne 'updating') {
+            $tr->set_conf(revalidate_conf($mode));
+            $tr->reload;
+        }
+        sleep 1.2;                      # the tags expire
+
+        $reg->reset_requests;
+        $burst{$mode}{registry} = burst($tr, $fresh, 200, "$mode-registry");
+        $burst{$mode}{registry}{upstream} =
+            scalar $reg->requests_matching(undef, qr{/manifests/});
+
+        $fake->reset_requests;
+        $burst{$mode}{slow} = burst($tr, $fpath, 200, "$mode-slow");
+        $burst{$mode}{slow}{upstream} =
+            scalar $fake->requests_matching(undef, qr{/manifests/});
+    }
+
+    # 5. time to first byte of stale answers, the upstream hanging
+
+    my %ttfb;
+
+    my $fdigest = "/v2/fake/library/hello/manifests/"
+                  . $fl->{refs}{'hello-1.0'}{digest};
+
+    $tr->set_conf(revalidate_conf('updating'));
+    $tr->reload;
+    warm_workers($tr, $fdigest);
+    $fake->clear_flag('mode');
+    sleep 1.2;                          # the tag expires, the next request
+    ttfb($tr, $fpath);                  # confirms it: fresh for a second
+    $ttfb{hit} = best_of(5, sub { ttfb($tr, "$fpath?hit") });
+
+    $fake->set_flag('mode', 'hang');
+    sleep 1.2;                          # the tag expires
     $fake->reset_requests;
-    $burst{$mode}{slow} = burst($tr, $fpath, 200, "$mode-slow");
-    $burst{$mode}{slow}{upstream} =
-        scalar $fake->requests_matching(undef, qr{/manifests/});
+
+    my $check = bg_ttfb($tr, "$fpath?check");
+    wait_for(sub { $fake->requests_matching('HEAD', qr{/manifests/}) }, 10)
+        or die "no check of $fpath reached the fake upstream\n";
+    $ttfb{updating} = best_of(5, sub { ttfb($tr, "$fpath?during") });
+    $ttfb{check} = $check->();
+
+    # background: once the back-off after the failed check is over
+    $tr->set_conf(revalidate_conf('background'));
+    $tr->reload;
+    sleep 1.2;
+    warm_workers($tr, $fdigest);
+    $fake->reset_requests;
+    $ttfb{background} = ttfb($tr, "$fpath?background");
+    wait_for(sub { $fake->requests_matching('HEAD', qr{/manifests/}) }, 10)
+        or die "background mode: no check of $fpath after the answer\n";
+
+    wait_for(sub { grep { $_->{uri} =~ /[?]background$/ } cache_log($tr) },
+             10);
+    my %status;
+    for my $l (cache_log($tr)) {
+        my ($k) = $l->{uri} =~ /[?](hit|check|during|background)$/ or next;
+        $status{$k}{ $l->{cache} }++;
+    }
+
+    $fake->set_flag('go');
+    $tr->stop;
+    $fake->stop;
+
+    return { burst => \%burst, ttfb => \%ttfb, status => \%status };
 }
 
-# 5. time to first byte of stale answers, the upstream hanging
 
-my %ttfb;
+# 6. hits of a hot blob while the store is at its cap and the cache
+# manager keeps evicting: $EH_CLIENTS clients pull $EH_BLOBS other blobs in
+# a loop ($EH_BLOBS / $EH_CAP times the cap: each pull is a miss, whose
+# file the manager soon evicts), and read the hot blob every 20 pulls
+# (while wrk reads stock nginx's copy of its file, the module sees it read
+# too, and the least recently used order keeps it). Rounds alternate
+# between the module and stock nginx, under the same load
+sub bench_evict_hits {
+    my @blobs = seed_blobs('load/churn', $EH_BLOBS + 1, $EH_SIZE);
+    my $hot = shift @blobs;
 
-my $fdigest = "/v2/fake/library/hello/manifests/"
-              . $fl->{refs}{'hello-1.0'}{digest};
+    my $t = PT::Nginx->new(conf => <<"EOF");
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    tcp_nopush on;
+    access_log off;
+    open_file_cache max=1000 inactive=60s;
+    pullthrough_store %%STORE%% max_size=$EH_CAP;
 
-$tr->set_conf(revalidate_conf('updating'));
-$tr->reload;
-warm_workers($tr, $fdigest);
-$fake->clear_flag('mode');
-sleep 1.2;                          # the tag expires, the next request
-ttfb($tr, $fpath);                  # confirms it: fresh for a second
-$ttfb{hit} = best_of(5, sub { ttfb($tr, "$fpath?hit") });
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ { pullthrough_registry; }
+        location /pulp/api/v3/ { pullthrough_admin; }
+    }
 
-$fake->set_flag('mode', 'hang');
-sleep 1.2;                          # the tag expires
-$fake->reset_requests;
-
-my $check = bg_ttfb($tr, "$fpath?check");
-wait_for(sub { $fake->requests_matching('HEAD', qr{/manifests/}) }, 10)
-    or die "no check of $fpath reached the fake upstream\n";
-$ttfb{updating} = best_of(5, sub { ttfb($tr, "$fpath?during") });
-$ttfb{check} = $check->();
-
-# background: once the back-off after the failed check is over
-$tr->set_conf(revalidate_conf('background'));
-$tr->reload;
-sleep 1.2;
-warm_workers($tr, $fdigest);
-$fake->reset_requests;
-$ttfb{background} = ttfb($tr, "$fpath?background");
-wait_for(sub { $fake->requests_matching('HEAD', qr{/manifests/}) }, 10)
-    or die "background mode: no check of $fpath after the answer\n";
-
-wait_for(sub { grep { $_->{uri} =~ /[?]background$/ } cache_log($tr) }, 10);
-my %status;
-for my $l (cache_log($tr)) {
-    my ($k) = $l->{uri} =~ /[?](hit|check|during|background)$/ or next;
-    $status{$k}{ $l->{cache} }++;
-}
-
-$fake->set_flag('go');
-$tr->stop;
-$fake->stop;
-$reg->stop;
-
-my $mb = 1024 * 1024;
-
-printf "\nngx_pullthrough benchmark (%s, %d rounds of %ds, best kept)\n\n",
-       scalar localtime, $ROUNDS, $DURATION;
-
-printf "%-34s %14s %14s %8s\n", '', 'module', 'stock nginx', 'ratio';
-printf "%-34s %11.0f MB/s %11.0f MB/s %8.2f\n",
-       "hit, $large->{size_h} blob, throughput",
-       $rate{large}{module}{bps} / $mb, $rate{large}{stock}{bps} / $mb,
-       $rate{large}{module}{bps} / $rate{large}{stock}{bps};
-printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
-       "hit, $small->{size_h} blob, requests",
-       $rate{small}{module}{rps}, $rate{small}{stock}{rps},
-       $rate{small}{module}{rps} / $rate{small}{stock}{rps};
-printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
-       "hit, manifest by tag ($manifest->{size_h})",
-       $rate{manifest}{module}{rps}, $rate{manifest}{stock}{rps},
-       $rate{manifest}{module}{rps} / $rate{manifest}{stock}{rps};
-
-printf "\n%-34s %14s %14s %8s\n", '', 'cache', 'upstream', 'ratio';
-printf "%-34s %12.2f s %12.2f s %8.2f\n",
-       "cold pull of library/big:1.0", $cold, $direct, $cold / $direct;
-printf "%-34s %12.2f s %12.2f s %8.2f\n",
-       "cold pull, libcurl transport", $cold_curl, $direct,
-       $cold_curl / $direct;
-printf "%-34s %12.2f s %14s\n", "warm pull (all hits)", $warm, '';
-
-printf "\n%-34s %14s %14s %14s %10s\n", '200 at once for an expired tag',
-       'upstream reqs', 'answers 200', 'first byte p50', 'max';
-for my $mode (qw(updating wait)) {
-    for my $up ([ registry => 'the registry' ],
-                [ slow => 'a HEAD of 0.5 s' ])
-    {
-        my $b = $burst{$mode}{ $up->[0] };
-        printf "%-34s %14d %14d %11.1f ms %7.1f ms\n", "$mode, $up->[1]",
-               $b->{upstream}, $b->{ok}, $b->{median}, $b->{max};
-        printf "%-34s %s\n", '', status_list($b->{status});
+    # the reference: stock nginx, the same files, the same settings
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location /blobs/ { root %%STORE%%; }
     }
 }
+EOF
+    $t->start;
 
-printf "\n%-34s %14s %14s\n", 'upstream hanging, expired tag', 'first byte',
-       'cache status';
-printf "%-34s %11.1f ms %14s\n", "fresh hit (reference)",
-       $ttfb{hit}{ms}, status_list($status{hit});
-printf "%-34s %11.1f ms %14s\n", "the check (timeout ${CHECK_TIMEOUT}s)",
-       $ttfb{check}{ms}, status_list($status{check});
-printf "%-34s %11.1f ms %14s\n", "another meanwhile (updating)",
-       $ttfb{updating}{ms}, status_list($status{during});
-printf "%-34s %11.1f ms %14s\n", "the first one, background mode",
-       $ttfb{background}{ms}, status_list($status{background});
+    my $remote = PT::Pulp::create_remote($t, name => 'bench-evict',
+                                         url => $reg->url);
+    PT::Pulp::create_dist($t, name => 'bench-evict', base_path => 'bench',
+                          remote => $remote->{pulp_href});
 
-printf "\ntargets: hit ratios >= 0.90, cold pull ratio <= 1.20, 1 upstream "
-       . "request for 200 at once,\n         the check ~ %d ms "
-       . "(pullthrough_tag_revalidate_timeout), the other stale\n"
-       . "         answers as fast as a hit\n", $CHECK_TIMEOUT * 1000;
+    my $path = sub { "/v2/bench/load/churn/blobs/$_[0]" };
 
-Test::More->builder->no_ending(1);
+    # the store over its cap: the manager evicts down to it
+    fill($t, map { $path->($_) } $hot, @blobs);
 
-exit 0;
+    my @clients;
+    for my $c (0 .. $EH_CLIENTS - 1) {
+        my @mine = map { $path->($blobs[$_]) }
+                   grep { $_ % $EH_CLIENTS == $c } 0 .. $#blobs;
+        my $i = 0;
+        push @clients, get_loop($t->port, sub {
+            return $i++ % 20 == 0 ? $path->($hot) : $mine[ $i % @mine ];
+        });
+    }
+
+    sleep 1;                            # evicting
+    my ($files0) = store_usage($t);
+    $reg->reset_requests;
+    my $start = time;
+
+    my $rate = best_rates("http://127.0.0.1:" . $t->port . $path->($hot),
+                          stock_url($t, $hot), '-t1', '-c16');
+
+    my $seconds = time - $start;
+    my @fetched = $reg->requests_matching('GET', qr{/blobs/});
+    my ($files, $bytes) = store_usage($t);
+    my @answers = map { stop_loop($_) } @clients;
+
+    my @bad = grep { $_->{status} != 200 } @answers;
+    die "6.: " . @bad . " of the clients' pulls failed (status "
+        . $bad[0]{status} . ")\n" if @bad;
+
+    $t->stop;
+
+    return { rate => $rate,
+             fills_s => @fetched / $seconds,
+             evicted_s => (@fetched - ($files - $files0)) / $seconds,
+             hot_fetched => scalar(grep { $_->{path} =~ /\Q$hot\E$/ }
+                                   @fetched),
+             files => $files, bytes => $bytes };
+}
 
 
+# 7. eviction throughput: the cache manager stopped (SIGSTOP, while it
+# waits for its next turn), $ER_BLOBS blobs pulled over the cap of
+# $ER_CAP, the manager let go on (SIGCONT): the files under blobs/ are
+# counted until they are within max_size. Meanwhile a client reads a hot
+# blob in a loop on one keep-alive connection: the latency of its hits
+# during the eviction, against the $ER_BEFORE seconds before it
+sub bench_evict_rate {
+    my @blobs = seed_blobs('load/evict', $ER_BLOBS + 1, $ER_SIZE);
+    my $hot = shift @blobs;
+
+    my $t = PT::Nginx->new(conf => <<"EOF");
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    tcp_nopush on;
+    access_log off;
+    open_file_cache max=1000 inactive=60s;
+    pullthrough_store %%STORE%% max_size=$ER_CAP;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ { pullthrough_registry; }
+        location /pulp/api/v3/ { pullthrough_admin; }
+    }
+}
+EOF
+    $t->start;
+
+    my $remote = PT::Pulp::create_remote($t, name => 'bench-evict',
+                                         url => $reg->url);
+    PT::Pulp::create_dist($t, name => 'bench-evict', base_path => 'bench',
+                          remote => $remote->{pulp_href});
+
+    my $path = sub { "/v2/bench/load/evict/blobs/$_[0]" };
+
+    my $manager = stop_manager($t);
+    my $resumed;
+    my $res = eval {
+        fill($t, map { $path->($_) } $hot, @blobs);
+
+        my ($files0, $bytes0) = store_usage($t);
+        die "7.: the store holds $files0 files, "
+            . human($bytes0) . ": not over its cap\n"
+            if $bytes0 <= $ER_CAP;
+
+        my $probe = get_loop($t->port, sub { $path->($hot) });
+        sleep 0.5;                      # connected, going
+        my $tb = time;
+        sleep $ER_BEFORE;
+
+        my $t0 = time;
+        kill 'CONT', $manager;
+        $resumed = 1;
+
+        my ($first, $files, $bytes);
+        while (1) {
+            ($files, $bytes) = store_usage($t);
+            $first //= time if $files < $files0;
+            last if $bytes <= $ER_CAP;
+            die "7.: the store still holds $files files, " . human($bytes)
+                . ", 60 s after the cache manager went on\n"
+                if time - $t0 > 60;
+            sleep 0.02;
+        }
+        my $t1 = time;
+
+        my @answers = stop_loop($probe);
+
+        {
+            files => $files0,
+            bytes => $bytes0,
+            removed => $files0 - $files,
+            seconds => $t1 - $t0,
+            first => ($first // $t1) - $t0,
+            latency => {
+                before => latency(grep { $_->{start} >= $tb
+                                         && $_->{start} < $t0 } @answers),
+                during => latency(grep { $_->{start} >= $t0
+                                         && $_->{start} < $t1 } @answers),
+            },
+            hot_kept => -f store_file($t, $hot) ? 1 : 0,
+            ok => scalar(grep { $_->{status} == 200 } @answers),
+            answers => scalar @answers,
+        };
+    };
+    my $err = $@;
+    kill 'CONT', $manager unless $resumed;
+    die $err unless $res;
+
+    $t->stop;
+
+    return $res;
+}
 sub layers {
     my ($info) = @_;
     my @out;
@@ -389,6 +724,8 @@ sub wrk {
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
     my ($tps, $unit) = $out =~ /Transfer\/sec:\s+([\d.]+)(\w+)/;
     die "wrk failed: $out\n" unless defined $rps && defined $tps;
+    die "wrk $url: answers other than 2xx or 3xx: $out\n"
+        if $out =~ /Non-2xx or 3xx responses:\s+(\d+)/ && $1 > 0;
 
     my %mult = (B => 1, KB => 1024, MB => 1024 ** 2, GB => 1024 ** 3);
 
@@ -521,3 +858,296 @@ sub best_of {
     }
     return $best;
 }
+
+
+# best of $ROUNDS wrk runs of each of two URLs: { module => {...},
+# stock => {...} } (see wrk). Rounds alternate between the two, so that a
+# noisy moment of the machine does not fall on one side only
+sub best_rates {
+    my ($module, $stock, @opts) = @_;
+    my %best;
+
+    for (1 .. $ROUNDS) {
+        for my $which ([ module => $module ], [ stock => $stock ]) {
+            my ($label, $url) = @$which;
+            my $r = wrk($url, @opts);
+            $best{$label} = $r
+                if !$best{$label} || $r->{rps} > $best{$label}{rps};
+        }
+    }
+
+    return \%best;
+}
+
+
+# the URL of stock nginx (the second port) for the store's file of $digest
+sub stock_url {
+    my ($t, $digest) = @_;
+    my ($alg, $hex) = split /:/, $digest;
+    return "http://127.0.0.1:" . $t->port(2)
+           . "/blobs/$alg/" . substr($hex, 0, 2) . "/$hex";
+}
+
+
+# $n distinct blobs of $size bytes in the registry's repository $repo;
+# returns their digests. The first is pushed through the registry's API
+# (POST and PUT of an upload); the others are written into its storage
+# the way it stored that one (the filesystem driver's layout: the blob's
+# data, a link in the repository): about a second for 2000 blobs, where
+# the API takes about 7 ms a blob on this machine. A HEAD through the API
+# checks the last one.
+sub seed_blobs {
+    my ($repo, $n, $size) = @_;
+
+    my $root = $reg->storage_dir . '/docker/registry/v2';
+    my @digests;
+
+    for my $i (1 .. $n) {
+        my $seed = "pt-bench $repo $i\n";
+        my $data = substr($seed x (int($size / length $seed) + 1), 0, $size);
+        my $hex = sha256_hex($data);
+        my $blob = "$root/blobs/sha256/" . substr($hex, 0, 2) . "/$hex";
+        my $link = "$root/repositories/$repo/_layers/sha256/$hex";
+
+        if ($i == 1) {
+            push_blob($repo, "sha256:$hex", $data);
+            -f "$blob/data" && slurp("$link/link") eq "sha256:$hex"
+                or die "docker-registry did not store a pushed blob as "
+                       . "$blob/data and $link/link: seed_blobs in "
+                       . "t/bench/bench.pl needs the layout it uses\n";
+        } else {
+            make_path($blob, $link);
+            spew("$blob/data", $data);
+            spew("$link/link", "sha256:$hex");
+        }
+
+        push @digests, "sha256:$hex";
+    }
+
+    my $r = $reg->head("/v2/$repo/blobs/$digests[-1]");
+    die "docker-registry: HEAD of a blob written into its storage: "
+        . "$r->{status}\n"
+        unless $r->{status} == 200
+            && ($r->{headers}{'content-length'} // -1) == $size;
+
+    return @digests;
+}
+
+
+# a blob pushed through the registry's API: POST of an upload, PUT of the
+# bytes with the digest
+sub push_blob {
+    my ($repo, $digest, $data) = @_;
+
+    my $r = $reg->request('POST', "/v2/$repo/blobs/uploads/");
+    my $loc = $r->{headers}{location};
+    die "docker-registry: POST of an upload: $r->{status}\n"
+        unless $r->{status} == 202 && $loc;
+
+    $loc .= ($loc =~ /\?/ ? '&' : '?') . "digest=$digest";
+    $r = $reg->request('PUT', $loc, content => $data,
+        headers => { 'Content-Type' => 'application/octet-stream' });
+    die "docker-registry: PUT of a blob: $r->{status} $r->{content}\n"
+        unless $r->{status} == 201;
+}
+
+
+# GETs of @paths through the cache, 8 at a time (curl); dies unless every
+# answer is a 200
+sub fill {
+    my ($t, @paths) = @_;
+
+    my $cfg = "$work/fill.cfg";
+    spew($cfg, join '', map {
+        "url = \"" . $t->base_url . "$_\"\noutput = \"/dev/null\"\n"
+    } @paths);
+
+    my $out = run_output('curl', '-s', '--no-progress-meter', '-Z',
+                         '--parallel-max', '8', '-w', '%{http_code}\n',
+                         '-K', $cfg);
+
+    my $ok = grep { $_ eq '200' } split /\n/, $out;
+    die "pulls through the cache: $ok of " . @paths . " answered 200: "
+        . substr($out, 0, 500) . "\n"
+        unless $ok == @paths;
+}
+
+
+# (files, bytes) under STORE/blobs
+sub store_usage {
+    my ($t) = @_;
+    my ($files, $bytes) = (0, 0);
+
+    my @dirs = ($t->store . '/blobs');
+    while (defined(my $d = shift @dirs)) {
+        opendir my $dh, $d or next;
+        for my $e (readdir $dh) {
+            next if $e eq '.' || $e eq '..';
+            my $p = "$d/$e";
+            if (-d $p) {
+                push @dirs, $p;
+            } elsif (-f _) {
+                $files++;
+                $bytes += -s _;
+            }
+        }
+        closedir $dh;
+    }
+
+    return ($files, $bytes);
+}
+
+
+# GETs in a loop in a child process, one at a time on a keep-alive
+# connection (a new one when nginx closes it), of the paths $next returns,
+# until stop_loop; each answer's start time, milliseconds and status go to
+# a file of the child's
+sub get_loop {
+    my ($port, $next) = @_;
+
+    my $n = ++$LOOPS;
+    my $h = { log => "$work/loop-$n.log", stop => "$work/loop-$n.stop" };
+
+    $h->{pid} = fork // die "fork: $!";
+
+    if ($h->{pid} == 0) {
+        my $ok = eval { _get_loop($port, $next, $h); 1 };
+        print STDERR "get_loop: $@" unless $ok;
+        POSIX::_exit($ok ? 0 : 1);      # no END blocks: they stop nginx
+    }
+
+    return $h;
+}
+
+sub _get_loop {
+    my ($port, $next, $h) = @_;
+
+    local $SIG{PIPE} = 'IGNORE';
+    open my $log, '>', $h->{log} or die "$h->{log}: $!";
+
+    my $s;
+    for (my $i = 0; ; $i++) {
+        last if $i % 10 == 0 && -e $h->{stop};
+
+        my $path = $next->();
+        my $req = "GET $path HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n\r\n";
+        my ($start, $status, $close);
+
+        for my $try (1, 2) {
+            $s //= _connect($port);
+            $start = time;
+            ($status, $close) = _get($s, $req);
+            last if defined $status;
+            close $s;                   # closed meanwhile: a new one
+            undef $s;
+        }
+        die "GET $path: no answer\n" unless defined $status;
+
+        printf $log "%.6f %.3f %d\n", $start, (time - $start) * 1000, $status;
+
+        if ($close) {
+            close $s;
+            undef $s;
+        }
+    }
+
+    close $log or die "$h->{log}: $!";
+}
+
+sub _connect {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp')
+        or die "connect 127.0.0.1:$port: $!\n";
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+    binmode $s;
+    return $s;
+}
+
+# one request on $s: (status, whether the connection closes after it),
+# or () when the connection was closed before an answer
+sub _get {
+    my ($s, $req) = @_;
+
+    syswrite($s, $req) == length $req or return;
+
+    my $buf = '';
+    my $end;
+    while (($end = index($buf, "\r\n\r\n")) < 0) {
+        sysread($s, $buf, 65536, length $buf) or return;
+    }
+
+    my $head = substr($buf, 0, $end);
+    my ($status) = $head =~ m{^HTTP/1\.\d (\d{3})} or return;
+    my ($len) = $head =~ /^Content-Length:\s*(\d+)/mi;
+    my $close = $head =~ /^Connection:\s*close/mi || !defined $len;
+
+    my $body = length($buf) - $end - 4;
+    while (!defined $len || $body < $len) {
+        my $n = sysread($s, $buf, 65536) or last;
+        $body += $n;
+    }
+    return if defined $len && $body < $len;
+
+    return ($status, $close);
+}
+
+# stops a get_loop: its answers ({ start, ms, status }, ...)
+sub stop_loop {
+    my ($h) = @_;
+
+    spew($h->{stop}, '');
+    waitpid($h->{pid}, 0);
+    die "get_loop failed (exit status " . ($? >> 8) . ")\n" if $?;
+
+    return map {
+        my ($start, $ms, $status) = split;
+        { start => $start, ms => $ms, status => $status }
+    } split /\n/, slurp($h->{log});
+}
+
+# { rps, p50, p99, max } of answers
+sub latency {
+    my (@a) = @_;
+
+    return { rps => 0, p50 => 0, p99 => 0, max => 0 } unless @a;
+
+    my @ms = sort { $a <=> $b } map { $_->{ms} } @a;
+    my $span = $a[-1]{start} - $a[0]{start};
+
+    return { rps => $span > 0 ? @a / $span : 0,
+             p50 => $ms[ int($#ms * 0.50) ], p99 => $ms[ int($#ms * 0.99) ],
+             max => $ms[-1] };
+}
+
+
+# SIGSTOP to nginx's cache manager process, caught while it waits in
+# epoll_wait for its next turn (not in the middle of a batch, holding a
+# lock or a transaction the workers would wait for); returns its pid
+sub stop_manager {
+    my ($t) = @_;
+
+    my ($pid) = grep {
+        ((slurp("/proc/$_/stat") =~ /\)\s+\S+\s+(\d+)/)[0] // 0) == $t->{pid}
+            && slurp("/proc/$_/cmdline") =~ /cache manager process/
+    } grep { /^\d+$/ } map { s{.*/}{}r } glob '/proc/[0-9]*';
+    die "nginx $t->{pid} has no cache manager process\n" unless $pid;
+
+    my $waits = $EPOLL_WAIT{ (POSIX::uname())[4] }
+        or die "stop_manager: the numbers of epoll_wait on this machine?\n";
+
+    for (1 .. 200) {
+        kill 'STOP', $pid;
+        wait_for(sub { slurp("/proc/$pid/stat") =~ /\)\s+T\s/ }, 5)
+            or die "the cache manager $pid did not stop\n";
+
+        my ($nr) = split ' ', slurp("/proc/$pid/syscall");
+        return $pid if defined $nr && grep { $_ eq $nr } @$waits;
+
+        kill 'CONT', $pid;
+        sleep 0.03;
+    }
+
+    die "the cache manager $pid was never caught waiting\n";
+}
+
