@@ -34,6 +34,7 @@ if ($pid == 0) {
     $ENV{PORT} = $port;
     $ENV{STATE_DIR} = $state;
     $ENV{TAG_TTL} = '45s';
+    $ENV{MAX_SIZE} = '3g';
     exec 'sh', "$PT::Nginx::REPO/t/bin/run-cache" or die "exec: $!";
 }
 
@@ -78,6 +79,13 @@ like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*resolver\s+\S+/m
      'a resolver for upstreams named by hostname');
 like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*pullthrough_tag_ttl\s+45s;/m,
      'TAG_TTL sets pullthrough_tag_ttl');
+like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*pullthrough_store\s+\S+ max_size=3g;/m,
+     'MAX_SIZE sets max_size= of pullthrough_store');
+$r = $http->get("http://127.0.0.1:$port/metrics");
+is($r->{status}, 200, 'the metrics are on /metrics');
+like($r->{content}, qr/^pullthrough_store_max_bytes 3221225472$/m, '... with the store\'s cap');
+my @cm = grep { /cache manager/ } `ps -o args= --ppid \$(cat $state/nginx.pid) 2>/dev/null`;
+is(scalar @cm, 1, 'a cache manager process runs (eviction, garbage collection)');
 
 # stop it: the process group (sh exec'd nginx, its workers)
 kill 'TERM', -$pid;
