@@ -690,6 +690,7 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
     ngx_uint_t              i;
     yajl_gen                g = ctx->g;
     ngx_array_t            *list;
+    ngx_pt_file_t           file;
     ngx_pt_manifest_rec_t   m;
 
     ngx_pt_json_map_open(g);
@@ -729,6 +730,17 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
 
     ngx_pt_json_key(g, "digest");
     ngx_pt_json_str(g, &unit->digest);
+
+    /* ours: whether the store holds its file now (evicted content stays
+     * listed, as Pulp's on-demand content does, and is fetched again) */
+
+    rc = ngx_pt_file_get(ctx->log, txn, &unit->digest, &file);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ngx_pt_json_key(g, "cached");
+    ngx_pt_json_bool(g, rc == NGX_OK);
 
     if (kind == NGX_PT_CONTENT_BLOBS) {
         ngx_pt_json_map_close(g);

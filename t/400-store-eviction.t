@@ -138,6 +138,13 @@ ok($repo && $repo->{latest_version_href} =~ m{/versions/1/$},
    'the evicted repository keeps its version (on-demand content, as Pulp)');
 my $tags = $t->get('/v2/cache/team/app/tags/list')->{json};
 is_deeply($tags->{tags}, [ '1.0' ], '... and its tag');
+my $units = list_all($t, "$API/content/container/blobs/?repository_version=$repo->{latest_version_href}");
+is_deeply([ sort map { $_->{digest} } @$units ], [ sort(blobs_of('app')) ],
+          '... and its blobs, listed');
+is_deeply([ map { $_->{cached} } @$units ], [ (JSON::PP::false) x 3 ],
+          '... as not cached ("cached": false)');
+$units = list_all($t, "$API/content/container/blobs/?digest=$IMAGES{hello}{info}{layers}[1]");
+ok(@$units && $units->[0]{cached}, 'a blob of hello, fetched again: "cached": true');
 
 $t->stop;
 
