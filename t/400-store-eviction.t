@@ -13,6 +13,7 @@ use warnings;
 
 use Test::More;
 use JSON::PP;
+use Time::HiRes qw(time);
 
 use PT::Nginx;
 use PT::Pulp;
@@ -172,6 +173,24 @@ ok(wait_for(sub { store_bytes($t) <= $CAP }, 15), 'over the cap, the store goes 
 is(present($t, 'hello'), 3, '... hello, pinned and least recently used, stays');
 is(present($t, 'app'), 0, '... team/app, the oldest unpinned, goes instead');
 is(present($t, 'multi'), 3, '... library/multi stays');
+
+$t->stop;
+
+
+# 3. inactive: what nobody read for that long goes, whatever the size
+
+$t = PT::Nginx->new(conf => cache_conf(store_args => " inactive=3s"));
+$t->start;
+setup_cache($t, $reg->url);
+
+pull($t, 'app');
+pull($t, 'hello');
+my $t0 = time;
+# hello is read every second, team/app never again
+ok(wait_for(sub { pull($t, 'hello'); present($t, 'app') == 0 }, 20),
+   'inactive=3s: team/app, unread, is evicted');
+cmp_ok(time - $t0, '>=', 2, '... not before it was inactive');
+is(present($t, 'hello'), 3, '... hello, read all along, stays');
 
 $t->stop;
 

@@ -193,4 +193,31 @@ SKIP: {
     system("umount $mnt");
 }
 
+
+# 4. min_free: the oldest files go while the file system has less free
+
+SKIP: {
+    my $mnt = tempdir('pt-410-tmpfs-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
+    skip 'mounting a tmpfs needs root', 3
+        unless $> == 0 && system("mount -t tmpfs -o size=8m tmpfs $mnt 2>/dev/null") == 0;
+
+    my $mf = PT::Nginx->new(conf => cache_conf(store_args => ' map_size=1m min_free=4m'),
+                            store => "$mnt/store");
+    eval {
+        $mf->start;
+        setup_cache($mf, $reg->url);
+        pull($mf, 'library/hello', $hello, '1.0');
+        pull($mf, 'team/app', $app, '1.0');
+        ok(wait_for(sub { !-e blob_file($mf, $hello->{layers}[1]) }, 15),
+           'min_free=4m on an 8 MiB file system: hello, the oldest, is evicted');
+        is(scalar(grep { -f blob_file($mf, $_) } $app->{config}, @{ $app->{layers} }), 3,
+           '... team/app stays');
+        my $df = `df -k --output=avail $mnt | tail -1` * 1024;
+        cmp_ok($df, '>=', 4 * 1024 * 1024, '... and 4 MiB are free again');
+        1;
+    } or diag("min_free: $@");
+    $mf->stop if $mf->is_running;
+    system("umount $mnt");
+}
+
 done_testing;
