@@ -55,6 +55,9 @@
                                                may be a fill committing */
 #define NGX_PT_EVICT_GC_BATCH      1000     /* records per transaction */
 #define NGX_PT_EVICT_PINS_PERIOD   10000    /* ms: pins looked up again */
+#define NGX_PT_EVICT_ROOM          (64 * 1024 * 1024)  /* free after a full
+                                               disk, without min_free */
+#define NGX_PT_EVICT_WARN          60000    /* ms between "stays above" */
 
 
 typedef struct {
@@ -66,8 +69,6 @@ typedef struct {
     off_t                              over;      /* bytes above max_size */
     off_t                              short_of;  /* below min_free */
     ngx_rbtree_t                       pins;
-    ngx_rbtree_node_t                  pins_sentinel;
-    ngx_uint_t                         pinned;    /* a pin was skipped */
 } ngx_pt_evict_t;
 
 
@@ -85,8 +86,9 @@ typedef struct {
 static ngx_msec_t ngx_pt_evict_manager(void *data);
 static ngx_int_t ngx_pt_evict_flush(ngx_pt_evict_t *ev);
 static void ngx_pt_evict_gauges(ngx_pt_evict_t *ev, ngx_pt_totals_t *t,
-    off_t *avail);
+    off_t *avail, off_t *disk);
 static ngx_int_t ngx_pt_evict_step(ngx_pt_evict_t *ev);
+static void ngx_pt_evict_skip(ngx_pt_file_t *f);
 static ngx_uint_t ngx_pt_evict_wanted(ngx_pt_evict_t *ev, ngx_pt_file_t *f);
 static ngx_uint_t ngx_pt_evict_busy(ngx_pt_evict_t *ev, ngx_pt_file_t *f);
 static ngx_int_t ngx_pt_evict_unlink(ngx_pt_evict_t *ev, ngx_str_t *digest);
@@ -115,6 +117,8 @@ static uint64_t       ngx_pt_evict_next_gc;
 static ngx_pt_file_t  ngx_pt_evict_cursor;       /* skipped so far */
 static u_char         ngx_pt_evict_cursor_buf[NGX_PT_DIGEST_MAX];
 static ngx_uint_t     ngx_pt_evict_pass;         /* evicting now */
+static ngx_uint_t     ngx_pt_evict_full;         /* since a full disk */
+static uint64_t       ngx_pt_evict_warned;
 
 
 /* pullthrough_store's max_size=, min_free=, inactive=, manager_*= */
@@ -362,7 +366,8 @@ ngx_pt_evict_flush(ngx_pt_evict_t *ev)
 /* what the files add up to and what the file system has, for metrics */
 
 static void
-ngx_pt_evict_gauges(ngx_pt_evict_t *ev, ngx_pt_totals_t *t, off_t *avail)
+ngx_pt_evict_gauges(ngx_pt_evict_t *ev, ngx_pt_totals_t *t, off_t *avail,
+    off_t *disk)
 {
     MDB_txn         *txn;
     struct statvfs   fs;
@@ -370,6 +375,7 @@ ngx_pt_evict_gauges(ngx_pt_evict_t *ev, ngx_pt_totals_t *t, off_t *avail)
     t->bytes = 0;
     t->files = 0;
     *avail = -1;
+    *disk = 0;
 
     if (ngx_pt_txn_begin(ev->log, 0, &txn) == NGX_OK) {
         (void) ngx_pt_totals_get(ev->log, txn, t);
@@ -382,9 +388,9 @@ ngx_pt_evict_gauges(ngx_pt_evict_t *ev, ngx_pt_totals_t *t, off_t *avail)
 
     if (statvfs((char *) ev->pmcf->path.data, &fs) == 0) {
         *avail = (off_t) fs.f_bavail * fs.f_frsize;
+        *disk = (off_t) fs.f_blocks * fs.f_frsize;
         ngx_pt_shm_stat_set(NGX_PT_STAT_DISK_FREE, *avail);
-        ngx_pt_shm_stat_set(NGX_PT_STAT_DISK_TOTAL,
-                            (off_t) fs.f_blocks * fs.f_frsize);
+        ngx_pt_shm_stat_set(NGX_PT_STAT_DISK_TOTAL, *disk);
     }
 }
 
@@ -397,7 +403,7 @@ ngx_pt_evict_gauges(ngx_pt_evict_t *ev, ngx_pt_totals_t *t, off_t *avail)
 static ngx_int_t
 ngx_pt_evict_step(ngx_pt_evict_t *ev)
 {
-    off_t                              avail, bytes;
+    off_t                              avail, disk, bytes;
     MDB_txn                           *txn;
     ngx_int_t                          rc;
     ngx_uint_t                         i, done;
@@ -409,16 +415,24 @@ ngx_pt_evict_step(ngx_pt_evict_t *ev)
 
     pmcf = ev->pmcf;
 
-    ngx_pt_evict_gauges(ev, &t, &avail);
+    ngx_pt_evict_gauges(ev, &t, &avail, &disk);
 
     st = ngx_pt_shm_stats();
 
     if (st && st->value[NGX_PT_STAT_EVICT_NOW]) {
-        /* a fill found the disk full */
+        /* a fill found the disk full: evict until some room is back */
         st->value[NGX_PT_STAT_EVICT_NOW] = 0;
+        ngx_pt_evict_full = 1;
+    }
 
-        if (pmcf->min_free == 0 && avail >= 0) {
-            ev->short_of = ngx_max(64 * 1024 * 1024 - avail, 0);
+    if (ngx_pt_evict_full && avail >= 0) {
+        /* min_free, or 64 MiB (at most a tenth of the file system) */
+        ev->short_of = ngx_max(pmcf->min_free,
+                               ngx_min(NGX_PT_EVICT_ROOM, disk / 10))
+                       - avail;
+
+        if (ev->short_of <= 0) {
+            ngx_pt_evict_full = 0;
         }
     }
 
@@ -473,17 +487,11 @@ ngx_pt_evict_step(ngx_pt_evict_t *ev)
             break;
         }
 
-        if (ngx_pt_evict_busy(ev, &f[i])) {
+        if (ngx_pt_evict_busy(ev, &f[i])
+            || ngx_pt_evict_unlink(ev, &f[i].digest) != NGX_OK)
+        {
             /* left where it is: the next batch begins after it */
-            ngx_pt_evict_cursor.digest.data = ngx_pt_evict_cursor_buf;
-            ngx_pt_evict_cursor.digest.len = f[i].digest.len;
-            ngx_memcpy(ngx_pt_evict_cursor_buf, f[i].digest.data,
-                       f[i].digest.len);
-            ngx_pt_evict_cursor.atime = f[i].atime;
-            continue;
-        }
-
-        if (ngx_pt_evict_unlink(ev, &f[i].digest) != NGX_OK) {
+            ngx_pt_evict_skip(&f[i]);
             continue;
         }
 
@@ -523,7 +531,10 @@ ngx_pt_evict_step(ngx_pt_evict_t *ev)
     }
 
     if (done) {
-        if (ngx_pt_evict_pass && (ev->over > 0 || ev->short_of > 0)) {
+        if ((ev->over > 0 || ev->short_of > 0)
+            && ev->now >= ngx_pt_evict_warned + NGX_PT_EVICT_WARN)
+        {
+            ngx_pt_evict_warned = ev->now;
             ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                           "pullthrough: the store \"%V\" stays above its "
                           "limits: what is left is pinned or in use",
@@ -537,6 +548,20 @@ ngx_pt_evict_step(ngx_pt_evict_t *ev)
     ngx_pt_evict_pass = 1;
 
     return NGX_AGAIN;
+}
+
+
+static void
+ngx_pt_evict_skip(ngx_pt_file_t *f)
+{
+    if (f->digest.len > NGX_PT_DIGEST_MAX) {
+        return;
+    }
+
+    ngx_pt_evict_cursor.digest.data = ngx_pt_evict_cursor_buf;
+    ngx_pt_evict_cursor.digest.len = f->digest.len;
+    ngx_memcpy(ngx_pt_evict_cursor_buf, f->digest.data, f->digest.len);
+    ngx_pt_evict_cursor.atime = f->atime;
 }
 
 
@@ -557,12 +582,8 @@ ngx_pt_evict_wanted(ngx_pt_evict_t *ev, ngx_pt_file_t *f)
 static ngx_uint_t
 ngx_pt_evict_busy(ngx_pt_evict_t *ev, ngx_pt_file_t *f)
 {
-    if (ngx_pt_set_has(&ev->pins, &f->digest)) {
-        ev->pinned = 1;
-        return 1;
-    }
-
-    return ngx_pt_fill_busy(&f->digest);
+    return ngx_pt_set_has(&ev->pins, &f->digest)
+           || ngx_pt_fill_busy(&f->digest);
 }
 
 

@@ -58,6 +58,7 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Text::Wrap qw(wrap $columns);
 use Time::HiRes qw(time sleep);
 
 use Test::More;     # PT::Nginx reports through it; bench prints its own
@@ -75,6 +76,8 @@ my $DURATION = $ENV{BENCH_SECONDS} || 4;
 my $ROUNDS = $ENV{BENCH_ROUNDS} || 3;
 my $ACCEPT = $PT::Images::ACCEPT;
 my $CHECK_TIMEOUT = 2;     # s: pullthrough_tag_revalidate_timeout in 5.
+
+$columns = 80;
 
 my $KiB = 1024;
 my $MiB = 1024 * 1024;
@@ -241,7 +244,8 @@ if ($evr) {
                    . 'as fast as before';
 }
 
-printf "\ntargets: %s\n", join(",\n         ", @targets) if @targets;
+print "\n", wrap('targets: ', ' ' x 9, join(', ', @targets)), "\n"
+    if @targets;
 
 Test::More->builder->no_ending(1);
 
