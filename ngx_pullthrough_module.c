@@ -489,6 +489,11 @@ ngx_http_pullthrough_admin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     plcf->admin = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_pt_metrics_handler) {
+        return "cannot be in the location of \"pullthrough_metrics\"";
+    }
+
     clcf->handler = ngx_http_pullthrough_admin_handler;
 
     return NGX_CONF_OK;
@@ -524,6 +529,10 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_pt_metrics_handler) {
+        return "cannot be in the location of \"pullthrough_metrics\"";
+    }
 
     if (clcf->named || clcf->exact_match
 #if (NGX_PCRE)

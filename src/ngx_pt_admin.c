@@ -278,6 +278,12 @@ ngx_pt_admin_route(ngx_http_request_t *r, ngx_pt_admin_t *ctx)
         methods = res->item_methods;
         allow = res->item_allow;
 
+        if (ctx->versions) {
+            /* versions are read-only: a DELETE is the repository's */
+            methods = NGX_PT_READ;
+            allow = NGX_PT_READ_ALLOW;
+        }
+
     } else {
         methods = res->collection_methods;
         allow = res->collection_allow;

@@ -322,9 +322,15 @@ ngx_pt_blob_write_small(ngx_pool_t *pool, ngx_log_t *log, ngx_pt_digest_t *d,
         }
 
         level = (err == NGX_ENOSPC) ? NGX_LOG_ALERT : NGX_LOG_CRIT;
-        ngx_log_error(level, log, err, "pullthrough: writing \"%s\" "
-                      "failed%s", temp.data,
-                      (err == NGX_ENOSPC) ? ": the store is full" : "");
+
+        if (err == NGX_ENOSPC) {
+            ngx_log_error(level, log, err, "pullthrough: the store \"%V\" "
+                          "is full: writing \"%s\" failed, eviction "
+                          "starts", &ngx_pt_store_root, temp.data);
+        } else {
+            ngx_log_error(level, log, err, "pullthrough: writing \"%s\" "
+                          "failed", temp.data);
+        }
         ngx_delete_file(temp.data);
         return NGX_ERROR;
     }

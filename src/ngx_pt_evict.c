@@ -160,19 +160,27 @@ ngx_pt_evict_param(ngx_conf_t *cf, ngx_http_pullthrough_main_conf_t *pmcf,
         return NGX_OK;
     }
 
-    if (ngx_pt_is("inactive") || ngx_pt_is("manager_sleep")
-        || ngx_pt_is("manager_threshold"))
-    {
+    if (ngx_pt_is("inactive")) {
+        /* seconds without a unit, as proxy_cache_path's */
+        n = ngx_parse_time(&v, 1);
+
+        if (n == NGX_ERROR || n == 0) {
+            goto invalid;
+        }
+
+        pmcf->inactive = (ngx_msec_t) n * 1000;
+
+        return NGX_OK;
+    }
+
+    if (ngx_pt_is("manager_sleep") || ngx_pt_is("manager_threshold")) {
         ms = ngx_parse_time(&v, 0);
 
         if (ms == (ngx_msec_t) NGX_ERROR) {
             goto invalid;
         }
 
-        if (param->data[0] == 'i') {
-            pmcf->inactive = ms;
-
-        } else if (param->data[8] == 's') {
+        if (param->data[8] == 's') {
             pmcf->manager_sleep = ms;
 
         } else {
@@ -740,6 +748,7 @@ ngx_pt_evict_gc(ngx_pt_evict_t *ev, uint64_t protection)
     }
 
     ngx_pt_shm_stat_add(NGX_PT_STAT_ADOPTED, gc.adopt.nelts);
+    ngx_pt_shm_stat_add(NGX_PT_STAT_ORPHANS, gc.files);
 
     if (removed || gc.adopt.nelts || gc.files) {
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,

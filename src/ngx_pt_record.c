@@ -20,9 +20,11 @@ static void ngx_pt_render_meta(yajl_gen g, ngx_pt_type_t *type, void *rec);
 
 
 /* keys of every object that clients may send back and that are ignored */
+/* shown, never taken: the generic ones and those the views add (a
+ * per-image distribution's repository_version and registry_path) */
 static const char  *ngx_pt_readonly_keys[] = {
     "pulp_href", "prn", "pulp_created", "pulp_last_updated",
-    "hidden_fields", NULL
+    "hidden_fields", "repository_version", "registry_path", NULL
 };
 
 

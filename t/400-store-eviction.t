@@ -165,6 +165,12 @@ is($t->get($d->{pulp_href})->{json}{retain}, JSON::PP::true, '... retain shows')
 is($t->patch($d->{pulp_href}, { base_path => 'elsewhere' })->{status}, 202,
    'a PATCH of a field pulls set is accepted');
 is($t->get($d->{pulp_href})->{json}{base_path}, 'cache/library/hello', '... and ignored');
+my $whole = $t->get($d->{pulp_href})->{json};
+$whole->{description} = 'kept';
+$r = $t->patch($d->{pulp_href}, $whole);
+is($r->{status}, 202, 'GET, modify, PATCH back the whole object: accepted')
+    or diag(explain $r->{json});
+is($t->get($d->{pulp_href})->{json}{description}, 'kept', '... the description changed');
 
 pull($t, 'app');
 pull($t, 'multi');

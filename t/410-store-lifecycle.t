@@ -118,6 +118,9 @@ is($m->{"pullthrough_requests_total{$d,cache_status=\"HIT\"}"}, 4, 'after a relo
 pull($t, 'team/app', $app, '1.0');
 my ($repo) = grep { $_->{name} eq 'cache/library/hello' }
              @{ list_all($t, "$API/repositories/container/container/") };
+$r = $t->request('DELETE', "$repo->{pulp_href}versions/1/");
+is($r->{status}, 405, 'DELETE of a repository version: 405 (versions are read-only)');
+is($t->get($repo->{pulp_href})->{status}, 200, '... the repository is still there');
 $r = $t->request('DELETE', $repo->{pulp_href});
 is($r->{status}, 202, 'DELETE of the repository cache/library/hello: 202, a task');
 ok(task_of($t, $r), '... completed');
