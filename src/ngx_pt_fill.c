@@ -677,13 +677,20 @@ ngx_pt_fill_upstream_done(ngx_pt_fetch_t *f, ngx_int_t rc)
                    "pullthrough fill: %V upstream done: %i, %O bytes",
                    &fill->digest.full, rc, fill->received);
 
+    /* readers released meanwhile know whether nginx ends the request */
+    fill->in_post = f->in_post;
+
     if (fill->state != NGX_PT_FILL_RUNNING) {
+        /*
+         * Failed earlier (a full disk): the request that carried the
+         * exchange waited for its end, which a transfer stopped between
+         * two libcurl steps reaches only now. It is released.
+         */
+        ngx_pt_fill_notify(fill);
+        fill->in_post = 0;
         ngx_pt_fill_unref(fill);
         return;
     }
-
-    /* readers released meanwhile know whether nginx ends the request */
-    fill->in_post = f->in_post;
 
     fill->pending = NULL;
 

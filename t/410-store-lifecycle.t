@@ -173,11 +173,13 @@ SKIP: {
         setup_cache($full, $reg->url);
 
         my $big = $hello->{layers}[1];
-        my $res = stream_get($full, "/v2/cache/library/hello/blobs/$big");
+        my $res = stream_get($full, "/v2/cache/library/hello/blobs/$big", timeout => 20);
         ok(!($res->{status} == 200 && $res->{complete}),
            'a layer larger than the free space: not served whole')
             or diag(explain $res);
-        ok($res->{status} >= 500 || !$res->{complete}, '... an error, or the connection cut before the last byte');
+        ok($res->{status} >= 500 || ($res->{eof} && !$res->{error}),
+           '... an error, or the connection closed before the last byte (no hang)')
+            or diag(explain $res);
         ok(!-e blob_file($full, $big), '... no partial file in the store');
         ok(wait_for(sub { !tmp_files($full) }, 10), '... and no temp file left')
             or diag(join ' ', tmp_files($full));

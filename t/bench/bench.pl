@@ -30,7 +30,8 @@
 #      the cache manager was stopped, SIGSTOP, then let go on), the files
 #      the manager removes per second until the store is within max_size,
 #      and the latency of hits of a hot blob in a loop (one keep-alive
-#      connection) during the eviction against just before it.
+#      connection) during the eviction against just before it: twice,
+#      hits at 2000/s, then as fast as they come.
 #
 # Load comes from wrk on loopback; each figure is the best of a few short
 # runs so that one noisy second does not decide it.
@@ -78,6 +79,7 @@ my $ACCEPT = $PT::Images::ACCEPT;
 my $CHECK_TIMEOUT = 2;     # s: pullthrough_tag_revalidate_timeout in 5.
 
 $columns = 80;
+$Text::Wrap::unexpand = 0;
 
 my $KiB = 1024;
 my $MiB = 1024 * 1024;
@@ -94,6 +96,7 @@ my $ER_CAP = 1 * $MiB;
 my $ER_SIZE = 16 * $KiB;
 my $ER_BLOBS = 2000;
 my $ER_BEFORE = 2;
+my $ER_PACE = 2000;        # hits a second, in the first run
 
 my $LOOPS = 0;             # get_loop's children so far
 # the numbers of the system calls of epoll_wait (stop_manager)
@@ -217,28 +220,37 @@ if ($evh) {
 }
 
 if ($evr) {
+    my ($paced, $flat) = @$evr{qw(paced flat)};
+
     printf "\n%-34s %14s %14s %14s\n",
-           "eviction, $evr->{files} files (" . human($evr->{bytes}) . ')',
-           'files removed', 'time', 'files/s';
-    printf "%-34s %14d %12.2f s %14.0f\n",
-           'down to max_size=' . human($ER_CAP), $evr->{removed},
-           $evr->{seconds},
-           $evr->{removed} / $evr->{seconds};
-    printf "%-34s %14s %12.2f s\n", '  first file gone after', '',
-           $evr->{first};
+           "eviction, $paced->{files} files (" . human($paced->{bytes})
+           . ')', 'files removed', 'time', 'files/s';
+    for my $run ([ $paced, "hits at $ER_PACE/s" ],
+                 [ $flat, 'hits flat out' ])
+    {
+        my ($r, $label) = @$run;
+        printf "%-34s %14d %12.2f s %14.0f\n",
+               'to ' . human($ER_CAP) . ", $label", $r->{removed},
+               $r->{seconds}, $r->{removed} / $r->{seconds};
+    }
 
     printf "\n%-34s %14s %14s %14s %10s\n",
-           'hits of a hot blob in a loop', 'requests/s', 'p50', 'p99', 'max';
-    for my $w ([ before => 'before the eviction' ],
-               [ during => 'during the eviction' ])
-    {
-        my $l = $evr->{latency}{ $w->[0] };
-        printf "%-34s %14.0f %11.3f ms %11.3f ms %7.2f ms\n", $w->[1],
-               $l->{rps}, $l->{p50}, $l->{p99}, $l->{max};
+           'hits of a hot blob, a connection', 'requests/s', 'p50', 'p99',
+           'max';
+    for my $run ([ $paced, "$ER_PACE/s" ], [ $flat, 'flat out' ]) {
+        my ($r, $label) = @$run;
+        for my $w (qw(before during)) {
+            my $l = $r->{$w};
+            printf "%-34s %14.0f %11.3f ms %11.3f ms %7.2f ms\n",
+                   "$label, $w the eviction", $l->{rps}, $l->{p50},
+                   $l->{p99}, $l->{max};
+        }
     }
     printf "%-34s %s\n", '  hot blob kept, answers 200',
-           ($evr->{hot_kept} ? 'yes' : 'NO') . ", $evr->{ok} of "
-           . "$evr->{answers}";
+           join '; ', map {
+               ($_->{hot_kept} ? 'yes' : 'NO')
+               . ", $_->{ok} of $_->{answers}"
+           } $paced, $flat;
 
     push @targets, 'the store within max_size, hits during eviction about '
                    . 'as fast as before';
@@ -594,7 +606,10 @@ EOF
 # $ER_CAP, the manager let go on (SIGCONT): the files under blobs/ are
 # counted until they are within max_size. Meanwhile a client reads a hot
 # blob in a loop on one keep-alive connection: the latency of its hits
-# during the eviction, against the $ER_BEFORE seconds before it
+# during the eviction, against the $ER_BEFORE seconds before it. Twice:
+# hits at a steady $ER_PACE a second (the machine has time to spare: what
+# eviction does to hits by itself), then as fast as they come (the client
+# and the worker take both cores: the manager competes with them)
 sub bench_evict_rate {
     my @blobs = seed_blobs('load/evict', $ER_BLOBS + 1, $ER_SIZE);
     my $hot = shift @blobs;
@@ -625,64 +640,68 @@ EOF
 
     my $path = sub { "/v2/bench/load/evict/blobs/$_[0]" };
 
-    my $manager = stop_manager($t);
-    my $resumed;
-    my $res = eval {
-        fill($t, map { $path->($_) } $hot, @blobs);
+    my %res;
+    for my $run ([ paced => 1 / $ER_PACE ], [ flat => 0 ]) {
+        my ($name, $pace) = @$run;
 
-        my ($files0, $bytes0) = store_usage($t);
-        die "7.: the store holds $files0 files, "
-            . human($bytes0) . ": not over its cap\n"
-            if $bytes0 <= $ER_CAP;
+        my $manager = stop_manager($t);
+        my $resumed;
+        $res{$name} = eval {
+            fill($t, map { $path->($_) } $hot, @blobs);
 
-        my $probe = get_loop($t->port, sub { $path->($hot) });
-        sleep 0.5;                      # connected, going
-        my $tb = time;
-        sleep $ER_BEFORE;
+            my ($files0, $bytes0) = store_usage($t);
+            die "7.: the store holds $files0 files, "
+                . human($bytes0) . ": not over its cap\n"
+                if $bytes0 <= $ER_CAP;
 
-        my $t0 = time;
-        kill 'CONT', $manager;
-        $resumed = 1;
+            my $probe = get_loop($t->port, sub { $path->($hot) }, $pace);
+            sleep 0.5;                  # connected, going
+            my $tb = time;
+            sleep $ER_BEFORE;
 
-        my ($first, $files, $bytes);
-        while (1) {
-            ($files, $bytes) = store_usage($t);
-            $first //= time if $files < $files0;
-            last if $bytes <= $ER_CAP;
-            die "7.: the store still holds $files files, " . human($bytes)
-                . ", 60 s after the cache manager went on\n"
-                if time - $t0 > 60;
-            sleep 0.02;
-        }
-        my $t1 = time;
+            my $t0 = time;
+            kill 'CONT', $manager;
+            $resumed = 1;
 
-        my @answers = stop_loop($probe);
+            my ($files, $bytes);
+            while (1) {
+                ($files, $bytes) = store_usage($t);
+                last if $bytes <= $ER_CAP;
+                die "7.: the store still holds $files files, "
+                    . human($bytes) . ", 60 s after the cache manager "
+                    . "went on\n"
+                    if time - $t0 > 60;
+                sleep 0.02;
+            }
+            my $t1 = time;
 
-        {
-            files => $files0,
-            bytes => $bytes0,
-            removed => $files0 - $files,
-            seconds => $t1 - $t0,
-            first => ($first // $t1) - $t0,
-            latency => {
+            my @answers = stop_loop($probe);
+
+            {
+                files => $files0,
+                bytes => $bytes0,
+                removed => $files0 - $files,
+                seconds => $t1 - $t0,
                 before => latency(grep { $_->{start} >= $tb
                                          && $_->{start} < $t0 } @answers),
                 during => latency(grep { $_->{start} >= $t0
                                          && $_->{start} < $t1 } @answers),
-            },
-            hot_kept => -f store_file($t, $hot) ? 1 : 0,
-            ok => scalar(grep { $_->{status} == 200 } @answers),
-            answers => scalar @answers,
+                hot_kept => -f store_file($t, $hot) ? 1 : 0,
+                ok => scalar(grep { $_->{status} == 200 } @answers),
+                answers => scalar @answers,
+            };
         };
-    };
-    my $err = $@;
-    kill 'CONT', $manager unless $resumed;
-    die $err unless $res;
+        my $err = $@;
+        kill 'CONT', $manager unless $resumed;
+        die $err unless $res{$name};
+    }
 
     $t->stop;
 
-    return $res;
+    return \%res;
 }
+
+
 sub layers {
     my ($info) = @_;
     my @out;
@@ -1004,10 +1023,11 @@ sub store_usage {
 
 # GETs in a loop in a child process, one at a time on a keep-alive
 # connection (a new one when nginx closes it), of the paths $next returns,
-# until stop_loop; each answer's start time, milliseconds and status go to
-# a file of the child's
+# until stop_loop; one every $pace seconds if given (else each right after
+# the previous one); each answer's start time, milliseconds and status go
+# to a file of the child's
 sub get_loop {
-    my ($port, $next) = @_;
+    my ($port, $next, $pace) = @_;
 
     my $n = ++$LOOPS;
     my $h = { log => "$work/loop-$n.log", stop => "$work/loop-$n.stop" };
@@ -1015,7 +1035,7 @@ sub get_loop {
     $h->{pid} = fork // die "fork: $!";
 
     if ($h->{pid} == 0) {
-        my $ok = eval { _get_loop($port, $next, $h); 1 };
+        my $ok = eval { _get_loop($port, $next, $pace, $h); 1 };
         print STDERR "get_loop: $@" unless $ok;
         POSIX::_exit($ok ? 0 : 1);      # no END blocks: they stop nginx
     }
@@ -1024,14 +1044,21 @@ sub get_loop {
 }
 
 sub _get_loop {
-    my ($port, $next, $h) = @_;
+    my ($port, $next, $pace, $h) = @_;
 
     local $SIG{PIPE} = 'IGNORE';
     open my $log, '>', $h->{log} or die "$h->{log}: $!";
 
     my $s;
+    my $due = time;
     for (my $i = 0; ; $i++) {
         last if $i % 10 == 0 && -e $h->{stop};
+
+        if ($pace) {
+            $due += $pace;
+            my $wait = $due - time;
+            sleep $wait if $wait > 0;
+        }
 
         my $path = $next->();
         my $req = "GET $path HTTP/1.1\r\nHost: 127.0.0.1:$port\r\n\r\n";

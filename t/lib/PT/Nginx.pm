@@ -306,9 +306,13 @@ sub worker_count {
 }
 
 
+# pids of the master's cache manager (and loader), sorted
+sub helper_pids { $_[0]->worker_pids(qr/cache (?:manager|loader) process/) }
+
 # pids of the master's worker processes, sorted
 sub worker_pids {
-    my ($self) = @_;
+    my ($self, $re) = @_;
+    $re //= qr/worker process/;
 
     my $master = $self->{pid} or return [];
     my @pids;
@@ -326,7 +330,7 @@ sub worker_pids {
         open $fh, '<', "/proc/$p/cmdline" or next;
         my $cmd = do { local $/; <$fh> } // '';
         close $fh;
-        push @pids, $p if $cmd =~ /worker process/;
+        push @pids, $p if $cmd =~ $re;
     }
     closedir $dh;
 
@@ -425,7 +429,7 @@ sub kill_all {
     my ($self) = @_;
 
     my $pid = $self->{pid} or return $self;
-    my $workers = $self->worker_pids;
+    my $workers = [ @{ $self->worker_pids }, @{ $self->helper_pids } ];
 
     kill 'KILL', $pid, @$workers;
     waitpid($pid, 0);
