@@ -7,8 +7,9 @@
  * requests add up and a reload (same zone size) keeps the totals: plain
  * counters and gauges in the stats entry (ngx_pt_shm_stats_t), counters by
  * distribution and by remote in labeled sets made on first use. Counting
- * costs atomic additions, plus one lookup under the zone's lock for a
- * labeled set; nothing is ever written to a file per request. The store's
+ * costs atomic additions (a worker finds a labeled set under the zone's
+ * lock once, then keeps where it is); nothing is ever written to a file
+ * per request. The store's
  * totals are read from the store itself at each scrape; the file system's
  * figures and the pinned bytes are those the cache manager last saw (at
  * most a few seconds old).
@@ -108,27 +109,86 @@ ngx_pt_cache_status_name(ngx_uint_t status)
 }
 
 
+/*
+ * The counters of a label, found once per worker: a set in the zone is
+ * never freed, so each worker keeps where its sets are in a small table
+ * and takes the zone's lock only for a label it has not seen yet.
+ */
+
+#define NGX_PT_METRICS_SLOTS  64
+
+typedef struct {
+    uint32_t                    hash;
+    size_t                      len;
+    u_char                      key[1 + NGX_PT_NAME_MAX];
+    ngx_pt_shm_counters_t      *counters;
+} ngx_pt_metrics_slot_t;
+
+static ngx_pt_metrics_slot_t  *ngx_pt_metrics_slots;
+
+
+static ngx_pt_shm_counters_t *
+ngx_pt_metrics_counters(u_char kind, ngx_str_t *label)
+{
+    u_char                  buf[1 + NGX_PT_NAME_MAX];
+    uint32_t                hash;
+    ngx_str_t               key;
+    ngx_pt_metrics_slot_t  *slot;
+    ngx_pt_shm_counters_t  *c;
+
+    if (label->len > NGX_PT_NAME_MAX) {
+        return NULL;
+    }
+
+    buf[0] = kind;
+    ngx_memcpy(buf + 1, label->data, label->len);
+
+    key.data = buf;
+    key.len = 1 + label->len;
+
+    hash = ngx_crc32_short(key.data, key.len);
+
+    if (ngx_pt_metrics_slots == NULL) {
+        ngx_pt_metrics_slots = ngx_calloc(NGX_PT_METRICS_SLOTS
+                                          * sizeof(ngx_pt_metrics_slot_t),
+                                          ngx_cycle->log);
+    }
+
+    slot = ngx_pt_metrics_slots
+           ? &ngx_pt_metrics_slots[hash % NGX_PT_METRICS_SLOTS] : NULL;
+
+    if (slot && slot->counters && slot->hash == hash
+        && slot->len == key.len && ngx_memcmp(slot->key, buf, key.len) == 0)
+    {
+        return slot->counters;
+    }
+
+    c = ngx_pt_shm_counters(&key);
+
+    if (c && slot) {
+        slot->hash = hash;
+        slot->len = key.len;
+        ngx_memcpy(slot->key, buf, key.len);
+        slot->counters = c;
+    }
+
+    return c;
+}
+
+
 /* a registry request has ended: its distribution ("" for none), cache
  * status and body bytes */
 
 void
 ngx_pt_metrics_request(ngx_str_t *dist, ngx_uint_t status, off_t bytes)
 {
-    u_char                  buf[1 + NGX_PT_NAME_MAX];
-    ngx_str_t               key;
     ngx_pt_shm_counters_t  *c;
 
-    if (status >= NGX_PT_CACHE_STATUSES || dist->len > NGX_PT_NAME_MAX) {
+    if (status >= NGX_PT_CACHE_STATUSES) {
         return;
     }
 
-    buf[0] = 'd';
-    ngx_memcpy(buf + 1, dist->data, dist->len);
-
-    key.data = buf;
-    key.len = 1 + dist->len;
-
-    c = ngx_pt_shm_counters(&key);
+    c = ngx_pt_metrics_counters('d', dist);
     if (c == NULL) {
         return;
     }
@@ -146,22 +206,10 @@ ngx_pt_metrics_request(ngx_str_t *dist, ngx_uint_t status, off_t bytes)
 void
 ngx_pt_metrics_upstream(ngx_str_t *remote, ngx_uint_t status, off_t fetched)
 {
-    u_char                  buf[1 + NGX_PT_NAME_MAX];
-    ngx_str_t               key;
     ngx_uint_t              cls;
     ngx_pt_shm_counters_t  *c;
 
-    if (remote->len > NGX_PT_NAME_MAX) {
-        return;
-    }
-
-    buf[0] = 'r';
-    ngx_memcpy(buf + 1, remote->data, remote->len);
-
-    key.data = buf;
-    key.len = 1 + remote->len;
-
-    c = ngx_pt_shm_counters(&key);
+    c = ngx_pt_metrics_counters('r', remote);
     if (c == NULL) {
         return;
     }

@@ -813,22 +813,49 @@ ngx_pt_shm_stat_get(ngx_uint_t which)
 }
 
 
-/* a file was read: its digest and now, for the cache manager */
+/*
+ * A file was read: its digest and now, for the cache manager. A worker
+ * notes a digest at most once a second (a small table of what it noted
+ * last), so that a hot file costs the zone's lock once a second, not
+ * once per request: recency is kept to the second anyway.
+ */
+
+#define NGX_PT_SHM_NOTED       256
+#define NGX_PT_SHM_NOTED_TIME  1000     /* ms */
+
+typedef struct {
+    uint32_t                    hash;
+    uint64_t                    time;
+} ngx_pt_shm_noted_t;
+
+static ngx_pt_shm_noted_t  ngx_pt_shm_noted[NGX_PT_SHM_NOTED];
+
 
 void
 ngx_pt_shm_access(ngx_str_t *digest)
 {
+    uint32_t             hash;
     uint64_t             now;
     ngx_pt_shm_ctx_t    *ctx;
     ngx_pt_shm_node_t   *sn;
+    ngx_pt_shm_noted_t  *noted;
     ngx_pt_shm_stats_t  *st;
+
+    now = ngx_pt_clock();
+    hash = ngx_crc32_short(digest->data, digest->len);
+    noted = &ngx_pt_shm_noted[hash % NGX_PT_SHM_NOTED];
+
+    if (noted->hash == hash && now - noted->time < NGX_PT_SHM_NOTED_TIME) {
+        return;
+    }
+
+    noted->hash = hash;
+    noted->time = now;
 
     st = ngx_pt_shm_stats();
     if (st == NULL) {
         return;
     }
-
-    now = ngx_pt_clock();
 
     ctx = ngx_pt_shm_lock();
     if (ctx == NULL) {
