@@ -153,6 +153,18 @@ is($m->{pullthrough_orphans_removed_total}, 4, '... 4 orphans counted');
 is_deeply(pull($t, 'library/hello', $hello, '1.0'), [ ('200 MISS') x 4 ],
           'hello:1.0 pulled again: fetched again, works');
 
+# the pull-through distribution deleted: everything it made goes
+my ($pt) = @{ list_all($t, $DISTS) };
+ok(task_of($t, $t->request('DELETE', $pt->{pulp_href})), 'the pull-through distribution deleted');
+$r = $t->post("$API/orphans/cleanup/", { orphan_protection_time => 0 });
+ok(wait_for(sub { $t->get($r->{json}{task})->{json}{state} eq 'completed' }, 15),
+   '... an orphan cleanup completes');
+is_deeply([ store_files($t) ], [], '... no file is left in the store');
+($m) = metrics($t);
+is_deeply([ @$m{qw(pullthrough_store_bytes pullthrough_store_files)} ], [ 0, 0 ],
+          '... nor any record of one (store bytes and files: 0)');
+is_deeply(list_all($t, "$API/content/container/blobs/"), [], '... nor any blob content');
+
 $t->stop;
 
 
