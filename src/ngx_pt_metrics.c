@@ -44,6 +44,10 @@ typedef struct {
 static ngx_int_t ngx_pt_metrics_labeled(ngx_pt_metrics_out_t *o);
 static void ngx_pt_metrics_line(ngx_pt_metrics_out_t *o, const char *fmt,
     ...);
+static ngx_uint_t ngx_pt_metrics_set(ngx_pt_shm_labeled_t *l, u_char kind,
+    ngx_str_t *label);
+static void ngx_pt_metrics_series(ngx_pt_metrics_out_t *o,
+    const char *metric, const char *name, ngx_str_t *value);
 static void ngx_pt_metrics_label(ngx_pt_metrics_out_t *o, ngx_str_t *v);
 
 
@@ -359,21 +363,17 @@ ngx_pt_metrics_labeled(ngx_pt_metrics_out_t *o)
         }
 
         for (i = 0; i < all.nelts; i++) {
-            if (l[i].key.len == 0 || l[i].key.data[0] != 'd') {
+            if (!ngx_pt_metrics_set(&l[i], 'd', &label)) {
                 continue;
             }
-
-            label.data = l[i].key.data + 1;
-            label.len = l[i].key.len - 1;
 
             for (s = 0; s < NGX_PT_CACHE_STATUSES; s++) {
                 st = &ngx_pt_cache_status_names[s];
 
-                ngx_pt_metrics_line(o, pass ? "pullthrough_sent_bytes_total"
-                                            : "pullthrough_requests_total");
-                ngx_pt_metrics_line(o, "{distribution=\"");
-                ngx_pt_metrics_label(o, &label);
-                ngx_pt_metrics_line(o, "\",cache_status=\"%V\"} %uA\n", st,
+                ngx_pt_metrics_series(o, pass ? "pullthrough_sent_bytes_total"
+                                              : "pullthrough_requests_total",
+                                      "distribution", &label);
+                ngx_pt_metrics_line(o, ",cache_status=\"%V\"} %uA\n", st,
                                     l[i].counters.v[(pass ? NGX_PT_M_BYTES
                                                    : NGX_PT_M_REQUESTS) + s]);
             }
@@ -388,18 +388,14 @@ ngx_pt_metrics_labeled(ngx_pt_metrics_out_t *o)
                         "counter\n");
 
     for (i = 0; i < all.nelts; i++) {
-        if (l[i].key.len == 0 || l[i].key.data[0] != 'r') {
+        if (!ngx_pt_metrics_set(&l[i], 'r', &label)) {
             continue;
         }
 
-        label.data = l[i].key.data + 1;
-        label.len = l[i].key.len - 1;
-
         for (s = 0; s < 6; s++) {
-            ngx_pt_metrics_line(o, "pullthrough_upstream_requests_total"
-                                "{remote=\"");
-            ngx_pt_metrics_label(o, &label);
-            ngx_pt_metrics_line(o, "\",code=\"%s\"} %uA\n", classes[s],
+            ngx_pt_metrics_series(o, "pullthrough_upstream_requests_total",
+                                  "remote", &label);
+            ngx_pt_metrics_line(o, ",code=\"%s\"} %uA\n", classes[s],
                                 l[i].counters.v[NGX_PT_M_UPSTREAM + s]);
         }
     }
@@ -411,17 +407,13 @@ ngx_pt_metrics_labeled(ngx_pt_metrics_out_t *o)
                         "counter\n");
 
     for (i = 0; i < all.nelts; i++) {
-        if (l[i].key.len == 0 || l[i].key.data[0] != 'r') {
+        if (!ngx_pt_metrics_set(&l[i], 'r', &label)) {
             continue;
         }
 
-        label.data = l[i].key.data + 1;
-        label.len = l[i].key.len - 1;
-
-        ngx_pt_metrics_line(o, "pullthrough_upstream_fetched_bytes_total"
-                            "{remote=\"");
-        ngx_pt_metrics_label(o, &label);
-        ngx_pt_metrics_line(o, "\"} %uA\n", l[i].counters.v[NGX_PT_M_FETCHED]);
+        ngx_pt_metrics_series(o, "pullthrough_upstream_fetched_bytes_total",
+                              "remote", &label);
+        ngx_pt_metrics_line(o, "} %uA\n", l[i].counters.v[NGX_PT_M_FETCHED]);
     }
 
     return NGX_OK;
@@ -473,6 +465,34 @@ ngx_pt_metrics_line(ngx_pt_metrics_out_t *o, const char *fmt, ...)
 
     o->len += p - b->last;
     b->last = p;
+}
+
+
+/* whether a labeled set is of a kind ('d', 'r'), and its label */
+
+static ngx_uint_t
+ngx_pt_metrics_set(ngx_pt_shm_labeled_t *l, u_char kind, ngx_str_t *label)
+{
+    if (l->key.len == 0 || l->key.data[0] != kind) {
+        return 0;
+    }
+
+    label->data = l->key.data + 1;
+    label->len = l->key.len - 1;
+
+    return 1;
+}
+
+
+/* the beginning of a series: metric{name="value" */
+
+static void
+ngx_pt_metrics_series(ngx_pt_metrics_out_t *o, const char *metric,
+    const char *name, ngx_str_t *value)
+{
+    ngx_pt_metrics_line(o, "%s{%s=\"", metric, name);
+    ngx_pt_metrics_label(o, value);
+    ngx_pt_metrics_line(o, "\"");
 }
 
 

@@ -123,6 +123,9 @@ static void ngx_pt_shm_write(ngx_uint_t kind, ngx_str_t *key, void *value,
 static ngx_uint_t ngx_pt_shm_add_new(ngx_uint_t kind, ngx_str_t *key,
     void *value, size_t len, ngx_msec_t ttl);
 static void ngx_pt_shm_remove(ngx_uint_t kind, ngx_str_t *key);
+static ngx_pt_shm_ctx_t *ngx_pt_shm_stats_lock(ngx_pt_shm_stats_t **st);
+static ngx_int_t ngx_pt_shm_key_copy(ngx_pool_t *pool, ngx_pt_shm_node_t *sn,
+    ngx_str_t *key);
 
 
 static ngx_shm_zone_t      *ngx_pt_shm_zone_ptr;
@@ -900,12 +903,7 @@ ngx_pt_shm_access_take(ngx_pool_t *pool, ngx_uint_t n, ngx_array_t *out)
     ngx_pt_shm_stats_t   *st;
     ngx_pt_shm_access_t  *a;
 
-    st = ngx_pt_shm_stats();
-    if (st == NULL) {
-        return NGX_OK;
-    }
-
-    ctx = ngx_pt_shm_lock();
+    ctx = ngx_pt_shm_stats_lock(&st);
     if (ctx == NULL) {
         return NGX_OK;
     }
@@ -919,14 +917,11 @@ ngx_pt_shm_access_take(ngx_pool_t *pool, ngx_uint_t n, ngx_array_t *out)
             break;
         }
 
-        a->digest.len = sn->key_len;
-        a->digest.data = ngx_pnalloc(pool, sn->key_len);
-        if (a->digest.data == NULL) {
+        if (ngx_pt_shm_key_copy(pool, sn, &a->digest) != NGX_OK) {
             out->nelts--;
             break;
         }
 
-        ngx_memcpy(a->digest.data, sn->data, sn->key_len);
         ngx_memcpy(&a->atime, sn->data + sn->key_len, sizeof(uint64_t));
 
         ngx_pt_shm_free(ctx, sn);
@@ -1017,14 +1012,11 @@ ngx_pt_shm_counters_all(ngx_pool_t *pool, ngx_array_t *out)
             break;
         }
 
-        l->key.len = sn->key_len;
-        l->key.data = ngx_pnalloc(pool, sn->key_len);
-        if (l->key.data == NULL) {
+        if (ngx_pt_shm_key_copy(pool, sn, &l->key) != NGX_OK) {
             out->nelts--;
             break;
         }
 
-        ngx_memcpy(l->key.data, sn->data, sn->key_len);
         ngx_memcpy(&l->counters, sn->data + sn->key_len,
                    sizeof(ngx_pt_shm_counters_t));
     }
@@ -1086,12 +1078,7 @@ ngx_pt_shm_gc_take(ngx_pool_t *pool, ngx_array_t *tasks,
     ngx_pt_shm_ctx_t    *ctx;
     ngx_pt_shm_stats_t  *st;
 
-    st = ngx_pt_shm_stats();
-    if (st == NULL) {
-        return NGX_OK;
-    }
-
-    ctx = ngx_pt_shm_lock();
+    ctx = ngx_pt_shm_stats_lock(&st);
     if (ctx == NULL) {
         return NGX_OK;
     }
@@ -1122,6 +1109,35 @@ ngx_pt_shm_gc_take(ngx_pool_t *pool, ngx_array_t *tasks,
 
 
 /* the generic part: typed values by kind and key */
+
+/* the zone locked, and its stats entry */
+
+static ngx_pt_shm_ctx_t *
+ngx_pt_shm_stats_lock(ngx_pt_shm_stats_t **st)
+{
+    *st = ngx_pt_shm_stats();
+
+    return *st ? ngx_pt_shm_lock() : NULL;
+}
+
+
+/* a copy of an entry's key, out of the zone */
+
+static ngx_int_t
+ngx_pt_shm_key_copy(ngx_pool_t *pool, ngx_pt_shm_node_t *sn, ngx_str_t *key)
+{
+    key->len = sn->key_len;
+    key->data = ngx_pnalloc(pool, sn->key_len);
+
+    if (key->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(key->data, sn->data, sn->key_len);
+
+    return NGX_OK;
+}
+
 
 static ngx_int_t
 ngx_pt_shm_read(ngx_uint_t kind, ngx_str_t *key, void *value, size_t size)

@@ -517,6 +517,48 @@ sub bench_tags {
 }
 
 
+# the cache with max_size=$cap, one worker, a distribution "bench" on the
+# registry; with $stock, stock nginx serves the store's files on %%PORT2%%
+sub start_evict_cache {
+    my ($cap, $stock) = @_;
+
+    my $reference = $stock ? <<'EOF' : '';
+
+    # the reference: stock nginx, the same files, the same settings
+    server {
+        listen 127.0.0.1:%%PORT2%%;
+        location /blobs/ { root %%STORE%%; }
+    }
+EOF
+
+    my $t = PT::Nginx->new(conf => <<"EOF");
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    tcp_nopush on;
+    access_log off;
+    open_file_cache max=1000 inactive=60s;
+    pullthrough_store %%STORE%% max_size=$cap;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ { pullthrough_registry; }
+        location /pulp/api/v3/ { pullthrough_admin; }
+    }
+$reference}
+EOF
+    $t->start;
+
+    my $remote = PT::Pulp::create_remote($t, name => 'bench-evict',
+                                         url => $reg->url);
+    PT::Pulp::create_dist($t, name => 'bench-evict', base_path => 'bench',
+                          remote => $remote->{pulp_href});
+
+    return $t;
+}
+
+
 # 6. hits of a hot blob while the store is at its cap and the cache
 # manager keeps evicting: $EH_CLIENTS clients pull $EH_BLOBS other blobs in
 # a loop ($EH_BLOBS / $EH_CAP times the cap: each pull is a miss, whose
@@ -528,35 +570,7 @@ sub bench_evict_hits {
     my @blobs = seed_blobs('load/churn', $EH_BLOBS + 1, $EH_SIZE);
     my $hot = shift @blobs;
 
-    my $t = PT::Nginx->new(conf => <<"EOF");
-worker_processes 1;
-events { worker_connections 1024; }
-http {
-    sendfile on;
-    tcp_nopush on;
-    access_log off;
-    open_file_cache max=1000 inactive=60s;
-    pullthrough_store %%STORE%% max_size=$EH_CAP;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v2/ { pullthrough_registry; }
-        location /pulp/api/v3/ { pullthrough_admin; }
-    }
-
-    # the reference: stock nginx, the same files, the same settings
-    server {
-        listen 127.0.0.1:%%PORT2%%;
-        location /blobs/ { root %%STORE%%; }
-    }
-}
-EOF
-    $t->start;
-
-    my $remote = PT::Pulp::create_remote($t, name => 'bench-evict',
-                                         url => $reg->url);
-    PT::Pulp::create_dist($t, name => 'bench-evict', base_path => 'bench',
-                          remote => $remote->{pulp_href});
+    my $t = start_evict_cache($EH_CAP, 1);
 
     my $path = sub { "/v2/bench/load/churn/blobs/$_[0]" };
 
@@ -614,29 +628,7 @@ sub bench_evict_rate {
     my @blobs = seed_blobs('load/evict', $ER_BLOBS + 1, $ER_SIZE);
     my $hot = shift @blobs;
 
-    my $t = PT::Nginx->new(conf => <<"EOF");
-worker_processes 1;
-events { worker_connections 1024; }
-http {
-    sendfile on;
-    tcp_nopush on;
-    access_log off;
-    open_file_cache max=1000 inactive=60s;
-    pullthrough_store %%STORE%% max_size=$ER_CAP;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v2/ { pullthrough_registry; }
-        location /pulp/api/v3/ { pullthrough_admin; }
-    }
-}
-EOF
-    $t->start;
-
-    my $remote = PT::Pulp::create_remote($t, name => 'bench-evict',
-                                         url => $reg->url);
-    PT::Pulp::create_dist($t, name => 'bench-evict', base_path => 'bench',
-                          remote => $remote->{pulp_href});
+    my $t = start_evict_cache($ER_CAP, 0);
 
     my $path = sub { "/v2/bench/load/evict/blobs/$_[0]" };
 
