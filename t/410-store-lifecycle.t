@@ -107,6 +107,15 @@ is($s->{cache}{used}, bytes_of($hello), '... cache.used: the files\' bytes');
 is($s->{cache}{files}, 4, '... cache.files');
 is($s->{cache}{max_size}, undef, '... cache.max_size: none');
 
+# a pin on the pull-through distribution covers every image under it
+my ($ptd) = @{ list_all($t, $DISTS) };
+ok(task_of($t, $t->patch($ptd->{pulp_href}, { retain => JSON::PP::true })),
+   'the pull-through distribution pinned (retain: true)');
+ok(wait_for(sub { (metrics($t))[0]{pullthrough_pinned_bytes} == bytes_of($hello) }, 20),
+   '... its images\' bytes are reported pinned');
+is($t->get("$API/status/")->{json}{cache}{pinned}, bytes_of($hello), '... in the status too');
+ok(task_of($t, $t->patch($ptd->{pulp_href}, { retain => JSON::PP::false })), '... and unpinned');
+
 # the totals survive a reload (same zone)
 $t->reload;
 ($m) = metrics($t);
