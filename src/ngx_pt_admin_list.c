@@ -15,6 +15,7 @@
 /* one list filter: name=, name__contains=, ... */
 typedef struct {
     size_t                      offset;      /* of the ngx_str_t */
+    ngx_pt_field_t             *field;
     ngx_uint_t                  op;
     ngx_str_t                   value;
 } ngx_pt_filter_t;
@@ -42,6 +43,11 @@ typedef struct {
 
 
 static ngx_int_t ngx_pt_admin_list_collect(void *data, void *rec);
+static ngx_int_t ngx_pt_admin_list_end(ngx_pt_admin_t *ctx, ngx_int_t rc);
+static ngx_int_t ngx_pt_admin_list_indexed(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_array_t *filters);
+static ngx_uint_t ngx_pt_admin_unique_index(ngx_pt_type_t *type,
+    ngx_pt_field_t *f);
 static ngx_int_t ngx_pt_admin_filters(ngx_pt_admin_t *ctx,
     ngx_array_t *filters);
 static ngx_pt_field_t *ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx,
@@ -215,6 +221,15 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
+    /* most lists are answered from an index, in the page's own cost */
+
+    rc = ngx_pt_admin_list_indexed(ctx, txn, &filters);
+
+    if (rc != NGX_DECLINED) {
+        ngx_pt_txn_abort(txn);
+        return ngx_pt_admin_list_end(ctx, rc);
+    }
+
     /*
      * Each record is decoded in a pool of its own and only its sort key
      * and id are kept; the page's records are read again to be rendered.
@@ -250,6 +265,13 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
 
     ngx_pt_txn_abort(txn);
 
+    return ngx_pt_admin_list_end(ctx, rc);
+}
+
+
+static ngx_int_t
+ngx_pt_admin_list_end(ngx_pt_admin_t *ctx, ngx_int_t rc)
+{
     if (rc != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -260,6 +282,127 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
     ctx->status = NGX_HTTP_OK;
 
     return NGX_OK;
+}
+
+
+/*
+ * The lists an index answers: in the order of creation without a filter
+ * (the count is the database's, the page a cursor walk), and name= or
+ * base_path= through the unique indexes. NGX_DECLINED: the others, which
+ * walk every record of the type.
+ */
+
+static ngx_int_t
+ngx_pt_admin_list_indexed(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_array_t *filters)
+{
+    void             *rec;
+    size_t            count;
+    ngx_int_t         rc;
+    ngx_str_t        *ids, id;
+    ngx_uint_t        i, db;
+    ngx_array_t       page;
+    ngx_pt_filter_t  *flt;
+
+    if (ngx_array_init(&page, ctx->pool, 8, sizeof(ngx_str_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (filters->nelts == 0) {
+        if (ngx_pt_order_offset != offsetof(ngx_pt_meta_t, created)) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_pt_record_count(ctx->log, txn, ctx->type, &count) != NGX_OK
+            || ngx_pt_records_page(ctx->pool, ctx->log, txn, ctx->type,
+                                   ngx_pt_order_desc, ctx->query.offset,
+                                   ctx->query.limit, &page)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else {
+        flt = filters->elts;
+
+        if (filters->nelts != 1 || flt->op != NGX_PT_OP_EXACT) {
+            return NGX_DECLINED;
+        }
+
+        db = ngx_pt_admin_unique_index(ctx->type, flt->field);
+        if (db == 0) {
+            return NGX_DECLINED;
+        }
+
+        count = 0;
+        rc = ngx_pt_index_get(ctx->log, txn, db, &flt->value, &id);
+
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            /* both kinds of distribution share the name and path indexes */
+            rc = ngx_pt_record_load(ctx->pool, ctx->log, txn, ctx->type, &id,
+                                    &rec);
+            if (rc == NGX_ERROR) {
+                return NGX_ERROR;
+            }
+
+            if (rc == NGX_OK && ngx_pt_admin_filter_match(flt, rec)) {
+                count = 1;
+
+                if (ctx->query.offset == 0 && ctx->query.limit > 0) {
+                    ids = ngx_array_push(&page);
+                    if (ids == NULL) {
+                        return NGX_ERROR;
+                    }
+
+                    *ids = ((ngx_pt_meta_t *) rec)->id;
+                }
+            }
+        }
+    }
+
+    rc = ngx_pt_admin_page(ctx, count);
+
+    ids = page.elts;
+
+    for (i = 0; rc == NGX_OK && i < page.nelts; i++) {
+        rc = ngx_pt_record_load(ctx->pool, ctx->log, txn, ctx->type, &ids[i],
+                                &rec);
+
+        if (rc == NGX_OK) {
+            rc = ngx_pt_admin_render(ctx, txn, rec);
+
+        } else if (rc == NGX_DECLINED) {
+            rc = NGX_OK;
+        }
+    }
+
+    return rc;
+}
+
+
+/* the unique index of a field of a type, 0: none */
+
+static ngx_uint_t
+ngx_pt_admin_unique_index(ngx_pt_type_t *type, ngx_pt_field_t *f)
+{
+    if (ngx_strcmp(f->name, "name") == 0) {
+        return type == &ngx_pt_remote_type ? NGX_PT_DB_REMOTE_NAMES
+               : type == &ngx_pt_repo_type ? NGX_PT_DB_REPO_NAMES
+               : type == &ngx_pt_pt_dist_type ? NGX_PT_DB_DIST_NAMES
+               : 0;
+    }
+
+    if (ngx_strcmp(f->name, "base_path") == 0
+        && (type == &ngx_pt_pt_dist_type || type == &ngx_pt_dist_type))
+    {
+        return NGX_PT_DB_DIST_PATHS;
+    }
+
+    return 0;
 }
 
 static ngx_int_t
@@ -352,6 +495,7 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
             }
 
             flt->offset = f->offset;
+            flt->field = f;
             flt->op = ops[n].op;
             flt->value = kv[i].value;
             break;

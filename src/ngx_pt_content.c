@@ -25,12 +25,6 @@ typedef struct {
 } ngx_pt_snapshot_t;
 
 
-typedef struct {
-    ngx_str_t                  *parent;
-    ngx_pool_t                 *pool;
-    ngx_array_t                *ids;         /* ngx_str_t */
-} ngx_pt_children_t;
-
 
 static ngx_int_t ngx_pt_content_push(ngx_array_t *a, yajl_val v);
 static ngx_int_t ngx_pt_content_blobs_named(ngx_pool_t *pool, ngx_log_t *log,
@@ -52,7 +46,6 @@ static ngx_uint_t ngx_pt_content_same(ngx_pt_version_t *a,
     ngx_pt_version_t *b);
 static ngx_uint_t ngx_pt_strings_same(ngx_array_t *a, ngx_array_t *b);
 static ngx_int_t ngx_pt_content_add_unique(ngx_array_t *a, ngx_str_t *v);
-static ngx_int_t ngx_pt_content_child(void *data, void *rec);
 static ngx_int_t ngx_pt_content_delete_records(ngx_pool_t *pool,
     ngx_log_t *log, MDB_txn *txn, ngx_str_t *name, ngx_str_t *id);
 
@@ -990,48 +983,21 @@ ngx_array_t *
 ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t *parent_id)
 {
-    ngx_pt_children_t  ch;
+    ngx_array_t  *ids;
 
-    ch.parent = parent_id;
-    ch.pool = pool;
-    ch.ids = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+    /* by the children index: the cost of this one's children alone */
 
-    if (ch.ids == NULL
-        || ngx_pt_record_each(NULL, log, txn, &ngx_pt_dist_type,
-                              ngx_pt_content_child, &ch)
+    ids = ngx_array_create(pool, 4, sizeof(ngx_str_t));
+
+    if (ids == NULL
+        || ngx_pt_children_list(pool, log, txn, parent_id, NGX_MAX_INT_T_VALUE,
+                                ids)
            != NGX_OK)
     {
         return NULL;
     }
 
-    return ch.ids;
-}
-
-
-static ngx_int_t
-ngx_pt_content_child(void *data, void *rec)
-{
-    ngx_pt_children_t *ch = data;
-
-    ngx_str_t      *id;
-    ngx_pt_dist_t  *dist = rec;
-
-    if (dist->parent.len != ch->parent->len
-        || ngx_strncmp(dist->parent.data, ch->parent->data, dist->parent.len)
-           != 0)
-    {
-        return NGX_OK;
-    }
-
-    id = ngx_array_push(ch->ids);
-    if (id == NULL) {
-        return NGX_ERROR;
-    }
-
-    id->len = dist->meta.id.len;
-    id->data = ngx_pstrdup(ch->pool, &dist->meta.id);
-
-    return id->data ? NGX_OK : NGX_ERROR;
+    return ids;
 }
 
 

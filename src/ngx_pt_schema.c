@@ -18,6 +18,11 @@
  *                                             per file under blobs/
  *   lru                 <access ms, 8 bytes big-endian><digest> -> ""
  *   meta                store_totals       -> "<bytes> <files>"
+ *   created             <records' db, 1 byte><created><id> -> "", every
+ *                                             record in the order made
+ *   children            <parent id><id>    -> "", the per-image
+ *                                             distributions of each
+ *                                             pull-through one
  *
  * Every value but the schema version begins with one byte, its format, so
  * that a value written in an older format is still read (or upgraded)
@@ -74,6 +79,10 @@ static ngx_int_t ngx_pt_schema_set_version(ngx_log_t *log, MDB_txn *txn,
 static ngx_int_t ngx_pt_schema_upgrade(ngx_log_t *log, ngx_str_t *root,
     ngx_int_t from);
 static ngx_int_t ngx_pt_upgrade_1_2(ngx_log_t *log);
+static ngx_int_t ngx_pt_upgrade_2_3(ngx_log_t *log);
+static ngx_int_t ngx_pt_record_index(ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_pt_meta_t *meta, ngx_str_t *parent,
+    ngx_uint_t del);
 static ngx_int_t ngx_pt_upgrade_unversioned(void *data, ngx_str_t *key,
     ngx_str_t *val);
 static ngx_int_t ngx_pt_value_get(ngx_log_t *log, MDB_txn *txn,
@@ -129,7 +138,9 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
     "blobs",
     "tasks",
     "files",
-    "lru"
+    "lru",
+    "created",
+    "children"
 };
 
 
@@ -142,14 +153,17 @@ static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     2,                              /* tags */
     1, 1, 1,
-    1, 1                            /* files, lru */
+    1, 1,                           /* files, lru */
+    1, 1                            /* created, children */
 };
 
 
 /* the steps from each schema version to the next */
 static ngx_pt_upgrade_pt  ngx_pt_upgrades[NGX_PT_SCHEMA_VERSION] = {
     NULL,                           /* 0: none */
-    ngx_pt_upgrade_1_2              /* 1 -> 2: values get their format */
+    ngx_pt_upgrade_1_2,             /* 1 -> 2: values get their format */
+    ngx_pt_upgrade_2_3              /* 2 -> 3: the created and children
+                                       indexes */
 };
 
 
@@ -713,19 +727,337 @@ ngx_pt_record_save(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_str_t       val;
     ngx_pt_meta_t  *meta = rec;
 
-    if (ngx_pt_record_encode(pool, type, rec, &val) != NGX_OK) {
+    if (ngx_pt_record_encode(pool, type, rec, &val) != NGX_OK
+        || ngx_pt_value_put(log, txn, ngx_pt_type_db(type), &meta->id, &val)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    return ngx_pt_value_put(log, txn, ngx_pt_type_db(type), &meta->id, &val);
+    return ngx_pt_record_index(log, txn, type, meta,
+                               type == &ngx_pt_dist_type
+                               ? &((ngx_pt_dist_t *) rec)->parent : NULL, 0);
 }
 
+
+/* the record and its index entries (read first: they need its fields) */
 
 ngx_int_t
 ngx_pt_record_delete(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
     ngx_str_t *id)
 {
+    void        *rec;
+    ngx_int_t    rc;
+    ngx_pool_t  *pool;
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_pt_record_load(pool, log, txn, type, id, &rec);
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_record_index(log, txn, type, rec,
+                                 type == &ngx_pt_dist_type
+                                 ? &((ngx_pt_dist_t *) rec)->parent : NULL,
+                                 1);
+    }
+
+    ngx_destroy_pool(pool);
+
+    if (rc == NGX_ERROR) {
+        /* a corrupt record still goes */
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "pullthrough: the index entries of %s \"%V\" stay",
+                      type->name, id);
+    }
+
     return ngx_pt_db_del(log, txn, ngx_pt_type_db(type), id);
+}
+
+
+/* <db><created><id> in created, <parent><id> in children */
+
+static ngx_int_t
+ngx_pt_record_index(ngx_log_t *log, MDB_txn *txn, ngx_pt_type_t *type,
+    ngx_pt_meta_t *meta, ngx_str_t *parent, ngx_uint_t del)
+{
+    u_char     buf[1 + NGX_PT_CREATED_MAX + NGX_PT_UUID_LEN], *p;
+    ngx_str_t  key, none;
+
+    if (meta->created.len > NGX_PT_CREATED_MAX
+        || meta->id.len != NGX_PT_UUID_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_null(&none);
+
+    p = buf;
+    *p++ = (u_char) ngx_pt_type_db(type);
+    p = ngx_cpymem(p, meta->created.data, meta->created.len);
+    p = ngx_cpymem(p, meta->id.data, meta->id.len);
+
+    key.data = buf;
+    key.len = p - buf;
+
+    if (del ? ngx_pt_db_del(log, txn, NGX_PT_DB_CREATED, &key) == NGX_ERROR
+            : ngx_pt_value_put(log, txn, NGX_PT_DB_CREATED, &key, &none)
+              != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (parent == NULL || parent->len != NGX_PT_UUID_LEN) {
+        return NGX_OK;
+    }
+
+    p = ngx_cpymem(buf, parent->data, parent->len);
+    p = ngx_cpymem(p, meta->id.data, meta->id.len);
+
+    key.len = p - buf;
+
+    if (del ? ngx_pt_db_del(log, txn, NGX_PT_DB_CHILDREN, &key) == NGX_ERROR
+            : ngx_pt_value_put(log, txn, NGX_PT_DB_CHILDREN, &key, &none)
+              != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_uint_t                  skip;
+    ngx_uint_t                  n;
+    size_t                      at;          /* of the id in a key */
+    ngx_array_t                *out;
+} ngx_pt_ids_walk_t;
+
+
+static ngx_int_t
+ngx_pt_ids_one(void *data, ngx_str_t *key, ngx_str_t *val)
+{
+    ngx_pt_ids_walk_t *w = data;
+
+    ngx_str_t  *id;
+
+    if (w->skip) {
+        w->skip--;
+        return NGX_OK;
+    }
+
+    if (w->out->nelts >= w->n) {
+        return NGX_DONE;
+    }
+
+    if (key->len < NGX_PT_UUID_LEN + w->at) {
+        return NGX_OK;
+    }
+
+    id = ngx_array_push(w->out);
+    if (id == NULL) {
+        return NGX_ERROR;
+    }
+
+    id->len = NGX_PT_UUID_LEN;
+    id->data = ngx_pnalloc(w->pool, NGX_PT_UUID_LEN);
+    if (id->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* created keys: the id ends the key; children keys: after the parent */
+    ngx_memcpy(id->data, w->at ? key->data + w->at
+                               : key->data + key->len - NGX_PT_UUID_LEN,
+               NGX_PT_UUID_LEN);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The ids of up to n records of a type in the order they were made (desc:
+ * newest first), after the first "offset": a page costs its own size.
+ */
+
+ngx_int_t
+ngx_pt_records_page(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_uint_t desc, ngx_uint_t offset, ngx_uint_t n,
+    ngx_array_t *out)
+{
+    u_char             db;
+    ngx_str_t          prefix;
+    ngx_pt_ids_walk_t  w;
+
+    db = (u_char) ngx_pt_type_db(type);
+
+    prefix.data = &db;
+    prefix.len = 1;
+
+    w.pool = pool;
+    w.skip = offset;
+    w.n = n;
+    w.at = 0;
+    w.out = out;
+
+    if (n == 0) {
+        return NGX_OK;
+    }
+
+    return desc ? ngx_pt_db_each_reverse(log, txn, NGX_PT_DB_CREATED, &prefix,
+                                         ngx_pt_ids_one, &w)
+                : ngx_pt_db_each(log, txn, NGX_PT_DB_CREATED, &prefix, NULL,
+                                 ngx_pt_ids_one, &w);
+}
+
+
+/* the ids of the per-image distributions of a pull-through one, at most n */
+
+ngx_int_t
+ngx_pt_children_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *parent, ngx_uint_t n, ngx_array_t *out)
+{
+    ngx_pt_ids_walk_t  w;
+
+    w.pool = pool;
+    w.skip = 0;
+    w.n = n;
+    w.at = NGX_PT_UUID_LEN;
+    w.out = out;
+
+    return ngx_pt_db_each(log, txn, NGX_PT_DB_CHILDREN, parent, NULL,
+                          ngx_pt_ids_one, &w);
+}
+
+
+/*
+ * 2 -> 3: the created and children indexes, from every record. The
+ * entries are collected first (a few tens of bytes a record), then
+ * written in transactions of NGX_PT_UPGRADE_BATCH; writing one again is
+ * harmless, so an interrupted upgrade simply runs again.
+ */
+
+typedef struct {
+    ngx_pool_t                 *pool;
+    ngx_pt_type_t              *type;
+    ngx_array_t                 recs;        /* ngx_pt_index_rec_t */
+} ngx_pt_reindex_t;
+
+
+typedef struct {
+    ngx_pt_type_t              *type;
+    ngx_pt_meta_t               meta;
+    ngx_str_t                   parent;
+} ngx_pt_index_rec_t;
+
+
+static ngx_int_t
+ngx_pt_reindex_one(void *data, void *rec)
+{
+    ngx_pt_reindex_t *ri = data;
+
+    ngx_pt_meta_t       *meta = rec;
+    ngx_pt_index_rec_t  *ir;
+
+    ir = ngx_array_push(&ri->recs);
+    if (ir == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ir, sizeof(ngx_pt_index_rec_t));
+
+    ir->type = ri->type;
+    ir->meta.id.len = meta->id.len;
+    ir->meta.id.data = ngx_pstrdup(ri->pool, &meta->id);
+    ir->meta.created.len = meta->created.len;
+    ir->meta.created.data = ngx_pstrdup(ri->pool, &meta->created);
+
+    if (ri->type == &ngx_pt_dist_type) {
+        ir->parent.len = ((ngx_pt_dist_t *) rec)->parent.len;
+        ir->parent.data = ngx_pstrdup(ri->pool,
+                                      &((ngx_pt_dist_t *) rec)->parent);
+    }
+
+    return (ir->meta.id.data && ir->meta.created.data) ? NGX_OK : NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_pt_upgrade_2_3(ngx_log_t *log)
+{
+    MDB_txn             *txn;
+    ngx_int_t            rc;
+    ngx_uint_t           i, t;
+    ngx_pt_reindex_t     ri;
+    ngx_pt_index_rec_t  *ir;
+
+    static ngx_pt_type_t  *types[] = {
+        &ngx_pt_remote_type, &ngx_pt_pt_dist_type, &ngx_pt_dist_type,
+        &ngx_pt_repo_type, &ngx_pt_task_type
+    };
+
+    ri.pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, log);
+    if (ri.pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_array_init(&ri.recs, ri.pool, 64, sizeof(ngx_pt_index_rec_t));
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_txn_begin(log, 0, &txn);
+
+        for (t = 0; rc == NGX_OK && t < sizeof(types) / sizeof(types[0]);
+             t++)
+        {
+            ri.type = types[t];
+            rc = ngx_pt_record_each(NULL, log, txn, types[t],
+                                    ngx_pt_reindex_one, &ri);
+        }
+
+        if (t) {
+            ngx_pt_txn_abort(txn);
+        }
+    }
+
+    ir = ri.recs.elts;
+
+    for (i = 0; rc == NGX_OK && i < ri.recs.nelts; i++) {
+
+        if (i % NGX_PT_UPGRADE_BATCH == 0) {
+            if (i && ngx_pt_txn_commit(log, txn) != NGX_OK) {
+                rc = NGX_ERROR;
+                break;
+            }
+
+            if (ngx_pt_txn_begin(log, 1, &txn) != NGX_OK) {
+                rc = NGX_ERROR;
+                break;
+            }
+        }
+
+        rc = ngx_pt_record_index(log, txn, ir[i].type, &ir[i].meta,
+                                 ir[i].parent.len ? &ir[i].parent : NULL, 0);
+        if (rc != NGX_OK) {
+            ngx_pt_txn_abort(txn);
+        }
+    }
+
+    if (rc == NGX_OK && ri.recs.nelts) {
+        rc = ngx_pt_txn_commit(log, txn);
+    }
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "pullthrough: store upgrade 2 -> 3: %ui records "
+                      "indexed by creation", ri.recs.nelts);
+    }
+
+    ngx_destroy_pool(ri.pool);
+
+    return rc;
 }
 
 

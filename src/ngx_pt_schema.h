@@ -15,7 +15,8 @@
 #include <ngx_pt_store.h>
 
 
-#define NGX_PT_SCHEMA_VERSION     2
+#define NGX_PT_SCHEMA_VERSION     3
+#define NGX_PT_CREATED_MAX        64     /* a record's created time */
 
 
 typedef enum {
@@ -35,6 +36,8 @@ typedef enum {
     NGX_PT_DB_TASKS,
     NGX_PT_DB_FILES,
     NGX_PT_DB_LRU,
+    NGX_PT_DB_CREATED,
+    NGX_PT_DB_CHILDREN,
     NGX_PT_DB_COUNT
 } ngx_pt_db_e;
 
@@ -120,6 +123,11 @@ ngx_int_t ngx_pt_record_count(ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, size_t *n);
 ngx_int_t ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_type_t *type, ngx_pt_record_pt handler, void *data);
+ngx_int_t ngx_pt_records_page(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_pt_type_t *type, ngx_uint_t desc, ngx_uint_t offset, ngx_uint_t n,
+    ngx_array_t *out);
+ngx_int_t ngx_pt_children_list(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *parent, ngx_uint_t n, ngx_array_t *out);
 
 /* what a repository's pulls recorded: tags, manifests, blobs */
 ngx_int_t ngx_pt_tag_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,

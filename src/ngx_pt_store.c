@@ -533,6 +533,76 @@ ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
 }
 
 
+/* the records whose keys begin with prefix, from the last one back */
+
+ngx_int_t
+ngx_pt_db_each_reverse(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
+    ngx_str_t *prefix, ngx_pt_db_iter_pt handler, void *data)
+{
+    int          rc;
+    u_char       past[NGX_PT_STORE_KEY_MAX + 1];
+    MDB_val      k, v;
+    ngx_int_t    hrc;
+    ngx_str_t    key, val;
+    MDB_cursor  *cur;
+
+    if (prefix->len > NGX_PT_STORE_KEY_MAX) {
+        return NGX_ERROR;
+    }
+
+    rc = mdb_cursor_open(txn, ngx_pt_store.dbi[db], &cur);
+    if (rc != 0) {
+        return ngx_pt_store_failed(log, "mdb_cursor_open", db, rc);
+    }
+
+    /* just past the prefix's keys, then one back */
+
+    ngx_memcpy(past, prefix->data, prefix->len);
+    past[prefix->len] = 0xff;
+
+    k.mv_data = past;
+    k.mv_size = prefix->len + 1;
+
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+    if (rc == 0) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+
+    } else if (rc == MDB_NOTFOUND) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    }
+
+    hrc = NGX_OK;
+
+    for ( /* void */ ; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+
+        if (k.mv_size < prefix->len
+            || ngx_memcmp(k.mv_data, prefix->data, prefix->len) != 0)
+        {
+            break;
+        }
+
+        key.data = k.mv_data;
+        key.len = k.mv_size;
+        val.data = v.mv_data;
+        val.len = v.mv_size;
+
+        hrc = handler(data, &key, &val);
+        if (hrc != NGX_OK) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        return ngx_pt_store_failed(log, "mdb_cursor_get", db, rc);
+    }
+
+    return hrc == NGX_DONE ? NGX_OK : hrc;
+}
+
+
 ngx_int_t
 ngx_pt_db_del_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_str_t *prefix)

@@ -15,6 +15,9 @@
 #include <lmdb.h>
 
 
+#define NGX_PT_STORE_KEY_MAX  511        /* LMDB's default */
+
+
 /* handler of a record during iteration: anything but NGX_OK stops it
  * (NGX_DONE: stopped without an error) */
 typedef ngx_int_t (*ngx_pt_db_iter_pt)(void *data, ngx_str_t *key,
@@ -48,6 +51,8 @@ ngx_int_t ngx_pt_db_count(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
 ngx_int_t ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_str_t *prefix, ngx_str_t *after, ngx_pt_db_iter_pt handler,
     void *data);
+ngx_int_t ngx_pt_db_each_reverse(ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *prefix, ngx_pt_db_iter_pt handler, void *data);
 ngx_int_t ngx_pt_db_del_prefix(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     ngx_str_t *prefix);
 

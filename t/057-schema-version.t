@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 
-# The store's schema: its version is written as "2" in the "meta"
+# The store's schema: its version is written as "3" in the "meta"
 # sub-database of PATH/meta, every other value begins with its format byte
 # (1). A store with a newer version is refused at startup with an [emerg]
 # naming the schema version, and left as it is. A store of version 1 (the
-# same values without their format byte) is upgraded at start, in batches,
-# and everything in it stays readable; "nginx -t" names the upgrade to come
-# and changes nothing.
+# same values without their format byte, and without the indexes version 3
+# added) is upgraded at start, step by step and in batches, and everything
+# in it stays readable and listed; "nginx -t" names the upgrade to come and
+# changes nothing.
 
 use strict;
 use warnings;
@@ -64,7 +65,7 @@ sub load {
     close $fh or die "mdb_load failed ($?)\n";
 }
 
-is(schema_version(), '2', 'a new store has schema_version 2');
+is(schema_version(), '3', 'a new store has schema_version 3');
 
 my $values = values_by_db();
 my @all = map { values %$_ } values %$values;
@@ -72,7 +73,7 @@ ok(@all >= 6, 'the store holds values (remote, distribution, names, task)');
 is(scalar(grep { !/^\\01/ } @all), 0, 'every value begins with its format byte 1')
     or diag(explain($values));
 
-for my $v ('3', '999') {
+for my $v ('4', '999') {
     set_schema_version($v);
     my $mark = length $t->error_log;
 
@@ -94,12 +95,12 @@ my $out = `$test`;
 ok($?, 'nginx -t fails on a newer store') or diag($out);
 like($out . PT::Util::slurp($t->dir . '/test.log'), qr/schema version/, 'nginx -t names the schema version');
 
-set_schema_version('2');
+set_schema_version('3');
 $t->start;
-is($t->get($href)->{json}{name}, 'kept', 'back to version 2: the store works, data kept');
+is($t->get($href)->{json}{name}, 'kept', 'back to version 3: the store works, data kept');
 is($t->post($REMOTES, { name => 'new', url => 'https://x.example' })->{status}, 201, 'and takes writes');
 $t->stop;
-is(schema_version(), '2', 'schema_version still 2');
+is(schema_version(), '3', 'schema_version still 3');
 
 
 # A store written by version 1: the same values without their format byte,
@@ -109,8 +110,11 @@ is(schema_version(), '2', 'schema_version still 2');
 my $TAGS = 2500;
 my $digest = 'sha256:' . ('ab' x 32);
 {
+    # a store of its own, without the indexes of version 3
     $values = values_by_db();
-    for my $db (sort keys %$values) {
+    rename $meta, "$meta.v3" or die "rename: $!";
+    mkdir $meta or die "mkdir: $!";
+    for my $db (sort grep { $_ ne 'created' && $_ ne 'children' } keys %$values) {
         load($db, map { ($_, $values->{$db}{$_} =~ s/^\\01//r) } sort keys %{ $values->{$db} });
     }
     load('tags', map { ("hub/library/many\\00t$_", $digest) } 1 .. $TAGS);
@@ -124,7 +128,7 @@ my $digest = 'sha256:' . ('ab' x 32);
 
 $out = `$test`;
 ok(!$?, 'nginx -t accepts a version 1 store') or diag($out);
-like(PT::Util::slurp($t->dir . '/test.log'), qr/schema version 1: it is upgraded to 2 when nginx starts/,
+like(PT::Util::slurp($t->dir . '/test.log'), qr/schema version 1: it is upgraded to 3 when nginx starts/,
      '... and says it is upgraded at start');
 is(schema_version(), '1', '... without changing it');
 
@@ -135,11 +139,17 @@ like($log, qr/\[notice\].*upgrading the store .* from schema version 1 to 2/, 's
 like($log, qr/\[notice\].*\b(\d+) values were given their format/, '... with the number of values');
 my ($n) = $log =~ /\b(\d+) values were given their format/;
 ok(($n // 0) >= $TAGS + 6, "... every value ($n)");
-is(schema_version(), '2', 'the store is at version 2');
+like($log, qr/\[notice\].*from schema version 2 to 3/, '... then the step from 2 to 3');
+like($log, qr/\[notice\].*\b(\d+) records indexed by creation/, '... which indexes the records');
+is(schema_version(), '3', 'the store is at version 3');
 
 is($t->get($href)->{json}{name}, 'kept', 'upgraded: the remote reads');
 my $r = $t->get($REMOTES . '?name=kept');
 is($r->{json}{count}, 1, '... lists, filtered by name');
+$r = $t->get($REMOTES);
+is_deeply([ $r->{json}{count}, map { $_->{name} } @{ $r->{json}{results} } ], [ 2, 'new', 'kept' ],
+          '... lists in the order of creation, newest first (the index rebuilt)');
+is($t->get($TASKS)->{json}{count}, scalar(@{ list_all($t, $TASKS) }), '... tasks list with their count');
 is($t->get($dist->{pulp_href})->{json}{base_path}, 'hub', '... the distribution reads');
 is($t->patch($href, { url => 'https://y.example' })->{status}, 202, '... the remote updates');
 
