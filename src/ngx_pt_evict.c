@@ -747,7 +747,6 @@ ngx_pt_evict_gc(ngx_pt_evict_t *ev, uint64_t protection)
         return NGX_ERROR;
     }
 
-    ngx_pt_shm_stat_add(NGX_PT_STAT_ADOPTED, gc.adopt.nelts);
     ngx_pt_shm_stat_add(NGX_PT_STAT_ORPHANS, gc.files);
 
     if (removed || gc.adopt.nelts || gc.files) {

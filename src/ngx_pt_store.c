@@ -35,6 +35,10 @@ static void ngx_pt_store_owner(ngx_cycle_t *cycle);
 static void ngx_pt_store_chown(ngx_cycle_t *cycle, u_char *path);
 static ngx_int_t ngx_pt_store_failed(ngx_log_t *log, const char *what,
     ngx_uint_t db, int rc);
+static ngx_int_t ngx_pt_db_walk(ngx_log_t *log, ngx_uint_t db,
+    MDB_cursor *cur, int rc, MDB_val *k, MDB_val *v, MDB_cursor_op op,
+    ngx_str_t *prefix, ngx_str_t *skip, ngx_pt_db_iter_pt handler,
+    void *data);
 
 
 static ngx_pt_store_t  ngx_pt_store;
@@ -475,8 +479,7 @@ ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
 {
     int          rc;
     MDB_val      k, v;
-    ngx_int_t    hrc;
-    ngx_str_t    key, val, *start;
+    ngx_str_t   *start;
     MDB_cursor  *cur;
 
     rc = mdb_cursor_open(txn, ngx_pt_store.dbi[db], &cur);
@@ -484,7 +487,6 @@ ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
         return ngx_pt_store_failed(log, "mdb_cursor_open", db, rc);
     }
 
-    hrc = NGX_OK;
     start = (after && after->len) ? after : prefix;
 
     if (start && start->len) {
@@ -496,40 +498,8 @@ ngx_pt_db_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     }
 
-    for ( /* void */ ; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-
-        if (prefix && (k.mv_size < prefix->len
-                       || ngx_memcmp(k.mv_data, prefix->data, prefix->len)
-                          != 0))
-        {
-            break;
-        }
-
-        if (after && start == after && k.mv_size == after->len
-            && ngx_memcmp(k.mv_data, after->data, after->len) == 0)
-        {
-            /* strictly after it */
-            continue;
-        }
-
-        key.data = k.mv_data;
-        key.len = k.mv_size;
-        val.data = v.mv_data;
-        val.len = v.mv_size;
-
-        hrc = handler(data, &key, &val);
-        if (hrc != NGX_OK) {
-            break;
-        }
-    }
-
-    mdb_cursor_close(cur);
-
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        return ngx_pt_store_failed(log, "mdb_cursor_get", db, rc);
-    }
-
-    return hrc == NGX_DONE ? NGX_OK : hrc;
+    return ngx_pt_db_walk(log, db, cur, rc, &k, &v, MDB_NEXT, prefix,
+                          (start == after) ? after : NULL, handler, data);
 }
 
 
@@ -542,8 +512,6 @@ ngx_pt_db_each_reverse(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
     int          rc;
     u_char       past[NGX_PT_STORE_KEY_MAX + 1];
     MDB_val      k, v;
-    ngx_int_t    hrc;
-    ngx_str_t    key, val;
     MDB_cursor  *cur;
 
     if (prefix->len > NGX_PT_STORE_KEY_MAX) {
@@ -572,20 +540,47 @@ ngx_pt_db_each_reverse(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db,
         rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     }
 
+    return ngx_pt_db_walk(log, db, cur, rc, &k, &v, MDB_PREV, prefix, NULL,
+                          handler, data);
+}
+
+
+/*
+ * From where the cursor is (rc: how positioning it went), each record
+ * while its key begins with prefix, in the direction of op; skip: a key
+ * not to hand over (the "after" of a forward walk). The cursor is closed.
+ */
+
+static ngx_int_t
+ngx_pt_db_walk(ngx_log_t *log, ngx_uint_t db, MDB_cursor *cur, int rc,
+    MDB_val *k, MDB_val *v, MDB_cursor_op op, ngx_str_t *prefix,
+    ngx_str_t *skip, ngx_pt_db_iter_pt handler, void *data)
+{
+    ngx_int_t  hrc;
+    ngx_str_t  key, val;
+
     hrc = NGX_OK;
 
-    for ( /* void */ ; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+    for ( /* void */ ; rc == 0; rc = mdb_cursor_get(cur, k, v, op)) {
 
-        if (k.mv_size < prefix->len
-            || ngx_memcmp(k.mv_data, prefix->data, prefix->len) != 0)
+        if (prefix && (k->mv_size < prefix->len
+                       || ngx_memcmp(k->mv_data, prefix->data, prefix->len)
+                          != 0))
         {
             break;
         }
 
-        key.data = k.mv_data;
-        key.len = k.mv_size;
-        val.data = v.mv_data;
-        val.len = v.mv_size;
+        if (skip && k->mv_size == skip->len
+            && ngx_memcmp(k->mv_data, skip->data, skip->len) == 0)
+        {
+            /* strictly after it */
+            continue;
+        }
+
+        key.data = k->mv_data;
+        key.len = k->mv_size;
+        val.data = v->mv_data;
+        val.len = v->mv_size;
 
         hrc = handler(data, &key, &val);
         if (hrc != NGX_OK) {
