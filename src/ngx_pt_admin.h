@@ -20,9 +20,9 @@
 #define NGX_PT_MAX_LIMIT            1000
 
 /* content units (ngx_pt_admin_content.c) */
-#define NGX_PT_CONTENT_TAGS         0
-#define NGX_PT_CONTENT_MANIFESTS    1
-#define NGX_PT_CONTENT_BLOBS        2
+#define NGX_PT_CONTENT_TAGS         NGX_PT_UNIT_TAGS
+#define NGX_PT_CONTENT_MANIFESTS    NGX_PT_UNIT_MANIFESTS
+#define NGX_PT_CONTENT_BLOBS        NGX_PT_UNIT_BLOBS
 
 /* resource flags */
 #define NGX_PT_ADMIN_AT_ONCE        0x01   /* POST answers 201, no task */

@@ -12,47 +12,18 @@
 #include <ngx_pt_admin.h>
 
 
-typedef struct {
-    ngx_str_t                   id;
-    ngx_str_t                   name;        /* tags */
-    ngx_str_t                   digest;
-    ngx_str_t                   repo;
-} ngx_pt_unit_t;
-
-
-typedef struct {
-    ngx_pt_admin_t             *ctx;
-    ngx_uint_t                  kind;
-    ngx_array_t                 units;       /* ngx_pt_unit_t */
-    ngx_str_t                   digest;      /* filters */
-    ngx_str_t                   name;
-    ngx_str_t                   id;
-} ngx_pt_units_t;
-
-
 static const char  *ngx_pt_content_paths[] = {
     "content/container/tags/",
     "content/container/manifests/",
     "content/container/blobs/"
 };
 
-static const char  *ngx_pt_content_prns[] = {
-    "container.tag",
-    "container.manifest",
-    "container.blob"
-};
-
-
-static ngx_int_t ngx_pt_unit_id(ngx_pool_t *pool, ngx_uint_t kind,
-    ngx_str_t *key, ngx_str_t *id);
-static void ngx_pt_unit_href(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *id,
-    ngx_str_t *href);
-static ngx_int_t ngx_pt_units_add(ngx_pt_units_t *u, ngx_str_t *repo,
-    ngx_str_t *name, ngx_str_t *digest);
-static ngx_int_t ngx_pt_units_scan(void *data, ngx_str_t *repo,
-    ngx_str_t *item, ngx_str_t *value);
-static ngx_int_t ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn,
-    ngx_str_t *href);
+static void ngx_pt_unit_href(ngx_uint_t kind, ngx_pt_unit_t *unit,
+    u_char *buf, ngx_str_t *href);
+static ngx_int_t ngx_pt_units_version(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_str_t *href, ngx_pt_unit_t *filter, ngx_array_t *out, size_t *count);
+static ngx_uint_t ngx_pt_unit_match(ngx_uint_t kind, ngx_pt_unit_t *filter,
+    ngx_pt_unit_t *unit);
 static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t kind, ngx_pt_unit_t *unit);
 static void ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
@@ -289,7 +260,7 @@ ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
             continue;
         }
 
-        ngx_pt_json_key(g, ngx_pt_content_prns[kind]);
+        ngx_pt_json_key(g, ngx_pt_unit_prn(kind));
         ngx_pt_json_map_open(g);
         ngx_pt_json_key(g, "count");
         ngx_pt_json_int(g, counts[kind]);
@@ -309,46 +280,65 @@ ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
 
 
 /*
- * /content/container/{tags,manifests,blobs}/: all of a repository version
- * with ?repository_version=<href>, else every unit pulls recorded.
+ * /content/container/{tags,manifests,blobs}/: the units of a repository
+ * version with ?repository_version=<href>, else every unit pulls
+ * recorded, from the units' indexes; ?digest= and (tags) ?name= filter.
+ * What a page costs is its units, whatever the store holds.
  */
 
 ngx_int_t
 ngx_pt_admin_content(ngx_pt_admin_t *ctx)
 {
-    MDB_txn         *txn;
-    ngx_int_t        rc, limit, offset, i;
-    ngx_uint_t       kind;
-    ngx_str_t        version;
-    ngx_pt_unit_t   *units;
-    ngx_pt_units_t   u;
-
-    static ngx_uint_t  dbs[] = {
-        NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS
-    };
+    size_t          count;
+    MDB_txn        *txn;
+    ngx_int_t       rc;
+    ngx_str_t       version;
+    ngx_uint_t      i, kind;
+    ngx_array_t     out;
+    ngx_pt_unit_t  *units, filter, one;
 
     kind = ctx->res->kind;
 
-    u.ctx = ctx;
-    u.kind = kind;
-    u.id = ctx->id;
+    ngx_memzero(&filter, sizeof(ngx_pt_unit_t));
 
-    if (ngx_array_init(&u.units, ctx->pool, 16, sizeof(ngx_pt_unit_t))
+    ngx_pt_admin_query_get(ctx, "digest", &filter.digest);
+    ngx_pt_admin_query_get(ctx, "name", &filter.name);
+    ngx_pt_admin_query_get(ctx, "repository_version", &version);
+
+    if (ngx_array_init(&out, ctx->pool, ngx_max(ctx->query.limit, 1),
+                       sizeof(ngx_pt_unit_t))
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_pt_admin_query_get(ctx, "digest", &u.digest);
-    ngx_pt_admin_query_get(ctx, "name", &u.name);
-    ngx_pt_admin_query_get(ctx, "repository_version", &version);
-
     if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
         return ngx_pt_admin_store_error(ctx);
     }
 
+    if (ctx->id.len) {
+        rc = ngx_pt_unit_find(ctx->pool, ctx->log, txn, kind, &ctx->id, &one);
+
+        if (rc == NGX_OK) {
+            rc = ngx_pt_unit_render(ctx, txn, kind, &one);
+            ngx_pt_txn_abort(txn);
+
+            ctx->status = NGX_HTTP_OK;
+            return rc;
+        }
+
+        ngx_pt_txn_abort(txn);
+
+        if (rc == NGX_DECLINED) {
+            (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
+            return NGX_OK;
+        }
+
+        return ngx_pt_admin_store_error(ctx);
+    }
+
     if (version.len) {
-        rc = ngx_pt_units_version(&u, txn, &version);
+        rc = ngx_pt_units_version(ctx, txn, &version, &filter, &out, &count);
 
         if (rc == NGX_DECLINED) {
             ngx_pt_txn_abort(txn);
@@ -366,8 +356,9 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
         }
 
     } else {
-        rc = ngx_pt_items_each(ctx->pool, ctx->log, txn, dbs[kind], NULL,
-                               ngx_pt_units_scan, &u);
+        rc = ngx_pt_units_page(ctx->pool, ctx->log, txn, kind, &filter,
+                               ctx->query.offset, ctx->query.limit, &out,
+                               &count);
     }
 
     if (rc != NGX_OK) {
@@ -375,31 +366,11 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
-    units = u.units.elts;
+    rc = ngx_pt_admin_page(ctx, count);
 
-    if (ctx->id.len) {
-        if (u.units.nelts == 0) {
-            ngx_pt_txn_abort(txn);
-            (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
-            return NGX_OK;
-        }
+    units = out.elts;
 
-        rc = ngx_pt_unit_render(ctx, txn, kind, &units[0]);
-        ngx_pt_txn_abort(txn);
-
-        ctx->status = NGX_HTTP_OK;
-        return rc;
-    }
-
-    limit = ctx->query.limit;
-    offset = ctx->query.offset;
-
-    rc = ngx_pt_admin_page(ctx, u.units.nelts);
-
-    for (i = offset;
-         rc == NGX_OK && i < offset + limit && i < (ngx_int_t) u.units.nelts;
-         i++)
-    {
+    for (i = 0; rc == NGX_OK && i < out.nelts; i++) {
         rc = ngx_pt_unit_render(ctx, txn, kind, &units[i]);
     }
 
@@ -414,188 +385,71 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
 }
 
 
-/* a UUID (version 5 layout) from the SHA-256 of what the unit is */
-
-static ngx_int_t
-ngx_pt_unit_id(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *key,
-    ngx_str_t *id)
-{
-    u_char        *p, md[EVP_MAX_MD_SIZE];
-    unsigned int   n;
-    EVP_MD_CTX    *c;
-
-    c = EVP_MD_CTX_new();
-    if (c == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1
-        || EVP_DigestUpdate(c, ngx_pt_content_prns[kind],
-                            ngx_strlen(ngx_pt_content_prns[kind])) != 1
-        || EVP_DigestUpdate(c, key->data, key->len) != 1
-        || EVP_DigestFinal_ex(c, md, &n) != 1)
-    {
-        EVP_MD_CTX_free(c);
-        return NGX_ERROR;
-    }
-
-    EVP_MD_CTX_free(c);
-
-    md[6] = (md[6] & 0x0f) | 0x50;
-    md[8] = (md[8] & 0x3f) | 0x80;
-
-    p = ngx_pnalloc(pool, NGX_PT_UUID_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    id->data = p;
-    id->len = ngx_pt_uuid_format(p, md) - p;
-
-    return NGX_OK;
-}
-
+/* a unit's href; buf: NGX_PT_HREF_LEN */
 
 static void
-ngx_pt_unit_href(ngx_pool_t *pool, ngx_uint_t kind, ngx_str_t *id,
+ngx_pt_unit_href(ngx_uint_t kind, ngx_pt_unit_t *unit, u_char *buf,
     ngx_str_t *href)
 {
-    href->data = ngx_pnalloc(pool, 128);
-    if (href->data == NULL) {
+    u_char  id[NGX_PT_UUID_LEN];
+
+    href->data = buf;
+
+    if (ngx_pt_unit_id(kind, unit, id) != NGX_OK) {
         href->len = 0;
         return;
     }
 
-    href->len = ngx_sprintf(href->data, NGX_PT_API_ROOT "%s%V/",
-                            ngx_pt_content_paths[kind], id)
-                - href->data;
+    href->len = ngx_sprintf(buf, NGX_PT_API_ROOT "%s%*s/",
+                            ngx_pt_content_paths[kind],
+                            (size_t) NGX_PT_UUID_LEN, id)
+                - buf;
 }
 
 
-/* a unit into the list: tags are per repository, the rest per digest */
-
-static ngx_int_t
-ngx_pt_units_add(ngx_pt_units_t *u, ngx_str_t *repo, ngx_str_t *name,
-    ngx_str_t *digest)
+static ngx_uint_t
+ngx_pt_unit_match(ngx_uint_t kind, ngx_pt_unit_t *filter, ngx_pt_unit_t *unit)
 {
-    u_char         *p;
-    ngx_str_t       key, id;
-    ngx_uint_t      i;
-    ngx_pt_unit_t  *unit;
-
-    if ((u->digest.len && (u->digest.len != digest->len
-                           || ngx_strncmp(u->digest.data, digest->data,
-                                          digest->len) != 0))
-        || (u->name.len && u->kind == NGX_PT_CONTENT_TAGS
-            && (u->name.len != name->len
-                || ngx_strncmp(u->name.data, name->data, name->len) != 0)))
+    if (filter->digest.len
+        && (filter->digest.len != unit->digest.len
+            || ngx_strncmp(filter->digest.data, unit->digest.data,
+                           unit->digest.len) != 0))
     {
-        return NGX_OK;
+        return 0;
     }
 
-    if (u->kind == NGX_PT_CONTENT_TAGS) {
-        key.len = repo->len + name->len + digest->len + 2;
-        key.data = ngx_pnalloc(u->ctx->pool, key.len);
-        if (key.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        p = ngx_sprintf(key.data, "%V:%V@%V", repo, name, digest);
-        key.len = p - key.data;
-
-    } else {
-        key = *digest;
-    }
-
-    if (ngx_pt_unit_id(u->ctx->pool, u->kind, &key, &id) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (u->id.len
-        && ngx_strncmp(u->id.data, id.data, NGX_PT_UUID_LEN) != 0)
+    if (kind == NGX_PT_CONTENT_TAGS && filter->name.len
+        && (filter->name.len != unit->name.len
+            || ngx_strncmp(filter->name.data, unit->name.data,
+                           unit->name.len) != 0))
     {
-        return NGX_OK;
+        return 0;
     }
 
-    unit = u->units.elts;
-    for (i = 0; i < u->units.nelts; i++) {
-        if (ngx_strncmp(unit[i].id.data, id.data, NGX_PT_UUID_LEN) == 0) {
-            return NGX_OK;
-        }
-    }
-
-    unit = ngx_array_push(&u->units);
-    if (unit == NULL) {
-        return NGX_ERROR;
-    }
-
-    unit->id = id;
-    unit->repo = *repo;
-    unit->digest = *digest;
-
-    if (name) {
-        unit->name = *name;
-    } else {
-        ngx_str_null(&unit->name);
-    }
-
-    return NGX_OK;
+    return 1;
 }
 
 
-static ngx_int_t
-ngx_pt_units_scan(void *data, ngx_str_t *repo, ngx_str_t *item,
-    ngx_str_t *value)
-{
-    ngx_pt_units_t *u = data;
-
-    ngx_str_t      r, i, digest;
-    ngx_pt_tag_t   t;
-
-    /* copies: LMDB's memory is valid only in the transaction */
-
-    r.len = repo->len;
-    r.data = ngx_pstrdup(u->ctx->pool, repo);
-    i.len = item->len;
-    i.data = ngx_pstrdup(u->ctx->pool, item);
-
-    if (r.data == NULL || i.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (u->kind != NGX_PT_CONTENT_TAGS) {
-        return ngx_pt_units_add(u, &r, NULL, &i);
-    }
-
-    if (ngx_pt_tag_decode(value, &t) != NGX_OK) {
-        return NGX_OK;
-    }
-
-    digest.len = t.digest.len;
-    digest.data = ngx_pstrdup(u->ctx->pool, &t.digest);
-    if (digest.data == NULL) {
-        return NGX_ERROR;
-    }
-
-    return ngx_pt_units_add(u, &r, &i, &digest);
-}
-
-
-/* the units of one version, named by its href */
+/* a page of the units of one version, named by its href */
 
 static ngx_int_t
-ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn, ngx_str_t *href)
+ngx_pt_units_version(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_str_t *href,
+    ngx_pt_unit_t *filter, ngx_array_t *out, size_t *count)
 {
     u_char            *p, *last;
     void              *rec;
-    size_t             root, i;
+    size_t             root, i, nelts;
     ngx_int_t          n, rc;
     ngx_str_t          id, *digests;
+    ngx_uint_t         kind;
     const char        *path;
     ngx_array_t       *list;
     ngx_keyval_t      *kv;
+    ngx_pt_unit_t      unit, *u;
     ngx_pt_repo_t     *repo;
     ngx_pt_version_t   v;
+
+    kind = ctx->res->kind;
 
     p = href->data;
     last = p + href->len;
@@ -638,42 +492,58 @@ ngx_pt_units_version(ngx_pt_units_t *u, MDB_txn *txn, ngx_str_t *href)
         return NGX_DECLINED;
     }
 
-    rc = ngx_pt_version_get(u->ctx->pool, u->ctx->log, txn, &id, n, &v);
+    rc = ngx_pt_version_get(ctx->pool, ctx->log, txn, &id, n, &v);
     if (rc != NGX_OK) {
         return rc;
     }
 
     /* the repository's name, for tag units */
 
-    rc = ngx_pt_record_load(u->ctx->pool, u->ctx->log, txn,
-                            &ngx_pt_repo_type, &id, &rec);
+    rc = ngx_pt_record_load(ctx->pool, ctx->log, txn, &ngx_pt_repo_type,
+                            &id, &rec);
     if (rc != NGX_OK) {
         return rc;
     }
 
     repo = rec;
 
-    if (u->kind == NGX_PT_CONTENT_TAGS) {
-        kv = v.tags.elts;
+    list = (kind == NGX_PT_CONTENT_TAGS) ? &v.tags
+           : (kind == NGX_PT_CONTENT_MANIFESTS) ? &v.manifests : &v.blobs;
 
-        for (i = 0; i < v.tags.nelts; i++) {
-            if (ngx_pt_units_add(u, &repo->name, &kv[i].key, &kv[i].value)
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
+    kv = list->elts;
+    digests = list->elts;
+    nelts = list->elts ? list->nelts : 0;
+
+    /* a version's lists are sets: the units are its entries */
+
+    *count = 0;
+
+    for (i = 0; i < nelts; i++) {
+        ngx_memzero(&unit, sizeof(ngx_pt_unit_t));
+
+        unit.repo = repo->name;
+
+        if (kind == NGX_PT_CONTENT_TAGS) {
+            unit.name = kv[i].key;
+            unit.digest = kv[i].value;
+
+        } else {
+            unit.digest = digests[i];
         }
 
-        return NGX_OK;
-    }
+        if (!ngx_pt_unit_match(kind, filter, &unit)
+            || (*count)++ < (size_t) ctx->query.offset
+            || out->nelts >= (ngx_uint_t) ctx->query.limit)
+        {
+            continue;
+        }
 
-    list = (u->kind == NGX_PT_CONTENT_MANIFESTS) ? &v.manifests : &v.blobs;
-    digests = list->elts;
-
-    for (i = 0; i < list->nelts; i++) {
-        if (ngx_pt_units_add(u, &repo->name, NULL, &digests[i]) != NGX_OK) {
+        u = ngx_array_push(out);
+        if (u == NULL) {
             return NGX_ERROR;
         }
+
+        *u = unit;
     }
 
     return NGX_OK;
@@ -684,43 +554,41 @@ static ngx_int_t
 ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
     ngx_pt_unit_t *unit)
 {
-    u_char                 *p;
+    u_char                  buf[NGX_PT_HREF_LEN], id[NGX_PT_UUID_LEN];
     ngx_int_t               rc;
-    ngx_str_t               href, id, s, *digests;
+    ngx_str_t               href, s, *digests;
     ngx_uint_t              i;
     yajl_gen                g = ctx->g;
     ngx_array_t            *list;
+    ngx_pt_unit_t           ref;
     ngx_pt_file_t           file;
     ngx_pt_manifest_rec_t   m;
 
-    ngx_pt_json_map_open(g);
-
-    ngx_pt_unit_href(ctx->pool, kind, &unit->id, &href);
-    ngx_pt_json_key(g, "pulp_href");
-    ngx_pt_json_str(g, &href);
-
-    p = ngx_pnalloc(ctx->pool, 64 + NGX_PT_UUID_LEN);
-    if (p == NULL) {
+    if (ngx_pt_unit_id(kind, unit, id) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    s.data = p;
-    s.len = ngx_sprintf(p, "prn:%s:%V", ngx_pt_content_prns[kind], &unit->id)
-            - p;
+    ngx_pt_json_map_open(g);
+
+    ngx_pt_unit_href(kind, unit, buf, &href);
+    ngx_pt_json_key(g, "pulp_href");
+    ngx_pt_json_str(g, &href);
+
+    s.data = buf;
+    s.len = ngx_sprintf(buf, "prn:%s:%*s", ngx_pt_unit_prn(kind),
+                        (size_t) NGX_PT_UUID_LEN, id)
+            - buf;
     ngx_pt_json_key(g, "prn");
     ngx_pt_json_str(g, &s);
+
+    ngx_memzero(&ref, sizeof(ngx_pt_unit_t));
 
     if (kind == NGX_PT_CONTENT_TAGS) {
         ngx_pt_json_key(g, "name");
         ngx_pt_json_str(g, &unit->name);
 
-        if (ngx_pt_unit_id(ctx->pool, NGX_PT_CONTENT_MANIFESTS, &unit->digest,
-                           &id) != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_pt_unit_href(ctx->pool, NGX_PT_CONTENT_MANIFESTS, &id, &href);
+        ref.digest = unit->digest;
+        ngx_pt_unit_href(NGX_PT_CONTENT_MANIFESTS, &ref, buf, &href);
         ngx_pt_json_key(g, "tagged_manifest");
         ngx_pt_json_str(g, &href);
 
@@ -749,8 +617,9 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
 
     /* a manifest: what it names, from its record */
 
-    rc = ngx_pt_manifest_get(ctx->pool, ctx->log, txn, &unit->repo,
-                             &unit->digest, &m);
+    rc = unit->repo.len ? ngx_pt_manifest_get(ctx->pool, ctx->log, txn,
+                                              &unit->repo, &unit->digest, &m)
+                        : NGX_DECLINED;
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
     }
@@ -766,13 +635,8 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
 
     ngx_pt_json_key(g, "config_blob");
     if (m.config.len) {
-        if (ngx_pt_unit_id(ctx->pool, NGX_PT_CONTENT_BLOBS, &m.config, &id)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_pt_unit_href(ctx->pool, NGX_PT_CONTENT_BLOBS, &id, &href);
+        ref.digest = m.config;
+        ngx_pt_unit_href(NGX_PT_CONTENT_BLOBS, &ref, buf, &href);
         ngx_pt_json_str(g, &href);
 
     } else {
@@ -791,11 +655,8 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
         digests = (list->elts && list->nelts) ? list->elts : NULL;
 
         for (i = 0; digests && i < list->nelts; i++) {
-            if (ngx_pt_unit_id(ctx->pool, kind, &digests[i], &id) != NGX_OK) {
-                return NGX_ERROR;
-            }
-
-            ngx_pt_unit_href(ctx->pool, kind, &id, &href);
+            ref.digest = digests[i];
+            ngx_pt_unit_href(kind, &ref, buf, &href);
             ngx_pt_json_str(g, &href);
         }
 

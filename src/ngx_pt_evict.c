@@ -696,10 +696,12 @@ ngx_pt_evict_gc(ngx_pt_evict_t *ev, uint64_t protection)
         return NGX_ERROR;
     }
 
-    rc = ngx_pt_items_each(ev->pool, ev->log, txn, NGX_PT_DB_MANIFESTS, NULL,
+    /* what some repository has: each digest once, from the units */
+
+    rc = ngx_pt_units_each(ev->log, txn, NGX_PT_UNIT_MANIFESTS,
                            ngx_pt_gc_ref, &gc);
     if (rc == NGX_OK) {
-        rc = ngx_pt_items_each(ev->pool, ev->log, txn, NGX_PT_DB_BLOBS, NULL,
+        rc = ngx_pt_units_each(ev->log, txn, NGX_PT_UNIT_BLOBS,
                                ngx_pt_gc_ref, &gc);
     }
 

@@ -23,6 +23,15 @@
  *   children            <parent id><id>    -> "", the per-image
  *                                             distributions of each
  *                                             pull-through one
+ *   manifest_units, blob_units
+ *                       <digest>           -> "", every digest some
+ *                                             repository has
+ *   unit_holders        <kind><digest>\0<repo> -> "", which ones
+ *   unit_ids            <content unit id>  -> <kind><digest>, or
+ *                                             t<repo>\0<tag>
+ *
+ * The last four belong to content units (ngx_pt_schema_units.c); the
+ * writers of tags, manifests and blobs keep them in step.
  *
  * Every value but the schema version begins with one byte, its format, so
  * that a value written in an older format is still read (or upgraded)
@@ -36,6 +45,7 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_schema.h>
+#include <ngx_pt_schema_int.h>
 #include <ngx_pt_json.h>
 
 
@@ -85,14 +95,6 @@ static ngx_int_t ngx_pt_record_index(ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t del);
 static ngx_int_t ngx_pt_upgrade_unversioned(void *data, ngx_str_t *key,
     ngx_str_t *val);
-static ngx_int_t ngx_pt_value_get(ngx_log_t *log, MDB_txn *txn,
-    ngx_uint_t db, ngx_str_t *key, ngx_str_t *value);
-static ngx_int_t ngx_pt_value_put(ngx_log_t *log, MDB_txn *txn,
-    ngx_uint_t db, ngx_str_t *key, ngx_str_t *value);
-static ngx_int_t ngx_pt_value_strip(ngx_log_t *log, ngx_uint_t db,
-    ngx_str_t *value);
-static ngx_int_t ngx_pt_key_item(ngx_pool_t *pool, ngx_str_t *repo,
-    ngx_str_t *item, ngx_str_t *key);
 static ngx_int_t ngx_pt_item_get(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item,
     ngx_str_t *value);
@@ -140,7 +142,11 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
     "files",
     "lru",
     "created",
-    "children"
+    "children",
+    "manifest_units",
+    "blob_units",
+    "unit_holders",
+    "unit_ids"
 };
 
 
@@ -154,7 +160,9 @@ static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
     2,                              /* tags */
     1, 1, 1,
     1, 1,                           /* files, lru */
-    1, 1                            /* created, children */
+    1, 1,                           /* created, children */
+    1, 1, 1, 1                      /* manifest_units, blob_units,
+                                       unit_holders, unit_ids */
 };
 
 
@@ -162,8 +170,10 @@ static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
 static ngx_pt_upgrade_pt  ngx_pt_upgrades[NGX_PT_SCHEMA_VERSION] = {
     NULL,                           /* 0: none */
     ngx_pt_upgrade_1_2,             /* 1 -> 2: values get their format */
-    ngx_pt_upgrade_2_3              /* 2 -> 3: the created and children
+    ngx_pt_upgrade_2_3,             /* 2 -> 3: the created and children
                                        indexes */
+    ngx_pt_upgrade_3_4              /* 3 -> 4: the content units' indexes
+                                       (ngx_pt_schema_units.c) */
 };
 
 
@@ -491,7 +501,7 @@ ngx_pt_upgrade_unversioned(void *data, ngx_str_t *key, ngx_str_t *val)
 
 /* values: a format byte, then the value */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_value_get(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
     ngx_str_t *value)
 {
@@ -507,7 +517,7 @@ ngx_pt_value_get(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_value_strip(ngx_log_t *log, ngx_uint_t db, ngx_str_t *value)
 {
     if (value->len == 0 || value->data[0] == 0
@@ -528,7 +538,7 @@ ngx_pt_value_strip(ngx_log_t *log, ngx_uint_t db, ngx_str_t *value)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_value_put(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
     ngx_str_t *value)
 {
@@ -549,7 +559,7 @@ ngx_pt_value_put(ngx_log_t *log, MDB_txn *txn, ngx_uint_t db, ngx_str_t *key,
 
 /* <repo>\0<item>; without an item, the prefix of all of repo's */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_key_item(ngx_pool_t *pool, ngx_str_t *repo, ngx_str_t *item,
     ngx_str_t *key)
 {
@@ -588,17 +598,47 @@ ngx_pt_item_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 }
 
 
+/* a new entry, or a tag that moves, changes the content units too */
+
 static ngx_int_t
 ngx_pt_item_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *repo, ngx_str_t *item, ngx_str_t *value)
 {
-    ngx_str_t  key;
+    ngx_int_t     rc;
+    ngx_str_t     key, old, was;
+    ngx_pt_tag_t  t;
 
     if (ngx_pt_key_item(pool, repo, item, &key) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_pt_value_put(log, txn, db, &key, value);
+    rc = ngx_pt_value_get(log, txn, db, &key, &old);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_OK && db != NGX_PT_DB_TAGS) {
+        return ngx_pt_value_put(log, txn, db, &key, value);
+    }
+
+    /* the tag's digest until now: a copy, the put reuses its page */
+
+    ngx_str_null(&was);
+
+    if (rc == NGX_OK && ngx_pt_tag_decode(&old, &t) == NGX_OK) {
+        was.len = t.digest.len;
+        was.data = ngx_pstrdup(pool, &t.digest);
+        if (was.data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_pt_value_put(log, txn, db, &key, value) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_pt_units_track(pool, log, txn, db, repo, item,
+                              rc == NGX_OK ? &was : NULL, value);
 }
 
 
@@ -1486,7 +1526,9 @@ ngx_pt_items_delete(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 {
     ngx_str_t  prefix;
 
-    if (ngx_pt_key_item(pool, repo, NULL, &prefix) != NGX_OK) {
+    if (ngx_pt_key_item(pool, repo, NULL, &prefix) != NGX_OK
+        || ngx_pt_units_untrack(pool, log, txn, db, repo) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -15,7 +15,7 @@
 #include <ngx_pt_store.h>
 
 
-#define NGX_PT_SCHEMA_VERSION     3
+#define NGX_PT_SCHEMA_VERSION     4
 #define NGX_PT_CREATED_MAX        64     /* a record's created time */
 
 
@@ -38,6 +38,10 @@ typedef enum {
     NGX_PT_DB_LRU,
     NGX_PT_DB_CREATED,
     NGX_PT_DB_CHILDREN,
+    NGX_PT_DB_MANIFEST_UNITS,
+    NGX_PT_DB_BLOB_UNITS,
+    NGX_PT_DB_UNIT_HOLDERS,
+    NGX_PT_DB_UNIT_IDS,
     NGX_PT_DB_COUNT
 } ngx_pt_db_e;
 
@@ -77,6 +81,19 @@ typedef struct {
     uint64_t                    atime;       /* last access, ms since the
                                                 epoch */
 } ngx_pt_file_t;
+
+
+/* content units: a tag of a repository, or a manifest or blob whatever
+ * repositories have it (then repo: one of them) */
+#define NGX_PT_UNIT_TAGS          0
+#define NGX_PT_UNIT_MANIFESTS     1
+#define NGX_PT_UNIT_BLOBS         2
+
+typedef struct {
+    ngx_str_t                   repo;
+    ngx_str_t                   name;        /* tags */
+    ngx_str_t                   digest;
+} ngx_pt_unit_t;
 
 
 /* what the files of the store add up to */
@@ -157,6 +174,21 @@ ngx_int_t ngx_pt_items_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_array_t *out, ngx_uint_t *more);
 ngx_int_t ngx_pt_items_delete(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo);
+
+/* content units (ngx_pt_schema_units.c): ids, counts, pages in order */
+const char *ngx_pt_unit_prn(ngx_uint_t kind);
+ngx_int_t ngx_pt_unit_id(ngx_uint_t kind, ngx_pt_unit_t *unit, u_char *id);
+ngx_int_t ngx_pt_unit_find(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t kind, ngx_str_t *id, ngx_pt_unit_t *unit);
+ngx_int_t ngx_pt_unit_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t kind, ngx_str_t *digest, ngx_pt_unit_t *unit);
+ngx_int_t ngx_pt_units_count(ngx_log_t *log, MDB_txn *txn, ngx_uint_t kind,
+    size_t *n);
+ngx_int_t ngx_pt_units_page(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t kind, ngx_pt_unit_t *filter, ngx_uint_t offset, ngx_uint_t n,
+    ngx_array_t *out, size_t *count);
+ngx_int_t ngx_pt_units_each(ngx_log_t *log, MDB_txn *txn, ngx_uint_t kind,
+    ngx_pt_item_pt handler, void *data);
 
 /* repository versions: <repository id>/<number> */
 ngx_int_t ngx_pt_version_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,

@@ -1,13 +1,13 @@
 #!/usr/bin/perl
 
-# The store's schema: its version is written as "3" in the "meta"
+# The store's schema: its version is written as "4" in the "meta"
 # sub-database of PATH/meta, every other value begins with its format byte
 # (1). A store with a newer version is refused at startup with an [emerg]
 # naming the schema version, and left as it is. A store of version 1 (the
-# same values without their format byte, and without the indexes version 3
-# added) is upgraded at start, step by step and in batches, and everything
-# in it stays readable and listed; "nginx -t" names the upgrade to come and
-# changes nothing.
+# same values without their format byte, and without the indexes versions 3
+# and 4 added) is upgraded at start, step by step and in batches, and
+# everything in it stays readable and listed, its content units included;
+# "nginx -t" names the upgrade to come and changes nothing.
 
 use strict;
 use warnings;
@@ -65,7 +65,7 @@ sub load {
     close $fh or die "mdb_load failed ($?)\n";
 }
 
-is(schema_version(), '3', 'a new store has schema_version 3');
+is(schema_version(), '4', 'a new store has schema_version 4');
 
 my $values = values_by_db();
 my @all = map { values %$_ } values %$values;
@@ -73,7 +73,7 @@ ok(@all >= 6, 'the store holds values (remote, distribution, names, task)');
 is(scalar(grep { !/^\\01/ } @all), 0, 'every value begins with its format byte 1')
     or diag(explain($values));
 
-for my $v ('4', '999') {
+for my $v ('5', '999') {
     set_schema_version($v);
     my $mark = length $t->error_log;
 
@@ -95,12 +95,12 @@ my $out = `$test`;
 ok($?, 'nginx -t fails on a newer store') or diag($out);
 like($out . PT::Util::slurp($t->dir . '/test.log'), qr/schema version/, 'nginx -t names the schema version');
 
-set_schema_version('3');
+set_schema_version('4');
 $t->start;
-is($t->get($href)->{json}{name}, 'kept', 'back to version 3: the store works, data kept');
+is($t->get($href)->{json}{name}, 'kept', 'back to version 4: the store works, data kept');
 is($t->post($REMOTES, { name => 'new', url => 'https://x.example' })->{status}, 201, 'and takes writes');
 $t->stop;
-is(schema_version(), '3', 'schema_version still 3');
+is(schema_version(), '4', 'schema_version still 4');
 
 
 # A store written by version 1: the same values without their format byte,
@@ -108,16 +108,23 @@ is(schema_version(), '3', 'schema_version still 3');
 # the upgrade runs in several.
 
 my $TAGS = 2500;
+my $BLOBS = 1500;        # in each of two repositories, half of them shared
 my $digest = 'sha256:' . ('ab' x 32);
+sub blob { sprintf 'sha256:%064x', $_[0] }
 {
-    # a store of its own, without the indexes of version 3
+    # a store of its own, without the indexes of versions 3 and 4
     $values = values_by_db();
-    rename $meta, "$meta.v3" or die "rename: $!";
+    rename $meta, "$meta.v4" or die "rename: $!";
     mkdir $meta or die "mkdir: $!";
-    for my $db (sort grep { $_ ne 'created' && $_ ne 'children' } keys %$values) {
+    my %later = map { $_ => 1 } qw(created children manifest_units blob_units unit_holders unit_ids);
+    for my $db (sort grep { !$later{$_} } keys %$values) {
         load($db, map { ($_, $values->{$db}{$_} =~ s/^\\01//r) } sort keys %{ $values->{$db} });
     }
     load('tags', map { ("hub/library/many\\00t$_", $digest) } 1 .. $TAGS);
+    load('blobs', (map { ("hub/library/many\\00" . blob($_), '-1') } 1 .. $BLOBS),
+                  (map { ("hub/library/other\\00" . blob($_), '-1') } $BLOBS / 2 + 1 .. $BLOBS * 3 / 2));
+    load('manifests', "hub/library/many\\00$digest",
+         qq({"media_type":"application/vnd.oci.image.manifest.v1+json","size":10,"created":"2026-01-01T00:00:00.000000Z","config":"@{[ blob(1) ]}","blobs":["@{[ blob(1) ]}"],"manifests":[]}));
     set_schema_version('1');
 
     my $v1 = values_by_db();
@@ -128,7 +135,7 @@ my $digest = 'sha256:' . ('ab' x 32);
 
 $out = `$test`;
 ok(!$?, 'nginx -t accepts a version 1 store') or diag($out);
-like(PT::Util::slurp($t->dir . '/test.log'), qr/schema version 1: it is upgraded to 3 when nginx starts/,
+like(PT::Util::slurp($t->dir . '/test.log'), qr/schema version 1: it is upgraded to 4 when nginx starts/,
      '... and says it is upgraded at start');
 is(schema_version(), '1', '... without changing it');
 
@@ -141,7 +148,10 @@ my ($n) = $log =~ /\b(\d+) values were given their format/;
 ok(($n // 0) >= $TAGS + 6, "... every value ($n)");
 like($log, qr/\[notice\].*from schema version 2 to 3/, '... then the step from 2 to 3');
 like($log, qr/\[notice\].*\b(\d+) records indexed by creation/, '... which indexes the records');
-is(schema_version(), '3', 'the store is at version 3');
+like($log, qr/\[notice\].*from schema version 3 to 4/, '... then the step from 3 to 4');
+my ($units) = $log =~ /\b(\d+) entries of content indexed as units/;
+is($units, $TAGS + 2 * $BLOBS + 1, '... which indexes every tag, blob and manifest as units');
+is(schema_version(), '4', 'the store is at version 4');
 
 is($t->get($href)->{json}{name}, 'kept', 'upgraded: the remote reads');
 my $r = $t->get($REMOTES . '?name=kept');
@@ -156,6 +166,22 @@ is($t->patch($href, { url => 'https://y.example' })->{status}, 202, '... the rem
 $r = $t->request(GET => "/v2/hub/library/many/tags/list?n=5000");
 is($r->{status}, 200, 'the tags of version 1 list through the registry');
 is(scalar @{ $r->{json}{tags} || [] }, $TAGS, "... all $TAGS of them");
+
+# the content units the upgrade indexed: counted, paged, found by id
+$r = $t->get("$API/content/container/tags/?limit=3");
+is($r->{json}{count}, $TAGS, "tag units: all $TAGS counted");
+is_deeply([ map { $_->{name} } @{ $r->{json}{results} } ], [ 't1', 't10', 't100' ],
+          '... the first page in the order of names');
+is($t->get($r->{json}{results}[1]{pulp_href})->{json}{name}, 't10', '... a tag unit read by its href');
+$r = $t->get("$API/content/container/blobs/?limit=2&offset=" . ($BLOBS - 1));
+is($r->{json}{count}, $BLOBS * 3 / 2, 'blob units: one per digest, whatever repositories have it');
+is_deeply([ map { $_->{digest} } @{ $r->{json}{results} } ], [ blob($BLOBS), blob($BLOBS + 1) ],
+          '... a page in the order of digests');
+$r = $t->get("$API/content/container/manifests/");
+is($r->{json}{count}, 1, 'manifest units: the one manifest');
+is($r->{json}{results}[0]{config_blob}, $t->get("$API/content/container/blobs/?digest=" . blob(1))->{json}{results}[0]{pulp_href},
+   "... its config blob's href is the blob unit's");
+is($t->get($r->{json}{results}[0]{pulp_href})->{json}{digest}, $digest, '... read by its href');
 $t->stop;
 
 my $v2 = values_by_db();

@@ -86,6 +86,9 @@ $r = manifest('latest');
 is_deeply([ $r->{digest}, $r->{cache} ], [ $d11, 'HIT' ], 'again at once: HIT');
 is_deeply(upstream(), [], '... no upstream request');
 
+my $TAG_UNITS = "$API/content/container/tags/";
+my ($unit11) = grep { $_->{name} eq 'latest' } @{ list_all($t, $TAG_UNITS) };
+
 PT::Images::retag($reg, 'library/hello:1.0', 'library/hello:latest');
 $reg->reset_requests;
 
@@ -111,6 +114,13 @@ like(cached_tags()->{latest} // '', qr/\Q$d10\E|\/manifests\//,
 
 $r = $t->get('/v2/cache/library/hello/tags/list');
 is_deeply($r->{json}{tags}, ['latest'], 'tags/list: latest');
+
+# a moved tag is another content unit, as in Pulp: the old one is gone
+my @units = grep { $_->{name} eq 'latest' } @{ list_all($t, $TAG_UNITS) };
+is(scalar @units, 1, 'one tag unit for latest');
+isnt($units[0]{pulp_href}, $unit11->{pulp_href}, '... with a new href');
+is($t->get($units[0]{tagged_manifest})->{json}{digest}, $d10, '... naming the new manifest');
+is($t->get($unit11->{pulp_href})->{status}, 404, '... the old unit\'s href: 404');
 
 $r = manifest('latest');
 is_deeply([ $r->{digest}, $r->{cache} ], [ $d10, 'HIT' ], 'then fresh again: HIT');
