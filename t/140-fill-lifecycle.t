@@ -136,10 +136,13 @@ sub blob_visible {
          . 'VmHWM %d -> %d KiB; %.1f s', $w, $rss0, $max, $samples, $hwm0, $hwm,
          $r->{seconds});
     ok($samples > 100, "memory: RSS sampled $samples times");
-    ok($max - $rss0 < 16 * 1024,
-       sprintf('memory: RSS grew by %d KiB while streaming 100 MiB', $max - $rss0));
-    ok($hwm - $hwm0 < 16 * 1024,
-       sprintf('memory: peak RSS (VmHWM) grew by %d KiB', $hwm - $hwm0));
+    SKIP: {
+        skip PT::Pull::memory_unmeasurable(), 2 if PT::Pull::memory_unmeasurable();
+        ok($max - $rss0 < 16 * 1024,
+           sprintf('memory: RSS grew by %d KiB while streaming 100 MiB', $max - $rss0));
+        ok($hwm - $hwm0 < 16 * 1024,
+           sprintf('memory: peak RSS (VmHWM) grew by %d KiB', $hwm - $hwm0));
+    }
     ok(wait_for(sub { -f blob_file($t, $d) }, 20), 'memory: the blob was stored');
     is($t->worker_pids->[0], $w, 'memory: the same worker throughout');
     $t->stop;

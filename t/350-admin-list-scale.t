@@ -65,7 +65,10 @@ for my $i (1 .. 50) {
     $t->get("$TASKS?limit=100");
 }
 my $grew = vm_kib($worker, 'VmHWM') - $before;
-cmp_ok($grew, '<', 2048, "150 list requests: the worker's peak memory grew by less than 2 MiB ($grew KiB)");
+SKIP: {
+    skip PT::Pull::memory_unmeasurable(), 1 if PT::Pull::memory_unmeasurable();
+    cmp_ok($grew, '<', 2048, "150 list requests: the worker's peak memory grew by less than 2 MiB ($grew KiB)");
+}
 
 $t->stop;
 

@@ -31,7 +31,15 @@
 #      the manager removes per second until the store is within max_size,
 #      and the latency of hits of a hot blob in a loop (one keep-alive
 #      connection) during the eviction against just before it: twice,
-#      hits at 2000/s, then as fast as they come.
+#      hits at 2000/s, then as fast as they come;
+#   8. admin lists at growing store sizes: synthetic images (a tag, a
+#      manifest, a config and 9 layers each, one repository each) in the
+#      upstream registry, pulled through the cache in stages up to 10,000
+#      repositories and 100,000 blobs; at each stage the first page (limit
+#      10 and 100) of every list and filter, median and worst of a few
+#      requests (target: < 20 ms), and what the worker's peak memory grew
+#      by over all of them; at the last stage, hits of a hot blob alone and
+#      while a client requests lists in a loop (target: ratio >= 0.9).
 #
 # Load comes from wrk on loopback; each figure is the best of a few short
 # runs so that one noisy second does not decide it.
@@ -46,6 +54,7 @@
 #   evict-hits  6.
 #   evict-rate  7.
 #   eviction    6. and 7.
+#   lists       8. (BENCH_LIST_STAGES=100,1000,10000: the stages, in images)
 
 use strict;
 use warnings;
@@ -57,6 +66,7 @@ use Digest::SHA qw(sha256_hex);
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
+use JSON::PP;
 use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Text::Wrap qw(wrap $columns);
@@ -102,7 +112,14 @@ my $LOOPS = 0;             # get_loop's children so far
 # the numbers of the system calls of epoll_wait (stop_manager)
 my %EPOLL_WAIT = (x86_64 => [ 232, 281, 441 ], aarch64 => [ 22, 441 ]);
 
-my @SECTIONS = qw(hits tags evict-hits evict-rate);
+# 8.: the stages (images, one repository each), layers an image, requests
+# of each list at each stage, lists a second in the paced loop beside hits
+my @LS_STAGES = split /,/, ($ENV{BENCH_LIST_STAGES} || '100,1000,10000');
+my $LS_LAYERS = 9;
+my $LS_TRIES = 7;
+my $LS_PACE = 20;
+
+my @SECTIONS = qw(hits tags evict-hits evict-rate lists);
 my %ALIASES = (eviction => [ qw(evict-hits evict-rate) ]);
 
 my %WANT = sections(@ARGV ? @ARGV : ($ENV{BENCH_ONLY} // ''));
@@ -122,6 +139,7 @@ my $hits = want('hits') ? bench_hits() : undef;
 my $tags = want('tags') ? bench_tags() : undef;
 my $evh = want('evict-hits') ? bench_evict_hits() : undef;
 my $evr = want('evict-rate') ? bench_evict_rate() : undef;
+my $lists = want('lists') ? bench_lists() : undef;
 
 $reg->stop;
 
@@ -254,6 +272,41 @@ if ($evr) {
 
     push @targets, 'the store within max_size, hits during eviction about '
                    . 'as fast as before';
+}
+
+if ($lists) {
+    my @stages = @{ $lists->{stages} };
+    my $cols = " %15s" x @stages;
+
+    printf "\n%-34s$cols\n", 'admin lists, first page, ms',
+           map { "$_->{images} images" } @stages;
+    printf "%-34s$cols\n", '  median / worst', map { "$_->{blobs} blobs" } @stages;
+    for my $i (0 .. $#{ $stages[0]{lists} }) {
+        printf "%-34s$cols\n", $stages[0]{lists}[$i]{label},
+               map { sprintf '%6.2f / %6.2f', @{ $_->{lists}[$i] }{qw(p50 max)} }
+               @stages;
+    }
+    printf "%-34s$cols\n", 'worker peak memory grew by',
+           map { human($_->{hwm_kib} * 1024) } @stages;
+    printf "%-34s$cols\n", 'files in the store', map { $_->{files} } @stages;
+    printf "%-34s$cols\n", 'filling the stage took',
+           map { sprintf '%.0f s', $_->{fill_s} } @stages;
+
+    my $h = $lists->{hits};
+    printf "\n%-34s %14s %14s %8s %10s\n", 'hits of a hot 16 KiB blob',
+           'with lists', 'hits alone', 'ratio', 'lists/s';
+    for my $run ([ paced => "lists at $LS_PACE/s" ],
+                 [ flat => 'lists as fast as they come' ])
+    {
+        my ($k, $label) = @$run;
+        printf "%-34s %10.0f r/s %10.0f r/s %8.2f %10.0f\n", $label,
+               $h->{$k}{rps}, $h->{alone}{rps},
+               $h->{$k}{rps} / $h->{alone}{rps}, $h->{$k}{lists_s};
+    }
+
+    push @targets, 'every first page < 20 ms at every size, the peak '
+                   . 'memory growing by a few MiB at most, hits with lists '
+                   . "at $LS_PACE/s >= 0.90 of hits alone";
 }
 
 print "\n", wrap('targets: ', ' ' x 9, join(', ', @targets)), "\n"
@@ -691,6 +744,263 @@ sub bench_evict_rate {
     $t->stop;
 
     return \%res;
+}
+
+
+# 8. admin lists at growing store sizes: $LS_STAGES[-1] synthetic images in
+# the registry (seed_images), pulled through the cache stage by stage; at
+# each stage every list's first page, $LS_TRIES times on one connection,
+# and the growth of the worker's peak memory over them. Then hits of a hot
+# blob alone, with a client requesting lists at $LS_PACE a second, and
+# with one requesting them as fast as they come
+sub bench_lists {
+    my $images = seed_images('scale/img', $LS_STAGES[-1]);
+    my @blobs = seed_blobs('scale/hot', 1, 16 * $KiB);
+
+    my $t = PT::Nginx->new(conf => <<'EOF');
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    tcp_nopush on;
+    access_log off;
+    pullthrough_store %%STORE%%;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ { pullthrough_registry; }
+        location /pulp/api/v3/ { pullthrough_admin; }
+    }
+}
+EOF
+    $t->start;
+
+    my $remote = PT::Pulp::create_remote($t, name => 'bench-lists',
+                                         url => $reg->url);
+    my $pt = PT::Pulp::create_dist($t, name => 'bench-lists',
+                                   base_path => 'bench',
+                                   remote => $remote->{pulp_href});
+    fill($t, "/v2/bench/scale/hot/blobs/$blobs[0]");
+
+    my ($worker) = @{ $t->worker_pids };
+    my ($done, @stages) = (0);
+
+    for my $stage (@LS_STAGES) {
+        my $start = time;
+        fill($t, map {
+            my $base = "/v2/bench/scale/img$_->{n}";
+            ("$base/manifests/latest", map { "$base/blobs/$_" } @{ $_->{blobs} })
+        } @$images[ $done .. $stage - 1 ]);
+        $done = $stage;
+        my $fill_s = time - $start;
+
+        push @stages, { images => $stage, fill_s => $fill_s,
+                        blobs => $stage * ($LS_LAYERS + 1) + 1,
+                        measure_lists($t, $worker, $pt,
+                                      $images->[ int($stage / 2) ], $stage) };
+    }
+
+    my $hot = "http://127.0.0.1:" . $t->port
+              . "/v2/bench/scale/hot/blobs/$blobs[0]";
+    my @paths = map { "$API/$_?limit=100" }
+        qw(content/container/blobs/ content/container/tags/
+           content/container/manifests/ repositories/container/container/
+           distributions/container/container/);
+
+    my %best;
+    for (1 .. $ROUNDS) {
+        for my $run ([ alone => undef ], [ paced => 1 / $LS_PACE ],
+                     [ flat => 0 ])
+        {
+            my ($k, $pace) = @$run;
+            my ($i, $loop) = (0);
+            $loop = get_loop($t->port, sub { $paths[ $i++ % @paths ] },
+                             $pace || undef)
+                if defined $pace;
+            my $r = wrk($hot, '-t1', '-c16');
+            if ($loop) {
+                my @a = stop_loop($loop);
+                die "8.: a list answered $_->{status}\n"
+                    for grep { $_->{status} != 200 } @a;
+                $r->{lists_s} = latency(@a)->{rps};
+            }
+            $best{$k} = $r if !$best{$k} || $r->{rps} > $best{$k}{rps};
+        }
+    }
+
+    $t->stop;
+
+    return { stages => \@stages, hits => \%best };
+}
+
+
+# the lists of 8. at one stage: (lists => [ { label, p50, max } ], hwm_kib,
+# files); $img, an image in the middle, for the filters and one repository
+sub measure_lists {
+    my ($t, $worker, $pt, $img, $stage) = @_;
+
+    my $name = "bench/scale/img$img->{n}";
+    my $repo = $t->get("$API/repositories/container/container/?name=$name")
+                 ->{json}{results}[0]
+        or die "8.: no repository $name\n";
+
+    my @first = (
+        [ 'remotes' => 'remotes/container/pull-through/' ],
+        [ 'pull-through distributions' => 'distributions/container/pull-through/' ],
+        [ 'distributions (per image)' => 'distributions/container/container/' ],
+        [ 'repositories' => 'repositories/container/container/' ],
+        [ 'tasks' => 'tasks/' ],
+        [ 'content: tags' => 'content/container/tags/' ],
+        [ 'content: manifests' => 'content/container/manifests/' ],
+        [ 'content: blobs' => 'content/container/blobs/' ],
+    );
+
+    my @lists;
+    for my $limit (10, 100) {
+        push @lists, map { [ "$_->[0], $limit" => "$API/$_->[1]?limit=$limit" ] }
+                     @first;
+    }
+
+    push @lists,
+        [ 'repositories ?name=' =>
+              "$API/repositories/container/container/?name=$name" ],
+        [ 'versions of a repository' => $repo->{versions_href} ],
+        [ 'blobs of a version, 100' => "$API/content/container/blobs/"
+              . "?limit=100&repository_version=$repo->{latest_version_href}" ],
+        [ 'blobs ?digest=' =>
+              "$API/content/container/blobs/?digest=$img->{blobs}[3]" ],
+        [ 'blobs, 10, half way in' => "$API/content/container/blobs/"
+              . "?limit=10&offset=" . int($stage * 5) ],
+        [ 'tags ?name= (a walk)' =>
+              "$API/content/container/tags/?name=latest&limit=10" ],
+        [ 'a pull-through distribution' => $pt->{pulp_href} ];
+
+    list_request($t, $_->[1]) for @lists;       # the pages in memory
+    my $hwm = PT::Pull::vm_kib($worker, 'VmHWM');
+
+    my @measured = map {
+        my ($label, $url) = @$_;
+        my @ms = sort { $a <=> $b } map { list_request($t, $url) } 1 .. $LS_TRIES;
+        { label => $label, p50 => $ms[ int($#ms / 2) ], max => $ms[-1] }
+    } @lists;
+
+    my ($files) = store_usage($t);
+
+    return (lists => \@measured, files => $files,
+            hwm_kib => PT::Pull::vm_kib($worker, 'VmHWM') - $hwm);
+}
+
+
+# ms of one GET on a kept connection; dies unless it answers 200
+my $LIST_SOCK;
+sub list_request {
+    my ($t, $path) = @_;
+
+    my $req = "GET $path HTTP/1.1\r\nHost: 127.0.0.1:" . $t->port
+              . "\r\n\r\n";
+
+    for my $try (1, 2) {
+        $LIST_SOCK //= _connect($t->port);
+        my $start = time;
+        my ($status, $close) = _get($LIST_SOCK, $req);
+        my $ms = (time - $start) * 1000;
+        if (!defined $status || $close) {
+            close $LIST_SOCK;
+            undef $LIST_SOCK;
+            next unless defined $status;
+        }
+        die "8.: GET $path: $status\n" unless $status == 200;
+        return $ms;
+    }
+
+    die "8.: GET $path: no answer\n";
+}
+
+
+# $n synthetic images, <prefix><i> (0 .. $n - 1), each a tag latest, an
+# OCI manifest, a config and $LS_LAYERS layers of its own, a few hundred
+# bytes each: written into the registry's storage the way it stored the
+# first one pushed through its API (see seed_blobs), a GET through the API
+# checks the last one. Returns [ { n, digest, blobs => [ config, layers ] } ]
+sub seed_images {
+    my ($prefix, $n) = @_;
+
+    my $root = $reg->storage_dir . '/docker/registry/v2';
+    my @images;
+
+    for my $i (0 .. $n - 1) {
+        my $repo = "$prefix$i";
+        my (@desc, @blobs);
+
+        for my $b (0 .. $LS_LAYERS) {
+            my $data = $b ? "pt-bench layer $b of $repo\n" x 8
+                          : qq({"architecture":"amd64","os":"linux",)
+                            . qq("rootfs":{"type":"layers","diff_ids":[]},)
+                            . qq("config":{"Labels":{"n":"$i"}}});
+            my $digest = 'sha256:' . sha256_hex($data);
+            push @blobs, [ $digest, $data ];
+            push @desc, { mediaType => $b ? $PT::Images::MT{oci_layer}
+                                          : $PT::Images::MT{oci_config},
+                          digest => $digest, size => length $data };
+        }
+
+        my $manifest = JSON::PP->new->canonical->encode({
+            schemaVersion => 2, mediaType => $PT::Images::MT{oci_manifest},
+            config => $desc[0], layers => [ @desc[ 1 .. $#desc ] ] });
+        my $digest = 'sha256:' . sha256_hex($manifest);
+
+        if ($i == 0) {
+            push_blob($repo, @$_) for @blobs;
+            my $r = $reg->request('PUT', "/v2/$repo/manifests/latest",
+                content => $manifest,
+                headers => { 'Content-Type' => $PT::Images::MT{oci_manifest} });
+            die "docker-registry: PUT of a manifest: $r->{status}\n"
+                unless $r->{status} == 201;
+        } else {
+            write_blob($root, $repo, '_layers', @$_) for @blobs;
+            write_blob($root, $repo, '_manifests/revisions', $digest,
+                       $manifest);
+            my $hex = substr $digest, 7;
+            my $tag = "$root/repositories/$repo/_manifests/tags/latest";
+            make_path("$tag/current", "$tag/index/sha256/$hex");
+            spew("$tag/current/link", $digest);
+            spew("$tag/index/sha256/$hex/link", $digest);
+        }
+
+        my $hex = substr $digest, 7;
+        -f "$root/repositories/$repo/_manifests/tags/latest/current/link"
+            && -f "$root/repositories/$repo/_manifests/revisions/sha256/$hex/link"
+            or die "docker-registry did not store a pushed manifest where "
+                   . "seed_images in t/bench/bench.pl writes them\n"
+            if $i == 0;
+
+        push @images, { n => $i, digest => $digest,
+                        blobs => [ map { $_->[0] } @blobs ] };
+    }
+
+    my $last = "$prefix" . ($n - 1);
+    my $r = $reg->request('GET', "/v2/$last/manifests/latest",
+                          headers => { Accept => $ACCEPT });
+    die "docker-registry: GET of a manifest written into its storage: "
+        . "$r->{status}\n"
+        unless $r->{status} == 200
+            && sha256_hex($r->{content}) eq substr($images[-1]{digest}, 7);
+
+    return \@images;
+}
+
+
+# a blob's data in the registry's storage and its link in $repo's $dir
+sub write_blob {
+    my ($root, $repo, $dir, $digest, $data) = @_;
+
+    my $hex = substr $digest, 7;
+    my $blob = "$root/blobs/sha256/" . substr($hex, 0, 2) . "/$hex";
+    my $link = "$root/repositories/$repo/$dir/sha256/$hex";
+
+    make_path($blob, $link);
+    spew("$blob/data", $data) unless -f "$blob/data";
+    spew("$link/link", $digest);
 }
 
 

@@ -274,6 +274,16 @@ sub tmp_files {
 }
 
 
+# why a worker's memory cannot be measured here, or undef: under
+# AddressSanitizer (PT_NGINX_PRELOAD) freed memory waits in its quarantine
+# and shadow memory grows with every allocation
+sub memory_unmeasurable {
+    return ($ENV{PT_NGINX_PRELOAD} // '') =~ /asan/
+        ? 'nginx runs under AddressSanitizer: its memory is not the module\'s'
+        : undef;
+}
+
+
 # VmRSS (or another Vm* field) of a process, in KiB
 sub vm_kib {
     my ($pid, $field) = @_;
