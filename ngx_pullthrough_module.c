@@ -12,6 +12,7 @@
 #include <ngx_pt_curl.h>
 #include <ngx_pt_evict.h>
 #include <ngx_pt_metrics.h>
+#include <ngx_pt_fetch.h>
 #include <ngx_pt_fill.h>
 #include <ngx_pt_registry.h>
 #include <ngx_pt_shm.h>
@@ -180,7 +181,9 @@ ngx_module_t  ngx_http_pullthrough_module = {
 static ngx_int_t
 ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_pt_subrequest_add_variables(cf) != NGX_OK) {
+    if (ngx_pt_subrequest_add_variables(cf) != NGX_OK
+        || ngx_pt_fetch_add_variables(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

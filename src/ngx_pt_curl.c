@@ -844,6 +844,7 @@ ngx_pt_curl_orphan(ngx_pt_fetch_t *f)
 static void
 ngx_pt_curl_finish(ngx_pt_curl_t *c)
 {
+    long             connects;
     ngx_int_t        rc;
     ngx_pt_fetch_t  *f;
 
@@ -890,6 +891,15 @@ ngx_pt_curl_finish(ngx_pt_curl_t *c)
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "pullthrough curl: %p finished: CURLcode %d, rc %i", c,
                    (int) c->result, rc);
+
+    /* no new connection for the transfer: it went on a kept one */
+
+    if (c->header_done
+        && curl_easy_getinfo(c->easy, CURLINFO_NUM_CONNECTS, &connects)
+           == CURLE_OK)
+    {
+        f->reused = (connects == 0);
+    }
 
     f->try = NULL;
     c->fetch = NULL;

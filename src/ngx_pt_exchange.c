@@ -23,6 +23,9 @@ ngx_pt_exchange_reset(ngx_pt_fetch_t *f)
     f->too_big = 0;
     f->stopped = 0;
     f->in_post = 0;
+    f->reused = 0;
+    f->try_start = ngx_current_msec;
+    f->try_bytes = 0;
 
     ngx_str_null(&f->content_type);
     ngx_str_null(&f->digest);

@@ -116,6 +116,10 @@ struct ngx_pt_fetch_s {
     ngx_event_t                 rate;        /* waiting for its turn */
     ngx_event_t                 deadline;    /* total_timeout */
 
+    /* the try, for its log line */
+    ngx_msec_t                  try_start;
+    off_t                       try_bytes;   /* of the body, received */
+
     unsigned                    header:1;
     unsigned                    too_big:1;
     unsigned                    stopped:1;
@@ -128,6 +132,8 @@ struct ngx_pt_fetch_s {
                                                 no credentials */
     unsigned                    in_post:1;   /* ended by a subrequest's
                                                 post handler */
+    unsigned                    reused:1;    /* the transport's: on a kept
+                                                connection */
 };
 
 

@@ -33,6 +33,10 @@ static void ngx_pt_fetch_wait(ngx_pt_fetch_t *f, ngx_msec_t delay);
 static ngx_int_t ngx_pt_fetch_got_header(ngx_pt_fetch_t *f);
 static void ngx_pt_fetch_got_body(ngx_pt_fetch_t *f, ngx_chain_t *in);
 static void ngx_pt_fetch_ended(ngx_pt_fetch_t *f, ngx_int_t rc);
+static void ngx_pt_fetch_log(ngx_pt_fetch_t *f, ngx_int_t rc);
+static ngx_int_t ngx_pt_fetch_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_pt_fetch_note(ngx_pt_fetch_t *f, ngx_msec_t ms);
 static ngx_int_t ngx_pt_fetch_basic(ngx_pt_fetch_t *f);
 static ngx_int_t ngx_pt_fetch_bearer(ngx_pt_fetch_t *f);
 static void ngx_pt_fetch_token(void *data, ngx_str_t *token,
@@ -279,6 +283,12 @@ ngx_pt_fetch_got_body(ngx_pt_fetch_t *f, ngx_chain_t *in)
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
+    for (cl = in; cl; cl = cl->next) {
+        if (ngx_buf_in_memory(cl->buf)) {
+            f->try_bytes += cl->buf->last - cl->buf->pos;
+        }
+    }
+
     if (f->status == NGX_HTTP_OK && f->body_handler && !f->stopped) {
         if (f->body_handler(f, in) == NGX_OK) {
             return;
@@ -331,6 +341,8 @@ ngx_pt_fetch_ended(ngx_pt_fetch_t *f, ngx_int_t rc)
     ngx_pt_metrics_upstream(&f->settings->remote_name,
                             f->header ? f->status : 0, 0);
 
+    ngx_pt_fetch_log(f, rc);
+
     if (f->header && f->status == NGX_HTTP_UNAUTHORIZED && !f->auth_tried
         && !f->foreign && f->r)
     {
@@ -372,6 +384,135 @@ ngx_pt_fetch_ended(ngx_pt_fetch_t *f, ngx_int_t rc)
     }
 
     ngx_pt_fetch_done(f, rc, in_post);
+}
+
+
+/*
+ * A try's line at "info": the remote, what was asked (the URL without its
+ * query, which may hold a signature), the answer, and the connection; and
+ * its item in $pullthrough_upstream of the request that carried it.
+ */
+
+static void
+ngx_pt_fetch_log(ngx_pt_fetch_t *f, ngx_int_t rc)
+{
+    u_char      *q;
+    ngx_str_t    url;
+    ngx_msec_t   ms;
+
+    ms = ngx_current_msec - f->try_start;
+
+    ngx_pt_fetch_note(f, ms);
+
+    if (f->log->log_level < NGX_LOG_INFO) {
+        return;
+    }
+
+    url = f->url;
+
+    q = ngx_strlchr(url.data, url.data + url.len, '?');
+    if (q) {
+        url.len = q - url.data;
+    }
+
+    if (!f->header) {
+        ngx_log_error(NGX_LOG_INFO, f->log, 0,
+                      "pullthrough: upstream exchange: remote \"%V\" %s %V%s: "
+                      "no answer (%i), %s connection, %M ms",
+                      &f->settings->remote_name, f->head ? "HEAD" : "GET",
+                      &url, q ? "?..." : "", rc,
+                      f->reused ? "a kept" : "a new", ms);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, f->log, 0,
+                  "pullthrough: upstream exchange: remote \"%V\" %s %V%s: "
+                  "%ui, %O bytes, %s connection, %M ms",
+                  &f->settings->remote_name, f->head ? "HEAD" : "GET", &url,
+                  q ? "?..." : "", f->status, f->try_bytes,
+                  f->reused ? "a kept" : "a new", ms);
+}
+
+
+/*
+ * $pullthrough_upstream: "<status> <ms> <new|kept>" for each try the
+ * request carried, ", " between them, written straight into the request's
+ * cached value of the variable (its get handler only says "not found").
+ */
+
+static ngx_int_t  ngx_pt_fetch_var = NGX_ERROR;
+
+
+ngx_int_t
+ngx_pt_fetch_add_variables(ngx_conf_t *cf)
+{
+    ngx_str_t             name = ngx_string("pullthrough_upstream");
+    ngx_http_variable_t  *v;
+
+    v = ngx_http_add_variable(cf, &name, 0);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->get_handler = ngx_pt_fetch_variable;
+
+    ngx_pt_fetch_var = ngx_http_get_variable_index(cf, &name);
+
+    return ngx_pt_fetch_var == NGX_ERROR ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_pt_fetch_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    v->not_found = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_fetch_note(ngx_pt_fetch_t *f, ngx_msec_t ms)
+{
+    u_char                     *p;
+    size_t                      len;
+    ngx_http_request_t         *r;
+    ngx_http_variable_value_t  *vv;
+
+    if (f->r == NULL || ngx_pt_fetch_var == NGX_ERROR
+        || f->r->main->variables == NULL)
+    {
+        return;
+    }
+
+    r = f->r->main;
+    vv = &r->variables[ngx_pt_fetch_var];
+
+    len = (vv->valid ? vv->len + 2 : 0) + NGX_INT_T_LEN + 1 + NGX_TIME_T_LEN
+          + sizeof(" kept") - 1;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return;
+    }
+
+    len = vv->valid ? ngx_sprintf(p, "%*s, ", (size_t) vv->len, vv->data) - p
+                    : 0;
+
+    if (f->header) {
+        len = ngx_sprintf(p + len, "%ui", f->status) - p;
+
+    } else {
+        p[len++] = '-';
+    }
+
+    vv->len = ngx_sprintf(p + len, " %M %s", ms, f->reused ? "kept" : "new")
+              - p;
+    vv->data = p;
+    vv->valid = 1;
+    vv->no_cacheable = 0;
+    vv->not_found = 0;
 }
 
 

@@ -12,6 +12,7 @@
 #include <ngx_pt_exchange.h>
 
 
+ngx_int_t ngx_pt_fetch_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_pt_fetch_init(ngx_pt_fetch_t *f, ngx_http_request_t *r,
     ngx_pool_t *pool, ngx_pt_settings_t *s, ngx_str_t *url);
 ngx_int_t ngx_pt_fetch_start(ngx_pt_fetch_t *f);

@@ -4,14 +4,18 @@
  * own proxy module. Each try is a background subrequest to an internal
  * location nested in the registry location, so that it inherits the
  * operator's proxy_* settings there (timeouts, TLS trust, resolver); this
- * file gives it the URL and headers through variables and takes the
- * answer back through a header and a body filter, before anything reaches
- * the client, then hands it to the exchange's callbacks.
+ * file resolves the URL's host (nginx's resolver, as proxy_pass would),
+ * gives the subrequest its target (ngx_pt_peer.c connects to it, on a
+ * kept connection when there is one), its URL and headers through
+ * variables, and takes the answer back through a header and a body
+ * filter, before anything reaches the client, then hands it to the
+ * exchange's callbacks.
  */
 
 
 #include <ngx_pt.h>
 #include <ngx_pt_subrequest.h>
+#include <ngx_pt_peer.h>
 
 #include <sys/mman.h>
 
@@ -25,10 +29,25 @@
 
 /* a try: the subrequest and the remote's own connect and read timeouts */
 typedef struct {
+    ngx_pt_peer_target_t        target;      /* first: ngx_pt_peer.c */
     ngx_pt_fetch_t             *fetch;
     ngx_http_request_t         *sr;          /* NULL once it ended */
     ngx_event_t                 idle;
+    ngx_event_t                 end;         /* a try that never started */
+    ngx_resolver_ctx_t         *resolving;
+
+    /* the URL in the parts the internal location uses */
+    ngx_str_t                   scheme;
+    ngx_str_t                   host;        /* the Host header */
+    ngx_str_t                   server_name; /* SNI, certificate checks */
+    ngx_str_t                   uri;
+    in_port_t                   port;
+
+    ngx_int_t                   end_rc;
     unsigned                    connecting:1;
+    unsigned                    stopped:1;
+    unsigned                    in_start:1;  /* the resolver may answer
+                                                at once */
 } ngx_pt_subrequest_t;
 
 
@@ -51,6 +70,15 @@ static void ngx_pt_subrequest_idle(ngx_event_t *ev);
 static void ngx_pt_subrequest_connection_time_out(ngx_connection_t *c);
 static ngx_int_t ngx_pt_subrequest_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_pt_subrequest_part(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_pt_subrequest_target(ngx_pt_subrequest_t *s);
+static ngx_int_t ngx_pt_subrequest_resolve(ngx_pt_subrequest_t *s);
+static void ngx_pt_subrequest_resolved(ngx_resolver_ctx_t *ctx);
+static ngx_int_t ngx_pt_subrequest_launch(ngx_pt_subrequest_t *s);
+static void ngx_pt_subrequest_end_soon(ngx_pt_subrequest_t *s,
+    ngx_int_t rc);
+static void ngx_pt_subrequest_end(ngx_event_t *ev);
 
 
 const ngx_pt_transport_t  ngx_pt_subrequest_transport = {
@@ -80,6 +108,22 @@ static ngx_http_variable_t  ngx_pt_subrequest_vars[] = {
 
     { ngx_string("pullthrough_upstream_authorization"), NULL,
       ngx_pt_subrequest_variable, offsetof(ngx_pt_fetch_t, authorization),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_upstream_scheme"), NULL,
+      ngx_pt_subrequest_part, offsetof(ngx_pt_subrequest_t, scheme),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_upstream_host"), NULL,
+      ngx_pt_subrequest_part, offsetof(ngx_pt_subrequest_t, host),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_upstream_server_name"), NULL,
+      ngx_pt_subrequest_part, offsetof(ngx_pt_subrequest_t, server_name),
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("pullthrough_upstream_uri"), NULL,
+      ngx_pt_subrequest_part, offsetof(ngx_pt_subrequest_t, uri),
       NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
 
       ngx_http_null_variable
@@ -133,6 +177,10 @@ ngx_pt_subrequest_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri,
     static const char  *suffixes[] = { ".pullthrough/",
                                        ".pullthrough-insecure/" };
 
+    if (ngx_pt_peer_add_upstream(cf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     text.data = ngx_pnalloc(cf->pool, 4096 + 2 * parent->len);
     if (text.data == NULL) {
         return NGX_CONF_ERROR;
@@ -179,7 +227,12 @@ ngx_pt_subrequest_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri,
         p = ngx_sprintf(p,
             "location %V {\n"
             "    internal;\n"
-            "    proxy_pass $pullthrough_upstream_url;\n"
+            "    proxy_pass $pullthrough_upstream_scheme://" NGX_PT_PEER_NAME
+                    "$pullthrough_upstream_uri;\n"
+            "    proxy_set_header Host $pullthrough_upstream_host;\n"
+            "    proxy_ssl_name $pullthrough_upstream_server_name;\n"
+            "    proxy_ssl_protocols TLSv1.2 TLSv1.3;\n"
+            "    proxy_ssl_session_reuse on;\n"
             "    proxy_http_version 1.1;\n"
             "    proxy_buffering off;\n"
             "    proxy_request_buffering off;\n"
@@ -238,27 +291,316 @@ ngx_pt_subrequest_location(ngx_conf_t *cf, ngx_str_t *parent, ngx_str_t *uri,
 }
 
 
-/* a try of exchange f: a background subrequest of its request */
+/*
+ * A try of exchange f: its target first (the host resolved, at once when
+ * nginx's resolver has it cached or it is an address), then a background
+ * subrequest of its request.
+ */
 
 static ngx_int_t
 ngx_pt_subrequest_start(ngx_pt_fetch_t *f)
 {
-    ngx_int_t                         rc;
-    ngx_http_request_t               *sr;
-    ngx_pt_subrequest_t              *s;
-    ngx_http_post_subrequest_t       *ps;
-    ngx_http_pullthrough_loc_conf_t  *plcf;
-
-    plcf = ngx_http_get_module_loc_conf(f->r, ngx_http_pullthrough_module);
+    ngx_int_t             rc;
+    ngx_pt_subrequest_t  *s;
 
     s = ngx_pcalloc(f->pool, sizeof(ngx_pt_subrequest_t));
-    ps = ngx_palloc(f->r->pool, sizeof(ngx_http_post_subrequest_t));
-
-    if (s == NULL || ps == NULL) {
+    if (s == NULL) {
         return NGX_ERROR;
     }
 
     s->fetch = f;
+
+    rc = ngx_pt_subrequest_target(s);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: \"%V\" is not a URL the proxy module "
+                      "can fetch", &f->url);
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    f->try = s;
+
+    if (s->target.naddrs) {
+        return ngx_pt_subrequest_launch(s);
+    }
+
+    return ngx_pt_subrequest_resolve(s);
+}
+
+
+/* the URL's parts, the target's key and name, its address if it is one */
+
+static ngx_int_t
+ngx_pt_subrequest_target(ngx_pt_subrequest_t *s)
+{
+    u_char          *p, *last, *host, *colon;
+    size_t           n;
+    ngx_url_t        u;
+    ngx_uint_t       tls;
+    ngx_pt_fetch_t  *f;
+
+    f = s->fetch;
+
+    p = f->url.data;
+    last = p + f->url.len;
+
+    if (f->url.len > 8 && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0) {
+        tls = 1;
+        n = 8;
+
+    } else if (f->url.len > 7
+               && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0)
+    {
+        tls = 0;
+        n = 7;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    s->scheme.data = p;
+    s->scheme.len = n - 3;
+
+    host = p + n;
+
+    for (p = host; p < last && *p != '/' && *p != '?'; p++) { /* void */ }
+
+    s->host.data = host;
+    s->host.len = p - host;
+
+    s->uri.data = p;
+    s->uri.len = last - p;
+
+    if (s->host.len == 0 || s->uri.len == 0 || *p != '/') {
+        return NGX_DECLINED;
+    }
+
+    /* the server name: without the port, an IPv6 address without [] */
+
+    if (host[0] == '[') {
+        colon = ngx_strlchr(host, p, ']');
+        if (colon == NULL) {
+            return NGX_DECLINED;
+        }
+
+        s->server_name.data = host + 1;
+        s->server_name.len = colon - host - 1;
+        colon = (colon + 1 < p && colon[1] == ':') ? colon + 1 : NULL;
+
+    } else {
+        colon = ngx_strlchr(host, p, ':');
+        s->server_name.data = host;
+        s->server_name.len = (colon ? colon : p) - host;
+    }
+
+    s->port = tls ? 443 : 80;
+
+    if (colon) {
+        n = ngx_atoi(colon + 1, p - colon - 1);
+        if (n == (size_t) NGX_ERROR || n < 1 || n > 65535) {
+            return NGX_DECLINED;
+        }
+
+        s->port = (in_port_t) n;
+    }
+
+    if (s->server_name.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    /* what a kept connection or a TLS session may serve again */
+
+    s->target.key.len = s->scheme.len + 3 + s->server_name.len + 1
+                        + NGX_INT_T_LEN + 2;
+    s->target.key.data = ngx_pnalloc(f->pool, s->target.key.len);
+    s->target.name.len = s->server_name.len + 3 + NGX_INT_T_LEN;
+    s->target.name.data = ngx_pnalloc(f->pool, s->target.name.len);
+
+    if (s->target.key.data == NULL || s->target.name.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->target.key.len = ngx_sprintf(s->target.key.data, "%V://%V:%d %c",
+                                    &s->scheme, &s->server_name,
+                                    (int) s->port,
+                                    f->settings->insecure ? 'i' : 'v')
+                        - s->target.key.data;
+
+    s->target.name.len = ngx_sprintf(s->target.name.data, "%V:%d",
+                                     &s->server_name, (int) s->port)
+                         - s->target.name.data;
+
+    /* an address: no resolver needed */
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = s->target.name;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(f->pool, &u) != NGX_OK || u.naddrs == 0) {
+        return NGX_OK;
+    }
+
+    s->target.addrs = u.addrs;
+    s->target.naddrs = u.naddrs;
+
+    return NGX_OK;
+}
+
+
+/* the host by nginx's resolver, the registry location's */
+
+static ngx_int_t
+ngx_pt_subrequest_resolve(ngx_pt_subrequest_t *s)
+{
+    ngx_pt_fetch_t            *f;
+    ngx_resolver_ctx_t        *ctx, temp;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    f = s->fetch;
+    clcf = ngx_http_get_module_loc_conf(f->r, ngx_http_core_module);
+
+    temp.name = s->server_name;
+
+    ctx = ngx_resolve_start(clcf->resolver, &temp);
+
+    if (ctx == NULL) {
+        f->try = NULL;
+        return NGX_ERROR;
+    }
+
+    if (ctx == NGX_NO_RESOLVER) {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "no resolver defined to resolve %V", &s->server_name);
+
+        ngx_pt_subrequest_end_soon(s, NGX_HTTP_BAD_GATEWAY);
+        return NGX_OK;
+    }
+
+    ctx->name = s->server_name;
+    ctx->handler = ngx_pt_subrequest_resolved;
+    ctx->data = s;
+    ctx->timeout = clcf->resolver_timeout;
+
+    s->resolving = ctx;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                   "pullthrough subrequest: resolving \"%V\"",
+                   &s->server_name);
+
+    s->in_start = 1;
+
+    if (ngx_resolve_name(ctx) != NGX_OK) {
+        s->resolving = NULL;
+        f->try = NULL;
+        return NGX_ERROR;
+    }
+
+    s->in_start = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_subrequest_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_pt_subrequest_t *s = ctx->data;
+
+    ngx_uint_t       i;
+    ngx_addr_t      *addr;
+    ngx_pt_fetch_t  *f;
+
+    f = s->fetch;
+    s->resolving = NULL;
+
+    if (ctx->state) {
+        ngx_log_error(NGX_LOG_ERR, f->log, 0,
+                      "pullthrough: \"%V\" could not be resolved (%i: %s)",
+                      &ctx->name, ctx->state,
+                      ngx_resolver_strerror(ctx->state));
+
+        ngx_resolve_name_done(ctx);
+        ngx_pt_subrequest_end_soon(s, NGX_HTTP_BAD_GATEWAY);
+        return;
+    }
+
+    addr = ngx_pcalloc(f->pool, ctx->naddrs * sizeof(ngx_addr_t));
+    if (addr == NULL) {
+        ngx_resolve_name_done(ctx);
+        ngx_pt_subrequest_end_soon(s, NGX_ERROR);
+        return;
+    }
+
+    for (i = 0; i < ctx->naddrs; i++) {
+        addr[i].socklen = ctx->addrs[i].socklen;
+        addr[i].sockaddr = ngx_palloc(f->pool, addr[i].socklen);
+        addr[i].name.data = ngx_pnalloc(f->pool, NGX_SOCKADDR_STRLEN);
+
+        if (addr[i].sockaddr == NULL || addr[i].name.data == NULL) {
+            ngx_resolve_name_done(ctx);
+            ngx_pt_subrequest_end_soon(s, NGX_ERROR);
+            return;
+        }
+
+        ngx_memcpy(addr[i].sockaddr, ctx->addrs[i].sockaddr,
+                   addr[i].socklen);
+        ngx_inet_set_port(addr[i].sockaddr, s->port);
+
+        addr[i].name.len = ngx_sock_ntop(addr[i].sockaddr, addr[i].socklen,
+                                         addr[i].name.data,
+                                         NGX_SOCKADDR_STRLEN, 1);
+    }
+
+    s->target.addrs = addr;
+    s->target.naddrs = ctx->naddrs;
+
+    ngx_resolve_name_done(ctx);
+
+    if (s->stopped) {
+        ngx_pt_subrequest_end_soon(s, NGX_OK);
+        return;
+    }
+
+    if (ngx_pt_subrequest_launch(s) != NGX_OK) {
+        ngx_pt_subrequest_end_soon(s, NGX_ERROR);
+        return;
+    }
+
+    /* the subrequest is posted: whoever started the try runs it, unless
+     * the name came later, from the resolver's own event */
+
+    if (!s->in_start) {
+        ngx_http_run_posted_requests(f->r->connection);
+    }
+}
+
+
+/* the subrequest itself, once its target is known */
+
+static ngx_int_t
+ngx_pt_subrequest_launch(ngx_pt_subrequest_t *s)
+{
+    ngx_int_t                         rc;
+    ngx_pt_fetch_t                   *f;
+    ngx_http_request_t               *sr;
+    ngx_http_post_subrequest_t       *ps;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    f = s->fetch;
+
+    plcf = ngx_http_get_module_loc_conf(f->r, ngx_http_pullthrough_module);
+
+    ps = ngx_palloc(f->r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        f->try = NULL;
+        return NGX_ERROR;
+    }
 
     ps->handler = ngx_pt_subrequest_post;
     ps->data = s;
@@ -268,12 +610,14 @@ ngx_pt_subrequest_start(ngx_pt_fetch_t *f)
                                    : &plcf->fetch_uri,
                              NULL, &sr, ps, NGX_HTTP_SUBREQUEST_BACKGROUND);
     if (rc != NGX_OK) {
+        f->try = NULL;
         return NGX_ERROR;
     }
 
     ngx_http_set_ctx(sr, s, ngx_http_pullthrough_module);
 
     if (ngx_pt_subrequest_headers(sr, f) != NGX_OK) {
+        f->try = NULL;
         return NGX_ERROR;
     }
 
@@ -285,7 +629,6 @@ ngx_pt_subrequest_start(ngx_pt_fetch_t *f)
     }
 
     s->sr = sr;
-    f->try = s;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
                    "pullthrough subrequest: %p for \"%V\"", sr, &f->url);
@@ -293,6 +636,44 @@ ngx_pt_subrequest_start(ngx_pt_fetch_t *f)
     ngx_pt_subrequest_idle_arm(s);
 
     return NGX_OK;
+}
+
+
+/* a try that ends before a subrequest: from the event loop, not inside */
+
+static void
+ngx_pt_subrequest_end_soon(ngx_pt_subrequest_t *s, ngx_int_t rc)
+{
+    s->end_rc = rc;
+    s->end.handler = ngx_pt_subrequest_end;
+    s->end.data = s;
+    s->end.log = s->fetch->log;
+
+    ngx_post_event(&s->end, &ngx_posted_events);
+}
+
+
+static void
+ngx_pt_subrequest_end(ngx_event_t *ev)
+{
+    ngx_pt_subrequest_t *s = ev->data;
+
+    ngx_pt_fetch_t      *f;
+    ngx_connection_t    *c;
+
+    f = s->fetch;
+
+    if (f->try != s) {
+        /* orphaned meanwhile */
+        return;
+    }
+
+    f->try = NULL;
+    c = f->r->connection;
+
+    f->ended(f, f->timed_out ? NGX_HTTP_GATEWAY_TIME_OUT : s->end_rc);
+
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -402,6 +783,12 @@ ngx_pt_subrequest_stop(ngx_pt_fetch_t *f)
 {
     ngx_pt_subrequest_t  *s = f->try;
 
+    if (s && s->sr == NULL) {
+        /* still resolving: it ends as soon as the name is known */
+        s->stopped = 1;
+        return;
+    }
+
     if (s && s->sr->upstream) {
         s->sr->upstream->length = 0;
         s->sr->upstream->keepalive = 0;
@@ -416,7 +803,7 @@ ngx_pt_subrequest_resume(ngx_pt_fetch_t *f)
 {
     ngx_pt_subrequest_t  *s = f->try;
 
-    if (s && ngx_http_post_request(s->sr, NULL) == NGX_OK) {
+    if (s && s->sr && ngx_http_post_request(s->sr, NULL) == NGX_OK) {
         ngx_http_run_posted_requests(s->sr->connection);
     }
 }
@@ -429,7 +816,15 @@ ngx_pt_subrequest_time_out(ngx_pt_fetch_t *f)
 {
     ngx_pt_subrequest_t  *s = f->try;
 
-    if (s && s->sr->upstream && s->sr->upstream->peer.connection) {
+    if (s && s->resolving) {
+        /* the name never came: the try ends now, as a timeout */
+        ngx_resolve_name_done(s->resolving);
+        s->resolving = NULL;
+        ngx_pt_subrequest_end_soon(s, NGX_HTTP_GATEWAY_TIME_OUT);
+        return;
+    }
+
+    if (s && s->sr && s->sr->upstream && s->sr->upstream->peer.connection) {
         ngx_pt_subrequest_connection_time_out(
                                           s->sr->upstream->peer.connection);
     }
@@ -449,6 +844,15 @@ ngx_pt_subrequest_orphan(ngx_pt_fetch_t *f)
 
     if (s->idle.timer_set) {
         ngx_del_timer(&s->idle);
+    }
+
+    if (s->resolving) {
+        ngx_resolve_name_done(s->resolving);
+        s->resolving = NULL;
+    }
+
+    if (s->end.posted) {
+        ngx_delete_posted_event(&s->end);
     }
 
     s->sr = NULL;
@@ -493,6 +897,7 @@ ngx_pt_subrequest_header_filter(ngx_http_request_t *r)
 
     f->status = r->headers_out.status;
     f->length = r->headers_out.content_length_n;
+    f->reused = (r->upstream && r->upstream->peer.cached);
 
     ngx_pt_subrequest_idle_arm(s);
 
@@ -650,6 +1055,34 @@ ngx_pt_subrequest_connection_time_out(ngx_connection_t *c)
 
     ngx_post_event(c->read, &ngx_posted_events);
     ngx_post_event(c->write, &ngx_posted_events);
+}
+
+
+/* a part of the try's URL, for the internal location's proxy_pass */
+
+static ngx_int_t
+ngx_pt_subrequest_part(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    ngx_str_t            *str;
+    ngx_pt_subrequest_t  *s;
+
+    s = ngx_pt_subrequest_get(r);
+
+    if (s == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    str = (ngx_str_t *) ((u_char *) s + data);
+
+    v->data = str->data;
+    v->len = str->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
 }
 
 
