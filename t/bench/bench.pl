@@ -39,7 +39,14 @@
 #      10 and 100) of every list and filter, median and worst of a few
 #      requests (target: < 20 ms), and what the worker's peak memory grew
 #      by over all of them; at the last stage, hits of a hot blob alone and
-#      while a client requests lists in a loop (target: ratio >= 0.9).
+#      while a client requests lists in a loop (target: ratio >= 0.9);
+#   9. cold pulls from a far TLS upstream: docker-registry behind a TLS
+#      terminator (stock nginx) behind a latency proxy of our own (25 ms
+#      each way, an RTT of 50 ms); a small, a multi-arch and a large image
+#      pulled cold with skopeo: straight from the upstream, through the
+#      cache over the proxy-module transport and over libcurl; medians, and
+#      the TCP connections each pull opened to the far upstream (target:
+#      each through the cache within the direct pull + one RTT).
 #
 # Load comes from wrk on loopback; each figure is the best of a few short
 # runs so that one noisy second does not decide it.
@@ -55,6 +62,7 @@
 #   evict-rate  7.
 #   eviction    6. and 7.
 #   lists       8. (BENCH_LIST_STAGES=100,1000,10000: the stages, in images)
+#   far         9.
 
 use strict;
 use warnings;
@@ -80,6 +88,7 @@ use PT::Registry;
 use PT::Images;
 use PT::Certs;
 use PT::FakeUpstream;
+use PT::LatencyProxy;
 use PT::Pull qw(cache_conf cache_log wait_for);
 use PT::Util qw(open_cmd run_output slurp spew);
 
@@ -119,7 +128,15 @@ my $LS_LAYERS = 9;
 my $LS_TRIES = 7;
 my $LS_PACE = 20;
 
-my @SECTIONS = qw(hits tags evict-hits evict-rate lists);
+# 9.: the delay each way, runs of each pull, the images (a label, the
+# reference)
+my $FAR_DELAY = 0.025;
+my $FAR_RUNS = $ENV{BENCH_FAR_RUNS} || 3;
+my @FAR_IMAGES = ([ 'small (hello, 2 layers)' => 'library/hello:1.0' ],
+                  [ 'multi-arch (one platform)' => 'library/multi:1.0' ],
+                  [ 'large (big, 100 MiB)' => 'library/big:1.0' ]);
+
+my @SECTIONS = qw(hits tags evict-hits evict-rate lists far);
 my %ALIASES = (eviction => [ qw(evict-hits evict-rate) ]);
 
 my %WANT = sections(@ARGV ? @ARGV : ($ENV{BENCH_ONLY} // ''));
@@ -131,7 +148,8 @@ sub want { return $WANT{ $_[0] } }
 my $work = tempdir('pt-bench-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 
 my $reg = PT::Registry->new->start;
-my $img = want('hits') ? PT::Images::seed($reg, qw(hello big))
+my $img = want('far') ? PT::Images::seed($reg, qw(hello multi big))
+        : want('hits') ? PT::Images::seed($reg, qw(hello big))
         : want('tags') ? PT::Images::seed($reg, qw(hello))
         : {};
 
@@ -140,6 +158,7 @@ my $tags = want('tags') ? bench_tags() : undef;
 my $evh = want('evict-hits') ? bench_evict_hits() : undef;
 my $evr = want('evict-rate') ? bench_evict_rate() : undef;
 my $lists = want('lists') ? bench_lists() : undef;
+my $far = want('far') ? bench_far() : undef;
 
 $reg->stop;
 
@@ -307,6 +326,23 @@ if ($lists) {
     push @targets, 'every first page < 20 ms at every size, the peak '
                    . 'memory growing by a few MiB at most, hits with lists '
                    . "at $LS_PACE/s >= 0.90 of hits alone";
+}
+
+if ($far) {
+    printf "\n%-34s %14s %14s %14s\n",
+           sprintf('cold pull, RTT %.0f ms, TLS', $FAR_DELAY * 2000),
+           'direct', 'proxy module', 'libcurl';
+    for my $i (@{ $far->{images} }) {
+        printf "%-34s %12.2f s %12.2f s %12.2f s\n", $i->{name},
+               map { $i->{$_}{s} } qw(direct module curl);
+        printf "%-34s %14s %14s %14s\n", '  connections to the upstream',
+               map { $i->{$_}{conns} } qw(direct module curl);
+        printf "%-34s %14s %12.0f ms %12.0f ms\n", '  over the direct pull', '',
+               map { ($i->{$_}{s} - $i->{direct}{s}) * 1000 } qw(module curl);
+    }
+
+    push @targets, sprintf('each cold pull through the cache within the '
+                           . 'direct pull + %.0f ms (one RTT)', $FAR_DELAY * 2000);
 }
 
 print "\n", wrap('targets: ', ' ' x 9, join(', ', @targets)), "\n"
@@ -744,6 +780,88 @@ sub bench_evict_rate {
     $t->stop;
 
     return \%res;
+}
+
+
+# 9. cold pulls from a far TLS upstream: docker-registry behind a TLS
+# terminator (stock nginx) behind PT::LatencyProxy ($FAR_DELAY each way);
+# each image pulled cold with skopeo, $FAR_RUNS times: straight from the
+# far upstream, and through a cache with an empty store, over the
+# proxy-module transport (a remote with tls_validation false) and over
+# libcurl (a remote with the CA of the terminator's certificate). Returns
+# { images => [ { name, direct, module, curl } ] }, each a { s (median),
+# conns (median of the connections to the far upstream a pull opened) }
+sub bench_far {
+    make_path("$work/far-ca");
+    my $ca = PT::Certs->new(dir => "$work/far-ca");
+    my $srv = $ca->server(name => 'far', ip => [ '127.0.0.1' ]);
+
+    my $front = PT::Nginx->new(conf => <<"EOF")->start;
+worker_processes 1;
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:%%PORT%% ssl;
+        ssl_certificate $srv->{cert};
+        ssl_certificate_key $srv->{key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:far:1m;
+        keepalive_requests 10000;
+        location / {
+            proxy_pass http://127.0.0.1:@{[ $reg->port ]};
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            client_max_body_size 0;
+        }
+    }
+}
+EOF
+    my $lp = PT::LatencyProxy->new(to => '127.0.0.1:' . $front->port,
+                                   delay => $FAR_DELAY)->start;
+    my $far = 'https://127.0.0.1:' . $lp->port;
+
+    my @out;
+    for my $image (@FAR_IMAGES) {
+        my ($label, $ref) = @$image;
+        my %runs;
+
+        for my $n (1 .. $FAR_RUNS) {
+            for my $how (qw(direct module curl)) {
+                my $t;
+                my $src = "docker://127.0.0.1:" . $lp->port . "/$ref";
+
+                if ($how ne 'direct') {
+                    $t = PT::Nginx->new(conf => cache_conf())->start;
+                    my %tls = $how eq 'curl'
+                        ? (ca_cert => $ca->ca_text)
+                        : (tls_validation => JSON::PP::false);
+                    my $remote = PT::Pulp::create_remote($t, name => 'far',
+                                                         url => $far, %tls);
+                    PT::Pulp::create_dist($t, name => 'far', base_path => 'far',
+                                          remote => $remote->{pulp_href});
+                    $src = "docker://127.0.0.1:" . $t->port . "/far/$ref";
+                }
+
+                $lp->reset_requests;
+                my $s = pull($src, "$work/far-$how-$n-" . ($ref =~ tr{/:}{__}r));
+                push @{ $runs{$how} }, { s => $s, conns => scalar($lp->requests) };
+
+                $t->stop if $t;
+            }
+        }
+
+        push @out, { name => $label, map {
+            my @r = @{ $runs{$_} };
+            my @s = sort { $a <=> $b } map { $_->{s} } @r;
+            my @c = sort { $a <=> $b } map { $_->{conns} } @r;
+            ($_ => { s => $s[ int($#s / 2) ], conns => $c[ int($#c / 2) ] })
+        } keys %runs };
+    }
+
+    $lp->stop;
+    $front->stop;
+
+    return { images => \@out };
 }
 
 
