@@ -309,7 +309,8 @@ ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
         if (ngx_pt_digest_parse(&ctx->reference, &ctx->digest) != NGX_OK) {
             e->status = NGX_HTTP_BAD_REQUEST;
             e->code = "DIGEST_INVALID";
-            e->message = "provided digest did not match uploaded content";
+            e->message = "invalid digest: malformed, or of an algorithm "
+                         "other than sha256 and sha512";
             return NGX_DECLINED;
         }
 
@@ -318,9 +319,11 @@ ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
     } else if (ctx->kind == NGX_PT_REQ_MANIFEST
                && !ngx_pt_registry_tag_valid(&ctx->reference))
     {
-        e->status = NGX_HTTP_BAD_REQUEST;
-        e->code = "MANIFEST_INVALID";
-        e->message = "invalid tag";
+        /* no manifest can have it: unknown, as the spec answers a GET or
+         * HEAD that fails (MANIFEST_INVALID is for pushes) */
+        e->status = NGX_HTTP_NOT_FOUND;
+        e->code = "MANIFEST_UNKNOWN";
+        e->message = "manifest unknown: not a valid tag";
         return NGX_DECLINED;
     }
 
@@ -1327,10 +1330,11 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     yajl_gen     g;
     ngx_int_t    n;
     ngx_str_t    arg, last, body, link, *items;
-    ngx_uint_t   i, more;
+    ngx_uint_t   i, more, none;
     ngx_array_t  list;
 
     n = 0;
+    none = 0;
     ngx_str_null(&last);
 
     if (ngx_http_arg(r, (u_char *) "n", 1, &arg) == NGX_OK) {
@@ -1341,6 +1345,9 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
                                          "invalid number of results "
                                          "requested");
         }
+
+        /* n=0 asks for no results (and no next page), not for all */
+        none = (n == 0);
     }
 
     if (ngx_http_arg(r, (u_char *) "last", 4, &arg) == NGX_OK) {
@@ -1358,11 +1365,14 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_pt_content_names(r->pool, r->connection->log,
-                             ctx->kind == NGX_PT_REQ_CATALOG
-                             ? NULL : &ctx->repo,
-                             &last, (ngx_uint_t) n, &list, &more)
-        != NGX_OK)
+    more = 0;
+
+    if (!none
+        && ngx_pt_content_names(r->pool, r->connection->log,
+                                ctx->kind == NGX_PT_REQ_CATALOG
+                                ? NULL : &ctx->repo,
+                                &last, (ngx_uint_t) n, &list, &more)
+           != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }

@@ -486,15 +486,21 @@ sub err_case {
              'NAME_INVALID', undef, 'a name with a query');
     err_case('GET', '/v2/cache/library/hello%23x/manifests/1.0', 400,
              'NAME_INVALID', undef, 'a name with a fragment');
-    err_case('GET', "$hello/manifests/1.0%3Fx=1", 400, 'MANIFEST_INVALID',
+    err_case('GET', "$hello/manifests/1.0%3Fx=1", 404, 'MANIFEST_UNKNOWN',
              undef, 'a tag with a query');
     err_case('GET', "$hello/blobs/sha256:" . ('0' x 63) . '%3F', 400,
              'DIGEST_INVALID', undef, 'a digest with a query');
 
+    # a tag no manifest can have: unknown (the spec's 404 for a GET or HEAD
+    # of a manifest), without asking the upstream
     for my $tag ('-1.0', '.hidden', 'a' x 129) {
-        err_case('GET', "$hello/manifests/$tag", 400, 'MANIFEST_INVALID', undef,
+        err_case('GET', "$hello/manifests/$tag", 404, 'MANIFEST_UNKNOWN', undef,
                  'tag ' . substr($tag, 0, 10));
+        err_case('HEAD', "$hello/manifests/$tag", 404, undef, undef,
+                 'HEAD, tag ' . substr($tag, 0, 10));
     }
+    like(v2('GET', "$hello/blobs/sha256:abc")->{json}{errors}[0]{message} // '',
+         qr/invalid digest/, 'a malformed digest: the message says so');
 
     my $long = 'a' x 128;
     err_case('GET', "$hello/manifests/$long", 404, 'MANIFEST_UNKNOWN',
@@ -622,6 +628,14 @@ sub walk {
     is_deeply($pages, [ ['1.0'], ['1.1'], ['latest'] ], 'tags/list?n=1: three pages');
     $r = v2('GET', '/v2/cache/library/hello/tags/list?n=3');
     is(links($r), undef, 'tags/list?n=3 of 3: no Link');
+    $r = v2('GET', '/v2/cache/library/hello/tags/list?n=0');
+    is_deeply([ $r->{status}, $r->{json}{tags}, links($r) ], [ 200, [], undef ],
+              'tags/list?n=0: no tags, no Link');
+    is_oci_error(v2('GET', '/v2/cache/library/nothere/tags/list?n=0'), 404, 'NAME_UNKNOWN',
+                 'tags/list?n=0 of an unknown repository: 404 NAME_UNKNOWN');
+    $r = v2('GET', '/v2/_catalog?n=0');
+    is_deeply([ $r->{status}, $r->{json}{repositories}, links($r) ], [ 200, [], undef ],
+              '_catalog?n=0: no repositories, no Link');
     $r = v2('GET', '/v2/cache/library/hello/tags/list?last=1.0');
     is_deeply($r->{json}{tags}, [qw(1.1 latest)], 'tags/list?last=1.0');
 
