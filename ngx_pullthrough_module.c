@@ -88,7 +88,7 @@ static ngx_command_t  ngx_http_pullthrough_commands[] = {
       NULL },
 
     { ngx_string("pullthrough_registry"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_pullthrough_registry,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -525,6 +525,7 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_pullthrough_loc_conf_t *plcf = conf;
 
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (plcf->admin != NGX_CONF_UNSET || plcf->registry != NGX_CONF_UNSET) {
@@ -545,6 +546,33 @@ ngx_http_pullthrough_registry(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     {
         return "must be in a prefix location ending with \"/\", "
                "such as \"location /v2/\"";
+    }
+
+    /* default=<base_path>: the distribution of names without one */
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (ngx_strncmp(value[1].data, "default=", 8) != 0
+            || value[1].len == 8)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": expected "
+                               "\"default=<base_path>\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        plcf->default_path.data = value[1].data + 8;
+        plcf->default_path.len = value[1].len - 8;
+
+        if (plcf->default_path.data[0] == '/'
+            || plcf->default_path.data[plcf->default_path.len - 1] == '/')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": a base_path has "
+                               "no leading or trailing \"/\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
     }
 
     plcf->registry = 1;

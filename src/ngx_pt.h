@@ -89,6 +89,8 @@ typedef struct {
     ngx_msec_t                  negative_ttl;     /* 0: off */
     ngx_array_t                *admin_hosts; /* server names, for the
                                                 admin API's Host check */
+    ngx_str_t                   default_path; /* pullthrough_registry
+                                                 default=: a base_path */
     ngx_str_t                   fetch_uri;   /* the internal location */
     ngx_str_t                   fetch_uri_insecure;
     ngx_thread_pool_t          *thread_pool;

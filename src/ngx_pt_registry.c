@@ -28,6 +28,9 @@ static ngx_int_t ngx_pt_registry_name_valid(ngx_str_t *name);
 static ngx_int_t ngx_pt_registry_tag_valid(ngx_str_t *tag);
 static ngx_int_t ngx_pt_registry_resolve(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_mirror(ngx_http_request_t *r,
+    ngx_pt_req_t *ctx, MDB_txn *txn);
+static ngx_int_t ngx_pt_registry_mirror_ns(void *data, void *rec);
 static ngx_int_t ngx_pt_registry_docker_hub(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_int_t ngx_pt_registry_allowed(ngx_pt_remote_t *remote,
@@ -443,6 +446,13 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         ctx->name.data = ctx->repo.data + prefix.len + 1;
         ctx->name.len = ctx->repo.len - prefix.len - 1;
 
+    } else if (rc == NGX_DECLINED) {
+        /* no base_path: a mirror's request, if the location or "ns" says
+         * which distribution serves it */
+        rc = ngx_pt_registry_mirror(r, ctx, txn);
+    }
+
+    if (rc == NGX_OK) {
         rc = ngx_pt_record_load_cached(r->pool, log, txn, &ngx_pt_remote_type,
                                        &ctx->dist->remote, &rec);
         if (rc == NGX_OK) {
@@ -474,6 +484,162 @@ ngx_pt_registry_resolve(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A name that no base_path begins, as a registry mirror is asked (Docker's
+ * registry-mirrors, containerd's hosts.toml, registries.conf mirrors):
+ * containerd's ?ns=<registry host> picks the pull-through distribution
+ * whose remote is that registry, else "pullthrough_registry default=" the
+ * location's. The repository is then <base_path>/<name>, as for a request
+ * that named the base_path.
+ */
+
+typedef struct {
+    ngx_http_request_t         *r;
+    MDB_txn                    *txn;
+    ngx_str_t                   ns;
+    ngx_str_t                   preferred;   /* the default's base_path */
+    ngx_str_t                   id;          /* the best so far */
+    ngx_str_t                   base_path;
+} ngx_pt_mirror_t;
+
+
+static ngx_int_t
+ngx_pt_registry_mirror(ngx_http_request_t *r, ngx_pt_req_t *ctx, MDB_txn *txn)
+{
+    u_char                           *p;
+    void                             *rec;
+    ngx_int_t                         rc;
+    ngx_str_t                         arg, id;
+    ngx_log_t                        *log;
+    ngx_pt_dist_t                    *dist;
+    ngx_pt_mirror_t                   m;
+    ngx_http_pullthrough_loc_conf_t  *plcf;
+
+    log = r->connection->log;
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
+
+    ngx_memzero(&m, sizeof(ngx_pt_mirror_t));
+    ngx_str_null(&id);
+
+    m.r = r;
+    m.txn = txn;
+    m.preferred = plcf->default_path;
+
+    if (ngx_http_arg(r, (u_char *) "ns", 2, &arg) == NGX_OK && arg.len) {
+        m.ns.data = ngx_pnalloc(r->pool, arg.len);
+        if (m.ns.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = m.ns.data;
+        ngx_unescape_uri(&p, &arg.data, arg.len, 0);
+        m.ns.len = p - m.ns.data;
+
+        rc = ngx_pt_record_each(NULL, log, txn, &ngx_pt_pt_dist_type,
+                                ngx_pt_registry_mirror_ns, &m);
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        id = m.id;
+    }
+
+    if (id.len == 0 && plcf->default_path.len) {
+        rc = ngx_pt_index_get(log, txn, NGX_PT_DB_DIST_PATHS,
+                              &plcf->default_path, &id);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (id.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    /* a per-image distribution's base_path is not a pull-through one */
+
+    rc = ngx_pt_record_load_cached(r->pool, log, txn, &ngx_pt_pt_dist_type,
+                                   &id, &rec);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    dist = rec;
+
+    p = ngx_pnalloc(r->pool, dist->base_path.len + 1 + ctx->repo.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->asked = ctx->repo;
+    ctx->dist = dist;
+
+    ctx->repo.len = ngx_sprintf(p, "%V/%V", &dist->base_path, &ctx->asked)
+                    - p;
+    ctx->repo.data = p;
+    ctx->name.data = p + dist->base_path.len + 1;
+    ctx->name.len = ctx->asked.len;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "pullthrough registry: \"%V\" as a mirror: \"%V\"",
+                   &ctx->asked, &ctx->repo);
+
+    return NGX_OK;
+}
+
+
+/* a pull-through distribution whose remote serves the registry of "ns":
+ * the default one if it does, else the one first by base_path */
+
+static ngx_int_t
+ngx_pt_registry_mirror_ns(void *data, void *rec)
+{
+    ngx_pt_mirror_t *m = data;
+
+    void           *remote;
+    ngx_int_t       rc;
+    ngx_pt_dist_t  *dist = rec;
+
+    if (m->id.len && m->preferred.len
+        && m->base_path.len == m->preferred.len
+        && ngx_strncmp(m->base_path.data, m->preferred.data,
+                       m->preferred.len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    rc = ngx_pt_record_load_cached(m->r->pool, m->r->connection->log, m->txn,
+                                   &ngx_pt_remote_type, &dist->remote,
+                                   &remote);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc != NGX_OK || !ngx_pt_settings_serves(remote, &m->ns)) {
+        return NGX_OK;
+    }
+
+    if (m->id.len
+        && !(dist->base_path.len == m->preferred.len
+             && ngx_strncmp(dist->base_path.data, m->preferred.data,
+                            m->preferred.len) == 0)
+        && ngx_memn2cmp(dist->base_path.data, m->base_path.data,
+                        dist->base_path.len, m->base_path.len) >= 0)
+    {
+        return NGX_OK;
+    }
+
+    /* copies: the record is freed after this handler */
+
+    m->id.len = dist->meta.id.len;
+    m->id.data = ngx_pstrdup(m->r->pool, &dist->meta.id);
+    m->base_path.len = dist->base_path.len;
+    m->base_path.data = ngx_pstrdup(m->r->pool, &dist->base_path);
+
+    return (m->id.data && m->base_path.data) ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1397,7 +1563,7 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
     if (ctx->kind == NGX_PT_REQ_TAGS) {
         ngx_pt_json_key(g, "name");
-        ngx_pt_json_str(g, &ctx->repo);
+        ngx_pt_json_str(g, ctx->asked.len ? &ctx->asked : &ctx->repo);
         ngx_pt_json_key(g, "tags");
 
     } else {

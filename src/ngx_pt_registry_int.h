@@ -51,6 +51,9 @@ typedef struct {
     ngx_uint_t                  kind;
     ngx_str_t                   repo;        /* the path: <base_path>/<name> */
     ngx_str_t                   name;        /* upstream repository name */
+    ngx_str_t                   asked;       /* the name in the path, when
+                                                it names no base_path (a
+                                                mirror's request) */
     ngx_str_t                   reference;
     ngx_pt_digest_t             digest;
     ngx_uint_t                  by_digest;

@@ -145,13 +145,39 @@ ngx_pt_settings_copy(ngx_pool_t *pool, ngx_pt_settings_t *s)
 }
 
 
-/* whether a remote's url names Docker Hub (one of its hosts) */
+/* the host[:port] of a remote's url, and where its port begins (or ends) */
 
-ngx_uint_t
-ngx_pt_settings_docker_hub(ngx_pt_remote_t *remote)
+static ngx_int_t
+ngx_pt_settings_authority(ngx_pt_remote_t *remote, ngx_str_t *authority,
+    size_t *host_len)
 {
-    u_char      *p, *host, *last;
-    ngx_uint_t   i;
+    u_char  *p, *host, *last;
+
+    last = remote->url.data + remote->url.len;
+
+    p = ngx_pt_strfind(remote->url.data, last, (u_char *) "://", 3, 0);
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    host = p + 3;
+
+    for (p = host; p < last && *p != '/' && *p != '?'; p++) { /* void */ }
+
+    authority->data = host;
+    authority->len = p - host;
+
+    p = ngx_strlchr(host, p, ':');
+    *host_len = (p ? p : host + authority->len) - host;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_pt_settings_docker_hub_host(u_char *host, size_t len)
+{
+    ngx_uint_t  i;
 
     static ngx_str_t  hosts[] = {
         ngx_string("registry-1.docker.io"),
@@ -160,21 +186,8 @@ ngx_pt_settings_docker_hub(ngx_pt_remote_t *remote)
         ngx_string("registry.hub.docker.com"),
     };
 
-    last = remote->url.data + remote->url.len;
-
-    p = ngx_pt_strfind(remote->url.data, last, (u_char *) "://", 3, 0);
-    if (p == NULL) {
-        return 0;
-    }
-
-    host = p + 3;
-
-    for (p = host; p < last && *p != '/' && *p != ':'; p++) {
-        /* void */
-    }
-
     for (i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
-        if ((size_t) (p - host) == hosts[i].len
+        if (len == hosts[i].len
             && ngx_strncasecmp(host, hosts[i].data, hosts[i].len) == 0)
         {
             return 1;
@@ -182,6 +195,49 @@ ngx_pt_settings_docker_hub(ngx_pt_remote_t *remote)
     }
 
     return 0;
+}
+
+
+/* whether a remote's url names Docker Hub (one of its hosts) */
+
+ngx_uint_t
+ngx_pt_settings_docker_hub(ngx_pt_remote_t *remote)
+{
+    size_t     host_len;
+    ngx_str_t  authority;
+
+    if (ngx_pt_settings_authority(remote, &authority, &host_len) != NGX_OK) {
+        return 0;
+    }
+
+    return ngx_pt_settings_docker_hub_host(authority.data, host_len);
+}
+
+
+/*
+ * Whether a remote's upstream is the registry a client names by its host
+ * (containerd's "ns"): host[:port] as in the url, the host alone when the
+ * url has no port, any of Docker Hub's hosts for Docker Hub.
+ */
+
+ngx_uint_t
+ngx_pt_settings_serves(ngx_pt_remote_t *remote, ngx_str_t *registry)
+{
+    size_t     host_len;
+    ngx_str_t  authority;
+
+    if (ngx_pt_settings_authority(remote, &authority, &host_len) != NGX_OK) {
+        return 0;
+    }
+
+    if (ngx_pt_settings_docker_hub_host(authority.data, host_len)) {
+        return ngx_pt_settings_docker_hub_host(registry->data,
+                                               registry->len);
+    }
+
+    return registry->len == authority.len
+           && ngx_strncasecmp(registry->data, authority.data,
+                              authority.len) == 0;
 }
 
 

@@ -47,6 +47,15 @@ my @bad = (
     [ 'pullthrough_registry outside a prefix location',
       { server => 'location = /v3/ { pullthrough_registry; }' },
       qr/\[emerg\].*must be in a prefix location ending with "\/"/ ],
+    [ 'pullthrough_registry with an unknown parameter',
+      { server => 'location /v3/ { pullthrough_registry hub; }' },
+      qr/\[emerg\].*invalid parameter "hub": expected "default=<base_path>"/ ],
+    [ 'pullthrough_registry default= with a slash',
+      { server => 'location /v3/ { pullthrough_registry default=/hub; }' },
+      qr/\[emerg\].*invalid parameter "default=\/hub": a base_path has no leading or trailing "\/"/ ],
+    [ 'pullthrough_registry default= empty',
+      { server => 'location /v3/ { pullthrough_registry default=; }' },
+      qr/\[emerg\].*invalid parameter "default=": expected "default=<base_path>"/ ],
 );
 
 for my $case (@bad) {

@@ -47,13 +47,14 @@ my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 # nginx.conf: the registry on /v2/, the admin API on /pulp/api/v3/, and an
 # access log (cache.log in the test directory) with the cache status.
 # Options: http, server, registry (directives in the /v2/ location),
-# listen (parameters of the listen directive, e.g. "sndbuf=64k"), workers,
+# registry_args (after pullthrough_registry, e.g. " default=hub"), listen (parameters of the listen directive, e.g. "sndbuf=64k"), workers,
 # store_args (after the store path, e.g. " map_size=1m"),
 # main.
 sub cache_conf {
     my (%o) = @_;
 
-    $o{$_} //= '' for qw(http server registry main listen store_args);
+    $o{$_} //= '' for qw(http server registry registry_args main listen
+                         store_args);
     my $workers = $o{workers} ? "worker_processes $o{workers};\n" : '';
 
     return <<"EOF";
@@ -74,7 +75,7 @@ http {
         $o{server}
 
         location /v2/ {
-            pullthrough_registry;
+            pullthrough_registry$o{registry_args};
             $o{registry}
         }
 
