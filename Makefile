@@ -29,7 +29,7 @@ SOURCES    := config ngx_pullthrough_module.c $(wildcard src/*.c src/*.h)
 # Debian packages: to build, to run, and what the tests drive.
 BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
               libcurl4-openssl-dev libssl-dev
-RUN_PKGS   := nginx ca-certificates
+RUN_PKGS   := nginx ca-certificates openssl
 TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman jq httpie curl \
               openssl apache2-utils tinyproxy stunnel4
 

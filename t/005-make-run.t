@@ -2,8 +2,10 @@
 
 # The README's "make run": t/bin/run-cache starts nginx with the module in
 # the foreground on the embedded configuration, all state under STATE_DIR,
-# prints how to use it, and serves the admin API and the registry. Started
-# as root, its workers run as nobody, never as root.
+# prints how to use it, and serves the admin API and the registry, over
+# TLS (a CA of its own, installed where podman, skopeo and Docker look for
+# a registry's) and plain HTTP on the same port. Started as root, its
+# workers run as nobody, never as root.
 
 use strict;
 use warnings;
@@ -58,6 +60,32 @@ $r = $http->post("http://127.0.0.1:$port/pulp/api/v3/remotes/container/pull-thro
                    content => $json->encode({ name => 'run',
                                               url => 'https://registry-1.docker.io' }) });
 is($r->{status}, 201, 'the admin API creates a remote');
+$r = $http->get("http://127.0.0.1:$port/pulp/api/v3/remotes/container/pull-through/?name=run");
+is_deeply([ $r->{status}, eval { $json->decode($r->{content})->{count} } ], [ 200, 1 ],
+          '... plain HTTP on the TLS port keeps the body and the query');
+
+# TLS on the same port, verified with the CA it made
+my $ca = "$state/tls/ca.crt";
+ok(-s $ca, 'a CA of its own in STATE_DIR/tls');
+my $v = `curl -s --cacert $ca -w ' %{http_code}' https://localhost:$port/v2/ 2>&1`;
+is($v, '{} 200', 'https://localhost:PORT/v2/ with the CA verified');
+$v = `curl -s --cacert $ca -w ' %{http_code}' https://127.0.0.1:$port/v2/ 2>&1`;
+is($v, '{} 200', '... and https://127.0.0.1:PORT/v2/');
+$v = `curl -s -w '%{http_code}' https://localhost:$port/v2/ 2>&1`;
+isnt($v, '200', '... a client without the CA refuses the certificate');
+
+my @ca_dirs = $> == 0
+    ? map { ("/etc/containers/certs.d/$_", "/etc/docker/certs.d/$_") } "localhost:$port", "127.0.0.1:$port"
+    : map { ($ENV{XDG_CONFIG_HOME} // "$ENV{HOME}/.config") . "/containers/certs.d/$_" }
+          "localhost:$port", "127.0.0.1:$port";
+my $ca_text = do { local (@ARGV, $/) = $ca; <> };
+is_deeply([ grep { (do { local (@ARGV, $/) = "$_/ca.crt"; <> } // '') ne $ca_text } @ca_dirs ], [],
+          'the CA is where podman, skopeo and Docker look for this registry\'s: '
+          . join(', ', @ca_dirs));
+my $sk = `skopeo inspect --raw docker://localhost:$port/none/none:1 2>&1`;
+like($sk, qr/repository name not known to registry|name unknown/i,
+     'skopeo reaches it over TLS, verified, without --tls-verify=false (the answer is the registry\'s 404)');
+unlike($sk, qr/x509|certificate/i, '... no certificate error') or diag($sk);
 
 SKIP: {
     skip 'not root: the workers run as the invoking user', 3 if $> != 0;
@@ -101,8 +129,15 @@ my $printed = do { local $/; <$out> } // '';
 like($printed, qr{remotes/container/pull-through/.*name=docker-cache}s,
      'it prints how to create a remote');
 like($printed, qr{distributions/container/pull-through/}, '... a distribution');
-like($printed, qr{podman pull .*127\.0\.0\.1:$port/docker-cache/library/busybox},
-     '... and how to pull through it');
+like($printed, qr{podman pull localhost:$port/docker-cache/library/busybox},
+     '... and how to pull through it, without --tls-verify=false');
+like($printed, qr{its CA, for clients that verify: copied into}, '... and where its CA went');
+
+# the CA's copies are the test's to remove
+for my $d (@ca_dirs) {
+    unlink "$d/ca.crt";
+    rmdir $d;
+}
 
 unlike(do { local (@ARGV, $/) = "$state/logs/error.log"; <> } // '',
        qr/\[(?:alert|crit|emerg)\]/, 'error.log has no [alert], [crit] or [emerg]');
