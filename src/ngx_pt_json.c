@@ -304,6 +304,66 @@ ngx_pt_json_null(yajl_gen g)
 }
 
 
+/* a parsed value written back as it came (its depth is the parser's,
+ * which ngx_pt_json_parse() bounds) */
+
+void
+ngx_pt_json_value(yajl_gen g, yajl_val v)
+{
+    size_t  i;
+
+    if (v == NULL) {
+        yajl_gen_null(g);
+        return;
+    }
+
+    switch (v->type) {
+
+    case yajl_t_string:
+        yajl_gen_string(g, (const unsigned char *) v->u.string,
+                        ngx_strlen(v->u.string));
+        break;
+
+    case yajl_t_number:
+        yajl_gen_number(g, v->u.number.r, ngx_strlen(v->u.number.r));
+        break;
+
+    case yajl_t_object:
+        yajl_gen_map_open(g);
+
+        for (i = 0; i < v->u.object.len; i++) {
+            yajl_gen_string(g, (const unsigned char *) v->u.object.keys[i],
+                            ngx_strlen(v->u.object.keys[i]));
+            ngx_pt_json_value(g, v->u.object.values[i]);
+        }
+
+        yajl_gen_map_close(g);
+        break;
+
+    case yajl_t_array:
+        yajl_gen_array_open(g);
+
+        for (i = 0; i < v->u.array.len; i++) {
+            ngx_pt_json_value(g, v->u.array.values[i]);
+        }
+
+        yajl_gen_array_close(g);
+        break;
+
+    case yajl_t_true:
+        yajl_gen_bool(g, 1);
+        break;
+
+    case yajl_t_false:
+        yajl_gen_bool(g, 0);
+        break;
+
+    default:
+        yajl_gen_null(g);
+    }
+}
+
+
 void
 ngx_pt_json_map_open(yajl_gen g)
 {

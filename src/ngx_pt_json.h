@@ -30,6 +30,7 @@ void ngx_pt_json_int(yajl_gen g, int64_t n);      /* NGX_PT_NULL_INT: null */
 void ngx_pt_json_num(yajl_gen g, double n);       /* NaN: null */
 void ngx_pt_json_bool(yajl_gen g, ngx_uint_t b);
 void ngx_pt_json_null(yajl_gen g);
+void ngx_pt_json_value(yajl_gen g, yajl_val v);
 void ngx_pt_json_map_open(yajl_gen g);
 void ngx_pt_json_map_close(yajl_gen g);
 void ngx_pt_json_array_open(yajl_gen g);

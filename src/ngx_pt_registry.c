@@ -195,6 +195,9 @@ ngx_pt_registry_start(ngx_http_request_t *r)
     case NGX_PT_REQ_MANIFEST:
         return ngx_pt_manifest_request(r, ctx);
 
+    case NGX_PT_REQ_REFERRERS:
+        return ngx_pt_referrers_request(r, ctx);
+
     default: /* NGX_PT_REQ_BLOB */
         return ngx_pt_registry_blob(r, ctx);
     }
@@ -289,6 +292,9 @@ ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
         } else if (slash - p == 5 && ngx_strncmp(p, "blobs", 5) == 0) {
             ctx->kind = NGX_PT_REQ_BLOB;
 
+        } else if (slash - p == 9 && ngx_strncmp(p, "referrers", 9) == 0) {
+            ctx->kind = NGX_PT_REQ_REFERRERS;
+
         } else {
             goto unknown;
         }
@@ -304,7 +310,7 @@ ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
         return NGX_DECLINED;
     }
 
-    if (ctx->kind == NGX_PT_REQ_BLOB
+    if (ctx->kind == NGX_PT_REQ_BLOB || ctx->kind == NGX_PT_REQ_REFERRERS
         || (ctx->kind == NGX_PT_REQ_MANIFEST
             && ngx_strlchr(ctx->reference.data,
                            ctx->reference.data + ctx->reference.len, ':')))
@@ -1214,7 +1220,11 @@ ngx_pt_registry_fetch(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     f->done = ngx_pt_registry_fetch_done;
     f->data = r;
 
-    if (what[0] == 'm') {
+    if (what[0] == 'r') {
+        /* the referrers API answers an index */
+        ngx_str_set(&f->accept, "application/vnd.oci.image.index.v1+json");
+
+    } else if (what[0] == 'm') {
         /* the types this cache understands, then what the client asked */
 
         accept = r->headers_in.accept ? r->headers_in.accept->value

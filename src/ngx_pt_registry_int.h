@@ -26,6 +26,7 @@
 #define NGX_PT_REQ_TAGS       2
 #define NGX_PT_REQ_MANIFEST   3
 #define NGX_PT_REQ_BLOB       4
+#define NGX_PT_REQ_REFERRERS  5
 
 /* $pullthrough_cache_status, by index */
 #define NGX_PT_CACHE_HIT          1
@@ -100,6 +101,7 @@ ngx_int_t ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
 
 /* the manifest side */
 ngx_int_t ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
+ngx_int_t ngx_pt_referrers_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *ref, ngx_str_t *key);
 
