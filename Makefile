@@ -30,7 +30,7 @@ SOURCES    := config ngx_pullthrough_module.c $(wildcard src/*.c src/*.h)
 BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
               libcurl4-openssl-dev libssl-dev
 RUN_PKGS   := nginx ca-certificates openssl
-TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman jq httpie curl \
+TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman containerd jq httpie curl \
               openssl apache2-utils tinyproxy stunnel4
 
 # the data-plane tests, run again with every remote reached through

@@ -99,6 +99,8 @@ sub match_requests {
 # in PATH. Programs every Debian system has (sh, awk, head) need no entry;
 # tar and gzip have one for t/090's optional checks.
 my %TOOLS = (
+    containerd => { package => 'containerd' },
+    ctr      => { package => 'containerd' },
     curl     => { package => 'curl' },
     gzip     => { package => 'gzip' },
     htpasswd => { package => 'apache2-utils' },
