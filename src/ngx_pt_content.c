@@ -1090,7 +1090,8 @@ ngx_pt_content_delete_records(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t  i;
 
     static ngx_uint_t  dbs[] = {
-        NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS
+        NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS,
+        NGX_PT_DB_REFERRERS
     };
 
     if (id->len

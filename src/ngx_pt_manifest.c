@@ -30,8 +30,6 @@
 
 static ngx_int_t ngx_pt_manifest_lookup(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
-static ngx_msec_t ngx_pt_manifest_ttl(ngx_http_request_t *r,
-    ngx_pt_req_t *ctx);
 static ngx_uint_t ngx_pt_manifest_fresh(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
 static ngx_uint_t ngx_pt_manifest_stale_ok(ngx_http_request_t *r,
@@ -149,7 +147,7 @@ ngx_pt_manifest_lookup(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
 /* freshness: the remote's tag_ttl (s), else pullthrough_tag_ttl */
 
-static ngx_msec_t
+ngx_msec_t
 ngx_pt_manifest_ttl(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
     ngx_http_pullthrough_loc_conf_t  *plcf;

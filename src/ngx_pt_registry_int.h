@@ -52,6 +52,8 @@ typedef struct {
     ngx_uint_t                  kind;
     ngx_str_t                   repo;        /* the path: <base_path>/<name> */
     ngx_str_t                   name;        /* upstream repository name */
+    ngx_str_t                   referrers;   /* the stored index, if any */
+    uint64_t                    referrers_at;
     ngx_str_t                   asked;       /* the name in the path, when
                                                 it names no base_path (a
                                                 mirror's request) */
@@ -102,6 +104,7 @@ ngx_int_t ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
 /* the manifest side */
 ngx_int_t ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_referrers_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
+ngx_msec_t ngx_pt_manifest_ttl(ngx_http_request_t *r, ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *ref, ngx_str_t *key);
 

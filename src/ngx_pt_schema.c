@@ -33,6 +33,10 @@
  * The last four belong to content units (ngx_pt_schema_units.c); the
  * writers of tags, manifests and blobs keep them in step.
  *
+ *   referrers           <repo>\0<subject digest> -> "<asked ms> <index
+ *                                             JSON>": the referrers index
+ *                                             the upstream gave, and when
+ *
  * Every value but the schema version begins with one byte, its format, so
  * that a value written in an older format is still read (or upgraded)
  * when a later one adds to it; a byte below 0x20 cannot begin the
@@ -146,7 +150,8 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
     "manifest_units",
     "blob_units",
     "unit_holders",
-    "unit_ids"
+    "unit_ids",
+    "referrers"
 };
 
 
@@ -161,8 +166,9 @@ static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
     1, 1, 1,
     1, 1,                           /* files, lru */
     1, 1,                           /* created, children */
-    1, 1, 1, 1                      /* manifest_units, blob_units,
+    1, 1, 1, 1,                     /* manifest_units, blob_units,
                                        unit_holders, unit_ids */
+    1                               /* referrers */
 };
 
 
@@ -1219,6 +1225,73 @@ ngx_pt_tag_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 }
 
 
+/* referrers: <repo>\0<digest> -> "<asked ms> <index JSON>" */
+
+ngx_int_t
+ngx_pt_referrers_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *digest, uint64_t *checked, ngx_str_t *index)
+{
+    u_char     *sp;
+    off_t       n;
+    ngx_int_t   rc;
+    ngx_str_t   key, val;
+
+    if (ngx_pt_key_item(pool, repo, digest, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_REFERRERS, &key, &val);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    sp = ngx_strlchr(val.data, val.data + val.len, ' ');
+    n = sp ? ngx_atoof(val.data, sp - val.data) : NGX_ERROR;
+
+    if (n < 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "pullthrough: the referrers of %V in \"%V\" are "
+                      "corrupt", digest, repo);
+        return NGX_DECLINED;
+    }
+
+    *checked = (uint64_t) n;
+
+    /* a copy: LMDB's memory is valid only in the transaction */
+
+    index->len = val.data + val.len - sp - 1;
+    index->data = ngx_pnalloc(pool, index->len);
+    if (index->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(index->data, sp + 1, index->len);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pt_referrers_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *repo, ngx_str_t *digest, uint64_t checked, ngx_str_t *index)
+{
+    ngx_str_t  key, val;
+
+    if (ngx_pt_key_item(pool, repo, digest, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    val.data = ngx_pnalloc(pool, NGX_INT64_LEN + 1 + index->len);
+    if (val.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    val.len = ngx_sprintf(val.data, "%uL %V", checked, index) - val.data;
+
+    return ngx_pt_value_put(log, txn, NGX_PT_DB_REFERRERS, &key, &val);
+}
+
+
 /* a value with its format byte stripped: either format reads the same */
 
 ngx_int_t
@@ -1526,8 +1599,13 @@ ngx_pt_items_delete(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 {
     ngx_str_t  prefix;
 
-    if (ngx_pt_key_item(pool, repo, NULL, &prefix) != NGX_OK
-        || ngx_pt_units_untrack(pool, log, txn, db, repo) != NGX_OK)
+    if (ngx_pt_key_item(pool, repo, NULL, &prefix) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if ((db == NGX_PT_DB_TAGS || db == NGX_PT_DB_MANIFESTS
+         || db == NGX_PT_DB_BLOBS)
+        && ngx_pt_units_untrack(pool, log, txn, db, repo) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -42,6 +42,7 @@ typedef enum {
     NGX_PT_DB_BLOB_UNITS,
     NGX_PT_DB_UNIT_HOLDERS,
     NGX_PT_DB_UNIT_IDS,
+    NGX_PT_DB_REFERRERS,
     NGX_PT_DB_COUNT
 } ngx_pt_db_e;
 
@@ -174,6 +175,14 @@ ngx_int_t ngx_pt_items_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_array_t *out, ngx_uint_t *more);
 ngx_int_t ngx_pt_items_delete(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_uint_t db, ngx_str_t *repo);
+
+/* a repository's referrers index of a subject, and when it was asked */
+ngx_int_t ngx_pt_referrers_get(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest, uint64_t *checked,
+    ngx_str_t *index);
+ngx_int_t ngx_pt_referrers_put(ngx_pool_t *pool, ngx_log_t *log,
+    MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest, uint64_t checked,
+    ngx_str_t *index);
 
 /* content units (ngx_pt_schema_units.c): ids, counts, pages in order */
 const char *ngx_pt_unit_prn(ngx_uint_t kind);

@@ -78,6 +78,7 @@ my $t = PT::Nginx->new(conf => cache_conf())->start;
 setup_cache($t, $api->url, base_path => 'api', name => 'api');
 setup_cache($t, $tagged->url, base_path => 'tagged', name => 'tagged');
 setup_cache($t, $reg->url, base_path => 'real', name => 'real');
+setup_cache($t, $api->url, base_path => 'now', name => 'now', remote => { tag_ttl => 0 });
 
 sub referrers {
     my ($path) = @_;
@@ -99,6 +100,11 @@ is($r->{headers}{'oci-filters-applied'}, undef, '... no filter applied');
 ($r, $types) = referrers("/v2/api/library/signed/referrers/$subject?artifactType=application%2Fspdx%2Bjson");
 is_deeply($types, [ $SBOM ], '?artifactType=: the descriptors of that type');
 is($r->{headers}{'oci-filters-applied'}, 'artifactType', '... said in OCI-Filters-Applied');
+
+$api->reset_requests;
+($r, $types) = referrers("/v2/api/library/signed/referrers/$subject");
+is_deeply($types, [ $SIG, $SBOM ], 'again within the freshness period: the same index');
+is(scalar($api->requests), 0, '... from the store, the upstream not asked');
 
 ($r, $types) = referrers("/v2/api/library/signed/referrers/" . digest_of('nothing'));
 is_deeply([ $r->{status}, $types ], [ 200, [] ], 'nothing refers to it: an empty index');
@@ -133,11 +139,22 @@ is_deeply([ $r->{status}, $types ], [ 200, [] ], 'docker-registry (neither): an 
 is_oci_error($t->get("/v2/real/library/hello/referrers/sha256:abc"), 400, 'DIGEST_INVALID',
              'a malformed digest: 400 DIGEST_INVALID');
 
+# tag_ttl 0: asked every time; the upstream down, what it said before
+$api->reset_requests;
+($r, $types) = referrers("/v2/now/library/signed/referrers/$subject");
+is_deeply($types, [ $SIG, $SBOM ], 'a remote with tag_ttl 0: the index');
+($r, $types) = referrers("/v2/now/library/signed/referrers/$subject");
+is(scalar($api->requests), 2, '... asked at each request');
+
 $api->stop;
-($r, $types) = referrers("/v2/api/library/signed/referrers/$subject");
-is_deeply([ $r->{status}, $types ], [ 200, [] ], 'the upstream down: an empty index');
-like($t->error_log, qr/\[warn\].*referrers of \Q$subject\E in "api\/library\/signed" could not be asked for/,
+($r, $types) = referrers("/v2/now/library/signed/referrers/$subject");
+is_deeply([ $r->{status}, $types ], [ 200, [ $SIG, $SBOM ] ], 'the upstream down: the stored index');
+like($t->error_log, qr/\[warn\].*referrers of \Q$subject\E in "now\/library\/signed" could not be asked for: the stored index/,
      '... and a warning');
+my $other = digest_of('never asked');
+($r, $types) = referrers("/v2/now/library/signed/referrers/$other");
+is_deeply([ $r->{status}, $types ], [ 200, [] ], '... and for a subject never asked: an empty index');
+like($t->error_log, qr/\[warn\].*referrers of \Q$other\E .* an empty index is answered/, '... and a warning');
 
 $t->stop;
 
