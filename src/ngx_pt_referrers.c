@@ -297,26 +297,18 @@ ngx_pt_referrers_parse(ngx_http_request_t *r, ngx_str_t *body,
 static ngx_int_t
 ngx_pt_referrers_answer(ngx_http_request_t *r, yajl_val manifests)
 {
-    u_char     *p;
     size_t      i;
     yajl_gen    g;
-    ngx_str_t   arg, type, body, applied;
+    ngx_int_t   rc;
+    ngx_str_t   type, body, applied;
     yajl_val    d;
 
-    ngx_str_null(&type);
+    rc = ngx_pt_registry_arg(r, "artifactType", &type);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (ngx_http_arg(r, (u_char *) "artifactType", 12, &arg) == NGX_OK
-        && arg.len)
-    {
-        type.data = ngx_pnalloc(r->pool, arg.len);
-        if (type.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        p = type.data;
-        ngx_unescape_uri(&p, &arg.data, arg.len, 0);
-        type.len = p - type.data;
-
+    if (rc == NGX_OK) {
         ngx_str_set(&applied, "artifactType");
         if (ngx_pt_registry_set_header(r, "OCI-Filters-Applied", &applied)
             != NGX_OK)

@@ -518,7 +518,7 @@ ngx_pt_registry_mirror(ngx_http_request_t *r, ngx_pt_req_t *ctx, MDB_txn *txn)
     u_char                           *p;
     void                             *rec;
     ngx_int_t                         rc;
-    ngx_str_t                         arg, id;
+    ngx_str_t                         id;
     ngx_log_t                        *log;
     ngx_pt_dist_t                    *dist;
     ngx_pt_mirror_t                   m;
@@ -534,16 +534,12 @@ ngx_pt_registry_mirror(ngx_http_request_t *r, ngx_pt_req_t *ctx, MDB_txn *txn)
     m.txn = txn;
     m.preferred = plcf->default_path;
 
-    if (ngx_http_arg(r, (u_char *) "ns", 2, &arg) == NGX_OK && arg.len) {
-        m.ns.data = ngx_pnalloc(r->pool, arg.len);
-        if (m.ns.data == NULL) {
-            return NGX_ERROR;
-        }
+    rc = ngx_pt_registry_arg(r, "ns", &m.ns);
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
-        p = m.ns.data;
-        ngx_unescape_uri(&p, &arg.data, arg.len, 0);
-        m.ns.len = p - m.ns.data;
-
+    if (rc == NGX_OK) {
         rc = ngx_pt_record_each(NULL, log, txn, &ngx_pt_pt_dist_type,
                                 ngx_pt_registry_mirror_ns, &m);
         if (rc != NGX_OK) {
@@ -1526,15 +1522,8 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
         none = (n == 0);
     }
 
-    if (ngx_http_arg(r, (u_char *) "last", 4, &arg) == NGX_OK) {
-        last.data = ngx_pnalloc(r->pool, arg.len);
-        if (last.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        p = last.data;
-        ngx_unescape_uri(&p, &arg.data, arg.len, 0);
-        last.len = p - last.data;
+    if (ngx_pt_registry_arg(r, "last", &last) == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_array_init(&list, r->pool, 16, sizeof(ngx_str_t)) != NGX_OK) {
@@ -1612,6 +1601,36 @@ ngx_pt_registry_list(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     }
 
     return ngx_pt_send(r, NGX_HTTP_OK, &ngx_pt_json_type, &body);
+}
+
+
+/* a query argument, unescaped; NGX_DECLINED: absent or empty */
+
+ngx_int_t
+ngx_pt_registry_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    u_char     *p;
+    ngx_str_t   arg;
+
+    ngx_str_null(value);
+
+    if (ngx_http_arg(r, (u_char *) name, ngx_strlen(name), &arg) != NGX_OK
+        || arg.len == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    value->data = ngx_pnalloc(r->pool, arg.len);
+    if (value->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = value->data;
+    ngx_unescape_uri(&p, &arg.data, arg.len, 0);
+    value->len = p - value->data;
+
+    return NGX_OK;
 }
 
 

@@ -104,6 +104,8 @@ ngx_int_t ngx_pt_registry_parse(ngx_str_t *uri, ngx_pt_req_t *ctx,
 /* the manifest side */
 ngx_int_t ngx_pt_manifest_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_referrers_request(ngx_http_request_t *r, ngx_pt_req_t *ctx);
+ngx_int_t ngx_pt_registry_arg(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 ngx_msec_t ngx_pt_manifest_ttl(ngx_http_request_t *r, ngx_pt_req_t *ctx);
 ngx_int_t ngx_pt_manifest_key(ngx_pool_t *pool, ngx_str_t *repo,
     ngx_str_t *ref, ngx_str_t *key);
