@@ -244,7 +244,9 @@ ngx_pt_manifest_stale(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 static ngx_int_t
 ngx_pt_manifest_expired(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
+    ngx_int_t                         rc;
     ngx_msec_t                        bound;
+    ngx_pt_tag_t                      t;
     ngx_http_pullthrough_loc_conf_t  *plcf;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_pullthrough_module);
@@ -268,6 +270,30 @@ ngx_pt_manifest_expired(ngx_http_request_t *r, ngx_pt_req_t *ctx)
     bound = plcf->revalidate_timeout + NGX_PT_FLIGHT_LINGER;
 
     if (ngx_pt_manifest_claim(r, ctx, bound)) {
+
+        /* the check of another request (another worker's) may have ended
+         * between the tag's read and this claim: read it again */
+
+        rc = ngx_pt_content_tag(r->pool, r->connection->log, &ctx->repo,
+                                &ctx->reference, &t);
+
+        if (rc == NGX_OK && t.checked > ctx->tag.checked
+            && t.digest.len == ctx->tag.digest.len
+            && ngx_strncmp(t.digest.data, ctx->tag.digest.data,
+                           t.digest.len) == 0)
+        {
+            ctx->tag = t;
+
+            if (ngx_pt_manifest_fresh(r, ctx)) {
+                ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                               "pullthrough manifest: \"%V:%V\" confirmed "
+                               "meanwhile", &ctx->repo, &ctx->reference);
+
+                ngx_pt_manifest_land(ctx, 0);
+                return ngx_pt_manifest_hit(r, ctx, NGX_PT_CACHE_HIT);
+            }
+        }
+
         if (plcf->tag_revalidate == NGX_PT_REVALIDATE_BACKGROUND
             && ngx_pt_manifest_stale_ok(r, ctx))
         {
