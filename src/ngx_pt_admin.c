@@ -28,6 +28,13 @@ static void ngx_pt_admin_run(ngx_pt_admin_t *ctx);
 static ngx_int_t ngx_pt_admin_dispatch(ngx_pt_admin_t *ctx);
 static ngx_int_t ngx_pt_admin_finish(ngx_pt_admin_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_pt_admin_send(ngx_pt_admin_t *ctx);
+static ngx_int_t ngx_pt_admin_sparse(ngx_pt_admin_t *ctx, ngx_str_t *out);
+static void ngx_pt_admin_sparse_object(ngx_pt_admin_t *ctx, yajl_gen g,
+    yajl_val o);
+static ngx_uint_t ngx_pt_admin_sparse_asked(ngx_pt_admin_t *ctx,
+    const char *param);
+static ngx_uint_t ngx_pt_admin_sparse_listed(ngx_pt_admin_t *ctx,
+    const char *param, const char *key);
 static ngx_int_t ngx_pt_admin_get(ngx_pt_admin_t *ctx);
 
 
@@ -454,6 +461,156 @@ ngx_pt_admin_finish(ngx_pt_admin_t *ctx, ngx_int_t rc)
     return ngx_pt_admin_send(ctx);
 }
 
+/*
+ * Pulp's sparse fieldsets: ?fields=a,b keeps those keys of each object
+ * answered (each result of a list, or the object itself), ?exclude_fields=
+ * drops those; both may be repeated. The answer is rewritten from its own
+ * JSON, only when they are asked for.
+ */
+
+static ngx_int_t
+ngx_pt_admin_sparse(ngx_pt_admin_t *ctx, ngx_str_t *out)
+{
+    size_t     i, j;
+    yajl_gen   g;
+    yajl_val   doc, v;
+    ngx_str_t  err;
+
+    if (ctx->status != NGX_HTTP_OK || ctx->query.params.nelts == 0
+        || (!ngx_pt_admin_sparse_asked(ctx, "fields")
+            && !ngx_pt_admin_sparse_asked(ctx, "exclude_fields")))
+    {
+        return NGX_OK;
+    }
+
+    doc = ngx_pt_json_parse(ctx->pool, out, &err);
+    if (doc == NULL || !YAJL_IS_OBJECT(doc)) {
+        return NGX_OK;
+    }
+
+    g = ngx_pt_json_gen(ctx->pool);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_pt_json_get(doc, "results");
+
+    if (v == NULL || !YAJL_IS_ARRAY(v) || ngx_pt_json_get(doc, "count") == NULL)
+    {
+        /* one object */
+        ngx_pt_admin_sparse_object(ctx, g, doc);
+        return ngx_pt_json_result(g, ctx->pool, out);
+    }
+
+    /* a page: count, next, previous as they are, each result cut */
+
+    ngx_pt_json_map_open(g);
+
+    for (i = 0; i < doc->u.object.len; i++) {
+        ngx_pt_json_key(g, doc->u.object.keys[i]);
+
+        if (doc->u.object.values[i] != v) {
+            ngx_pt_json_value(g, doc->u.object.values[i]);
+            continue;
+        }
+
+        ngx_pt_json_array_open(g);
+
+        for (j = 0; j < v->u.array.len; j++) {
+            ngx_pt_admin_sparse_object(ctx, g, v->u.array.values[j]);
+        }
+
+        ngx_pt_json_array_close(g);
+    }
+
+    ngx_pt_json_map_close(g);
+
+    return ngx_pt_json_result(g, ctx->pool, out);
+}
+
+
+static void
+ngx_pt_admin_sparse_object(ngx_pt_admin_t *ctx, yajl_gen g, yajl_val o)
+{
+    size_t       i;
+    const char  *key;
+
+    if (!YAJL_IS_OBJECT(o)) {
+        ngx_pt_json_value(g, o);
+        return;
+    }
+
+    ngx_pt_json_map_open(g);
+
+    for (i = 0; i < o->u.object.len; i++) {
+        key = o->u.object.keys[i];
+
+        if ((ngx_pt_admin_sparse_asked(ctx, "fields")
+             && !ngx_pt_admin_sparse_listed(ctx, "fields", key))
+            || ngx_pt_admin_sparse_listed(ctx, "exclude_fields", key))
+        {
+            continue;
+        }
+
+        ngx_pt_json_key(g, key);
+        ngx_pt_json_value(g, o->u.object.values[i]);
+    }
+
+    ngx_pt_json_map_close(g);
+}
+
+
+static ngx_uint_t
+ngx_pt_admin_sparse_asked(ngx_pt_admin_t *ctx, const char *param)
+{
+    ngx_str_t  v;
+
+    ngx_pt_admin_query_get(ctx, param, &v);
+
+    return v.len != 0;
+}
+
+
+/* whether key is in one of the comma-separated values of param */
+
+static ngx_uint_t
+ngx_pt_admin_sparse_listed(ngx_pt_admin_t *ctx, const char *param,
+    const char *key)
+{
+    u_char        *p, *c, *last;
+    size_t         len, klen;
+    ngx_uint_t     i;
+    ngx_keyval_t  *kv;
+
+    len = ngx_strlen(param);
+    klen = ngx_strlen(key);
+    kv = ctx->query.params.elts;
+
+    for (i = 0; i < ctx->query.params.nelts; i++) {
+        if (kv[i].key.len != len
+            || ngx_strncmp(kv[i].key.data, param, len) != 0)
+        {
+            continue;
+        }
+
+        last = kv[i].value.data + kv[i].value.len;
+
+        for (p = kv[i].value.data; p < last; p = c + 1) {
+            c = ngx_strlchr(p, last, ',');
+            if (c == NULL) {
+                c = last;
+            }
+
+            if ((size_t) (c - p) == klen && ngx_strncmp(p, key, klen) == 0) {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_pt_admin_send(ngx_pt_admin_t *ctx)
 {
@@ -462,7 +619,9 @@ ngx_pt_admin_send(ngx_pt_admin_t *ctx)
 
     static ngx_str_t  json = ngx_string("application/json");
 
-    if (ngx_pt_json_result(ctx->g, ctx->pool, &out) != NGX_OK) {
+    if (ngx_pt_json_result(ctx->g, ctx->pool, &out) != NGX_OK
+        || ngx_pt_admin_sparse(ctx, &out) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

@@ -53,6 +53,8 @@ static ngx_int_t ngx_pt_admin_filters(ngx_pt_admin_t *ctx,
 static ngx_pt_field_t *ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx,
     ngx_str_t *name);
 static ngx_int_t ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec);
+static ngx_int_t ngx_pt_admin_filter_match_list(ngx_pt_filter_t *flt,
+    ngx_array_t *list);
 static ngx_int_t ngx_pt_admin_ordering(ngx_pt_admin_t *ctx);
 static int ngx_libc_cdecl ngx_pt_admin_cmp(const void *one, const void *two);
 static ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
@@ -506,7 +508,11 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
 }
 
 
-/* lists filter and order by the string fields "name" and "base_path" */
+/*
+ * What lists filter on: the string fields "name", "base_path" and (tasks)
+ * "state", and the list of hrefs "created_resources" (a task's: one of
+ * them is the value).
+ */
 
 static ngx_pt_field_t *
 ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
@@ -514,9 +520,12 @@ ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
     ngx_pt_field_t  *f;
 
     for (f = ctx->type->fields; f->name; f++) {
-        if (f->type == NGX_PT_T_STR
-            && (ngx_strcmp(f->name, "name") == 0
-                || ngx_strcmp(f->name, "base_path") == 0)
+        if (((f->type == NGX_PT_T_STR
+              && (ngx_strcmp(f->name, "name") == 0
+                  || ngx_strcmp(f->name, "base_path") == 0
+                  || ngx_strcmp(f->name, "state") == 0))
+             || (f->type == NGX_PT_T_STRLIST
+                 && ngx_strcmp(f->name, "created_resources") == 0))
             && ngx_strlen(f->name) == name->len
             && ngx_strncmp(f->name, name->data, name->len) == 0)
         {
@@ -528,11 +537,44 @@ ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
 }
 
 
+/* a list of strings matches when one of them does */
+
+static ngx_int_t
+ngx_pt_admin_filter_match_list(ngx_pt_filter_t *flt, ngx_array_t *list)
+{
+    ngx_str_t        *s;
+    ngx_uint_t        i;
+    ngx_pt_filter_t   one;
+
+    if (list == NULL) {
+        return 0;
+    }
+
+    s = list->elts;
+    one = *flt;
+
+    for (i = 0; i < list->nelts; i++) {
+        one.offset = 0;
+
+        if (ngx_pt_admin_filter_match(&one, &s[i])) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec)
 {
     u_char     *p, *c, *last;
     ngx_str_t  *s;
+
+    if (flt->field->type == NGX_PT_T_STRLIST && flt->offset) {
+        return ngx_pt_admin_filter_match_list(flt,
+                             *(ngx_array_t **) ((u_char *) rec + flt->offset));
+    }
 
     s = (ngx_str_t *) ((u_char *) rec + flt->offset);
 
