@@ -408,21 +408,7 @@ EOF
     # the libcurl transport: another nginx with a store of its own (blob
     # files are shared by repositories: one store would make its pull all
     # hits)
-    my $tc = PT::Nginx->new(conf => <<'EOF');
-worker_processes 1;
-events { worker_connections 1024; }
-http {
-    sendfile on;
-    access_log off;
-    pullthrough_store %%STORE%%;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v2/ { pullthrough_registry; }
-        location /pulp/api/v3/ { pullthrough_admin; }
-    }
-}
-EOF
+    my $tc = PT::Nginx->new(conf => plain_conf());
     $tc->start;
 
     my $ca = PT::Certs->new;
@@ -875,23 +861,7 @@ sub bench_lists {
     my $images = seed_images('scale/img', $LS_STAGES[-1]);
     my @blobs = seed_blobs('scale/hot', 1, 16 * $KiB);
 
-    my $t = PT::Nginx->new(conf => <<'EOF');
-worker_processes 1;
-events { worker_connections 1024; }
-http {
-    sendfile on;
-    tcp_nopush on;
-    access_log off;
-    pullthrough_store %%STORE%%;
-
-    server {
-        listen 127.0.0.1:%%PORT%%;
-        location /v2/ { pullthrough_registry; }
-        location /pulp/api/v3/ { pullthrough_admin; }
-    }
-}
-EOF
-    $t->start;
+    my $t = PT::Nginx->new(conf => plain_conf())->start;
 
     my $remote = PT::Pulp::create_remote($t, name => 'bench-lists',
                                          url => $reg->url);
@@ -1119,6 +1089,27 @@ sub write_blob {
     make_path($blob, $link);
     spew("$blob/data", $data) unless -f "$blob/data";
     spew("$link/link", $digest);
+}
+
+
+# one worker, the registry and the admin API, no access log
+sub plain_conf {
+    return <<'EOF';
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    sendfile on;
+    tcp_nopush on;
+    access_log off;
+    pullthrough_store %%STORE%%;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location /v2/ { pullthrough_registry; }
+        location /pulp/api/v3/ { pullthrough_admin; }
+    }
+}
+EOF
 }
 
 
