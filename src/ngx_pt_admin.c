@@ -90,6 +90,10 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       0, NGX_PT_CONTENT_BLOBS, ngx_pt_admin_content,
       NULL, NULL, NULL, NULL, NULL },
 
+    { "pulp_container/namespaces/", NULL,
+      NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
+      0, 0, ngx_pt_admin_namespaces, NULL, NULL, NULL, NULL, NULL },
+
     /* the store as a whole */
 
     { "status/", NULL,

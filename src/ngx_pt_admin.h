@@ -145,6 +145,7 @@ ngx_int_t ngx_pt_admin_orphans(ngx_pt_admin_t *ctx);
 
 /* ngx_pt_admin_content.c */
 ngx_int_t ngx_pt_admin_versions(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_namespaces(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_content(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec);

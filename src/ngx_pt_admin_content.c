@@ -1,8 +1,8 @@
 
 /*
  * ngx_pullthrough: the admin API's read-only views of what pulls made:
- * repository versions and content (tags, manifests, blobs), with Pulp's
- * shapes. Content units have no records of their own: their ids are
+ * repository versions, content (tags, manifests, blobs) and namespaces,
+ * with Pulp's shapes. Content units have no records of their own: their ids are
  * derived from what they are, so the same blob has the same href in every
  * repository.
  */
@@ -664,6 +664,233 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
     }
 
     ngx_pt_json_map_close(g);
+
+    return NGX_OK;
+}
+
+
+/*
+ * /pulp_container/namespaces/: as Pulp makes one of the first component of
+ * a distribution's base_path when a pull creates it, the first components
+ * of the pull-through distributions whose pulls made per-image ones, each
+ * once (the earliest one's creation), in the order of names. Derived, not
+ * stored: the id is made of the name, as a content unit's.
+ */
+
+typedef struct {
+    ngx_pt_admin_t             *ctx;
+    MDB_txn                    *txn;
+    ngx_array_t                 found;       /* ngx_pt_namespace_t */
+} ngx_pt_namespaces_t;
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_str_t                   created;
+} ngx_pt_namespace_t;
+
+
+static ngx_int_t
+ngx_pt_admin_namespace_one(void *data, void *rec)
+{
+    ngx_pt_namespaces_t *ns = data;
+
+    u_char              *slash;
+    ngx_str_t            name;
+    ngx_array_t          children;
+    ngx_pt_dist_t       *dist = rec;
+    ngx_pt_namespace_t  *n;
+
+    if (ngx_array_init(&children, ns->ctx->pool, 1, sizeof(ngx_str_t))
+        != NGX_OK
+        || ngx_pt_children_list(ns->ctx->pool, ns->ctx->log, ns->txn,
+                                &dist->meta.id, 1, &children)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (children.nelts == 0) {
+        /* no pull through it yet */
+        return NGX_OK;
+    }
+
+    slash = ngx_strlchr(dist->base_path.data,
+                        dist->base_path.data + dist->base_path.len, '/');
+
+    name.data = dist->base_path.data;
+    name.len = (slash ? slash : dist->base_path.data + dist->base_path.len)
+               - name.data;
+
+    n = ngx_array_push(&ns->found);
+    if (n == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* copies: the record goes after this handler */
+
+    n->name.len = name.len;
+    n->name.data = ngx_pstrdup(ns->ctx->pool, &name);
+    n->created.len = dist->meta.created.len;
+    n->created.data = ngx_pstrdup(ns->ctx->pool, &dist->meta.created);
+
+    return (n->name.data && n->created.data) ? NGX_OK : NGX_ERROR;
+}
+
+
+static int ngx_libc_cdecl
+ngx_pt_admin_namespace_cmp(const void *a, const void *b)
+{
+    const ngx_pt_namespace_t  *x = a, *y = b;
+    ngx_int_t                  rc;
+
+    rc = ngx_memn2cmp(x->name.data, y->name.data, x->name.len, y->name.len);
+
+    return rc ? rc : ngx_memn2cmp(x->created.data, y->created.data,
+                                  x->created.len, y->created.len);
+}
+
+
+static void
+ngx_pt_admin_namespace_render(ngx_pt_admin_t *ctx, ngx_pt_namespace_t *n)
+{
+    u_char         buf[NGX_PT_HREF_LEN], id[NGX_PT_UUID_LEN];
+    ngx_str_t      s;
+    ngx_pt_unit_t  unit;
+
+    ngx_memzero(&unit, sizeof(ngx_pt_unit_t));
+    unit.digest = n->name;
+
+    if (ngx_pt_unit_id(NGX_PT_UNIT_NAMESPACES, &unit, id) != NGX_OK) {
+        ngx_memzero(id, NGX_PT_UUID_LEN);
+    }
+
+    ngx_pt_json_map_open(ctx->g);
+
+    s.data = buf;
+    s.len = ngx_sprintf(buf, NGX_PT_API_ROOT "pulp_container/namespaces/%*s/",
+                        (size_t) NGX_PT_UUID_LEN, id) - buf;
+    ngx_pt_json_key(ctx->g, "pulp_href");
+    ngx_pt_json_str(ctx->g, &s);
+
+    s.len = ngx_sprintf(buf, "prn:container.containernamespace:%*s",
+                        (size_t) NGX_PT_UUID_LEN, id) - buf;
+    ngx_pt_json_key(ctx->g, "prn");
+    ngx_pt_json_str(ctx->g, &s);
+
+    ngx_pt_json_key(ctx->g, "pulp_created");
+    ngx_pt_json_str(ctx->g, &n->created);
+    ngx_pt_json_key(ctx->g, "name");
+    ngx_pt_json_str(ctx->g, &n->name);
+
+    ngx_pt_json_map_close(ctx->g);
+}
+
+
+ngx_int_t
+ngx_pt_admin_namespaces(ngx_pt_admin_t *ctx)
+{
+    u_char               id[NGX_PT_UUID_LEN];
+    MDB_txn             *txn;
+    ngx_int_t            rc;
+    ngx_str_t            name;
+    ngx_uint_t           i, n, count;
+    ngx_pt_unit_t        unit;
+    ngx_pt_namespace_t  *ns;
+    ngx_pt_namespaces_t  w;
+
+    w.ctx = ctx;
+
+    if (ngx_array_init(&w.found, ctx->pool, 8, sizeof(ngx_pt_namespace_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    w.txn = txn;
+
+    rc = ngx_pt_record_each(NULL, ctx->log, txn, &ngx_pt_pt_dist_type,
+                            ngx_pt_admin_namespace_one, &w);
+
+    ngx_pt_txn_abort(txn);
+
+    if (rc != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    /* each name once, with its earliest creation */
+
+    ns = w.found.elts;
+    ngx_qsort(ns, w.found.nelts, sizeof(ngx_pt_namespace_t),
+              ngx_pt_admin_namespace_cmp);
+
+    for (i = 0, n = 0; i < w.found.nelts; i++) {
+        if (n && ns[n - 1].name.len == ns[i].name.len
+            && ngx_strncmp(ns[n - 1].name.data, ns[i].name.data,
+                           ns[i].name.len) == 0)
+        {
+            continue;
+        }
+
+        ns[n++] = ns[i];
+    }
+
+    ngx_pt_admin_query_get(ctx, "name", &name);
+
+    /* keep what the id or the name asks for */
+
+    for (i = 0, count = 0; i < n; i++) {
+        if (name.len && (name.len != ns[i].name.len
+                         || ngx_strncmp(name.data, ns[i].name.data,
+                                        name.len) != 0))
+        {
+            continue;
+        }
+
+        if (ctx->id.len) {
+            ngx_memzero(&unit, sizeof(ngx_pt_unit_t));
+            unit.digest = ns[i].name;
+
+            if (ngx_pt_unit_id(NGX_PT_UNIT_NAMESPACES, &unit, id) != NGX_OK
+                || ngx_strncmp(id, ctx->id.data, NGX_PT_UUID_LEN) != 0)
+            {
+                continue;
+            }
+        }
+
+        ns[count++] = ns[i];
+    }
+
+    if (ctx->id.len) {
+        if (count == 0) {
+            (void) ngx_pt_admin_detail(ctx, NGX_HTTP_NOT_FOUND, "Not found.");
+            return NGX_OK;
+        }
+
+        ngx_pt_admin_namespace_render(ctx, &ns[0]);
+        ctx->status = NGX_HTTP_OK;
+        return NGX_OK;
+    }
+
+    if (ngx_pt_admin_page(ctx, count) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = ctx->query.offset;
+         i < count && i < (ngx_uint_t) (ctx->query.offset + ctx->query.limit);
+         i++)
+    {
+        ngx_pt_admin_namespace_render(ctx, &ns[i]);
+    }
+
+    ngx_pt_json_array_close(ctx->g);
+    ngx_pt_json_map_close(ctx->g);
+
+    ctx->status = NGX_HTTP_OK;
 
     return NGX_OK;
 }

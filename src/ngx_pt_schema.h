@@ -89,6 +89,7 @@ typedef struct {
 #define NGX_PT_UNIT_TAGS          0
 #define NGX_PT_UNIT_MANIFESTS     1
 #define NGX_PT_UNIT_BLOBS         2
+#define NGX_PT_UNIT_NAMESPACES    3        /* ids only: digest is the name */
 
 typedef struct {
     ngx_str_t                   repo;

@@ -76,7 +76,8 @@ static ngx_int_t ngx_pt_upgrade_units_one(void *data, ngx_str_t *key,
 static const char  *ngx_pt_unit_prns[] = {
     "container.tag",
     "container.manifest",
-    "container.blob"
+    "container.blob",
+    "container.containernamespace"
 };
 
 static const u_char  ngx_pt_unit_chars[] = "tmb";
