@@ -94,6 +94,18 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, 0, ngx_pt_admin_namespaces, NULL, NULL, NULL, NULL, NULL },
 
+    /* Pulp's generic lists, of the one type each has here: the objects'
+     * hrefs are their own type's */
+
+    { "remotes/", &ngx_pt_remote_type,
+      NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
+      NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, NULL, NULL, NULL, NULL },
+
+    { "repositories/", &ngx_pt_repo_type,
+      NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
+      NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, ngx_pt_admin_render_repo,
+      NULL, NULL, NULL },
+
     /* the store as a whole */
 
     { "status/", NULL,
@@ -244,6 +256,10 @@ ngx_pt_admin_route(ngx_http_request_t *r, ngx_pt_admin_t *ctx)
     ctx->type = res->type;
 
     if (p < last) {
+        if (res->flags & NGX_PT_ADMIN_LIST_ONLY) {
+            goto not_found;
+        }
+
         ctx->id.data = p;
         ctx->id.len = NGX_PT_UUID_LEN;
 

@@ -27,6 +27,7 @@
 /* resource flags */
 #define NGX_PT_ADMIN_AT_ONCE        0x01   /* POST answers 201, no task */
 #define NGX_PT_ADMIN_VERSIONS       0x02   /* <id>/versions/[<n>/] */
+#define NGX_PT_ADMIN_LIST_ONLY      0x04   /* a list, no objects of its own */
 
 
 typedef struct ngx_pt_admin_s           ngx_pt_admin_t;

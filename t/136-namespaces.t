@@ -57,6 +57,10 @@ is($t->get("$NS?name=zzz")->{json}{count}, 0, 'name= of none: count 0');
 is($t->get("$NS?limit=1&offset=1")->{json}{results}[0]{name}, 'team', 'pages');
 is($t->post($NS, { name => 'x' })->{status}, 405, 'read-only: POST is 405');
 
+# Pulp's generic list of repositories: the same ones
+is_deeply(list_all($t, "$API/repositories/"), list_all($t, "$API/repositories/container/container/"),
+          '/repositories/ lists the repositories the pulls made, as their own list does');
+
 $t->stop;
 
 done_testing;
