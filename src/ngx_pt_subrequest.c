@@ -98,10 +98,6 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 static ngx_http_variable_t  ngx_pt_subrequest_vars[] = {
 
-    { ngx_string("pullthrough_upstream_url"), NULL,
-      ngx_pt_subrequest_variable, offsetof(ngx_pt_fetch_t, url),
-      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
-
     { ngx_string("pullthrough_upstream_accept"), NULL,
       ngx_pt_subrequest_variable, offsetof(ngx_pt_fetch_t, accept),
       NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
