@@ -24,6 +24,7 @@ ngx_pt_exchange_reset(ngx_pt_fetch_t *f)
     f->stopped = 0;
     f->in_post = 0;
     f->reused = 0;
+    f->http2 = 0;
     f->try_start = ngx_current_msec;
     f->try_bytes = 0;
 

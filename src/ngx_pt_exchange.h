@@ -132,6 +132,7 @@ struct ngx_pt_fetch_s {
                                                 no credentials */
     unsigned                    in_post:1;   /* ended by a subrequest's
                                                 post handler */
+    unsigned                    http2:1;     /* the transport's */
     unsigned                    reused:1;    /* the transport's: on a kept
                                                 connection */
 };

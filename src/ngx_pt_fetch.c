@@ -427,10 +427,11 @@ ngx_pt_fetch_log(ngx_pt_fetch_t *f, ngx_int_t rc)
 
     ngx_log_error(NGX_LOG_INFO, f->log, 0,
                   "pullthrough: upstream exchange: remote \"%V\" %s %V%s: "
-                  "%ui, %O bytes, %s connection, %M ms",
+                  "%ui, %O bytes, %s%s connection, %M ms",
                   &f->settings->remote_name, f->head ? "HEAD" : "GET", &url,
                   q ? "?..." : "", f->status, f->try_bytes,
-                  f->reused ? "a kept" : "a new", ms);
+                  f->reused ? "a kept" : "a new",
+                  f->http2 ? " HTTP/2" : "", ms);
 }
 
 

@@ -124,16 +124,15 @@ ok(traces('subrequest', qr/[0-9A-F]+ for "[^"]+"$/),
 pull('curl', 'team/app:1.0');
 check_fills('team/app:1.0', 'libcurl');
 
-for (['created for "[^"]+\/blobs\/sha256:[0-9a-f]+": easy handle [0-9A-F]+, '
-      . 'a (?:new|kept) multi handle',
+for (['created for "[^"]+\/blobs\/sha256:[0-9a-f]+": easy handle [0-9A-F]+$',
       'an easy handle created'],
-     ['step to the thread pool', 'a step to the thread pool'],
-     ['added to its multi handle', 'the transfer added to a multi handle'],
+     ['step asked of the driver', 'a step asked of the driver'],
      ['step done: \d+ bytes', 'a step done'],
      ['header received: 200, \d+ bytes', 'a header received'],
      ['\d+ body bytes to the exchange', 'body bytes to the exchange'],
      ['finished: CURLcode 0, rc 0$', 'a transfer finished'],
-     ['cleaned up, its multi handle kept$', 'a transfer cleaned up'])
+     ['given back to the driver$', 'a transfer given back to the driver'],
+     ['let go by the driver$', 'a transfer let go by the driver'])
 {
     my ($re, $what) = @$_;
     ok(traces('curl', qr/[0-9A-F]+ $re/), "libcurl: $what");

@@ -9,7 +9,9 @@
 # one. Each exchange is a line of the error log at "info", saying whether
 # it used a kept connection, and an item of $pullthrough_upstream in the
 # access log of the request that carried it. libcurl (remotes with a CA of their own)
-# offers TLS 1.3 and keeps its connections too.
+# offers TLS 1.3 and keeps its connections too, and speaks HTTP/2 to an
+# upstream that offers it: the concurrent exchanges of a pull, each of a
+# different client request, are streams of one connection.
 #
 # The upstream is docker-registry behind a stock nginx (the "front"), whose
 # access log tells the connection, its requests, the TLS version, session
@@ -20,6 +22,8 @@ use warnings;
 
 use Test::More;
 use File::Temp qw(tempdir);
+use Digest::SHA ();
+use POSIX ();
 
 use PT::Nginx;
 use PT::Pulp;
@@ -28,6 +32,7 @@ use PT::Images;
 use PT::Pull;
 use PT::Certs;
 use PT::FakeDNS;
+use PT::LatencyProxy;
 use PT::Util qw(need_tools);
 
 need_tools(qw(docker-registry skopeo openssl));
@@ -40,7 +45,7 @@ my $ACCEPT = $PT::Images::ACCEPT;
 my $dir = tempdir('pt-260-XXXXXXXX', TMPDIR => 1, CLEANUP => 1);
 
 my $reg = PT::Registry->new->start;
-my $img = PT::Images::seed($reg, qw(hello));
+my $img = PT::Images::seed($reg, qw(hello app));
 
 my $ca = PT::Certs->new(dir => $dir);
 my $srv = $ca->server(name => 'front', dns => [ 'registry.test' ], ip => [ '127.0.0.1' ]);
@@ -53,6 +58,7 @@ http {
                     '"\$ssl_protocol" "\$ssl_session_reused" '
                     '"\$ssl_server_name" "\$http_host" \$request_method \$uri \$status';
     access_log %%TESTDIR%%/conn.log conn;
+    log_format h2 '\$connection \$server_protocol \$uri \$status \$msec \$request_time';
 
     server {
         listen 127.0.0.1:%%PORT%%;
@@ -66,6 +72,14 @@ http {
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:front:1m;
         keepalive_requests 4;
+        location / { proxy_pass http://127.0.0.1:@{[ $reg->port ]}; }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT3%% ssl http2;
+        ssl_certificate $srv->{cert};
+        ssl_certificate_key $srv->{key};
+        access_log %%TESTDIR%%/h2.log h2;
         location / { proxy_pass http://127.0.0.1:@{[ $reg->port ]}; }
     }
 }
@@ -215,6 +229,52 @@ is(scalar @{ distinct(sub { $_->{conn} }, @f) }, 1, '... one connection for the 
 @x = exchanges($mark, 'curl');
 is(scalar @x, scalar @f, '... each exchange a line of the error log');
 is(scalar(grep { /a kept connection/ } @x), @x - 1, '... all but the first on a kept connection');
+
+
+# libcurl and a far HTTP/2 upstream (100 ms each way): a client asks for
+# every blob of an image at once; the exchanges are streams of one
+# connection, at the same time (one after the other, each would wait a
+# round trip for the one before)
+
+my $lp = PT::LatencyProxy->new(to => '127.0.0.1:' . $front->port(3), delay => 0.1)->start;
+setup_cache($t, 'https://127.0.0.1:' . $lp->port, base_path => 'h2', name => 'h2',
+            remote => { ca_cert => $ca->ca_text });
+
+my $app = $img->{'team/app:1.0'};
+is($t->get('/v2/h2/team/app/manifests/1.0', headers => { Accept => $ACCEPT })->{status}, 200,
+   'http2: the manifest of team/app:1.0');
+$lp->reset_requests;
+$mark = length $t->error_log;
+
+my @blobs = ($app->{config}, @{ $app->{layers} });
+my @pids;
+for my $i (0 .. $#blobs) {
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        my $r = $t->get("/v2/h2/team/app/blobs/$blobs[$i]");
+        my $ok = $r->{status} == 200
+                 && 'sha256:' . Digest::SHA::sha256_hex($r->{content}) eq $blobs[$i];
+        POSIX::_exit($ok ? 0 : 1);
+    }
+    push @pids, $pid;
+}
+my $failed = 0;
+for (@pids) { waitpid($_, 0); $failed++ if $? }
+
+is($failed, 0, 'http2: ' . @blobs . ' blobs asked at once, each served whole');
+my @h2 = grep { m{/team/app/blobs/} } split /\n/, PT::Util::slurp($front->dir . '/h2.log') // '';
+is(scalar @h2, scalar @blobs, '... each one exchange upstream');
+is_deeply(distinct(sub { (split ' ')[1] }, @h2), [ 'HTTP/2.0' ], '... over HTTP/2');
+is(scalar @{ distinct(sub { (split ' ')[0] }, @h2) }, 1, '... on one connection');
+is(scalar $lp->requests, 0, '... the one the manifest opened (no new TCP connection)');
+my @starts = sort { $a <=> $b } map { my @w = split ' '; $w[4] - $w[5] } @h2;
+ok($starts[-1] - $starts[0] < 0.1,
+   sprintf('... at the same time: the upstream had them all within %.3f s, '
+           . 'under a round trip (0.2 s)', $starts[-1] - $starts[0]));
+@x = exchanges($mark, 'h2');
+is(scalar(grep { /a kept HTTP\/2 connection/ } @x), scalar @blobs,
+   '... and the error log says "a kept HTTP/2 connection" for each');
+$lp->stop;
 
 
 # the front restarted: the kept connections are dead, the next exchange

@@ -44,7 +44,9 @@
 #      terminator (stock nginx) behind a latency proxy of our own (25 ms
 #      each way, an RTT of 50 ms); a small, a multi-arch and a large image
 #      pulled cold with skopeo: straight from the upstream, through the
-#      cache over the proxy-module transport and over libcurl; medians, and
+#      cache over the proxy-module transport and over libcurl; then the
+#      same, direct and over libcurl, from a terminator that offers HTTP/2
+#      (the proxy module speaks HTTP/1.1 to upstreams); medians, and
 #      the TCP connections each pull opened to the far upstream (target:
 #      each through the cache within the direct pull + one RTT).
 #
@@ -329,16 +331,19 @@ if ($lists) {
 }
 
 if ($far) {
-    printf "\n%-34s %14s %14s %14s\n",
+    printf "\n%-34s %14s %14s %14s %14s %14s\n",
            sprintf('cold pull, RTT %.0f ms, TLS', $FAR_DELAY * 2000),
-           'direct', 'proxy module', 'libcurl';
+           'direct', 'proxy module', 'libcurl', 'direct, h2', 'libcurl, h2';
+    my @how = qw(direct module curl direct2 curl2);
     for my $i (@{ $far->{images} }) {
-        printf "%-34s %12.2f s %12.2f s %12.2f s\n", $i->{name},
-               map { $i->{$_}{s} } qw(direct module curl);
-        printf "%-34s %14s %14s %14s\n", '  connections to the upstream',
-               map { $i->{$_}{conns} } qw(direct module curl);
-        printf "%-34s %14s %12.0f ms %12.0f ms\n", '  over the direct pull', '',
-               map { ($i->{$_}{s} - $i->{direct}{s}) * 1000 } qw(module curl);
+        printf "%-34s" . (" %12.2f s" x 5) . "\n", $i->{name},
+               map { $i->{$_}{s} } @how;
+        printf "%-34s" . (" %14s" x 5) . "\n", '  connections to the upstream',
+               map { $i->{$_}{conns} } @how;
+        printf "%-34s %14s %12.0f ms %12.0f ms %14s %12.0f ms\n",
+               '  over the direct pull', '',
+               (map { ($i->{$_}{s} - $i->{direct}{s}) * 1000 } qw(module curl)),
+               '', ($i->{curl2}{s} - $i->{direct2}{s}) * 1000;
     }
 
     push @targets, sprintf('each cold pull through the cache within the '
@@ -775,7 +780,8 @@ sub bench_evict_rate {
 # far upstream, and through a cache with an empty store, over the
 # proxy-module transport (a remote with tls_validation false) and over
 # libcurl (a remote with the CA of the terminator's certificate). Returns
-# { images => [ { name, direct, module, curl } ] }, each a { s (median),
+# { images => [ { name, direct, module, curl, direct2, curl2 } ] } (2: the
+# HTTP/2 terminator), each a { s (median),
 # conns (median of the connections to the far upstream a pull opened) }
 sub bench_far {
     make_path("$work/far-ca");
@@ -800,11 +806,27 @@ http {
             client_max_body_size 0;
         }
     }
+    server {
+        listen 127.0.0.1:%%PORT2%% ssl http2;
+        ssl_certificate $srv->{cert};
+        ssl_certificate_key $srv->{key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:far2:1m;
+        keepalive_requests 10000;
+        location / {
+            proxy_pass http://127.0.0.1:@{[ $reg->port ]};
+            proxy_http_version 1.1;
+            proxy_buffering off;
+            client_max_body_size 0;
+        }
+    }
 }
 EOF
-    my $lp = PT::LatencyProxy->new(to => '127.0.0.1:' . $front->port,
-                                   delay => $FAR_DELAY)->start;
-    my $far = 'https://127.0.0.1:' . $lp->port;
+    # HTTP/1.1 only, and HTTP/2 offered
+    my %lp = map {
+        ($_->[0] => PT::LatencyProxy->new(to => '127.0.0.1:' . $front->port($_->[1]),
+                                          delay => $FAR_DELAY)->start)
+    } ([ h1 => 1 ], [ h2 => 2 ]);
 
     my @out;
     for my $image (@FAR_IMAGES) {
@@ -812,13 +834,15 @@ EOF
         my %runs;
 
         for my $n (1 .. $FAR_RUNS) {
-            for my $how (qw(direct module curl)) {
+            for my $how (qw(direct module curl direct2 curl2)) {
                 my $t;
+                my $lp = $lp{ $how =~ /2$/ ? 'h2' : 'h1' };
+                my $far = 'https://127.0.0.1:' . $lp->port;
                 my $src = "docker://127.0.0.1:" . $lp->port . "/$ref";
 
-                if ($how ne 'direct') {
+                if ($how !~ /^direct/) {
                     $t = PT::Nginx->new(conf => cache_conf())->start;
-                    my %tls = $how eq 'curl'
+                    my %tls = $how =~ /^curl/
                         ? (ca_cert => $ca->ca_text)
                         : (tls_validation => JSON::PP::false);
                     my $remote = PT::Pulp::create_remote($t, name => 'far',
@@ -844,7 +868,7 @@ EOF
         } keys %runs };
     }
 
-    $lp->stop;
+    $_->stop for values %lp;
     $front->stop;
 
     return { images => \@out };

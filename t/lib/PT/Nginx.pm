@@ -175,7 +175,7 @@ sub write_conf {
         . "master_process on;\n"
         . "pid $d/nginx.pid;\n"
         . "lock_file $d/nginx.lock;\n"
-        . "error_log $d/error.log info;\n";
+        . "error_log $d/error.log " . ($ENV{PT_LOG_LEVEL} || "info") . ";\n";
 
     # workers would run as nobody and not reach the 0700 test directory
     $main .= "user root;\n" if $> == 0 && $conf !~ /^\s*user\s/m;
