@@ -793,7 +793,9 @@ worker_processes 1;
 http {
     access_log off;
     server {
+        # HTTP/1.1 only, and HTTP/2 offered
         listen 127.0.0.1:%%PORT%% ssl;
+        listen 127.0.0.1:%%PORT2%% ssl http2;
         ssl_certificate $srv->{cert};
         ssl_certificate_key $srv->{key};
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -806,23 +808,8 @@ http {
             client_max_body_size 0;
         }
     }
-    server {
-        listen 127.0.0.1:%%PORT2%% ssl http2;
-        ssl_certificate $srv->{cert};
-        ssl_certificate_key $srv->{key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache shared:far2:1m;
-        keepalive_requests 10000;
-        location / {
-            proxy_pass http://127.0.0.1:@{[ $reg->port ]};
-            proxy_http_version 1.1;
-            proxy_buffering off;
-            client_max_body_size 0;
-        }
-    }
 }
 EOF
-    # HTTP/1.1 only, and HTTP/2 offered
     my %lp = map {
         ($_->[0] => PT::LatencyProxy->new(to => '127.0.0.1:' . $front->port($_->[1]),
                                           delay => $FAR_DELAY)->start)
