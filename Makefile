@@ -31,7 +31,8 @@ BUILD_PKGS := gcc make nginx nginx-dev liblmdb-dev libyajl-dev \
               libcurl4-openssl-dev libssl-dev
 RUN_PKGS   := nginx ca-certificates openssl
 TEST_PKGS  := perl lmdb-utils docker-registry skopeo podman containerd jq httpie curl \
-              openssl apache2-utils tinyproxy stunnel4
+              openssl apache2-utils tinyproxy stunnel4 \
+              python3-packaging python3-schema python3-tomli-w python3-multidict
 
 # the data-plane tests, run again with every remote reached through
 # libcurl (the transport of remotes with a proxy, a CA or a client cert)

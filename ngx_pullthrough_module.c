@@ -408,7 +408,9 @@ ngx_http_pullthrough_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
         clcf->client_max_body_size = 0;
 
-        if (ngx_pt_admin_hosts(cf, conf) != NGX_OK) {
+        if (ngx_pt_admin_hosts(cf, conf) != NGX_OK
+            || ngx_pt_admin_openapi_init(cf) != NGX_OK)
+        {
             return NGX_CONF_ERROR;
         }
     }

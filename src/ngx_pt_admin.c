@@ -38,7 +38,70 @@ static ngx_uint_t ngx_pt_admin_sparse_listed(ngx_pt_admin_t *ctx,
 static ngx_int_t ngx_pt_admin_get(ngx_pt_admin_t *ctx);
 
 
-static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
+/* the OpenAPI document's part of what this file answers */
+
+static ngx_pt_admin_api_t  ngx_pt_admin_remote_api = {
+    "remotes_container_pull_through",
+    "container_container_pull_through_remote_href",
+    "container.ContainerPullThroughRemote",
+    "Remotes: Container Pull-Through", NULL, NULL, NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_api_t  ngx_pt_admin_remotes_api = {
+    "remotes", NULL, "container.ContainerPullThroughRemote", "Remotes",
+    NULL, NULL, NULL, NULL, NULL, 0, 1
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_pt_dist_props[] = {
+    { "distributions", "array" },
+    { NULL, NULL }
+};
+
+static ngx_pt_admin_api_t  ngx_pt_admin_pt_dist_api = {
+    "distributions_container_pull_through",
+    "container_container_pull_through_distribution_href",
+    "container.ContainerPullThroughDistribution",
+    "Distributions: Container Pull-Through", ngx_pt_admin_pt_dist_props,
+    NULL, NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_task_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { "pulp_created", "date-time" },
+    { "pulp_last_updated", "date-time" },
+    { "state", "string" },
+    { "name", "string" },
+    { "logging_cid", "string" },
+    { "created_by", "uri?" },
+    { "unblocked_at", "date-time?" },
+    { "started_at", "date-time?" },
+    { "finished_at", "date-time?" },
+    { "error", "object?" },
+    { "worker", "uri?" },
+    { "parent_task", "uri?" },
+    { "child_tasks", "array" },
+    { "task_group", "uri?" },
+    { "progress_reports", "objects" },
+    { "created_resources", "array" },
+    { "reserved_resources_record", "array" },
+    { "result", "object?" },
+    { NULL, NULL }
+};
+
+/* a task's reserved_resources, by how it held them */
+static const char  *ngx_pt_admin_task_params[] = {
+    "exclusive_resources", "exclusive_resources__in",
+    "shared_resources", "shared_resources__in", NULL
+};
+
+static ngx_pt_admin_api_t  ngx_pt_admin_task_api = {
+    "tasks", "task_href", "Task", "Tasks", ngx_pt_admin_task_props,
+    ngx_pt_admin_task_params, NULL, NULL, NULL, 0, 0
+};
+
+
+ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
 
     { "remotes/container/pull-through/", &ngx_pt_remote_type,
       NGX_PT_READ|NGX_HTTP_POST,
@@ -46,7 +109,8 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       "GET, HEAD, POST", "GET, HEAD, PUT, PATCH, DELETE",
       NGX_PT_ADMIN_AT_ONCE, 0, NULL, NULL, NULL,
       ngx_pt_admin_check_remote, ngx_pt_admin_index_remote,
-      ngx_pt_admin_remove_remote },
+      ngx_pt_admin_remove_remote,
+      &ngx_pt_admin_remote_api },
 
     { "distributions/container/pull-through/", &ngx_pt_pt_dist_type,
       NGX_PT_READ|NGX_HTTP_POST,
@@ -54,11 +118,13 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       "GET, HEAD, POST", "GET, HEAD, PUT, PATCH, DELETE",
       0, 0, NULL, NULL, ngx_pt_admin_render_children,
       ngx_pt_admin_check_dist, ngx_pt_admin_index_dist,
-      ngx_pt_admin_remove_dist },
+      ngx_pt_admin_remove_dist,
+      &ngx_pt_admin_pt_dist_api },
 
     { "tasks/", &ngx_pt_task_type,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
-      0, 0, NULL, ngx_pt_admin_render_task, NULL, NULL, NULL, NULL },
+      0, 0, NULL, ngx_pt_admin_render_task, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_task_api },
 
     /* what pulls make: read-only, but for deleting an image's distribution
      * or repository and pinning a distribution (PATCH of retain) */
@@ -67,57 +133,79 @@ static ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NGX_PT_READ, NGX_PT_READ|NGX_HTTP_DELETE,
       NGX_PT_READ_ALLOW, "GET, HEAD, DELETE",
       NGX_PT_ADMIN_VERSIONS, 0, NULL, NULL, ngx_pt_admin_render_repo,
-      NULL, NULL, ngx_pt_admin_remove_repo },
+      NULL, NULL, ngx_pt_admin_remove_repo,
+      &ngx_pt_admin_repo_api },
 
     { "distributions/container/container/", &ngx_pt_dist_type,
       NGX_PT_READ, NGX_PT_READ|NGX_HTTP_PATCH|NGX_HTTP_DELETE,
       NGX_PT_READ_ALLOW, "GET, HEAD, PATCH, DELETE",
       0, 0, NULL, NULL, ngx_pt_admin_render_dist,
-      NULL, NULL, ngx_pt_admin_remove_image },
+      NULL, NULL, ngx_pt_admin_remove_image,
+      &ngx_pt_admin_dist_api },
 
     { "content/container/tags/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_TAGS, ngx_pt_admin_content,
-      NULL, NULL, NULL, NULL, NULL },
+      NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_tag_api },
 
     { "content/container/manifests/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_MANIFESTS, ngx_pt_admin_content,
-      NULL, NULL, NULL, NULL, NULL },
+      NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_manifest_api },
 
     { "content/container/blobs/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_BLOBS, ngx_pt_admin_content,
-      NULL, NULL, NULL, NULL, NULL },
+      NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_blob_api },
 
     { "pulp_container/namespaces/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
-      0, 0, ngx_pt_admin_namespaces, NULL, NULL, NULL, NULL, NULL },
+      0, 0, ngx_pt_admin_namespaces, NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_namespace_api },
+
+    { "artifacts/", NULL,
+      NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
+      0, 0, ngx_pt_admin_artifacts, NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_artifact_api },
 
     /* Pulp's generic lists, of the one type each has here: the objects'
      * hrefs are their own type's */
 
     { "remotes/", &ngx_pt_remote_type,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
-      NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, NULL, NULL, NULL, NULL },
+      NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_remotes_api },
 
     { "repositories/", &ngx_pt_repo_type,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
       NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, ngx_pt_admin_render_repo,
-      NULL, NULL, NULL },
+      NULL, NULL, NULL,
+      &ngx_pt_admin_repos_api },
 
     /* the store as a whole */
 
     { "status/", NULL,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
-      0, 0, ngx_pt_admin_status, NULL, NULL, NULL, NULL, NULL },
+      0, 0, ngx_pt_admin_status, NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_status_api },
 
     { "orphans/cleanup/", NULL,
       NGX_HTTP_POST, 0, "POST", NULL,
-      0, 0, ngx_pt_admin_orphans, NULL, NULL, NULL, NULL, NULL },
+      0, 0, ngx_pt_admin_orphans, NULL, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_orphans_api },
+
+    /* the OpenAPI document, which describes the others */
+
+    { "docs/api.json/", NULL,
+      NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
+      NGX_PT_ADMIN_LIST_ONLY|NGX_PT_ADMIN_NO_STORE, 0, ngx_pt_admin_openapi,
+      NULL, NULL, NULL, NULL, NULL, NULL },
 
     { NULL, NULL, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL,
-      NULL }
+      NULL, NULL }
 };
 
 
@@ -332,7 +420,7 @@ ngx_pt_admin_route(ngx_http_request_t *r, ngx_pt_admin_t *ctx)
                                    &r->method_name);
     }
 
-    if (!ngx_pt_store_ready()) {
+    if (!(res->flags & NGX_PT_ADMIN_NO_STORE) && !ngx_pt_store_ready()) {
         return ngx_pt_admin_detail(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                    "The metadata store is not available, "
                                    "see the error log.");
@@ -639,8 +727,11 @@ ngx_pt_admin_send(ngx_pt_admin_t *ctx)
 
     static ngx_str_t  json = ngx_string("application/json");
 
-    if (ngx_pt_json_result(ctx->g, ctx->pool, &out) != NGX_OK
-        || ngx_pt_admin_sparse(ctx, &out) != NGX_OK)
+    if (ctx->raw.data && ctx->status == NGX_HTTP_OK) {
+        out = ctx->raw;
+
+    } else if (ngx_pt_json_result(ctx->g, ctx->pool, &out) != NGX_OK
+               || ngx_pt_admin_sparse(ctx, &out) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -878,6 +969,12 @@ ngx_pt_admin_render_task(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 
     ngx_pt_json_key(g, "reserved_resources_record");
     ngx_pt_json_array_open(g);
+    if (task->reserved) {
+        created = task->reserved->elts;
+        for (i = 0; i < task->reserved->nelts; i++) {
+            ngx_pt_json_str(g, &created[i]);
+        }
+    }
     ngx_pt_json_array_close(g);
     ngx_pt_json_key(g, "result");
     ngx_pt_json_null(g);

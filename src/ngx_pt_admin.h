@@ -16,6 +16,10 @@
 #include <ngx_pt_json.h>
 
 
+/* the versions of Pulp whose API this one follows */
+#define NGX_PT_PULP_CORE_VERSION       "3.73.0"
+#define NGX_PT_PULP_CONTAINER_VERSION  "2.23.0"
+
 #define NGX_PT_DEFAULT_LIMIT        100
 #define NGX_PT_MAX_LIMIT            1000
 
@@ -28,6 +32,7 @@
 #define NGX_PT_ADMIN_AT_ONCE        0x01   /* POST answers 201, no task */
 #define NGX_PT_ADMIN_VERSIONS       0x02   /* <id>/versions/[<n>/] */
 #define NGX_PT_ADMIN_LIST_ONLY      0x04   /* a list, no objects of its own */
+#define NGX_PT_ADMIN_NO_STORE       0x08   /* answered without the store */
 
 
 typedef struct ngx_pt_admin_s           ngx_pt_admin_t;
@@ -55,6 +60,36 @@ typedef ngx_int_t (*ngx_pt_admin_render_pt)(ngx_pt_admin_t *ctx,
     MDB_txn *txn, void *rec);
 
 
+/*
+ * What an answer holds besides a record's fields, for the OpenAPI
+ * document: a member's name and its kind, one of "string", "uri" (an
+ * href), "date-time", "integer", "number", "boolean", "object", "array"
+ * (of strings), "objects" (an array of objects); a trailing "?" makes it
+ * nullable.
+ */
+typedef struct {
+    const char                 *name;
+    const char                 *kind;
+} ngx_pt_admin_prop_t;
+
+/* a resource's part of the OpenAPI document (ngx_pt_admin_openapi.c) */
+typedef struct {
+    const char                 *op;          /* operation ids' prefix */
+    const char                 *href;        /* an object's href parameter */
+    const char                 *schema;      /* its components' name */
+    const char                 *tag;
+    ngx_pt_admin_prop_t        *props;       /* the whole object, or what
+                                                follows a record's fields */
+    const char                **params;      /* a view's query parameters */
+    ngx_pt_admin_prop_t        *body;        /* what a view's POST takes */
+    const char                 *list;        /* the GET's id, if not
+                                                <op>_list */
+    const char                 *create;      /* the POST's, if not
+                                                <op>_create */
+    unsigned                    single:1;    /* GET answers one object */
+    unsigned                    shared:1;    /* schemas are another's */
+} ngx_pt_admin_api_t;
+
 struct ngx_pt_admin_resource_s {
     const char                 *path;        /* under NGX_PT_API_ROOT */
     ngx_pt_type_t              *type;        /* NULL: no records */
@@ -70,6 +105,7 @@ struct ngx_pt_admin_resource_s {
     ngx_pt_admin_check_pt       check;
     ngx_pt_admin_index_pt       index;
     ngx_pt_admin_remove_pt      remove;
+    ngx_pt_admin_api_t         *api;         /* NULL: not in the document */
 };
 
 
@@ -94,6 +130,7 @@ struct ngx_pt_admin_s {
     ngx_str_t                   body;
     ngx_pt_admin_query_t        query;
     yajl_gen                    g;
+    ngx_str_t                   raw;         /* sent as it is, if set */
     ngx_uint_t                  status;
 };
 
@@ -111,12 +148,37 @@ ngx_int_t ngx_pt_admin_render_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
 ngx_int_t ngx_pt_admin_render_children(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec);
 
+extern ngx_pt_admin_resource_t  ngx_pt_admin_resources[];
+/* the OpenAPI document's parts that live beside their views */
+extern ngx_pt_admin_api_t       ngx_pt_admin_version_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_repo_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_repos_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_dist_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_tag_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_manifest_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_blob_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_namespace_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_status_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_orphans_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_artifact_api;
+
 /* ngx_pt_admin_list.c */
 ngx_int_t ngx_pt_admin_query_parse(ngx_pt_admin_t *ctx);
 void ngx_pt_admin_query_get(ngx_pt_admin_t *ctx, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_pt_admin_list(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count);
+ngx_uint_t ngx_pt_admin_filterable(ngx_pt_field_t *f);
+
+/* a filter's operation: the index of its suffix in ngx_pt_admin_filter_ops */
+#define NGX_PT_OP_EXACT       0
+#define NGX_PT_OP_CONTAINS    1
+#define NGX_PT_OP_ICONTAINS   2
+#define NGX_PT_OP_STARTSWITH  3
+#define NGX_PT_OP_IN          4
+
+extern const char  *ngx_pt_admin_filter_ops[];
+extern const char  *ngx_pt_admin_orderings[];
 
 /* ngx_pt_admin_write.c */
 ngx_int_t ngx_pt_admin_write(ngx_pt_admin_t *ctx);
@@ -153,6 +215,13 @@ ngx_int_t ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, MDB_txn *txn,
 ngx_int_t ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec);
 
+
+/* ngx_pt_admin_artifacts.c */
+ngx_int_t ngx_pt_admin_artifacts(ngx_pt_admin_t *ctx);
+
+/* ngx_pt_admin_openapi.c */
+ngx_int_t ngx_pt_admin_openapi_init(ngx_conf_t *cf);
+ngx_int_t ngx_pt_admin_openapi(ngx_pt_admin_t *ctx);
 
 ngx_int_t ngx_http_pullthrough_admin_handler(ngx_http_request_t *r);
 

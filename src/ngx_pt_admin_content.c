@@ -18,10 +18,147 @@ static const char  *ngx_pt_content_paths[] = {
     "content/container/blobs/"
 };
 
+/* the OpenAPI document's part of what this file answers */
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_version_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { "pulp_created", "date-time" },
+    { "pulp_last_updated", "date-time" },
+    { "number", "integer" },
+    { "repository", "uri" },
+    { "base_version", "uri?" },
+    { "content_summary", "object" },
+    { NULL, NULL }
+};
+
+static const char  *ngx_pt_admin_version_params[] = {
+    "ordering", NULL
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_version_api = {
+    "repositories_container_container_versions",
+    "container_container_repository_version_href", "RepositoryVersion",
+    "Repositories: Container Versions", ngx_pt_admin_version_props,
+    ngx_pt_admin_version_params, NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_tag_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { "name", "string" },
+    { "tagged_manifest", "uri" },
+    { NULL, NULL }
+};
+
+static const char  *ngx_pt_admin_tag_params[] = {
+    "ordering", "name", "name__in", "digest", "digest__in",
+    "repository_version", NULL
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_tag_api = {
+    "content_container_tags", "container_tag_href", "container.Tag",
+    "Content: Tags", ngx_pt_admin_tag_props, ngx_pt_admin_tag_params,
+    NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_manifest_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { "digest", "string" },
+    { "cached", "boolean" },             /* ours */
+    { "media_type", "string?" },
+    { "config_blob", "uri?" },
+    { "listed_manifests", "array" },
+    { "blobs", "array" },
+    { NULL, NULL }
+};
+
+static const char  *ngx_pt_admin_unit_params[] = {
+    "ordering", "digest", "digest__in", "repository_version", NULL
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_manifest_api = {
+    "content_container_manifests", "container_manifest_href",
+    "container.Manifest", "Content: Manifests", ngx_pt_admin_manifest_props,
+    ngx_pt_admin_unit_params, NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_blob_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { "digest", "string" },
+    { "cached", "boolean" },             /* ours */
+    { NULL, NULL }
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_blob_api = {
+    "content_container_blobs", "container_blob_href", "container.Blob",
+    "Content: Blobs", ngx_pt_admin_blob_props, ngx_pt_admin_unit_params,
+    NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_namespace_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { "pulp_created", "date-time" },
+    { "name", "string" },
+    { NULL, NULL }
+};
+
+static const char  *ngx_pt_admin_namespace_params[] = {
+    "ordering", "name", NULL
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_namespace_api = {
+    "pulp_container_namespaces", "container_container_namespace_href",
+    "container.ContainerNamespace", "Pulp_Container/Namespaces",
+    ngx_pt_admin_namespace_props, ngx_pt_admin_namespace_params,
+    NULL, NULL, NULL, 0, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_repo_props[] = {
+    { "versions_href", "uri" },
+    { "latest_version_href", "uri" },
+    { "manifest_signing_service", "uri?" },
+    { NULL, NULL }
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_repo_api = {
+    "repositories_container_container", "container_container_repository_href",
+    "container.ContainerRepository", "Repositories: Container",
+    ngx_pt_admin_repo_props, NULL, NULL, NULL, NULL, 0, 0
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_repos_api = {
+    "repositories", NULL, "container.ContainerRepository", "Repositories",
+    NULL, NULL, NULL, NULL, NULL, 0, 1
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_dist_props[] = {
+    { "repository_version", "uri?" },
+    { "registry_path", "string" },
+    { NULL, NULL }
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_dist_api = {
+    "distributions_container_container",
+    "container_container_distribution_href", "container.ContainerDistribution",
+    "Distributions: Container", ngx_pt_admin_dist_props, NULL, NULL, NULL,
+    NULL, 0, 0
+};
+
+
 static void ngx_pt_unit_href(ngx_uint_t kind, ngx_pt_unit_t *unit,
     u_char *buf, ngx_str_t *href);
 static ngx_int_t ngx_pt_units_version(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_str_t *href, ngx_pt_unit_t *filter, ngx_array_t *out, size_t *count);
+static ngx_int_t ngx_pt_units_page_of(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_str_t *version, ngx_pt_unit_t *filter, ngx_array_t *out,
+    size_t *count);
+static ngx_int_t ngx_pt_units_select(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_str_t *version, ngx_pt_unit_t *filter, ngx_str_t *digests,
+    ngx_str_t *names, ngx_array_t *out, size_t *count);
 static ngx_uint_t ngx_pt_unit_match(ngx_uint_t kind, ngx_pt_unit_t *filter,
     ngx_pt_unit_t *unit);
 static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
@@ -292,7 +429,7 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
     size_t          count;
     MDB_txn        *txn;
     ngx_int_t       rc;
-    ngx_str_t       version;
+    ngx_str_t       version, digests, names;
     ngx_uint_t      i, kind;
     ngx_array_t     out;
     ngx_pt_unit_t  *units, filter, one;
@@ -304,6 +441,12 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
     ngx_pt_admin_query_get(ctx, "digest", &filter.digest);
     ngx_pt_admin_query_get(ctx, "name", &filter.name);
     ngx_pt_admin_query_get(ctx, "repository_version", &version);
+    ngx_pt_admin_query_get(ctx, "digest__in", &digests);
+    ngx_pt_admin_query_get(ctx, "name__in", &names);
+
+    if (kind != NGX_PT_CONTENT_TAGS) {
+        ngx_str_null(&names);
+    }
 
     if (ngx_array_init(&out, ctx->pool, ngx_max(ctx->query.limit, 1),
                        sizeof(ngx_pt_unit_t))
@@ -337,28 +480,22 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
-    if (version.len) {
-        rc = ngx_pt_units_version(ctx, txn, &version, &filter, &out, &count);
+    rc = ngx_pt_units_select(ctx, txn, &version, &filter, &digests, &names,
+                             &out, &count);
 
-        if (rc == NGX_DECLINED) {
-            ngx_pt_txn_abort(txn);
+    if (rc == NGX_DECLINED) {
+        ngx_pt_txn_abort(txn);
 
-            ngx_pt_json_map_open(ctx->g);
-            ngx_pt_json_key(ctx->g, "repository_version");
-            ngx_pt_json_array_open(ctx->g);
-            ngx_pt_json_cstr(ctx->g, "Invalid hyperlink - Object does not "
-                             "exist.");
-            ngx_pt_json_array_close(ctx->g);
-            ngx_pt_json_map_close(ctx->g);
+        ngx_pt_json_map_open(ctx->g);
+        ngx_pt_json_key(ctx->g, "repository_version");
+        ngx_pt_json_array_open(ctx->g);
+        ngx_pt_json_cstr(ctx->g, "Invalid hyperlink - Object does not "
+                         "exist.");
+        ngx_pt_json_array_close(ctx->g);
+        ngx_pt_json_map_close(ctx->g);
 
-            ctx->status = NGX_HTTP_BAD_REQUEST;
-            return NGX_OK;
-        }
-
-    } else {
-        rc = ngx_pt_units_page(ctx->pool, ctx->log, txn, kind, &filter,
-                               ctx->query.offset, ctx->query.limit, &out,
-                               &count);
+        ctx->status = NGX_HTTP_BAD_REQUEST;
+        return NGX_OK;
     }
 
     if (rc != NGX_OK) {
@@ -382,6 +519,122 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
     ctx->status = NGX_HTTP_OK;
 
     return rc;
+}
+
+
+/* a page of the units of a version, or of all, that the filter lets by */
+
+static ngx_int_t
+ngx_pt_units_page_of(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_str_t *version,
+    ngx_pt_unit_t *filter, ngx_array_t *out, size_t *count)
+{
+    if (version->len) {
+        return ngx_pt_units_version(ctx, txn, version, filter, out, count);
+    }
+
+    return ngx_pt_units_page(ctx->pool, ctx->log, txn, ctx->res->kind, filter,
+                             ctx->query.offset, ctx->query.limit, out, count);
+}
+
+
+/*
+ * With ?digest__in= or (tags) ?name__in=, each value (or pair of values)
+ * is an exact filter of its own: their units, one after the other, make
+ * the list that the page is cut from.
+ */
+
+static ngx_int_t
+ngx_pt_units_select(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_str_t *version,
+    ngx_pt_unit_t *filter, ngx_str_t *digests, ngx_str_t *names,
+    ngx_array_t *out, size_t *count)
+{
+    u_char         *d, *de, *n, *ne, *dl, *nl;
+    size_t          part, skip;
+    ngx_int_t       rc, offset, limit;
+    ngx_uint_t      i;
+    ngx_array_t     all;
+    ngx_pt_unit_t   one, *u, *units;
+
+    if (digests->len == 0 && names->len == 0) {
+        return ngx_pt_units_page_of(ctx, txn, version, filter, out, count);
+    }
+
+    if (ngx_array_init(&all, ctx->pool, 4, sizeof(ngx_pt_unit_t)) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    offset = ctx->query.offset;
+    limit = ctx->query.limit;
+
+    ctx->query.offset = 0;
+    ctx->query.limit = NGX_PT_MAX_LIMIT;
+
+    rc = NGX_OK;
+    dl = digests->data + digests->len;
+    nl = names->data + names->len;
+
+    for (d = digests->data; rc == NGX_OK && d <= dl; d = de + 1) {
+        de = digests->len ? ngx_strlchr(d, dl, ',') : dl;
+        de = de ? de : dl;
+
+        for (n = names->data; rc == NGX_OK && n <= nl; n = ne + 1) {
+            ne = names->len ? ngx_strlchr(n, nl, ',') : nl;
+            ne = ne ? ne : nl;
+
+            one = *filter;
+
+            if (digests->len) {
+                one.digest.data = d;
+                one.digest.len = de - d;
+            }
+
+            if (names->len) {
+                one.name.data = n;
+                one.name.len = ne - n;
+            }
+
+            /* an empty value, or one that the exact filter contradicts */
+
+            if ((digests->len && one.digest.len == 0)
+                || (names->len && one.name.len == 0)
+                || !ngx_pt_unit_match(ctx->res->kind, filter, &one))
+            {
+                continue;
+            }
+
+            rc = ngx_pt_units_page_of(ctx, txn, version, &one, &all, &part);
+        }
+    }
+
+    ctx->query.offset = offset;
+    ctx->query.limit = limit;
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    *count = all.nelts;
+    units = all.elts;
+
+    for (i = 0, skip = (size_t) offset; i < all.nelts; i++) {
+        if (skip) {
+            skip--;
+            continue;
+        }
+
+        if (out->nelts >= (ngx_uint_t) limit) {
+            break;
+        }
+
+        u = ngx_array_push(out);
+        if (u == NULL) {
+            return NGX_ERROR;
+        }
+
+        *u = units[i];
+    }
+
+    return NGX_OK;
 }
 
 

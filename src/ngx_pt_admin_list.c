@@ -17,14 +17,15 @@ typedef struct {
     size_t                      offset;      /* of the ngx_str_t */
     ngx_pt_field_t             *field;
     ngx_uint_t                  op;
+    ngx_uint_t                  hold;        /* NGX_PT_HOLD_* */
     ngx_str_t                   value;
 } ngx_pt_filter_t;
 
-#define NGX_PT_OP_EXACT       0
-#define NGX_PT_OP_CONTAINS    1
-#define NGX_PT_OP_ICONTAINS   2
-#define NGX_PT_OP_STARTSWITH  3
-#define NGX_PT_OP_IN          4
+/* how a task held what its reserved_resources name */
+#define NGX_PT_HOLD_ANY        0
+#define NGX_PT_HOLD_EXCLUSIVE  1
+#define NGX_PT_HOLD_SHARED     2
+
 
 
 /* a record that matched, as much of it as sorting needs */
@@ -59,6 +60,17 @@ static ngx_int_t ngx_pt_admin_ordering(ngx_pt_admin_t *ctx);
 static int ngx_libc_cdecl ngx_pt_admin_cmp(const void *one, const void *two);
 static ngx_int_t ngx_pt_admin_page_link(ngx_pt_admin_t *ctx, ngx_int_t limit,
     ngx_int_t offset);
+
+
+/* a filter's suffix, in the order of NGX_PT_OP_* */
+const char  *ngx_pt_admin_filter_ops[] = {
+    "", "__contains", "__icontains", "__startswith", "__in", NULL
+};
+
+/* what every list of records is ordered by, besides its string filters */
+const char  *ngx_pt_admin_orderings[] = {
+    "pulp_created", "pulp_last_updated", NULL
+};
 
 
 /* list ordering, for the qsort() comparator */
@@ -453,38 +465,46 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
 {
     size_t            len;
     ngx_str_t         name;
-    ngx_uint_t        i, n;
+    ngx_uint_t        i, n, hold;
     ngx_keyval_t     *kv;
     ngx_pt_field_t   *f;
     ngx_pt_filter_t  *flt;
 
-    static const struct {
-        const char  *suffix;
-        ngx_uint_t   op;
-    } ops[] = {
-        { "", NGX_PT_OP_EXACT },
-        { "__contains", NGX_PT_OP_CONTAINS },
-        { "__icontains", NGX_PT_OP_ICONTAINS },
-        { "__startswith", NGX_PT_OP_STARTSWITH },
-        { "__in", NGX_PT_OP_IN },
-        { NULL, 0 }
-    };
-
     kv = ctx->query.params.elts;
 
     for (i = 0; i < ctx->query.params.nelts; i++) {
-        for (n = 0; ops[n].suffix; n++) {
-            len = ngx_strlen(ops[n].suffix);
+        for (n = 0; ngx_pt_admin_filter_ops[n]; n++) {
+            len = ngx_strlen(ngx_pt_admin_filter_ops[n]);
 
             if (kv[i].key.len <= len
                 || ngx_strncmp(kv[i].key.data + kv[i].key.len - len,
-                               ops[n].suffix, len) != 0)
+                               ngx_pt_admin_filter_ops[n], len) != 0)
             {
                 continue;
             }
 
             name.data = kv[i].key.data;
             name.len = kv[i].key.len - len;
+
+            /* Pulp's exclusive_resources and shared_resources: the
+             * reserved ones, held one way */
+
+            hold = NGX_PT_HOLD_ANY;
+
+            if (name.len == 19
+                && ngx_strncmp(name.data, "exclusive_resources", 19) == 0)
+            {
+                hold = NGX_PT_HOLD_EXCLUSIVE;
+
+            } else if (name.len == 16
+                       && ngx_strncmp(name.data, "shared_resources", 16) == 0)
+            {
+                hold = NGX_PT_HOLD_SHARED;
+            }
+
+            if (hold != NGX_PT_HOLD_ANY) {
+                ngx_str_set(&name, "reserved_resources");
+            }
 
             f = ngx_pt_admin_filter_field(ctx, &name);
             if (f == NULL) {
@@ -498,7 +518,8 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
 
             flt->offset = f->offset;
             flt->field = f;
-            flt->op = ops[n].op;
+            flt->op = n;    /* NGX_PT_OP_*, in the order of the suffixes */
+            flt->hold = hold;
             flt->value = kv[i].value;
             break;
         }
@@ -510,9 +531,28 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
 
 /*
  * What lists filter on: the string fields "name", "base_path" and (tasks)
- * "state", and the list of hrefs "created_resources" (a task's: one of
- * them is the value).
+ * "state", and the lists of hrefs "created_resources" and
+ * "reserved_resources" (a task's: one of them is the value).
  */
+
+ngx_uint_t
+ngx_pt_admin_filterable(ngx_pt_field_t *f)
+{
+    if (f->flags & (NGX_PT_F_INTERNAL|NGX_PT_F_SECRET|NGX_PT_F_READONLY)) {
+        return 0;
+    }
+
+    if (f->type == NGX_PT_T_STR) {
+        return ngx_strcmp(f->name, "name") == 0
+               || ngx_strcmp(f->name, "base_path") == 0
+               || ngx_strcmp(f->name, "state") == 0;
+    }
+
+    return f->type == NGX_PT_T_STRLIST
+           && (ngx_strcmp(f->name, "created_resources") == 0
+               || ngx_strcmp(f->name, "reserved_resources") == 0);
+}
+
 
 static ngx_pt_field_t *
 ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
@@ -520,12 +560,7 @@ ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
     ngx_pt_field_t  *f;
 
     for (f = ctx->type->fields; f->name; f++) {
-        if (((f->type == NGX_PT_T_STR
-              && (ngx_strcmp(f->name, "name") == 0
-                  || ngx_strcmp(f->name, "base_path") == 0
-                  || ngx_strcmp(f->name, "state") == 0))
-             || (f->type == NGX_PT_T_STRLIST
-                 && ngx_strcmp(f->name, "created_resources") == 0))
+        if (ngx_pt_admin_filterable(f)
             && ngx_strlen(f->name) == name->len
             && ngx_strncmp(f->name, name->data, name->len) == 0)
         {
@@ -542,8 +577,8 @@ ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx, ngx_str_t *name)
 static ngx_int_t
 ngx_pt_admin_filter_match_list(ngx_pt_filter_t *flt, ngx_array_t *list)
 {
-    ngx_str_t        *s;
-    ngx_uint_t        i;
+    ngx_str_t        *s, v;
+    ngx_uint_t        i, reserved, shared;
     ngx_pt_filter_t   one;
 
     if (list == NULL) {
@@ -552,11 +587,28 @@ ngx_pt_admin_filter_match_list(ngx_pt_filter_t *flt, ngx_array_t *list)
 
     s = list->elts;
     one = *flt;
+    one.offset = 0;
+
+    reserved = (ngx_strcmp(flt->field->name, "reserved_resources") == 0);
 
     for (i = 0; i < list->nelts; i++) {
-        one.offset = 0;
+        v = s[i];
 
-        if (ngx_pt_admin_filter_match(&one, &s[i])) {
+        shared = reserved && v.len > 7
+                 && ngx_strncmp(v.data, "shared:", 7) == 0;
+
+        if ((flt->hold == NGX_PT_HOLD_EXCLUSIVE && shared)
+            || (flt->hold == NGX_PT_HOLD_SHARED && !shared))
+        {
+            continue;
+        }
+
+        if (shared) {
+            v.data += 7;
+            v.len -= 7;
+        }
+
+        if (ngx_pt_admin_filter_match(&one, &v)) {
             return 1;
         }
     }
@@ -653,7 +705,9 @@ ngx_pt_admin_ordering(ngx_pt_admin_t *ctx)
     } else {
         f = ngx_pt_admin_filter_field(ctx, &name);
 
-        if (f == NULL) {
+        /* a list of strings has no order of its own */
+
+        if (f == NULL || f->type != NGX_PT_T_STR) {
             msg.data = ngx_pnalloc(ctx->pool, ordering->len + 80);
             if (msg.data == NULL) {
                 return NGX_ERROR;

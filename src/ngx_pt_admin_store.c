@@ -18,12 +18,43 @@
 #include <sys/statvfs.h>
 
 
-#define NGX_PT_PULP_CORE_VERSION       "3.73.0"
-#define NGX_PT_PULP_CONTAINER_VERSION  "2.23.0"
 #define NGX_PT_TASK_ORPHANS  "pulpcore.app.tasks.orphan.orphan_cleanup"
 
 /* Pulp's default orphan_protection_time, in minutes */
 #define NGX_PT_ORPHAN_PROTECTION       1440
+
+
+/* the OpenAPI document's part of status/ and orphans/cleanup/ */
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_status_props[] = {
+    { "versions", "objects" },
+    { "online_workers", "objects" },
+    { "online_api_apps", "objects" },
+    { "online_content_apps", "objects" },
+    { "database_connection", "object" },
+    { "redis_connection", "object" },
+    { "storage", "object" },
+    { "content_settings", "object" },
+    { "domain_enabled", "boolean" },
+    { "cache", "object" },               /* ours: the store's figures */
+    { NULL, NULL }
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_status_api = {
+    "status", NULL, "Status", "Status", ngx_pt_admin_status_props, NULL,
+    NULL, "status_read", NULL, 1, 0
+};
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_orphans_body[] = {
+    { "orphan_protection_time", "integer?" },
+    { "content_hrefs", "array?" },
+    { NULL, NULL }
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_orphans_api = {
+    "orphans_cleanup", NULL, "OrphansCleanup", "Orphans: Cleanup", NULL,
+    NULL, ngx_pt_admin_orphans_body, NULL, "orphans_cleanup_cleanup", 1, 0
+};
 
 
 static void ngx_pt_admin_status_apps(ngx_pt_admin_t *ctx, const char *key,

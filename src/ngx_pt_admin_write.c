@@ -681,6 +681,30 @@ ngx_pt_admin_task(ngx_pt_admin_t *ctx, MDB_txn *txn, const char *name,
         *s = *created;
     }
 
+    /*
+     * What it held, as Pulp records it: the object it wrote, or for a new
+     * one (and the store's own tasks) the collection, exclusively
+     */
+
+    task->reserved = ngx_array_create(ctx->pool, 1, sizeof(ngx_str_t));
+    if (task->reserved == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = ngx_array_push(task->reserved);
+    buf = ngx_pnalloc(ctx->pool, NGX_PT_HREF_LEN);
+    if (s == NULL || buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->id.len && ctx->type) {
+        ngx_pt_record_href(ctx->type, &ctx->id, buf, s);
+
+    } else {
+        s->data = buf;
+        s->len = ngx_sprintf(buf, NGX_PT_API_ROOT "%s", ctx->res->path) - buf;
+    }
+
     if (ngx_pt_record_save(ctx->pool, ctx->log, txn, &ngx_pt_task_type, task)
         != NGX_OK
         || ngx_pt_admin_tasks_trim(ctx, txn) != NGX_OK)

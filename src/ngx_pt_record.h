@@ -87,6 +87,8 @@ typedef struct {
     ngx_str_t                   state;       /* "completed", "failed" */
     ngx_str_t                   error;       /* description when failed */
     ngx_array_t                *created;     /* ngx_str_t hrefs */
+    ngx_array_t                *reserved;    /* ngx_str_t hrefs, "shared:"
+                                                first when not exclusive */
 } ngx_pt_task_t;
 
 

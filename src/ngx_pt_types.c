@@ -237,6 +237,10 @@ static ngx_pt_field_t  ngx_pt_task_fields[] = {
     { "created_resources", NGX_PT_T_STRLIST, NGX_PT_F_NULLABLE,
       offsetof(ngx_pt_task_t, created), NULL, NGX_PT_NO_LIMIT },
 
+    /* shown as reserved_resources_record; null in tasks stored before */
+    { "reserved_resources", NGX_PT_T_STRLIST, NGX_PT_F_NULLABLE,
+      offsetof(ngx_pt_task_t, reserved), NULL, NGX_PT_NO_LIMIT },
+
     { NULL, 0, 0, 0, NULL, NGX_PT_NO_LIMIT }
 };
 
