@@ -205,7 +205,8 @@ ngx_pt_manifest_nature(ngx_pt_manifest_info_t *mi)
     } else if (mi->cosign_type.len) {
         mi->rec.type = mi->cosign_type;
 
-    } else if (ngx_pt_nature_is(mt, "application/vnd.oci.image.manifest.v1+json")
+    } else if (ngx_pt_nature_is(mt,
+                                "application/vnd.oci.image.manifest.v1+json")
                && (mi->artifact
                    || ngx_pt_nature_is(&mi->config_type,
                                        "application/vnd.oci.empty.v1+json")
