@@ -163,6 +163,9 @@ static ngx_uint_t ngx_pt_unit_match(ngx_uint_t kind, ngx_pt_unit_t *filter,
     ngx_pt_unit_t *unit);
 static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_uint_t kind, ngx_pt_unit_t *unit);
+static ngx_int_t ngx_pt_unit_render_nature(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_pt_manifest_rec_t *m);
+static void ngx_pt_json_value_or_empty(yajl_gen g, yajl_val v);
 static void ngx_pt_version_render(ngx_pt_admin_t *ctx, ngx_pt_repo_t *repo,
     ngx_pt_version_t *v);
 
@@ -879,12 +882,13 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
 
     if (rc == NGX_DECLINED) {
         ngx_memzero(&m, sizeof(ngx_pt_manifest_rec_t));
+        m.layers_size = NGX_PT_NULL_INT;
     }
 
     /* a manifest record without a media type cannot be decoded */
 
     ngx_pt_json_key(g, "media_type");
-    ngx_pt_json_str(g, m.media_type.len ? &m.media_type : NULL);
+    ngx_pt_json_str(g, &m.media_type);
 
     ngx_pt_json_key(g, "config_blob");
     if (m.config.len) {
@@ -916,9 +920,106 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
         ngx_pt_json_array_close(g);
     }
 
+    if (ngx_pt_unit_render_nature(ctx, txn, &m) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     ngx_pt_json_map_close(g);
 
     return NGX_OK;
+}
+
+
+/*
+ * Pulp's fields of what an image is: its manifest's own (type, layers,
+ * annotations) from its record, and its config's (architecture, os,
+ * labels, and a bootable or flatpak type) from the config's record, which
+ * exists once the config blob was fetched through the cache. Unknown:
+ * null, labels and annotations {}, the flags false.
+ */
+
+static ngx_int_t
+ngx_pt_unit_render_nature(ngx_pt_admin_t *ctx, MDB_txn *txn,
+    ngx_pt_manifest_rec_t *m)
+{
+    ngx_int_t         rc;
+    ngx_str_t         type, *arch, *os;
+    yajl_gen          g = ctx->g;
+    ngx_pt_config_t   c;
+
+    static ngx_str_t  none = ngx_null_string;
+
+    ngx_memzero(&c, sizeof(ngx_pt_config_t));
+
+    rc = m->config.len ? ngx_pt_config_get(ctx->pool, ctx->log, txn,
+                                           &m->config, &c)
+                       : NGX_DECLINED;
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    type = m->type;
+
+    if (type.len == 0 && m->media_type.len
+        && ngx_pt_manifest_is_index(&m->media_type))
+    {
+        /* a record of an earlier release */
+        ngx_str_set(&type, "index");
+    }
+
+    if (!(type.len == 5 && ngx_strncmp(type.data, "index", 5) == 0)
+        && !(type.len == 8 && ngx_strncmp(type.data, "bootable", 8) == 0))
+    {
+        if (c.bootable) {
+            ngx_str_set(&type, "bootable");
+
+        } else if (c.flatpak) {
+            ngx_str_set(&type, "flatpak");
+        }
+    }
+
+    ngx_pt_json_key(g, "annotations");
+    ngx_pt_json_value_or_empty(g, m->annotations);
+    ngx_pt_json_key(g, "labels");
+    ngx_pt_json_value_or_empty(g, c.labels);
+
+    ngx_pt_json_key(g, "is_bootable");
+    ngx_pt_json_bool(g, type.len == 8
+                        && ngx_strncmp(type.data, "bootable", 8) == 0);
+    ngx_pt_json_key(g, "is_flatpak");
+    ngx_pt_json_bool(g, type.len == 7
+                        && ngx_strncmp(type.data, "flatpak", 7) == 0);
+
+    ngx_pt_json_key(g, "type");
+    ngx_pt_json_str(g, type.len ? &type : &none);
+
+    /* schema 1 names its platform itself, others in their config */
+
+    arch = m->architecture.data ? &m->architecture : &c.architecture;
+    os = m->os.data ? &m->os : &c.os;
+
+    ngx_pt_json_key(g, "architecture");
+    ngx_pt_json_str(g, arch);
+    ngx_pt_json_key(g, "os");
+    ngx_pt_json_str(g, os);
+
+    ngx_pt_json_key(g, "compressed_image_size");
+    ngx_pt_json_int(g, m->layers_size);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_pt_json_value_or_empty(yajl_gen g, yajl_val v)
+{
+    if (v) {
+        ngx_pt_json_value(g, v);
+        return;
+    }
+
+    ngx_pt_json_map_open(g);
+    ngx_pt_json_map_close(g);
 }
 
 

@@ -166,9 +166,11 @@ ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
 }
 
 
+/* a blob for repo, with what it says if it is an image config */
+
 ngx_int_t
 ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
-    ngx_str_t *digest, off_t size)
+    ngx_str_t *digest, off_t size, ngx_str_t *config)
 {
     MDB_txn  *txn;
 
@@ -179,7 +181,9 @@ ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log, ngx_str_t *repo,
     if (ngx_pt_blob_rec_put(pool, log, txn, repo, digest, size) != NGX_OK
         || (size >= 0
             && ngx_pt_file_stored(log, txn, digest, size, ngx_pt_clock())
-               != NGX_OK))
+               != NGX_OK)
+        || (config && config->len
+            && ngx_pt_config_put(log, txn, digest, config) != NGX_OK))
     {
         ngx_pt_txn_abort(txn);
         return NGX_ERROR;
@@ -297,6 +301,8 @@ ngx_pt_content_parse_manifest(ngx_pool_t *pool, ngx_pt_manifest_info_t *mi,
                     "application/vnd.oci.image.manifest.v1+json");
     }
 
+    ngx_pt_manifest_read_nature(mi, doc);
+
     return NGX_OK;
 }
 
@@ -402,6 +408,8 @@ ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,
     }
 
     mi->rec.created = now;
+
+    ngx_pt_manifest_nature(mi);
 
     if (ngx_pt_content_repo(pool, log, txn, mi, &now, &repo) != NGX_OK
         || ngx_pt_manifest_put(pool, log, txn, &mi->repo, &mi->digest,

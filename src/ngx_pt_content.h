@@ -21,7 +21,17 @@ typedef struct {
     ngx_str_t                   digest;
     ngx_pt_manifest_rec_t       rec;         /* media type, size, digests */
     ngx_uint_t                  no_version;  /* the version comes later */
+
+    /* what its JSON tells of its nature (Pulp's type), read by
+     * ngx_pt_content_parse_manifest() once its media type is final */
+    ngx_str_t                   config_type; /* config.mediaType */
+    ngx_str_t                   cosign_type; /* a layer's cosign type */
+    ngx_uint_t                  artifact;    /* has an artifactType */
+    ngx_uint_t                  bootc;       /* containers.bootc = "1" */
 } ngx_pt_manifest_info_t;
+
+
+#define NGX_PT_CONFIG_MAX_SIZE      (1024 * 1024)  /* config blobs read */
 
 
 ngx_int_t ngx_pt_content_tag(ngx_pool_t *pool, ngx_log_t *log,
@@ -36,10 +46,15 @@ ngx_int_t ngx_pt_content_manifest(ngx_pool_t *pool, ngx_log_t *log,
 ngx_int_t ngx_pt_content_blob_has(ngx_pool_t *pool, ngx_log_t *log,
     ngx_str_t *repo, ngx_str_t *digest);
 ngx_int_t ngx_pt_content_blob_add(ngx_pool_t *pool, ngx_log_t *log,
-    ngx_str_t *repo, ngx_str_t *digest, off_t size);
+    ngx_str_t *repo, ngx_str_t *digest, off_t size, ngx_str_t *config);
 ngx_int_t ngx_pt_content_parse_manifest(ngx_pool_t *pool,
     ngx_pt_manifest_info_t *mi, u_char *data, size_t len);
 ngx_uint_t ngx_pt_content_type_safe(ngx_str_t *type);
+ngx_int_t ngx_pt_config_read(ngx_pool_t *pool, ngx_log_t *log, ngx_fd_t fd,
+    off_t size, ngx_str_t *value);
+void ngx_pt_manifest_read_nature(ngx_pt_manifest_info_t *mi, yajl_val doc);
+void ngx_pt_manifest_nature(ngx_pt_manifest_info_t *mi);
+ngx_uint_t ngx_pt_manifest_is_index(ngx_str_t *media_type);
 void ngx_pt_content_media_type(ngx_pt_manifest_info_t *mi,
     ngx_str_t *upstream);
 ngx_int_t ngx_pt_content_manifest_add(ngx_pool_t *pool, ngx_log_t *log,

@@ -59,6 +59,11 @@
                                                disk, without min_free */
 #define NGX_PT_EVICT_WARN          60000    /* ms between "stays above" */
 
+/* what ngx_pt_evict_forget() does with each file's record */
+#define NGX_PT_FORGET_EVICTED      0        /* removed */
+#define NGX_PT_FORGET_ADOPT        1        /* written */
+#define NGX_PT_FORGET_ORPHANS      2        /* removed, with its config's */
+
 
 typedef struct {
     ngx_http_pullthrough_main_conf_t  *pmcf;
@@ -93,7 +98,7 @@ static ngx_uint_t ngx_pt_evict_wanted(ngx_pt_evict_t *ev, ngx_pt_file_t *f);
 static ngx_uint_t ngx_pt_evict_busy(ngx_pt_evict_t *ev, ngx_pt_file_t *f);
 static ngx_int_t ngx_pt_evict_unlink(ngx_pt_evict_t *ev, ngx_str_t *digest);
 static ngx_int_t ngx_pt_evict_forget(ngx_pt_evict_t *ev, ngx_array_t *files,
-    ngx_uint_t stat);
+    ngx_uint_t how);
 static ngx_int_t ngx_pt_evict_gc(ngx_pt_evict_t *ev, uint64_t protection);
 static ngx_int_t ngx_pt_gc_ref(void *data, ngx_str_t *repo, ngx_str_t *item,
     ngx_str_t *value);
@@ -526,7 +531,7 @@ ngx_pt_evict_step(ngx_pt_evict_t *ev)
     }
 
     if (gone.nelts) {
-        if (ngx_pt_evict_forget(ev, &gone, 0) != NGX_OK) {
+        if (ngx_pt_evict_forget(ev, &gone, NGX_PT_FORGET_EVICTED) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -628,7 +633,7 @@ ngx_pt_evict_unlink(ngx_pt_evict_t *ev, ngx_str_t *digest)
 /* the records of removed files, in transactions of a bounded size */
 
 static ngx_int_t
-ngx_pt_evict_forget(ngx_pt_evict_t *ev, ngx_array_t *files, ngx_uint_t adopt)
+ngx_pt_evict_forget(ngx_pt_evict_t *ev, ngx_array_t *files, ngx_uint_t how)
 {
     MDB_txn        *txn;
     ngx_int_t       rc;
@@ -644,10 +649,19 @@ ngx_pt_evict_forget(ngx_pt_evict_t *ev, ngx_array_t *files, ngx_uint_t adopt)
         }
 
         for (n = 0; n < NGX_PT_EVICT_GC_BATCH && i + n < files->nelts; n++) {
-            rc = adopt
+            rc = (how == NGX_PT_FORGET_ADOPT)
                  ? ngx_pt_file_stored(ev->log, txn, &f[i + n].digest,
                                       f[i + n].size, f[i + n].atime)
                  : ngx_pt_file_forget(ev->log, txn, &f[i + n].digest, NULL);
+
+            /* what an orphan config said goes with it; an evicted one's
+             * stays, as its manifest does */
+
+            if (rc != NGX_ERROR && how == NGX_PT_FORGET_ORPHANS
+                && f[i + n].size >= 0)
+            {
+                rc = ngx_pt_config_delete(ev->log, txn, &f[i + n].digest);
+            }
 
             if (rc == NGX_ERROR) {
                 ngx_pt_txn_abort(txn);
@@ -732,7 +746,7 @@ ngx_pt_evict_gc(ngx_pt_evict_t *ev, uint64_t protection)
         }
     }
 
-    if (ngx_pt_evict_forget(ev, &gc.gone, 0) != NGX_OK) {
+    if (ngx_pt_evict_forget(ev, &gc.gone, NGX_PT_FORGET_ORPHANS) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -744,7 +758,7 @@ ngx_pt_evict_gc(ngx_pt_evict_t *ev, uint64_t protection)
     gc.gone.nelts = 0;
 
     if (ngx_pt_gc_disk(&gc) != NGX_OK
-        || ngx_pt_evict_forget(ev, &gc.adopt, 1) != NGX_OK)
+        || ngx_pt_evict_forget(ev, &gc.adopt, NGX_PT_FORGET_ADOPT) != NGX_OK)
     {
         return NGX_ERROR;
     }

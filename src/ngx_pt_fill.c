@@ -44,6 +44,7 @@ static void ngx_pt_fill_upstream_done(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_fill_aborted(ngx_pt_fetch_t *f);
 static void ngx_pt_fill_commit(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_commit_thread(void *data, ngx_log_t *log);
+static void ngx_pt_fill_inspect(ngx_pt_fill_task_ctx_t *ctx, ngx_log_t *log);
 static void ngx_pt_fill_commit_done(ngx_pt_fill_t *fill);
 static void ngx_pt_fill_uncount(ngx_pt_fill_t *fill, ngx_uint_t failed);
 static void ngx_pt_fill_disk_error(ngx_pt_fill_t *fill, ngx_err_t err,
@@ -774,6 +775,8 @@ ngx_pt_fill_commit(ngx_pt_fill_t *fill)
 
     ctx = fill->task->ctx;
     ctx->ok = 0;
+    ctx->pool = NULL;
+    ngx_str_null(&ctx->kept);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
                    "pullthrough fill: %V complete, %O bytes: verdict and "
@@ -832,6 +835,39 @@ ngx_pt_fill_commit_thread(void *data, ngx_log_t *log)
         (void) ngx_delete_file(fill->temp.data);
         return;
     }
+
+    ngx_pt_fill_inspect(ctx, log);
+}
+
+
+/*
+ * In the commit thread, once stored: what the record keeps of the blob's
+ * bytes (what an image config says), in a pool of the task's own, which
+ * the completion destroys after the record.
+ */
+
+static void
+ngx_pt_fill_inspect(ngx_pt_fill_task_ctx_t *ctx, ngx_log_t *log)
+{
+    ngx_pt_fill_t  *fill;
+
+    fill = ctx->fill;
+
+    if (ngx_pt_fill_ops->inspect == NULL) {
+        return;
+    }
+
+    ctx->pool = ngx_create_pool(NGX_PT_FILL_KEEP_POOL, log);
+    if (ctx->pool == NULL) {
+        return;
+    }
+
+    if (ngx_pt_fill_ops->inspect(ctx->pool, log, fill->fd, fill->written,
+                                 &ctx->kept)
+        != NGX_OK)
+    {
+        ngx_str_null(&ctx->kept);
+    }
 }
 
 
@@ -877,8 +913,13 @@ ngx_pt_fill_commit_done(ngx_pt_fill_t *fill)
                        "place, %O bytes",
                        &fill->digest.full, fill->written);
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, fill->log, 0,
+                       "pullthrough fill: %V keeps %uz bytes of what it says",
+                       &fill->digest.full, ctx->kept.len);
+
         if (ngx_pt_fill_ops->record(fill->pool, fill->log, &fill->repo,
-                                    &fill->digest.full, fill->written)
+                                    &fill->digest.full, fill->written,
+                                    &ctx->kept)
             != NGX_OK)
         {
             ngx_log_error(NGX_LOG_ALERT, fill->log, 0,
@@ -891,6 +932,11 @@ ngx_pt_fill_commit_done(ngx_pt_fill_t *fill)
         ngx_queue_remove(&fill->queue);
         ngx_pt_fill_publish(fill);
         ngx_pt_fill_notify(fill);
+    }
+
+    if (ctx->pool) {
+        ngx_destroy_pool(ctx->pool);
+        ctx->pool = NULL;
     }
 }
 
@@ -1097,7 +1143,7 @@ ngx_pt_fill_record_also(ngx_pt_fill_t *fill)
                        &fill->digest.full, &r[i]);
 
         if (ngx_pt_fill_ops->record(fill->pool, fill->log, &r[i],
-                                    &fill->digest.full, fill->written)
+                                    &fill->digest.full, fill->written, NULL)
             != NGX_OK)
         {
             ngx_log_error(NGX_LOG_ALERT, fill->log, 0,

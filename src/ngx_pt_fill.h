@@ -33,10 +33,21 @@ typedef struct {
     ngx_int_t                 (*part)(ngx_http_request_t *r,
                                       ngx_pt_digest_t *d, off_t start,
                                       off_t end, off_t length);
-    /* a stored blob, for a repository */
+    /*
+     * a stored blob, for a repository; kept: what inspect kept of its
+     * bytes (NULL for the other repositories the fill served)
+     */
     ngx_int_t                 (*record)(ngx_pool_t *pool, ngx_log_t *log,
                                         ngx_str_t *repo, ngx_str_t *digest,
-                                        off_t size);
+                                        off_t size, ngx_str_t *kept);
+    /*
+     * in the fill's commit thread, once the blob of size bytes is verified
+     * and stored: what its record keeps of its bytes (read from fd), from
+     * pool alone; NGX_DECLINED: nothing
+     */
+    ngx_int_t                 (*inspect)(ngx_pool_t *pool, ngx_log_t *log,
+                                         ngx_fd_t fd, off_t size,
+                                         ngx_str_t *kept);
 } ngx_pt_fill_ops_t;
 
 

@@ -22,6 +22,7 @@
 #define NGX_PT_FILL_FAILED     3
 
 #define NGX_PT_FILL_HOLD       1000     /* ms: the period of its keep timer */
+#define NGX_PT_FILL_KEEP_POOL  4096     /* the commit thread's pool */
 
 
 /* the fill's one thread task: a write, or the verdict and the commit */
@@ -33,6 +34,8 @@ typedef struct {
     off_t                       offset;
     ngx_err_t                   err;
     ngx_uint_t                  ok;          /* the digest matches */
+    ngx_pool_t                 *pool;        /* the commit thread's own */
+    ngx_str_t                   kept;        /* what inspect kept */
 } ngx_pt_fill_task_ctx_t;
 
 

@@ -48,7 +48,8 @@ static ngx_int_t ngx_pt_registry_blob_send_header(ngx_http_request_t *r,
 static ngx_int_t ngx_pt_registry_fill_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *code);
 static ngx_int_t ngx_pt_registry_record_blob(ngx_pool_t *pool,
-    ngx_log_t *log, ngx_str_t *repo, ngx_str_t *digest, off_t size);
+    ngx_log_t *log, ngx_str_t *repo, ngx_str_t *digest, off_t size,
+    ngx_str_t *config);
 static ngx_int_t ngx_pt_cache_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_pt_registry_blob_absent(ngx_http_request_t *r,
@@ -69,7 +70,8 @@ ngx_pt_fill_ops_t  ngx_pt_registry_fill_ops = {
     ngx_pt_registry_blob_header,
     ngx_pt_registry_fill_error,
     ngx_pt_registry_blob_part,
-    ngx_pt_registry_record_blob
+    ngx_pt_registry_record_blob,
+    ngx_pt_config_read
 };
 
 
@@ -942,7 +944,7 @@ ngx_pt_registry_blob_checked(ngx_http_request_t *r)
         if (ngx_file_info(path.data, &fi) != NGX_FILE_ERROR
             && ngx_pt_content_blob_add(r->pool, r->connection->log,
                                        &ctx->repo, &ctx->digest.full,
-                                       ngx_file_size(&fi)) != NGX_OK)
+                                       ngx_file_size(&fi), NULL) != NGX_OK)
         {
             ngx_pt_registry_finalize(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
@@ -1055,9 +1057,9 @@ ngx_pt_registry_settings(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 
 static ngx_int_t
 ngx_pt_registry_record_blob(ngx_pool_t *pool, ngx_log_t *log,
-    ngx_str_t *repo, ngx_str_t *digest, off_t size)
+    ngx_str_t *repo, ngx_str_t *digest, off_t size, ngx_str_t *config)
 {
-    return ngx_pt_content_blob_add(pool, log, repo, digest, size);
+    return ngx_pt_content_blob_add(pool, log, repo, digest, size, config);
 }
 
 

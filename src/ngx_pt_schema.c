@@ -36,6 +36,11 @@
  *   referrers           <repo>\0<subject digest> -> "<asked ms> <index
  *                                             JSON>": the referrers index
  *                                             the upstream gave, and when
+ *   configs             <config digest>    -> {"architecture", "os",
+ *                                             "labels", "bootable",
+ *                                             "flatpak"}: what a config
+ *                                             blob says, read when it was
+ *                                             stored
  *
  * Every value but the schema version begins with one byte, its format, so
  * that a value written in an older format is still read (or upgraded)
@@ -126,6 +131,8 @@ static void ngx_pt_strings_encode(yajl_gen g, const char *key,
 static ngx_int_t ngx_pt_version_decode(ngx_pool_t *pool, ngx_str_t *value,
     ngx_pt_version_t *v);
 static void ngx_pt_json_string(yajl_val v, ngx_str_t *s);
+static void ngx_pt_manifest_encode_nature(yajl_gen g,
+    ngx_pt_manifest_rec_t *m);
 
 
 static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
@@ -151,7 +158,8 @@ static const char  *ngx_pt_db_names[NGX_PT_DB_COUNT] = {
     "blob_units",
     "unit_holders",
     "unit_ids",
-    "referrers"
+    "referrers",
+    "configs"
 };
 
 
@@ -168,7 +176,8 @@ static const u_char  ngx_pt_db_formats[NGX_PT_DB_COUNT] = {
     1, 1,                           /* created, children */
     1, 1, 1, 1,                     /* manifest_units, blob_units,
                                        unit_holders, unit_ids */
-    1                               /* referrers */
+    1,                              /* referrers */
+    1                               /* configs */
 };
 
 
@@ -1479,6 +1488,7 @@ ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_pt_json_str(g, &m->config);
     ngx_pt_strings_encode(g, "blobs", &m->blobs);
     ngx_pt_strings_encode(g, "manifests", &m->manifests);
+    ngx_pt_manifest_encode_nature(g, m);
     ngx_pt_json_map_close(g);
 
     if (ngx_pt_json_result(g, pool, &val) != NGX_OK) {
@@ -1487,6 +1497,38 @@ ngx_pt_manifest_put(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
     return ngx_pt_item_put(pool, log, txn, NGX_PT_DB_MANIFESTS, repo, digest,
                            &val);
+}
+
+
+/* what a manifest tells of itself, after the keys an earlier release wrote */
+
+static void
+ngx_pt_manifest_encode_nature(yajl_gen g, ngx_pt_manifest_rec_t *m)
+{
+    if (m->type.len) {
+        ngx_pt_json_key(g, "type");
+        ngx_pt_json_str(g, &m->type);
+    }
+
+    if (m->layers_size != NGX_PT_NULL_INT) {
+        ngx_pt_json_key(g, "layers_size");
+        ngx_pt_json_int(g, m->layers_size);
+    }
+
+    if (m->architecture.data) {
+        ngx_pt_json_key(g, "architecture");
+        ngx_pt_json_str(g, &m->architecture);
+    }
+
+    if (m->os.data) {
+        ngx_pt_json_key(g, "os");
+        ngx_pt_json_str(g, &m->os);
+    }
+
+    if (m->annotations) {
+        ngx_pt_json_key(g, "annotations");
+        ngx_pt_json_value(g, m->annotations);
+    }
 }
 
 
@@ -1511,6 +1553,20 @@ ngx_pt_manifest_decode(ngx_pool_t *pool, ngx_str_t *value,
     ngx_pt_json_string(ngx_pt_json_get(doc, "created"), &m->created);
     ngx_pt_json_string(ngx_pt_json_get(doc, "config"), &m->config);
 
+    /* absent from a record of an earlier release: null */
+
+    v = ngx_pt_json_get(doc, "layers_size");
+    m->layers_size = (v && YAJL_IS_INTEGER(v)) ? YAJL_GET_INTEGER(v)
+                                               : NGX_PT_NULL_INT;
+
+    ngx_pt_json_string(ngx_pt_json_get(doc, "type"), &m->type);
+    ngx_pt_json_string(ngx_pt_json_get(doc, "architecture"),
+                       &m->architecture);
+    ngx_pt_json_string(ngx_pt_json_get(doc, "os"), &m->os);
+
+    v = ngx_pt_json_get(doc, "annotations");
+    m->annotations = (v && YAJL_IS_OBJECT(v)) ? v : NULL;
+
     if (m->media_type.data == NULL
         || ngx_pt_strings_decode(pool, ngx_pt_json_get(doc, "blobs"),
                                  &m->blobs) != NGX_OK
@@ -1521,6 +1577,128 @@ ngx_pt_manifest_decode(ngx_pool_t *pool, ngx_str_t *value,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * configs: <config digest> -> {"architecture", "os", "labels", "bootable",
+ * "flatpak"}, one per digest whatever repositories have the blob.
+ */
+
+ngx_int_t
+ngx_pt_config_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *digest, ngx_pt_config_t *c)
+{
+    yajl_val   doc, v;
+    ngx_int_t  rc;
+    ngx_str_t  val, err;
+
+    ngx_memzero(c, sizeof(ngx_pt_config_t));
+
+    rc = ngx_pt_value_get(log, txn, NGX_PT_DB_CONFIGS, digest, &val);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    doc = ngx_pt_json_parse(pool, &val, &err);
+    if (doc == NULL || !YAJL_IS_OBJECT(doc)) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "pullthrough: the config record of %V is corrupt",
+                      digest);
+        return NGX_DECLINED;
+    }
+
+    ngx_pt_json_string(ngx_pt_json_get(doc, "architecture"),
+                       &c->architecture);
+    ngx_pt_json_string(ngx_pt_json_get(doc, "os"), &c->os);
+
+    v = ngx_pt_json_get(doc, "labels");
+    c->labels = (v && YAJL_IS_OBJECT(v)) ? v : NULL;
+
+    c->bootable = YAJL_IS_TRUE(ngx_pt_json_get(doc, "bootable"));
+    c->flatpak = YAJL_IS_TRUE(ngx_pt_json_get(doc, "flatpak"));
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_pt_config_put(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    ngx_str_t *value)
+{
+    return ngx_pt_value_put(log, txn, NGX_PT_DB_CONFIGS, digest, value);
+}
+
+
+ngx_int_t
+ngx_pt_config_delete(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_pt_db_del(log, txn, NGX_PT_DB_CONFIGS, digest);
+
+    return rc == NGX_DECLINED ? NGX_OK : rc;
+}
+
+
+/*
+ * A config's value. Labels are kept while they add up to at most
+ * NGX_PT_CONFIG_LABELS_MAX bytes (the rest is left out: bootable and
+ * flatpak were read from all of them), and only those whose value is a
+ * string, as Docker's and OCI's configs have them. No allocation but from
+ * pool: a fill's commit thread calls it with a pool of its own.
+ */
+
+ngx_int_t
+ngx_pt_config_encode(ngx_pool_t *pool, ngx_pt_config_t *c, ngx_str_t *value)
+{
+    size_t    i, left, n;
+    yajl_gen  g;
+    yajl_val  v;
+
+    g = ngx_pt_json_gen(pool);
+    if (g == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_pt_json_map_open(g);
+    ngx_pt_json_key(g, "architecture");
+    ngx_pt_json_str(g, &c->architecture);
+    ngx_pt_json_key(g, "os");
+    ngx_pt_json_str(g, &c->os);
+
+    ngx_pt_json_key(g, "labels");
+    ngx_pt_json_map_open(g);
+
+    left = NGX_PT_CONFIG_LABELS_MAX;
+
+    for (i = 0; c->labels && i < c->labels->u.object.len; i++) {
+        v = c->labels->u.object.values[i];
+
+        if (!YAJL_IS_STRING(v)) {
+            continue;
+        }
+
+        n = ngx_strlen(c->labels->u.object.keys[i]) + ngx_strlen(v->u.string);
+        if (n > left) {
+            break;
+        }
+
+        left -= n;
+
+        ngx_pt_json_key(g, c->labels->u.object.keys[i]);
+        ngx_pt_json_cstr(g, v->u.string);
+    }
+
+    ngx_pt_json_map_close(g);
+
+    ngx_pt_json_key(g, "bootable");
+    ngx_pt_json_bool(g, c->bootable);
+    ngx_pt_json_key(g, "flatpak");
+    ngx_pt_json_bool(g, c->flatpak);
+    ngx_pt_json_map_close(g);
+
+    return ngx_pt_json_result(g, pool, value);
 }
 
 

@@ -17,6 +17,7 @@
 
 #define NGX_PT_SCHEMA_VERSION     4
 #define NGX_PT_CREATED_MAX        64     /* a record's created time */
+#define NGX_PT_CONFIG_LABELS_MAX  32768  /* bytes of a config's labels kept */
 
 
 typedef enum {
@@ -43,6 +44,7 @@ typedef enum {
     NGX_PT_DB_UNIT_HOLDERS,
     NGX_PT_DB_UNIT_IDS,
     NGX_PT_DB_REFERRERS,
+    NGX_PT_DB_CONFIGS,
     NGX_PT_DB_COUNT
 } ngx_pt_db_e;
 
@@ -55,7 +57,29 @@ typedef struct {
     ngx_str_t                   config;      /* config blob digest */
     ngx_array_t                 blobs;       /* ngx_str_t: config, layers */
     ngx_array_t                 manifests;   /* ngx_str_t: an index's */
+
+    /* what Pulp tells of a manifest from its own bytes; a record of an
+     * earlier release has none of them (type empty, sizes null) */
+    ngx_str_t                   type;        /* Pulp's: image, index, ... */
+    int64_t                     layers_size; /* NGX_PT_NULL_INT: unknown */
+    ngx_str_t                   architecture; /* schema 1 only */
+    ngx_str_t                   os;
+    yajl_val                    annotations; /* an object, or NULL */
 } ngx_pt_manifest_rec_t;
+
+
+/*
+ * What a config blob says of its image (configs): read from the blob's
+ * bytes when its fill commits, in the thread that verified it; bootable
+ * and flatpak from all its labels, which are kept up to a bound.
+ */
+typedef struct {
+    ngx_str_t                   architecture; /* data NULL: none */
+    ngx_str_t                   os;
+    yajl_val                    labels;      /* an object, or NULL */
+    ngx_uint_t                  bootable;
+    ngx_uint_t                  flatpak;
+} ngx_pt_config_t;
 
 
 /* a tag: its digest and when the upstream last confirmed it */
@@ -184,6 +208,16 @@ ngx_int_t ngx_pt_referrers_get(ngx_pool_t *pool, ngx_log_t *log,
 ngx_int_t ngx_pt_referrers_put(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *repo, ngx_str_t *digest, uint64_t checked,
     ngx_str_t *index);
+
+/* what config blobs say: <digest> -> {"architecture", "os", ...} */
+ngx_int_t ngx_pt_config_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *digest, ngx_pt_config_t *c);
+ngx_int_t ngx_pt_config_put(ngx_log_t *log, MDB_txn *txn, ngx_str_t *digest,
+    ngx_str_t *value);
+ngx_int_t ngx_pt_config_delete(ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *digest);
+ngx_int_t ngx_pt_config_encode(ngx_pool_t *pool, ngx_pt_config_t *c,
+    ngx_str_t *value);
 
 /* content units (ngx_pt_schema_units.c): ids, counts, pages in order */
 const char *ngx_pt_unit_prn(ngx_uint_t kind);

@@ -21,7 +21,7 @@ use PT::Images;
 use PT::Pull;
 use PT::Util qw(need_tools slurp);
 
-need_tools(qw(docker-registry skopeo openssl));
+need_tools(qw(docker-registry skopeo openssl mdb_dump));
 
 my $ACCEPT = $PT::Images::ACCEPT;
 
@@ -156,6 +156,10 @@ is(scalar(grep { -f blob_file($t, $_) } $hello->{digest}, $hello->{config}, @{ $
    '... the files of the deleted repository are removed');
 is(scalar(grep { -f blob_file($t, $_) } $app->{digest}, $app->{config}, @{ $app->{layers} }), 4,
    '... team/app\'s stay');
+my $configs = `mdb_dump -p -s configs ${\ $t->store}/meta 2>&1`;
+is_deeply([ map { index($configs, $_) >= 0 ? 1 : 0 } $hello->{config}, $app->{config} ], [ 0, 1 ],
+          '... what hello\'s config said goes with it, team/app\'s stays (configs)')
+    or diag($configs);
 ($m) = metrics($t);
 is($m->{pullthrough_store_bytes}, bytes_of($app), '... the store\'s bytes are team/app\'s alone');
 is($m->{pullthrough_orphans_removed_total}, 4, '... 4 orphans counted');

@@ -2,8 +2,9 @@
 /*
  * Fuzz target: an upstream's manifest as the cache parses it
  * (ngx_pt_content_parse_manifest(): the config, layers, schema 1
- * fsLayers, the manifests of an index, the media type) and the type it
- * would be stored with (ngx_pt_content_media_type()).
+ * fsLayers, the manifests of an index, the media type), the type it
+ * would be stored with (ngx_pt_content_media_type()) and Pulp's type of
+ * it (ngx_pt_manifest_nature()).
  */
 
 #include "fuzz_common.h"
@@ -39,6 +40,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  : size;
         ngx_pt_content_media_type(&mi, &ct);
         (void) ngx_pt_content_type_safe(&mi.rec.media_type);
+        ngx_pt_manifest_nature(&mi);
     }
 
     ngx_destroy_pool(pool);
