@@ -71,6 +71,14 @@ static ngx_pt_admin_prop_t  ngx_pt_admin_manifest_props[] = {
     { "config_blob", "uri?" },
     { "listed_manifests", "array" },
     { "blobs", "array" },
+    { "annotations", "object" },
+    { "labels", "object" },
+    { "is_bootable", "boolean" },
+    { "is_flatpak", "boolean" },
+    { "type", "string?" },
+    { "architecture", "string?" },
+    { "os", "string?" },
+    { "compressed_image_size", "integer?" },
     { NULL, NULL }
 };
 

@@ -27,7 +27,7 @@ my $PULP = $ENV{PT_PULP_CLI}
     // File::Spec->catfile($PT::Nginx::REPO, '..', 'shared', 'vendor', 'pulp-cli', 'pulp');
 
 declare_tool('pulp', 'pulp-cli 0.40.3, vendored beside the repository', $PULP);
-need_tools(qw(pulp docker-registry skopeo openssl));
+need_tools(qw(pulp docker-registry skopeo openssl curl));
 
 # the launcher says in one line what it lacks (python3 with pydantic 2, or
 # the Debian packages that make test installs)
@@ -223,6 +223,16 @@ is_deeply([ map { $_->{base_path} } @{ $dists || [] } ], [ 'hub/library/hello' ]
 is($c, 0, 'pulp container content -t manifest list') or diag($out);
 is(scalar @{ $manifests || [] }, 1, '... one manifest');
 like($manifests->[0]{digest} // '', qr/^sha256:[0-9a-f]{64}$/, '... with its digest');
+is($manifests->[0]{type}, 'image', '... Pulp\'s type');
+ok(defined $manifests->[0]{architecture} && defined $manifests->[0]{os},
+   '... and the platform of its config, which the pull fetched');
+
+# every unit shows what the OpenAPI document says it does
+my (undef, $api_json) = run_cmd('curl', '-s', $t->base_url . "$API/docs/api.json");
+my $schemas = (eval { decode_json($api_json) } || {})->{components}{schemas};
+is_deeply([ sort keys %{ $manifests->[0] } ],
+          [ sort keys %{ $schemas->{'container.ManifestResponse'}{properties} || {} } ],
+          '... its keys those of container.ManifestResponse');
 
 ($c, my $tags) = pulp('container', 'content', '-t', 'tag', 'list', '--name', '1.0');
 is_deeply([ map { $_->{name} } @{ $tags || [] } ], [ '1.0' ], 'pulp container content -t tag list --name');
