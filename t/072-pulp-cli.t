@@ -243,6 +243,15 @@ my @two = sort map { $_->{digest} } @{ $blobs || [] }[0, 1];
 ($c, my $some) = pulp('container', 'content', '-t', 'blob', 'list', map { ('--digest-in', $_) } @two);
 is_deeply([ sort map { $_->{digest} } @{ $some || [] } ], \@two, '... --digest-in: those');
 
+($c, my $artifacts) = call('artifacts_list');
+is($artifacts->{count}, 4, 'artifacts_list: the files stored, the manifest, its config and two layers');
+my $half = $t->get("$API/artifacts/?limit=2&offset=1", auth => [ 'admin', 's3cret pass' ])->{json};
+is_deeply($half->{results}, [ @{ $artifacts->{results} || [] }[1, 2] ], '... in pages');
+my $art = $artifacts->{results}[0] || {};
+is("sha256:" . ($art->{sha256} // ''), $art->{file}, '... each named by its digest, with its sha256');
+($c, my $art2) = call('artifacts_read', params => { artifact_href => $art->{pulp_href} });
+is_deeply($art2, $art, 'artifacts_read: the same');
+
 ($c, my $shown_repo, $out) = pulp('show', '--href', $repo->{pulp_href});
 is($c, 0, 'pulp show --href (any href, through artifacts_read)') or diag($out);
 is_deeply($shown_repo, $repo, '... the repository');
