@@ -44,12 +44,12 @@ static ngx_pt_admin_api_t  ngx_pt_admin_remote_api = {
     "remotes_container_pull_through",
     "container_container_pull_through_remote_href",
     "container.ContainerPullThroughRemote",
-    "Remotes: Container Pull-Through", NULL, NULL, NULL, NULL, NULL, 0, 0
+    "Remotes: Container Pull-Through", NULL, NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_api_t  ngx_pt_admin_remotes_api = {
     "remotes", NULL, "container.ContainerPullThroughRemote", "Remotes",
-    NULL, NULL, NULL, NULL, NULL, 0, 1
+    NULL, NULL, NULL, NULL, NULL, NULL, 0, 1
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_pt_dist_props[] = {
@@ -62,7 +62,7 @@ static ngx_pt_admin_api_t  ngx_pt_admin_pt_dist_api = {
     "container_container_pull_through_distribution_href",
     "container.ContainerPullThroughDistribution",
     "Distributions: Container Pull-Through", ngx_pt_admin_pt_dist_props,
-    NULL, NULL, NULL, NULL, 0, 0
+    NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_task_props[] = {
@@ -97,7 +97,7 @@ static const char  *ngx_pt_admin_task_params[] = {
 
 static ngx_pt_admin_api_t  ngx_pt_admin_task_api = {
     "tasks", "task_href", "Task", "Tasks", ngx_pt_admin_task_props,
-    ngx_pt_admin_task_params, NULL, NULL, NULL, 0, 0
+    ngx_pt_admin_task_params, NULL, NULL, NULL, NULL, 0, 0
 };
 
 
@@ -110,7 +110,7 @@ ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NGX_PT_ADMIN_AT_ONCE, 0, NULL, NULL, NULL,
       ngx_pt_admin_check_remote, ngx_pt_admin_index_remote,
       ngx_pt_admin_remove_remote,
-      &ngx_pt_admin_remote_api },
+      &ngx_pt_admin_remote_api, NULL },
 
     { "distributions/container/pull-through/", &ngx_pt_pt_dist_type,
       NGX_PT_READ|NGX_HTTP_POST,
@@ -119,12 +119,12 @@ ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       0, 0, NULL, NULL, ngx_pt_admin_render_children,
       ngx_pt_admin_check_dist, ngx_pt_admin_index_dist,
       ngx_pt_admin_remove_dist,
-      &ngx_pt_admin_pt_dist_api },
+      &ngx_pt_admin_pt_dist_api, NULL },
 
     { "tasks/", &ngx_pt_task_type,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, 0, NULL, ngx_pt_admin_render_task, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_task_api },
+      &ngx_pt_admin_task_api, NULL },
 
     /* what pulls make: read-only, but for deleting an image's distribution
      * or repository and pinning a distribution (PATCH of retain) */
@@ -134,78 +134,97 @@ ngx_pt_admin_resource_t  ngx_pt_admin_resources[] = {
       NGX_PT_READ_ALLOW, "GET, HEAD, DELETE",
       NGX_PT_ADMIN_VERSIONS, 0, NULL, NULL, ngx_pt_admin_render_repo,
       NULL, NULL, ngx_pt_admin_remove_repo,
-      &ngx_pt_admin_repo_api },
+      &ngx_pt_admin_repo_api, NULL },
 
     { "distributions/container/container/", &ngx_pt_dist_type,
       NGX_PT_READ, NGX_PT_READ|NGX_HTTP_PATCH|NGX_HTTP_DELETE,
       NGX_PT_READ_ALLOW, "GET, HEAD, PATCH, DELETE",
       0, 0, NULL, NULL, ngx_pt_admin_render_dist,
       NULL, NULL, ngx_pt_admin_remove_image,
-      &ngx_pt_admin_dist_api },
+      &ngx_pt_admin_dist_api, NULL },
 
     { "content/container/tags/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_TAGS, ngx_pt_admin_content,
       NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_tag_api },
+      &ngx_pt_admin_tag_api, NULL },
 
     { "content/container/manifests/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_MANIFESTS, ngx_pt_admin_content,
       NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_manifest_api },
+      &ngx_pt_admin_manifest_api, NULL },
 
     { "content/container/blobs/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, NGX_PT_CONTENT_BLOBS, ngx_pt_admin_content,
       NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_blob_api },
+      &ngx_pt_admin_blob_api, NULL },
 
     { "pulp_container/namespaces/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, 0, ngx_pt_admin_namespaces, NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_namespace_api },
+      &ngx_pt_admin_namespace_api, NULL },
 
     { "artifacts/", NULL,
       NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
       0, 0, ngx_pt_admin_artifacts, NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_artifact_api },
+      &ngx_pt_admin_artifact_api, NULL },
 
-    /* Pulp's generic lists, of the one type each has here: the objects'
-     * hrefs are their own type's */
+    /* Pulp's per-image remotes: views of the pull-through remote, one per
+     * per-image distribution (ngx_pt_admin_generic.c) */
+
+    { "remotes/container/container/", &ngx_pt_dist_type,
+      NGX_PT_READ, NGX_PT_READ, NGX_PT_READ_ALLOW, NGX_PT_READ_ALLOW,
+      0, 0, NULL, ngx_pt_admin_render_image_remote, NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_image_remote_api, NULL },
+
+    /* Pulp's generic lists: the objects' hrefs are their own type's */
+
+    { "distributions/", &ngx_pt_pt_dist_type,
+      NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
+      NGX_PT_ADMIN_LIST_ONLY, 0, NULL, ngx_pt_admin_render_distribution,
+      NULL, NULL, NULL, NULL,
+      &ngx_pt_admin_distributions_api, &ngx_pt_dist_type },
+
+    { "content/", NULL,
+      NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
+      NGX_PT_ADMIN_LIST_ONLY, 0, ngx_pt_admin_content_all, NULL, NULL, NULL,
+      NULL, NULL,
+      &ngx_pt_admin_contents_api, NULL },
 
     { "remotes/", &ngx_pt_remote_type,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
       NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_remotes_api },
+      &ngx_pt_admin_remotes_api, NULL },
 
     { "repositories/", &ngx_pt_repo_type,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
       NGX_PT_ADMIN_LIST_ONLY, 0, NULL, NULL, ngx_pt_admin_render_repo,
       NULL, NULL, NULL,
-      &ngx_pt_admin_repos_api },
+      &ngx_pt_admin_repos_api, NULL },
 
     /* the store as a whole */
 
     { "status/", NULL,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
       0, 0, ngx_pt_admin_status, NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_status_api },
+      &ngx_pt_admin_status_api, NULL },
 
     { "orphans/cleanup/", NULL,
       NGX_HTTP_POST, 0, "POST", NULL,
       0, 0, ngx_pt_admin_orphans, NULL, NULL, NULL, NULL, NULL,
-      &ngx_pt_admin_orphans_api },
+      &ngx_pt_admin_orphans_api, NULL },
 
     /* the OpenAPI document, which describes the others */
 
     { "docs/api.json/", NULL,
       NGX_PT_READ, 0, NGX_PT_READ_ALLOW, NULL,
       NGX_PT_ADMIN_LIST_ONLY|NGX_PT_ADMIN_NO_STORE, 0, ngx_pt_admin_openapi,
-      NULL, NULL, NULL, NULL, NULL, NULL },
+      NULL, NULL, NULL, NULL, NULL, NULL, NULL },
 
     { NULL, NULL, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL,
-      NULL, NULL }
+      NULL, NULL, NULL }
 };
 
 
@@ -342,6 +361,7 @@ ngx_pt_admin_route(ngx_http_request_t *r, ngx_pt_admin_t *ctx)
 
     ctx->res = res;
     ctx->type = res->type;
+    ctx->kind = res->kind;
 
     if (p < last) {
         if (res->flags & NGX_PT_ADMIN_LIST_ONLY) {
@@ -781,6 +801,25 @@ ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
 
     return NGX_DECLINED;
 }
+
+/* a 400 about one field of the request: {"<field>": ["<message>"]} */
+
+ngx_int_t
+ngx_pt_admin_field_error(ngx_pt_admin_t *ctx, const char *field,
+    const char *message)
+{
+    ngx_pt_json_map_open(ctx->g);
+    ngx_pt_json_key(ctx->g, field);
+    ngx_pt_json_array_open(ctx->g);
+    ngx_pt_json_cstr(ctx->g, message);
+    ngx_pt_json_array_close(ctx->g);
+    ngx_pt_json_map_close(ctx->g);
+
+    ctx->status = NGX_HTTP_BAD_REQUEST;
+
+    return NGX_OK;
+}
+
 
 ngx_int_t
 ngx_pt_admin_store_error(ngx_pt_admin_t *ctx)

@@ -86,6 +86,9 @@ typedef struct {
                                                 <op>_list */
     const char                 *create;      /* the POST's, if not
                                                 <op>_create */
+    ngx_pt_type_t              *shape;       /* whose fields an answer
+                                                shows, if not its
+                                                resource's type's */
     unsigned                    single:1;    /* GET answers one object */
     unsigned                    shared:1;    /* schemas are another's */
 } ngx_pt_admin_api_t;
@@ -106,6 +109,7 @@ struct ngx_pt_admin_resource_s {
     ngx_pt_admin_index_pt       index;
     ngx_pt_admin_remove_pt      remove;
     ngx_pt_admin_api_t         *api;         /* NULL: not in the document */
+    ngx_pt_type_t              *also;        /* a list's second type */
 };
 
 
@@ -124,6 +128,7 @@ struct ngx_pt_admin_s {
     ngx_log_t                  *log;
     ngx_pt_admin_resource_t    *res;
     ngx_pt_type_t              *type;
+    ngx_uint_t                  kind;        /* content units' */
     ngx_str_t                   id;          /* empty: the collection */
     ngx_uint_t                  versions;    /* .../<id>/versions/ */
     ngx_int_t                   version;     /* -1: all */
@@ -141,6 +146,8 @@ ngx_int_t ngx_pt_admin_hosts(ngx_conf_t *cf,
 ngx_int_t ngx_pt_admin_guard(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_detail(ngx_pt_admin_t *ctx, ngx_uint_t status,
     const char *fmt, ...);
+ngx_int_t ngx_pt_admin_field_error(ngx_pt_admin_t *ctx, const char *field,
+    const char *message);
 ngx_int_t ngx_pt_admin_store_error(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_render(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec);
 ngx_int_t ngx_pt_admin_render_task(ngx_pt_admin_t *ctx, MDB_txn *txn,
@@ -161,6 +168,17 @@ extern ngx_pt_admin_api_t       ngx_pt_admin_namespace_api;
 extern ngx_pt_admin_api_t       ngx_pt_admin_status_api;
 extern ngx_pt_admin_api_t       ngx_pt_admin_orphans_api;
 extern ngx_pt_admin_api_t       ngx_pt_admin_artifact_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_contents_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_distributions_api;
+extern ngx_pt_admin_api_t       ngx_pt_admin_image_remote_api;
+
+/* ngx_pt_admin_generic.c */
+ngx_int_t ngx_pt_admin_render_distribution(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, void *rec);
+ngx_int_t ngx_pt_admin_render_image_remote(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, void *rec);
+void ngx_pt_admin_image_remote_href(ngx_pt_dist_t *dist, u_char *buf,
+    ngx_str_t *href);
 
 /* ngx_pt_admin_list.c */
 ngx_int_t ngx_pt_admin_query_parse(ngx_pt_admin_t *ctx);
@@ -210,6 +228,7 @@ ngx_int_t ngx_pt_admin_orphans(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_versions(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_namespaces(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_content(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_content_all(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec);
 ngx_int_t ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,

@@ -50,7 +50,7 @@ static const char  *ngx_pt_admin_artifact_params[] = {
 ngx_pt_admin_api_t  ngx_pt_admin_artifact_api = {
     "artifacts", "artifact_href", "Artifact", "Artifacts",
     ngx_pt_admin_artifact_props, ngx_pt_admin_artifact_params,
-    NULL, NULL, NULL, 0, 0
+    NULL, NULL, NULL, NULL, 0, 0
 };
 
 

@@ -40,7 +40,7 @@ ngx_pt_admin_api_t  ngx_pt_admin_version_api = {
     "repositories_container_container_versions",
     "container_container_repository_version_href", "RepositoryVersion",
     "Repositories: Container Versions", ngx_pt_admin_version_props,
-    ngx_pt_admin_version_params, NULL, NULL, NULL, 0, 0
+    ngx_pt_admin_version_params, NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_tag_props[] = {
@@ -59,7 +59,25 @@ static const char  *ngx_pt_admin_tag_params[] = {
 ngx_pt_admin_api_t  ngx_pt_admin_tag_api = {
     "content_container_tags", "container_tag_href", "container.Tag",
     "Content: Tags", ngx_pt_admin_tag_props, ngx_pt_admin_tag_params,
-    NULL, NULL, NULL, 0, 0
+    NULL, NULL, NULL, NULL, 0, 0
+};
+
+/* Pulp's generic /content/: the units of every type, as any unit */
+
+static ngx_pt_admin_prop_t  ngx_pt_admin_contents_props[] = {
+    { "pulp_href", "uri" },
+    { "prn", "string" },
+    { NULL, NULL }
+};
+
+static const char  *ngx_pt_admin_contents_params[] = {
+    "repository_version", "pulp_type__in", NULL
+};
+
+ngx_pt_admin_api_t  ngx_pt_admin_contents_api = {
+    "content", NULL, "MultipleArtifactContent", "Content",
+    ngx_pt_admin_contents_props, ngx_pt_admin_contents_params,
+    NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_manifest_props[] = {
@@ -89,7 +107,7 @@ static const char  *ngx_pt_admin_unit_params[] = {
 ngx_pt_admin_api_t  ngx_pt_admin_manifest_api = {
     "content_container_manifests", "container_manifest_href",
     "container.Manifest", "Content: Manifests", ngx_pt_admin_manifest_props,
-    ngx_pt_admin_unit_params, NULL, NULL, NULL, 0, 0
+    ngx_pt_admin_unit_params, NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_blob_props[] = {
@@ -103,7 +121,7 @@ static ngx_pt_admin_prop_t  ngx_pt_admin_blob_props[] = {
 ngx_pt_admin_api_t  ngx_pt_admin_blob_api = {
     "content_container_blobs", "container_blob_href", "container.Blob",
     "Content: Blobs", ngx_pt_admin_blob_props, ngx_pt_admin_unit_params,
-    NULL, NULL, NULL, 0, 0
+    NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_namespace_props[] = {
@@ -122,7 +140,7 @@ ngx_pt_admin_api_t  ngx_pt_admin_namespace_api = {
     "pulp_container_namespaces", "container_container_namespace_href",
     "container.ContainerNamespace", "Pulp_Container/Namespaces",
     ngx_pt_admin_namespace_props, ngx_pt_admin_namespace_params,
-    NULL, NULL, NULL, 0, 0
+    NULL, NULL, NULL, NULL, 0, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_repo_props[] = {
@@ -135,16 +153,17 @@ static ngx_pt_admin_prop_t  ngx_pt_admin_repo_props[] = {
 ngx_pt_admin_api_t  ngx_pt_admin_repo_api = {
     "repositories_container_container", "container_container_repository_href",
     "container.ContainerRepository", "Repositories: Container",
-    ngx_pt_admin_repo_props, NULL, NULL, NULL, NULL, 0, 0
+    ngx_pt_admin_repo_props, NULL, NULL, NULL, NULL, NULL, 0, 0
 };
 
 ngx_pt_admin_api_t  ngx_pt_admin_repos_api = {
     "repositories", NULL, "container.ContainerRepository", "Repositories",
-    NULL, NULL, NULL, NULL, NULL, 0, 1
+    NULL, NULL, NULL, NULL, NULL, NULL, 0, 1
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_dist_props[] = {
     { "repository_version", "uri?" },
+    { "remote", "uri?" },
     { "registry_path", "string" },
     { NULL, NULL }
 };
@@ -153,7 +172,7 @@ ngx_pt_admin_api_t  ngx_pt_admin_dist_api = {
     "distributions_container_container",
     "container_container_distribution_href", "container.ContainerDistribution",
     "Distributions: Container", ngx_pt_admin_dist_props, NULL, NULL, NULL,
-    NULL, 0, 0
+    NULL, NULL, 0, 0
 };
 
 
@@ -167,6 +186,10 @@ static ngx_int_t ngx_pt_units_page_of(ngx_pt_admin_t *ctx, MDB_txn *txn,
 static ngx_int_t ngx_pt_units_select(ngx_pt_admin_t *ctx, MDB_txn *txn,
     ngx_str_t *version, ngx_pt_unit_t *filter, ngx_str_t *digests,
     ngx_str_t *names, ngx_array_t *out, size_t *count);
+static ngx_uint_t ngx_pt_admin_content_typed(ngx_str_t *types,
+    ngx_uint_t kind);
+static void ngx_pt_unit_render_prn(yajl_gen g, ngx_uint_t kind,
+    ngx_pt_unit_t *unit);
 static ngx_uint_t ngx_pt_unit_match(ngx_uint_t kind, ngx_pt_unit_t *filter,
     ngx_pt_unit_t *unit);
 static ngx_int_t ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn,
@@ -210,12 +233,24 @@ ngx_pt_admin_render_repo(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 ngx_int_t
 ngx_pt_admin_render_dist(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec)
 {
-    u_char         *p;
+    u_char         *p, buf[NGX_PT_HREF_LEN];
     ngx_str_t       host, s;
     ngx_pt_dist_t  *dist = rec;
 
     ngx_pt_json_key(ctx->g, "repository_version");
     ngx_pt_json_null(ctx->g);
+
+    /* Pulp's per-image remote: a view of the pull-through one */
+
+    ngx_pt_json_key(ctx->g, "remote");
+
+    if (dist->remote.len) {
+        ngx_pt_admin_image_remote_href(dist, buf, &s);
+        ngx_pt_json_str(ctx->g, &s);
+
+    } else {
+        ngx_pt_json_null(ctx->g);
+    }
 
     host = ctx->r->headers_in.host ? ctx->r->headers_in.host->value
                                    : ctx->r->headers_in.server;
@@ -445,7 +480,7 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
     ngx_array_t     out;
     ngx_pt_unit_t  *units, filter, one;
 
-    kind = ctx->res->kind;
+    kind = ctx->kind;
 
     ngx_memzero(&filter, sizeof(ngx_pt_unit_t));
 
@@ -496,17 +531,9 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
 
     if (rc == NGX_DECLINED) {
         ngx_pt_txn_abort(txn);
-
-        ngx_pt_json_map_open(ctx->g);
-        ngx_pt_json_key(ctx->g, "repository_version");
-        ngx_pt_json_array_open(ctx->g);
-        ngx_pt_json_cstr(ctx->g, "Invalid hyperlink - Object does not "
-                         "exist.");
-        ngx_pt_json_array_close(ctx->g);
-        ngx_pt_json_map_close(ctx->g);
-
-        ctx->status = NGX_HTTP_BAD_REQUEST;
-        return NGX_OK;
+        return ngx_pt_admin_field_error(ctx, "repository_version",
+                                        "Invalid hyperlink - Object does "
+                                        "not exist.");
     }
 
     if (rc != NGX_OK) {
@@ -533,6 +560,135 @@ ngx_pt_admin_content(ngx_pt_admin_t *ctx)
 }
 
 
+/*
+ * /content/: tags, then manifests, then blobs, each kind in its own
+ * order, one page cut across them; ?repository_version= limits them to a
+ * version's, ?pulp_type__in= to some kinds (container.tag, ...).
+ */
+
+ngx_int_t
+ngx_pt_admin_content_all(ngx_pt_admin_t *ctx)
+{
+    u_char          buf[NGX_PT_HREF_LEN];
+    size_t          count, total;
+    MDB_txn        *txn;
+    ngx_int_t       rc, offset, limit;
+    ngx_str_t       version, types, href;
+    ngx_uint_t      kind, i;
+    ngx_array_t     out[NGX_PT_CONTENT_BLOBS + 1];
+    ngx_pt_unit_t  *units, filter;
+
+    ngx_memzero(&filter, sizeof(ngx_pt_unit_t));
+
+    ngx_pt_admin_query_get(ctx, "repository_version", &version);
+    ngx_pt_admin_query_get(ctx, "pulp_type__in", &types);
+
+    for (kind = 0; kind <= NGX_PT_CONTENT_BLOBS; kind++) {
+        if (ngx_array_init(&out[kind], ctx->pool, 4, sizeof(ngx_pt_unit_t))
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_pt_txn_begin(ctx->log, 0, &txn) != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    offset = ctx->query.offset;
+    limit = ctx->query.limit;
+    total = 0;
+    rc = NGX_OK;
+
+    for (kind = 0; rc == NGX_OK && kind <= NGX_PT_CONTENT_BLOBS; kind++) {
+        if (types.len && !ngx_pt_admin_content_typed(&types, kind)) {
+            continue;
+        }
+
+        ctx->kind = kind;
+        ctx->query.offset = (size_t) offset > total ? offset - total : 0;
+
+        rc = ngx_pt_units_page_of(ctx, txn, &version, &filter, &out[kind],
+                                  &count);
+
+        total += count;
+        ctx->query.limit -= out[kind].nelts;
+    }
+
+    ctx->query.offset = offset;
+    ctx->query.limit = limit;
+
+    if (rc == NGX_DECLINED) {
+        ngx_pt_txn_abort(txn);
+        return ngx_pt_admin_field_error(ctx, "repository_version",
+                                        "Invalid hyperlink - Object does "
+                                        "not exist.");
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_pt_admin_page(ctx, total);
+    }
+
+    for (kind = 0; rc == NGX_OK && kind <= NGX_PT_CONTENT_BLOBS; kind++) {
+        units = out[kind].elts;
+
+        for (i = 0; i < out[kind].nelts; i++) {
+            ngx_pt_json_map_open(ctx->g);
+
+            ngx_pt_unit_href(kind, &units[i], buf, &href);
+            ngx_pt_json_key(ctx->g, "pulp_href");
+            ngx_pt_json_str(ctx->g, &href);
+
+            ngx_pt_json_key(ctx->g, "prn");
+            ngx_pt_unit_render_prn(ctx->g, kind, &units[i]);
+
+            ngx_pt_json_map_close(ctx->g);
+        }
+    }
+
+    ngx_pt_txn_abort(txn);
+
+    if (rc != NGX_OK) {
+        return ngx_pt_admin_store_error(ctx);
+    }
+
+    ngx_pt_json_array_close(ctx->g);
+    ngx_pt_json_map_close(ctx->g);
+
+    ctx->status = NGX_HTTP_OK;
+
+    return NGX_OK;
+}
+
+
+/* whether a kind's Pulp type is in a comma-separated list */
+
+static ngx_uint_t
+ngx_pt_admin_content_typed(ngx_str_t *types, ngx_uint_t kind)
+{
+    u_char      *p, *c, *last;
+    const char  *type;
+
+    type = ngx_pt_unit_prn(kind);
+    last = types->data + types->len;
+
+    for (c = types->data; c <= last; c = p + 1) {
+        p = ngx_strlchr(c, last, ',');
+        if (p == NULL) {
+            p = last;
+        }
+
+        if ((size_t) (p - c) == ngx_strlen(type)
+            && ngx_strncmp(c, type, p - c) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
 /* a page of the units of a version, or of all, that the filter lets by */
 
 static ngx_int_t
@@ -543,7 +699,7 @@ ngx_pt_units_page_of(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_str_t *version,
         return ngx_pt_units_version(ctx, txn, version, filter, out, count);
     }
 
-    return ngx_pt_units_page(ctx->pool, ctx->log, txn, ctx->res->kind, filter,
+    return ngx_pt_units_page(ctx->pool, ctx->log, txn, ctx->kind, filter,
                              ctx->query.offset, ctx->query.limit, out, count);
 }
 
@@ -608,7 +764,7 @@ ngx_pt_units_select(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_str_t *version,
 
             if ((digests->len && one.digest.len == 0)
                 || (names->len && one.name.len == 0)
-                || !ngx_pt_unit_match(ctx->res->kind, filter, &one))
+                || !ngx_pt_unit_match(ctx->kind, filter, &one))
             {
                 continue;
             }
@@ -671,6 +827,25 @@ ngx_pt_unit_href(ngx_uint_t kind, ngx_pt_unit_t *unit, u_char *buf,
 }
 
 
+static void
+ngx_pt_unit_render_prn(yajl_gen g, ngx_uint_t kind, ngx_pt_unit_t *unit)
+{
+    u_char     buf[NGX_PT_HREF_LEN], id[NGX_PT_UUID_LEN];
+    ngx_str_t  s;
+
+    if (ngx_pt_unit_id(kind, unit, id) != NGX_OK) {
+        ngx_pt_json_null(g);
+        return;
+    }
+
+    s.data = buf;
+    s.len = ngx_sprintf(buf, "prn:%s:%*s", ngx_pt_unit_prn(kind),
+                        (size_t) NGX_PT_UUID_LEN, id)
+            - buf;
+    ngx_pt_json_str(g, &s);
+}
+
+
 static ngx_uint_t
 ngx_pt_unit_match(ngx_uint_t kind, ngx_pt_unit_t *filter, ngx_pt_unit_t *unit)
 {
@@ -713,7 +888,7 @@ ngx_pt_units_version(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_str_t *href,
     ngx_pt_repo_t     *repo;
     ngx_pt_version_t   v;
 
-    kind = ctx->res->kind;
+    kind = ctx->kind;
 
     p = href->data;
     last = p + href->len;
@@ -820,7 +995,7 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
 {
     u_char                  buf[NGX_PT_HREF_LEN], id[NGX_PT_UUID_LEN];
     ngx_int_t               rc;
-    ngx_str_t               href, s, *digests;
+    ngx_str_t               href, *digests;
     ngx_uint_t              i;
     yajl_gen                g = ctx->g;
     ngx_array_t            *list;
@@ -838,12 +1013,8 @@ ngx_pt_unit_render(ngx_pt_admin_t *ctx, MDB_txn *txn, ngx_uint_t kind,
     ngx_pt_json_key(g, "pulp_href");
     ngx_pt_json_str(g, &href);
 
-    s.data = buf;
-    s.len = ngx_sprintf(buf, "prn:%s:%*s", ngx_pt_unit_prn(kind),
-                        (size_t) NGX_PT_UUID_LEN, id)
-            - buf;
     ngx_pt_json_key(g, "prn");
-    ngx_pt_json_str(g, &s);
+    ngx_pt_unit_render_prn(g, kind, unit);
 
     ngx_memzero(&ref, sizeof(ngx_pt_unit_t));
 

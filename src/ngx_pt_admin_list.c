@@ -32,11 +32,13 @@ typedef struct {
 typedef struct {
     ngx_str_t                   key;         /* the ordering field */
     ngx_str_t                   id;
+    ngx_pt_type_t              *type;
 } ngx_pt_list_item_t;
 
 
 typedef struct {
     ngx_pt_admin_t             *ctx;
+    ngx_pt_type_t              *type;        /* of the records walked */
     ngx_array_t                 items;       /* ngx_pt_list_item_t */
     ngx_array_t                *filters;     /* ngx_pt_filter_t */
     ngx_int_t                   status;
@@ -235,9 +237,11 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
         return ngx_pt_admin_store_error(ctx);
     }
 
-    /* most lists are answered from an index, in the page's own cost */
+    /* most lists of one type are answered from an index, in the page's
+     * own cost */
 
-    rc = ngx_pt_admin_list_indexed(ctx, txn, &filters);
+    rc = ctx->res->also ? NGX_DECLINED
+                        : ngx_pt_admin_list_indexed(ctx, txn, &filters);
 
     if (rc != NGX_DECLINED) {
         ngx_pt_txn_abort(txn);
@@ -247,10 +251,20 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
     /*
      * Each record is decoded in a pool of its own and only its sort key
      * and id are kept; the page's records are read again to be rendered.
+     * A list of two types (Pulp's /distributions/) walks both: their
+     * records share a layout, so the filters of the first fit the second.
      */
 
-    rc = ngx_pt_record_each(NULL, ctx->log, txn, ctx->type,
+    list.type = ctx->type;
+
+    rc = ngx_pt_record_each(NULL, ctx->log, txn, list.type,
                             ngx_pt_admin_list_collect, &list);
+
+    if (rc == NGX_OK && ctx->res->also) {
+        list.type = ctx->res->also;
+        rc = ngx_pt_record_each(NULL, ctx->log, txn, list.type,
+                                ngx_pt_admin_list_collect, &list);
+    }
 
     if (rc != NGX_OK) {
         ngx_pt_txn_abort(txn);
@@ -269,6 +283,8 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
          && i < (ngx_int_t) list.items.nelts;
          i++)
     {
+        ctx->type = items[i].type;
+
         rc = ngx_pt_record_load(ctx->pool, ctx->log, txn, ctx->type,
                                 &items[i].id, &rec);
 
@@ -276,6 +292,8 @@ ngx_pt_admin_list(ngx_pt_admin_t *ctx)
             rc = ngx_pt_admin_render(ctx, txn, rec);
         }
     }
+
+    ctx->type = ctx->res->type;
 
     ngx_pt_txn_abort(txn);
 
@@ -445,6 +463,7 @@ ngx_pt_admin_list_collect(void *data, void *rec)
         return NGX_ERROR;
     }
 
+    item->type = list->type;
     item->key.len = key->len;
     item->key.data = ngx_pstrdup(list->ctx->pool, key);
     item->id.len = ((ngx_pt_meta_t *) rec)->id.len;

@@ -728,7 +728,10 @@ ngx_pt_openapi_schemas(yajl_gen g, ngx_pt_admin_resource_t *res,
     ngx_pt_json_map_open(g);
     ngx_pt_openapi_type(g, "object");
 
-    if (type && res->render == NULL) {
+    if (api->shape) {
+        ngx_pt_openapi_output(g, api->shape, api->props);
+
+    } else if (type && res->render == NULL) {
         ngx_pt_openapi_output(g, type, api->props);
 
     } else {
@@ -842,7 +845,8 @@ ngx_pt_openapi_output(yajl_gen g, ngx_pt_type_t *type,
     secrets = 0;
 
     for (f = type->fields; f->name; f++) {
-        if (f->flags & (NGX_PT_F_INTERNAL|NGX_PT_F_READONLY)) {
+        if (f->flags & (NGX_PT_F_INTERNAL|NGX_PT_F_READONLY|NGX_PT_F_HOOKED))
+        {
             continue;
         }
 

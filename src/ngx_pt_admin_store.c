@@ -42,7 +42,7 @@ static ngx_pt_admin_prop_t  ngx_pt_admin_status_props[] = {
 
 ngx_pt_admin_api_t  ngx_pt_admin_status_api = {
     "status", NULL, "Status", "Status", ngx_pt_admin_status_props, NULL,
-    NULL, "status_read", NULL, 1, 0
+    NULL, "status_read", NULL, NULL, 1, 0
 };
 
 static ngx_pt_admin_prop_t  ngx_pt_admin_orphans_body[] = {
@@ -53,7 +53,7 @@ static ngx_pt_admin_prop_t  ngx_pt_admin_orphans_body[] = {
 
 ngx_pt_admin_api_t  ngx_pt_admin_orphans_api = {
     "orphans_cleanup", NULL, "OrphansCleanup", "Orphans: Cleanup", NULL,
-    NULL, ngx_pt_admin_orphans_body, NULL, "orphans_cleanup_cleanup", 1, 0
+    NULL, ngx_pt_admin_orphans_body, NULL, "orphans_cleanup_cleanup", NULL, 1, 0
 };
 
 

@@ -16,10 +16,6 @@
 #define ngx_pt_field(rec, f)  ((u_char *) (rec) + (f)->offset)
 
 
-static void ngx_pt_render_meta(yajl_gen g, ngx_pt_type_t *type, void *rec);
-
-
-/* keys of every object that clients may send back and that are ignored */
 /* shown, never taken: the generic ones and those the views add (a
  * per-image distribution's repository_version and registry_path) */
 static const char  *ngx_pt_readonly_keys[] = {
@@ -232,8 +228,10 @@ ngx_pt_record_href(ngx_pt_type_t *type, ngx_str_t *id, u_char *buf,
 }
 
 
-static void
-ngx_pt_render_meta(yajl_gen g, ngx_pt_type_t *type, void *rec)
+/* what every record shows first: its href, PRN and timestamps */
+
+void
+ngx_pt_record_render_meta(yajl_gen g, ngx_pt_type_t *type, void *rec)
 {
     u_char          buf[256];
     ngx_str_t       s;
@@ -263,17 +261,28 @@ ngx_pt_render_meta(yajl_gen g, ngx_pt_type_t *type, void *rec)
 void
 ngx_pt_record_render(yajl_gen g, ngx_pt_type_t *type, void *rec)
 {
+    ngx_pt_record_render_meta(g, type, rec);
+    ngx_pt_record_render_fields(g, type, rec, NULL);
+}
+
+
+/* the fields, but for one named "skip" (NULL: none) */
+
+void
+ngx_pt_record_render_fields(yajl_gen g, ngx_pt_type_t *type, void *rec,
+    const char *skip)
+{
     ngx_str_t       *s;
     ngx_uint_t       secrets;
     ngx_pt_field_t  *f;
-
-    ngx_pt_render_meta(g, type, rec);
 
     secrets = 0;
 
     for (f = type->fields; f->name; f++) {
 
-        if (f->flags & (NGX_PT_F_INTERNAL|NGX_PT_F_READONLY)) {
+        if (f->flags & (NGX_PT_F_INTERNAL|NGX_PT_F_READONLY|NGX_PT_F_HOOKED)
+            || (skip && ngx_strcmp(f->name, skip) == 0))
+        {
             continue;
         }
 
@@ -310,7 +319,28 @@ ngx_pt_record_render(yajl_gen g, ngx_pt_type_t *type, void *rec)
 }
 
 
-/* the stored form */
+/* one field, named, as the API shows it; null if the type has none */
+
+void
+ngx_pt_record_render_field(yajl_gen g, ngx_pt_type_t *type, void *rec,
+    const char *name)
+{
+    ngx_pt_field_t  *f;
+
+    ngx_pt_json_key(g, name);
+
+    for (f = type->fields; f->name; f++) {
+        if (ngx_strcmp(f->name, name) == 0
+            && !(f->flags & (NGX_PT_F_INTERNAL|NGX_PT_F_SECRET)))
+        {
+            ngx_pt_field_render(g, f, rec, 0);
+            return;
+        }
+    }
+
+    ngx_pt_json_null(g);
+}
+
 
 /* the stored form */
 

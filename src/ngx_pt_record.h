@@ -116,6 +116,8 @@ enum {
 #define NGX_PT_F_FIXED      0x0080   /* shown and stored, set by the
                                         module: accepted and ignored on
                                         input */
+#define NGX_PT_F_HOOKED     0x0100   /* stored, shown by its resource's
+                                        hook rather than with the fields */
 
 typedef struct {
     const char                 *name;
@@ -176,6 +178,11 @@ void *ngx_pt_record_copy(ngx_pool_t *pool, ngx_pt_type_t *type, void *rec);
 ngx_int_t ngx_pt_record_input(ngx_pool_t *pool, ngx_pt_type_t *type,
     yajl_val obj, void *rec, ngx_uint_t mode, ngx_pt_errors_t *errs);
 void ngx_pt_record_render(yajl_gen g, ngx_pt_type_t *type, void *rec);
+void ngx_pt_record_render_meta(yajl_gen g, ngx_pt_type_t *type, void *rec);
+void ngx_pt_record_render_fields(yajl_gen g, ngx_pt_type_t *type, void *rec,
+    const char *skip);
+void ngx_pt_record_render_field(yajl_gen g, ngx_pt_type_t *type, void *rec,
+    const char *name);
 void ngx_pt_record_href(ngx_pt_type_t *type, ngx_str_t *id, u_char *buf,
     ngx_str_t *out);
 ngx_int_t ngx_pt_record_encode(ngx_pool_t *pool, ngx_pt_type_t *type,

@@ -25,8 +25,6 @@ static void ngx_pt_repo_init(void *rec);
 
 #define NGX_PT_NO_LIMIT  0, 0, NULL
 
-#define NGX_PT_NO_LIMIT  0, 0, NULL
-
 static ngx_pt_field_t  ngx_pt_remote_fields[] = {
 
     { "name", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
@@ -175,7 +173,9 @@ static ngx_pt_field_t  ngx_pt_dist_fields[] = {
     { "repository", NGX_PT_T_REF, NGX_PT_F_NULLABLE|NGX_PT_F_FIXED,
       offsetof(ngx_pt_dist_t, repository), NULL, 0, 0, NGX_PT_REPOS_PATH },
 
-    { "remote", NGX_PT_T_REF, NGX_PT_F_NULLABLE|NGX_PT_F_FIXED,
+    /* the pull-through remote's; shown as the per-image remote's href */
+    { "remote", NGX_PT_T_REF,
+      NGX_PT_F_NULLABLE|NGX_PT_F_FIXED|NGX_PT_F_HOOKED,
       offsetof(ngx_pt_dist_t, remote), NULL, 0, 0, NGX_PT_REMOTES_PATH },
 
     { "private", NGX_PT_T_BOOL, NGX_PT_F_FIXED,

@@ -88,10 +88,10 @@ is_json_status($t->get("$remote->{pulp_href}?foo=bar"), 200, $remote, 'a query s
 # unknown paths
 
 for my $path ("$API/", "$API/foo/", "$API/remotes/container/",
-              "$API/remotes/container/container/", "$API/remotes/container/pull-throughx/",
+              "$API/remotes/container/containerx/", "$API/remotes/container/pull-throughx/",
               "$API/remotes/container/pull-through/$remote->{pulp_href}",
               "$remote->{pulp_href}extra/", "$API/distributions/container/nope/",
-              "$API/distributions/", "$API/tasks/x/y/", "$API/statuses/",
+              "$API/distributions/x/", "$API/tasks/x/y/", "$API/statuses/",
               "$API/remotes/$remote->{pulp_href}", "$API/repositories/x/",
               "$API/remotes/container/pull-through/x/y/") {
     is_json_status($t->get($path), 404, $notfound, "GET $path: 404");

@@ -259,6 +259,23 @@ is_deeply($shown_repo, $repo, '... the repository');
 ($c, my $page_repo) = pulp('repository', 'list');
 is(scalar @{ $page_repo || [] }, 1, 'pulp repository list (the generic list)');
 
+($c, my $all_dists, $out) = pulp('distribution', 'list', '--base-path-contains', 'hub');
+is($c, 0, 'pulp distribution list --base-path-contains') or diag($out);
+is_deeply([ sort map { $_->{name} } @{ $all_dists || [] } ], [ 'hub', 'hub/library/hello' ],
+          '... both kinds of distribution');
+
+($c, my $all_content, $out) = pulp('content', 'list', '--limit', '100');
+is($c, 0, 'pulp content list') or diag($out);
+is(scalar @{ $all_content || [] }, 1 + 1 + 3, '... the tag, the manifest and three blobs');
+
+($c, my $all_remotes) = pulp('remote', 'list');
+is_deeply([ map { $_->{name} } @{ $all_remotes || [] } ], [ 'hub' ], 'pulp remote list');
+
+($c, my $image_remote, $out) = pulp('container', 'remote', 'show', '--name', 'hub/library/hello');
+is($c, 0, 'pulp container remote show --name <base_path>/<name>') or diag($out);
+is($image_remote->{upstream_name}, 'library/hello', '... the per-image remote, a view of the pull-through one');
+is($image_remote->{pulp_href}, $dists->[0]{remote}, '... the one its distribution names');
+
 
 # destroyed through their operation ids
 

@@ -49,13 +49,15 @@ my @ROUTES = qw(
     remotes/container/pull-through/ distributions/container/pull-through/ tasks/
     repositories/container/container/ distributions/container/container/
     content/container/tags/ content/container/manifests/ content/container/blobs/
-    pulp_container/namespaces/ artifacts/ remotes/ repositories/ status/ orphans/cleanup/
+    pulp_container/namespaces/ artifacts/ remotes/container/container/
+    remotes/ repositories/ distributions/ content/ status/ orphans/cleanup/
 );
 my @HREFS = qw(
     container_container_pull_through_remote_href container_container_pull_through_distribution_href
     task_href container_container_repository_href container_container_repository_version_href
     container_container_distribution_href container_tag_href container_manifest_href
     container_blob_href container_container_namespace_href artifact_href
+    container_container_remote_href
 );
 
 is_deeply([ sort keys %{ $doc->{paths} } ],
@@ -89,7 +91,9 @@ ok($ids{$_}, "operation $_")
            tasks_list tasks_read repositories_container_container_versions_list
            repositories_container_container_versions_read content_container_tags_list
            content_container_manifests_read pulp_container_namespaces_list artifacts_read
-           remotes_list repositories_list status_read orphans_cleanup_cleanup);
+           remotes_list repositories_list distributions_list content_list
+           remotes_container_container_list remotes_container_container_read
+           status_read orphans_cleanup_cleanup);
 
 my @missing = grep { !($_ =~ m{^#/components/schemas/(.+)$} && $doc->{components}{schemas}{$1}) } @refs;
 is_deeply(\@missing, [], 'every reference resolves');
@@ -124,6 +128,7 @@ create_dist($t, name => 'd', base_path => 'd', remote => $remote->{pulp_href});
 for my $case ([ $REMOTES, 'container.ContainerPullThroughRemoteResponse' ],
               [ $DISTS, 'container.ContainerPullThroughDistributionResponse' ],
               [ $TASKS, 'TaskResponse' ],
+              [ "$API/distributions/", 'DistributionResponse' ],
               [ "$API/status/", 'StatusResponse', 1 ]) {
     my ($path, $name, $single) = @$case;
     my $answer = $t->get($path)->{json};
