@@ -141,7 +141,8 @@ ngx_pt_admin_status(ngx_pt_admin_t *ctx)
 
     if (ctx->r->headers_in.server.len) {
         origin.data = ngx_pnalloc(ctx->pool,
-                                  sizeof("https://") + ctx->r->headers_in.server.len);
+                                  sizeof("https://")
+                                  + ctx->r->headers_in.server.len);
         if (origin.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

@@ -1073,7 +1073,8 @@ ngx_pt_auth_finish(ngx_pt_token_req_t *req)
 
     ngx_queue_remove(&req->queue);
 
-    token = (req->token.data && req->status == NGX_HTTP_OK) ? &req->token : NULL;
+    token = (req->token.data && req->status == NGX_HTTP_OK) ? &req->token
+                                                            : NULL;
     refused = (req->status == NGX_HTTP_UNAUTHORIZED
                || req->status == NGX_HTTP_FORBIDDEN);
 

@@ -1359,7 +1359,8 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_pt_registry_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "TOOMANYREQUESTS",
+        return ngx_pt_registry_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                     "TOOMANYREQUESTS",
                                      "the upstream registry is rate "
                                      "limiting");
 

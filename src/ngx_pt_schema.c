@@ -1143,8 +1143,8 @@ ngx_pt_record_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     w.record = handler;
     w.data = data;
 
-    return ngx_pt_db_each(log, txn, ngx_pt_type_db(type), NULL, NULL, ngx_pt_walk_record,
-                          &w);
+    return ngx_pt_db_each(log, txn, ngx_pt_type_db(type), NULL, NULL,
+                          ngx_pt_walk_record, &w);
 }
 
 
@@ -1374,7 +1374,8 @@ ngx_pt_manifest_get(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_int_t  rc;
     ngx_str_t  val;
 
-    rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_MANIFESTS, repo, digest, &val);
+    rc = ngx_pt_item_get(pool, log, txn, NGX_PT_DB_MANIFESTS, repo, digest,
+                         &val);
 
     if (rc != NGX_OK || m == NULL) {
         return rc;

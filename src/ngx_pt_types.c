@@ -31,7 +31,8 @@ static ngx_pt_field_t  ngx_pt_remote_fields[] = {
       offsetof(ngx_pt_remote_t, name), NULL, 0, NGX_PT_NAME_MAX, NULL },
 
     { "url", NGX_PT_T_STR, NGX_PT_F_REQUIRED|NGX_PT_F_TRIM,
-      offsetof(ngx_pt_remote_t, url), ngx_pt_check_url, 0, NGX_PT_VALUE_MAX, NULL },
+      offsetof(ngx_pt_remote_t, url), ngx_pt_check_url, 0, NGX_PT_VALUE_MAX,
+      NULL },
 
     { "ca_cert", NGX_PT_T_STR, NGX_PT_F_NULLABLE,
       offsetof(ngx_pt_remote_t, ca_cert), ngx_pt_check_cert, NGX_PT_NO_LIMIT },
@@ -52,10 +53,12 @@ static ngx_pt_field_t  ngx_pt_remote_fields[] = {
       0, NGX_PT_VALUE_MAX, NULL },
 
     { "proxy_username", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
-      offsetof(ngx_pt_remote_t, proxy_username), NULL, 0, NGX_PT_VALUE_MAX, NULL },
+      offsetof(ngx_pt_remote_t, proxy_username), NULL, 0, NGX_PT_VALUE_MAX,
+      NULL },
 
     { "proxy_password", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
-      offsetof(ngx_pt_remote_t, proxy_password), NULL, 0, NGX_PT_VALUE_MAX, NULL },
+      offsetof(ngx_pt_remote_t, proxy_password), NULL, 0, NGX_PT_VALUE_MAX,
+      NULL },
 
     { "username", NGX_PT_T_STR, NGX_PT_F_NULLABLE|NGX_PT_F_SECRET,
       offsetof(ngx_pt_remote_t, username), NULL, 0, NGX_PT_VALUE_MAX, NULL },
