@@ -3,8 +3,9 @@
  * ngx_pullthrough: the admin API's lists and its query string. The query
  * string is decoded once, into limit, offset, ordering and the other
  * parameters; lists of records take their filters (name, base_path, with
- * Django's __contains, __icontains, __startswith and __in) and ordering
- * from it, and answer with Pulp's pages: count, next, previous, results.
+ * Django's __contains, __icontains, __startswith and __in; Pulp's
+ * pulp_label_select) and ordering from it, and answer with Pulp's pages:
+ * count, next, previous, results.
  */
 
 
@@ -20,6 +21,16 @@ typedef struct {
     ngx_uint_t                  hold;        /* NGX_PT_HOLD_* */
     ngx_str_t                   value;
 } ngx_pt_filter_t;
+
+/* pulp_label_select=: not a suffix, after those of ngx_pt_admin_filter_ops */
+#define NGX_PT_OP_LABELS       5
+
+/* a term of pulp_label_select */
+#define NGX_PT_LABEL_EXISTS    0        /* key */
+#define NGX_PT_LABEL_ABSENT    1        /* !key */
+#define NGX_PT_LABEL_EQ        2        /* key=value */
+#define NGX_PT_LABEL_NE        3        /* key!=value */
+#define NGX_PT_LABEL_CONTAINS  4        /* key~value, any case */
 
 /* how a task held what its reserved_resources name */
 #define NGX_PT_HOLD_ANY        0
@@ -55,6 +66,12 @@ static ngx_int_t ngx_pt_admin_filters(ngx_pt_admin_t *ctx,
     ngx_array_t *filters);
 static ngx_pt_field_t *ngx_pt_admin_filter_field(ngx_pt_admin_t *ctx,
     ngx_str_t *name);
+static ngx_int_t ngx_pt_admin_label_filter(ngx_pt_admin_t *ctx,
+    ngx_array_t *filters, ngx_str_t *value);
+static ngx_int_t ngx_pt_admin_label_term(u_char *p, u_char *last,
+    ngx_str_t *key, ngx_str_t *value);
+static ngx_int_t ngx_pt_admin_label_match(ngx_str_t *select,
+    ngx_array_t *labels);
 static ngx_int_t ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec);
 static ngx_int_t ngx_pt_admin_filter_match_list(ngx_pt_filter_t *flt,
     ngx_array_t *list);
@@ -483,6 +500,7 @@ static ngx_int_t
 ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
 {
     size_t            len;
+    ngx_int_t         rc;
     ngx_str_t         name;
     ngx_uint_t        i, n, hold;
     ngx_keyval_t     *kv;
@@ -492,6 +510,18 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
     kv = ctx->query.params.elts;
 
     for (i = 0; i < ctx->query.params.nelts; i++) {
+
+        if (kv[i].key.len == 17
+            && ngx_strncmp(kv[i].key.data, "pulp_label_select", 17) == 0)
+        {
+            rc = ngx_pt_admin_label_filter(ctx, filters, &kv[i].value);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            continue;
+        }
+
         for (n = 0; ngx_pt_admin_filter_ops[n]; n++) {
             len = ngx_strlen(ngx_pt_admin_filter_ops[n]);
 
@@ -545,6 +575,199 @@ ngx_pt_admin_filters(ngx_pt_admin_t *ctx, ngx_array_t *filters)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * pulp_label_select=<term>[,<term>...], each term one of key, !key,
+ * key=value, key!=value, key~value; all must hold. On a type without
+ * labels it is ignored, as other unknown parameters are. NGX_DECLINED:
+ * a 400 is in ctx.
+ */
+
+static ngx_int_t
+ngx_pt_admin_label_filter(ngx_pt_admin_t *ctx, ngx_array_t *filters,
+    ngx_str_t *value)
+{
+    u_char           *p, *c, *last;
+    ngx_str_t         key, val;
+    ngx_pt_field_t   *f;
+    ngx_pt_filter_t  *flt;
+
+    for (f = ctx->type->fields; f->name; f++) {
+        if (f->type == NGX_PT_T_LABELS) {
+            break;
+        }
+    }
+
+    if (f->name == NULL) {
+        return NGX_OK;
+    }
+
+    last = value->data + value->len;
+
+    for (c = value->data; c <= last; c = p + 1) {
+        p = ngx_strlchr(c, last, ',');
+        if (p == NULL) {
+            p = last;
+        }
+
+        if (ngx_pt_admin_label_term(c, p, &key, &val) == NGX_ERROR) {
+            (void) ngx_pt_admin_field_error(ctx, "pulp_label_select",
+                                            "Invalid label select: each "
+                                            "term is key, !key, key=value, "
+                                            "key!=value or key~value.");
+            return NGX_DECLINED;
+        }
+    }
+
+    flt = ngx_array_push(filters);
+    if (flt == NULL) {
+        return NGX_ERROR;
+    }
+
+    flt->offset = f->offset;
+    flt->field = f;
+    flt->op = NGX_PT_OP_LABELS;
+    flt->hold = NGX_PT_HOLD_ANY;
+    flt->value = *value;
+
+    return NGX_OK;
+}
+
+
+/* a term, between p and last: its NGX_PT_LABEL_*, or NGX_ERROR */
+
+static ngx_int_t
+ngx_pt_admin_label_term(u_char *p, u_char *last, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    u_char     *op;
+    ngx_int_t   kind;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    while (last > p && last[-1] == ' ') {
+        last--;
+    }
+
+    ngx_str_null(value);
+
+    if (p < last && *p == '!') {
+        key->data = p + 1;
+        key->len = last - p - 1;
+
+        return (key->len == 0 || ngx_strlchr(key->data, last, '=')
+                || ngx_strlchr(key->data, last, '~'))
+               ? NGX_ERROR : NGX_PT_LABEL_ABSENT;
+    }
+
+    for (op = p; op < last && *op != '=' && *op != '~' && *op != '!'; op++) {
+        /* void */
+    }
+
+    key->data = p;
+    key->len = op - p;
+
+    if (key->len == 0) {
+        return NGX_ERROR;
+    }
+
+    if (op == last) {
+        return NGX_PT_LABEL_EXISTS;
+    }
+
+    if (*op == '!') {
+        if (op + 1 == last || op[1] != '=') {
+            return NGX_ERROR;
+        }
+
+        kind = NGX_PT_LABEL_NE;
+        op++;
+
+    } else {
+        kind = (*op == '=') ? NGX_PT_LABEL_EQ : NGX_PT_LABEL_CONTAINS;
+    }
+
+    value->data = op + 1;
+    value->len = last - op - 1;
+
+    return kind;
+}
+
+
+static ngx_int_t
+ngx_pt_admin_label_match(ngx_str_t *select, ngx_array_t *labels)
+{
+    u_char        *p, *c, *last;
+    ngx_int_t      kind;
+    ngx_str_t      key, value;
+    ngx_uint_t     i, n;
+    ngx_keyval_t  *kv, *label;
+
+    last = select->data + select->len;
+
+    for (c = select->data; c <= last; c = p + 1) {
+        p = ngx_strlchr(c, last, ',');
+        if (p == NULL) {
+            p = last;
+        }
+
+        kind = ngx_pt_admin_label_term(c, p, &key, &value);
+
+        label = NULL;
+        kv = labels ? labels->elts : NULL;
+        n = labels ? labels->nelts : 0;
+
+        for (i = 0; i < n; i++) {
+            if (kv[i].key.len == key.len
+                && ngx_strncmp(kv[i].key.data, key.data, key.len) == 0)
+            {
+                label = &kv[i];
+                break;
+            }
+        }
+
+        switch (kind) {
+
+        case NGX_PT_LABEL_EXISTS:
+            if (label == NULL) {
+                return 0;
+            }
+            break;
+
+        case NGX_PT_LABEL_ABSENT:
+            if (label) {
+                return 0;
+            }
+            break;
+
+        case NGX_PT_LABEL_EQ:
+        case NGX_PT_LABEL_NE:
+            if (label == NULL
+                || (kind == NGX_PT_LABEL_EQ)
+                   != (label->value.len == value.len
+                       && ngx_strncmp(label->value.data, value.data,
+                                      value.len) == 0))
+            {
+                return 0;
+            }
+            break;
+
+        default: /* NGX_PT_LABEL_CONTAINS */
+            if (label == NULL
+                || ngx_pt_strfind(label->value.data,
+                                  label->value.data + label->value.len,
+                                  value.data, value.len, 1) == NULL)
+            {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
 }
 
 
@@ -641,6 +864,11 @@ ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec)
 {
     u_char     *p, *c, *last;
     ngx_str_t  *s;
+
+    if (flt->op == NGX_PT_OP_LABELS) {
+        return ngx_pt_admin_label_match(&flt->value,
+                             *(ngx_array_t **) ((u_char *) rec + flt->offset));
+    }
 
     if (flt->field->type == NGX_PT_T_STRLIST && flt->offset) {
         return ngx_pt_admin_filter_match_list(flt,

@@ -447,6 +447,11 @@ ngx_pt_openapi_params(yajl_gen g, ngx_pt_type_t *type, ngx_pt_admin_api_t *api,
         ngx_pt_openapi_ordering(g, type);
 
         for (f = type->fields; f->name; f++) {
+            if (f->type == NGX_PT_T_LABELS) {
+                ngx_pt_openapi_param(g, "pulp_label_select", "query",
+                                     "string", 0, 0);
+            }
+
             if (!ngx_pt_admin_filterable(f)) {
                 continue;
             }

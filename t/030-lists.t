@@ -235,6 +235,39 @@ is_json_status($t->get("$DISTS?ordering=base_path__x"), 400,
                'distributions: invalid ordering');
 
 
+# pulp_label_select: Pulp's label filter, on every list of labelled objects
+
+my %labelled = (lab1 => { env => 'prod', team => 'Platform' }, lab2 => { env => 'dev' }, lab3 => {});
+for my $name (sort keys %labelled) {
+    create_remote($t, name => $name, url => "https://$name.example", pulp_labels => $labelled{$name});
+}
+my %select = (
+    'env'                  => [ qw(lab1 lab2) ],
+    '!env'                 => [ qw(lab3) ],
+    'env=prod'             => [ qw(lab1) ],
+    'env!=prod'            => [ qw(lab2) ],
+    'team~plat'            => [ qw(lab1) ],
+    'env,team'             => [ qw(lab1) ],
+    'env=dev,!team'        => [ qw(lab2) ],
+    'env=prod,env=dev'     => [],
+    'nope'                 => [],
+);
+for my $sel (sort keys %select) {
+    (my $q = $sel) =~ s/([^A-Za-z0-9_.~-])/sprintf('%%%02X', ord $1)/ge;
+    is_deeply([ sort @{ names(list_all($t, "$REMOTES?name__startswith=lab&pulp_label_select=$q")) } ],
+              $select{$sel}, "pulp_label_select=$sel");
+}
+for my $bad ('', '=x', '!a=b', 'a!b', ',') {
+    (my $q = $bad) =~ s/([^A-Za-z0-9_.~-])/sprintf('%%%02X', ord $1)/ge;
+    is_json_status($t->get("$REMOTES?pulp_label_select=$q"), 400,
+                   { pulp_label_select => [ 'Invalid label select: each term is key, !key, key=value, '
+                                            . 'key!=value or key~value.' ] },
+                   "pulp_label_select=$bad: a field error");
+}
+is(scalar @{ list_all($t, "$TASKS?pulp_label_select=env") }, scalar @{ list_all($t, $TASKS) },
+   'on a list without labels it is ignored');
+
+
 # tasks
 
 push @tasks, task_of($t, $t->delete($dhref{dock}))->{pulp_href};

@@ -263,6 +263,8 @@ is(scalar @{ $page_repo || [] }, 1, 'pulp repository list (the generic list)');
 is($c, 0, 'pulp distribution list --base-path-contains') or diag($out);
 is_deeply([ sort map { $_->{name} } @{ $all_dists || [] } ], [ 'hub', 'hub/library/hello' ],
           '... both kinds of distribution');
+($c, $all_dists, $out) = pulp('distribution', 'list', '--label-select', 'env=prod');
+is_deeply([ $c, $all_dists ], [ 0, [] ], '... --label-select: none labelled so') or diag($out);
 
 ($c, my $all_content, $out) = pulp('content', 'list', '--limit', '100');
 is($c, 0, 'pulp content list') or diag($out);
