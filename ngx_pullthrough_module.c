@@ -59,6 +59,13 @@ static ngx_command_t  ngx_http_pullthrough_commands[] = {
       0,
       NULL },
 
+    { ngx_string("pullthrough_config"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_pullthrough_main_conf_t, config),
+      NULL },
+
     { ngx_string("pullthrough_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_pt_shm_zone,
@@ -192,19 +199,27 @@ ngx_http_pullthrough_preconfiguration(ngx_conf_t *cf)
 
 
 /*
- * The store is made and its schema checked while the configuration is
- * read: a bad store fails "nginx -t" and a reload leaves the running
+ * The store is made and its schema checked, and the declarative
+ * configuration applied to it, while the configuration is read: a bad
+ * store or file fails "nginx -t" and a reload leaves the running
  * configuration in place, where a failing init_module would stop nginx.
  */
 
 static ngx_int_t
 ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
 {
+    ngx_int_t                           rc;
     ngx_http_handler_pt                *h;
     ngx_http_core_main_conf_t          *cmcf;
     ngx_http_pullthrough_main_conf_t   *pmcf;
 
     pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_pullthrough_module);
+
+    if (pmcf->config.len && pmcf->path.data == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"pullthrough_config\" needs \"pullthrough_store\"");
+        return NGX_ERROR;
+    }
 
     if (pmcf->path.data) {
         if (pmcf->map_size == NGX_CONF_UNSET_SIZE) {
@@ -212,6 +227,14 @@ ngx_http_pullthrough_postconfiguration(ngx_conf_t *cf)
         }
 
         if (ngx_pt_schema_prepare(cf->cycle, pmcf) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = pmcf->config.len ? ngx_pt_declare_apply(cf, pmcf) : NGX_OK;
+
+        ngx_pt_schema_release(cf->cycle, pmcf);
+
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -296,6 +319,14 @@ ngx_http_pullthrough_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_http_pullthrough_main_conf_t *pmcf = conf;
 
     ngx_conf_init_size_value(pmcf->map_size, NGX_PT_DEFAULT_MAP_SIZE);
+
+    /* relative to the configuration's directory, as include's */
+
+    if (pmcf->config.len
+        && ngx_conf_full_name(cf->cycle, &pmcf->config, 1) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

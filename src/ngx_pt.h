@@ -73,6 +73,7 @@ typedef struct {
     ngx_uint_t                  manager_files;
     ngx_msec_t                  manager_sleep;
     ngx_msec_t                  manager_threshold;
+    ngx_str_t                   config;      /* pullthrough_config file */
 } ngx_http_pullthrough_main_conf_t;
 
 

@@ -137,6 +137,8 @@ struct ngx_pt_admin_s {
     yajl_gen                    g;
     ngx_str_t                   raw;         /* sent as it is, if set */
     ngx_uint_t                  status;
+    unsigned                    declared:1;  /* no request: the
+                                                declarative configuration */
 };
 
 
@@ -172,6 +174,10 @@ extern ngx_pt_admin_api_t       ngx_pt_admin_contents_api;
 extern ngx_pt_admin_api_t       ngx_pt_admin_distributions_api;
 extern ngx_pt_admin_api_t       ngx_pt_admin_image_remote_api;
 
+/* ngx_pt_declare.c */
+ngx_int_t ngx_pt_declare_apply(ngx_conf_t *cf,
+    ngx_http_pullthrough_main_conf_t *pmcf);
+
 /* ngx_pt_admin_generic.c */
 ngx_int_t ngx_pt_admin_render_distribution(ngx_pt_admin_t *ctx,
     MDB_txn *txn, void *rec);
@@ -200,6 +206,8 @@ extern const char  *ngx_pt_admin_orderings[];
 
 /* ngx_pt_admin_write.c */
 ngx_int_t ngx_pt_admin_write(ngx_pt_admin_t *ctx);
+ngx_int_t ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn, yajl_val body,
+    void *old, ngx_uint_t mode, void **recp);
 ngx_int_t ngx_pt_admin_check_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
     void *rec, void *old, ngx_pt_errors_t *errs);
 ngx_int_t ngx_pt_admin_check_dist(ngx_pt_admin_t *ctx, MDB_txn *txn,

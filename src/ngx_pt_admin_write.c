@@ -45,8 +45,8 @@ typedef struct {
 
 static yajl_val ngx_pt_admin_body_object(ngx_pt_admin_t *ctx,
     ngx_int_t *rc);
-static ngx_int_t ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn,
-    yajl_val body, void *old, void **recp);
+static ngx_int_t ngx_pt_admin_same(ngx_pt_admin_t *ctx, void *rec,
+    void *old);
 static ngx_int_t ngx_pt_admin_answer(ngx_pt_admin_t *ctx, void *rec,
     ngx_str_t *task);
 static ngx_int_t ngx_pt_admin_unique(ngx_pt_admin_t *ctx, MDB_txn *txn,
@@ -112,7 +112,12 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
         name = old ? NGX_PT_TASK_UPDATE : NGX_PT_TASK_CREATE;
 
         if (rc == NGX_OK) {
-            rc = ngx_pt_admin_save(ctx, txn, body, old, &rec);
+            rc = ngx_pt_admin_save(ctx, txn, body, old,
+                                   old == NULL ? NGX_PT_INPUT_CREATE
+                                   : ctx->r->method == NGX_HTTP_PATCH
+                                   ? NGX_PT_INPUT_PARTIAL
+                                   : NGX_PT_INPUT_REPLACE,
+                                   &rec);
         }
 
         if (rc == NGX_OK && old == NULL) {
@@ -161,27 +166,33 @@ ngx_pt_admin_write(ngx_pt_admin_t *ctx)
 
 
 /*
- * A record from the body, checked, indexed and saved; NGX_DECLINED with
- * the field errors in ctx.
+ * A record from the body (mode: NGX_PT_INPUT_*), checked, indexed and
+ * saved; NGX_DECLINED with the field errors in ctx. For the declarative
+ * configuration (ctx->declared), NGX_DONE: the record is as the body
+ * says already, and is left as it is.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn, yajl_val body,
-    void *old, void **recp)
+    void *old, ngx_uint_t mode, void **recp)
 {
     void             *rec;
     ngx_int_t         rc;
-    ngx_uint_t        mode;
     ngx_pt_meta_t    *meta;
     ngx_pt_errors_t   errs;
 
-    if (old) {
+    if (old && !ctx->declared) {
         rec = ngx_pt_record_copy(ctx->pool, ctx->type, old);
-        mode = (ctx->r->method == NGX_HTTP_PATCH) ? NGX_PT_INPUT_PARTIAL
-                                                  : NGX_PT_INPUT_REPLACE;
+
     } else {
+        /* the declarative configuration says all: what it omits is the
+         * default, as on a create */
         rec = ngx_pt_record_new(ctx->pool, ctx->type);
-        mode = NGX_PT_INPUT_CREATE;
+
+        if (rec && old) {
+            *(ngx_pt_meta_t *) rec = *(ngx_pt_meta_t *) old;
+            mode = NGX_PT_INPUT_CREATE;
+        }
     }
 
     if (rec == NULL || ngx_pt_errors_init(ctx->pool, &errs) != NGX_OK) {
@@ -206,6 +217,15 @@ ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn, yajl_val body,
 
     meta = rec;
 
+    if (ctx->declared && old) {
+        rc = ngx_pt_admin_same(ctx, rec, old);
+
+        if (rc != NGX_DECLINED) {
+            *recp = old;
+            return rc;
+        }
+    }
+
     if (ngx_pt_now(ctx->pool, &meta->updated) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -228,6 +248,30 @@ ngx_pt_admin_save(ngx_pt_admin_t *ctx, MDB_txn *txn, yajl_val body,
     *recp = rec;
 
     return NGX_OK;
+}
+
+
+/* NGX_DONE: a record changed nothing but its time, NGX_DECLINED: more */
+
+static ngx_int_t
+ngx_pt_admin_same(ngx_pt_admin_t *ctx, void *rec, void *old)
+{
+    ngx_str_t       a, b, updated;
+    ngx_pt_meta_t  *meta = rec;
+
+    updated = meta->updated;
+    meta->updated = ((ngx_pt_meta_t *) old)->updated;
+
+    if (ngx_pt_record_encode(ctx->pool, ctx->type, rec, &a) != NGX_OK
+        || ngx_pt_record_encode(ctx->pool, ctx->type, old, &b) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    meta->updated = updated;
+
+    return (a.len == b.len && ngx_memcmp(a.data, b.data, a.len) == 0)
+           ? NGX_DONE : NGX_DECLINED;
 }
 
 

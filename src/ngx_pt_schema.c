@@ -195,8 +195,9 @@ static ngx_pt_upgrade_pt  ngx_pt_upgrades[NGX_PT_SCHEMA_VERSION] = {
 /*
  * While the configuration is read (start, reload, nginx -t): the store's
  * directories, its databases, and its schema version checked, or written
- * into a new store, or upgraded (not by nginx -t). The environment is
- * closed again: LMDB's must not cross fork().
+ * into a new store, or upgraded (not by nginx -t). The environment stays
+ * open for the declarative configuration; the caller closes it with
+ * ngx_pt_schema_release() before fork(), which LMDB's must not cross.
  */
 
 ngx_int_t
@@ -220,10 +221,44 @@ ngx_pt_schema_prepare(ngx_cycle_t *cycle,
 
     rc = ngx_pt_schema_check(cycle->log, &pmcf->path);
 
-    ngx_pt_store_close();
-    ngx_pt_store_chown_env(cycle, &pmcf->path);
+    if (rc != NGX_OK) {
+        ngx_pt_schema_release(cycle, pmcf);
+    }
 
     return rc;
+}
+
+
+/* the master is done with the store it prepared */
+
+void
+ngx_pt_schema_release(ngx_cycle_t *cycle,
+    ngx_http_pullthrough_main_conf_t *pmcf)
+{
+    if (ngx_process == NGX_PROCESS_SIGNALLER) {
+        return;
+    }
+
+    ngx_pt_store_close();
+    ngx_pt_store_chown_env(cycle, &pmcf->path);
+}
+
+
+/* a value of the store's own, in meta: NGX_DECLINED if it has none */
+
+ngx_int_t
+ngx_pt_meta_get(ngx_log_t *log, MDB_txn *txn, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    return ngx_pt_value_get(log, txn, NGX_PT_DB_META, key, value);
+}
+
+
+ngx_int_t
+ngx_pt_meta_put(ngx_log_t *log, MDB_txn *txn, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    return ngx_pt_value_put(log, txn, NGX_PT_DB_META, key, value);
 }
 
 

@@ -139,6 +139,12 @@ typedef ngx_int_t (*ngx_pt_file_pt)(void *data, ngx_pt_file_t *f);
 
 ngx_int_t ngx_pt_schema_prepare(ngx_cycle_t *cycle,
     ngx_http_pullthrough_main_conf_t *pmcf);
+void ngx_pt_schema_release(ngx_cycle_t *cycle,
+    ngx_http_pullthrough_main_conf_t *pmcf);
+ngx_int_t ngx_pt_meta_get(ngx_log_t *log, MDB_txn *txn, ngx_str_t *key,
+    ngx_str_t *value);
+ngx_int_t ngx_pt_meta_put(ngx_log_t *log, MDB_txn *txn, ngx_str_t *key,
+    ngx_str_t *value);
 ngx_int_t ngx_pt_schema_open(ngx_cycle_t *cycle,
     ngx_http_pullthrough_main_conf_t *pmcf);
 
