@@ -11,7 +11,8 @@
 # "make run" TAG_TTL (pullthrough_tag_ttl: how long a cached tag is served
 # before the upstream is asked again, e.g. 30s, 5m; 0: every time) and
 # MAX_SIZE (the store's size cap, max_size= of pullthrough_store, e.g. 20g;
-# empty: none).
+# empty: none) and CONFIG (a declarative file of remotes and distributions,
+# pullthrough_config; empty: none).
 
 NGINX_BIN  ?= /usr/sbin/nginx
 NGINX_SRC  ?= /usr/share/nginx/src
@@ -19,6 +20,7 @@ BUILD_DIR  ?= $(CURDIR)/build
 PORT       ?= 24817
 TAG_TTL    ?= 60s
 MAX_SIZE   ?=
+CONFIG     ?=
 STATE_DIR  ?= $(CURDIR)/var
 TEST_JOBS  ?= 2
 EXTRA_CC_OPT ?=
@@ -96,7 +98,8 @@ $(MODULE): $(BUILD_DIR)/nginx/objs/Makefile $(SOURCES)
 
 run: build deps-run
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) PORT=$(PORT) STATE_DIR=$(STATE_DIR) \
-	    TAG_TTL=$(TAG_TTL) MAX_SIZE=$(MAX_SIZE) sh t/bin/run-cache
+	    TAG_TTL=$(TAG_TTL) MAX_SIZE=$(MAX_SIZE) CONFIG=$(CONFIG) \
+	    sh t/bin/run-cache
 
 test: build deps-test
 	@NGINX_BIN=$(NGINX_BIN) MODULE=$(MODULE) prove -j$(TEST_JOBS) -I t/lib t/

@@ -25,6 +25,11 @@ my $port = PT::Nginx::free_port();
 my $http = HTTP::Tiny->new(timeout => 5);
 my $json = JSON::PP->new->utf8;
 
+# CONFIG: the declarative file of remotes and distributions
+open my $cf, '>', "$state/pullthrough.json" or die $!;
+print $cf $json->encode({ remotes => [ { name => 'declared', url => 'https://quay.io' } ] });
+close $cf;
+
 my $pid = open(my $out, '-|') // die "fork: $!";
 
 if ($pid == 0) {
@@ -37,6 +42,7 @@ if ($pid == 0) {
     $ENV{STATE_DIR} = $state;
     $ENV{TAG_TTL} = '45s';
     $ENV{MAX_SIZE} = '3g';
+    $ENV{CONFIG} = "$state/pullthrough.json";
     exec 'sh', "$PT::Nginx::REPO/t/bin/run-cache" or die "exec: $!";
 }
 
@@ -109,6 +115,10 @@ like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*pullthrough_tag_
      'TAG_TTL sets pullthrough_tag_ttl');
 like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*pullthrough_store\s+\S+ max_size=3g;/m,
      'MAX_SIZE sets max_size= of pullthrough_store');
+like(do { local (@ARGV, $/) = "$state/nginx.conf"; <> }, qr/^\s*pullthrough_config\s+\Q$state\E\/pullthrough\.json;/m,
+     'CONFIG sets pullthrough_config');
+$r = $http->get("http://127.0.0.1:$port/pulp/api/v3/remotes/container/pull-through/?name=declared");
+is(eval { $json->decode($r->{content})->{results}[0]{url} }, 'https://quay.io', '... whose remote is made at start');
 $r = $http->get("http://127.0.0.1:$port/metrics");
 is($r->{status}, 200, 'the metrics are on /metrics');
 like($r->{content}, qr/^pullthrough_store_max_bytes 3221225472$/m, '... with the store\'s cap');
