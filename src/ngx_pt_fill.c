@@ -65,6 +65,8 @@ ngx_pt_fill_init_process(ngx_pt_fill_ops_t *ops)
 }
 
 
+/* a live fill of the worker's own for repo and digest d */
+
 ngx_pt_fill_t *
 ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
 {
@@ -77,7 +79,7 @@ ngx_pt_fill_find(ngx_str_t *repo, ngx_pt_digest_t *d)
     {
         fill = ngx_queue_data(q, ngx_pt_fill_t, queue);
 
-        if (fill->state == NGX_PT_FILL_RUNNING
+        if (ngx_pt_fill_live(fill)
             && fill->repo.len == repo->len
             && ngx_strncmp(fill->repo.data, repo->data, repo->len) == 0
             && fill->digest.full.len == d->full.len
@@ -320,9 +322,7 @@ ngx_pt_fill_keep(ngx_event_t *ev)
 {
     ngx_pt_fill_t *fill = ev->data;
 
-    if (fill->state == NGX_PT_FILL_RUNNING
-        || fill->state == NGX_PT_FILL_COMMIT)
-    {
+    if (ngx_pt_fill_live(fill)) {
         ngx_add_timer(ev, NGX_PT_FILL_HOLD);
     }
 }

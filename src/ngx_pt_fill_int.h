@@ -22,6 +22,17 @@
 #define NGX_PT_FILL_FAILED     3
 
 #define NGX_PT_FILL_HOLD       1000     /* ms: the period of its keep timer */
+
+
+/*
+ * A fill a miss can follow: fetching, or committing (every byte written,
+ * the verdict and the rename under way in a thread: a reader sends all but
+ * the last byte and waits for the verdict, as it would have while the
+ * fill ran).
+ */
+#define ngx_pt_fill_live(fill)                                               \
+    ((fill)->state == NGX_PT_FILL_RUNNING                                    \
+     || (fill)->state == NGX_PT_FILL_COMMIT)
 #define NGX_PT_FILL_KEEP_POOL  4096     /* the commit thread's pool */
 
 

@@ -169,7 +169,7 @@ ngx_pt_fill_busy(ngx_str_t *digest)
 
 
 /*
- * A running fill of digest d for another repository than repo: in this
+ * A live fill of digest d for another repository than repo: in this
  * worker, or one of another worker, which this worker then follows (out
  * NULL: only whether there is one). The caller has the upstream confirm
  * that repo has the blob before its client reads it (ngx_pt_fill_also()).
@@ -192,7 +192,7 @@ ngx_pt_fill_other(ngx_str_t *repo, ngx_pt_digest_t *d, ngx_pt_fill_t **out)
     {
         fill = ngx_queue_data(q, ngx_pt_fill_t, queue);
 
-        if (fill->state == NGX_PT_FILL_RUNNING
+        if (ngx_pt_fill_live(fill)
             && fill->digest.full.len == d->full.len
             && ngx_strncmp(fill->digest.full.data, d->full.data,
                            d->full.len) == 0

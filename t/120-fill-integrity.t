@@ -6,7 +6,8 @@
 # next request fetches again), manifests that do not match their digest or
 # are too large (502 MANIFEST_INVALID, nothing stored), sha512 blobs,
 # redirects to another host or path, redirect loops, the Accept list sent
-# upstream, and a second client joining a fill in progress.
+# upstream, a second client joining a fill in progress, and clients that
+# come while a fill commits joining it.
 
 use strict;
 use warnings;
@@ -16,6 +17,7 @@ use Digest::SHA qw(sha512_hex);
 use File::Temp ();
 use MIME::Base64 ();
 use JSON::PP;
+use IO::Socket::INET;
 use Time::HiRes qw(time);
 
 use PT::Nginx;
@@ -65,7 +67,12 @@ my $exact = padded_manifest(4 * $KiB);
 my $huge = padded_manifest(4 * $KiB + 1);
 my $sha512_ok = join '', map { chr(($_ * 7 + 3) % 256) } 1 .. 10000;
 my $sha512_bad = join '', map { chr(($_ * 11 + 5) % 256) } 1 .. 10000;
+# blobs of 2 MiB that no other part of the test asks for: fills that
+# commit while other clients come
+my $filler = '.' x (2 * 1024 * 1024);
+my @committing = map { "commit $_ $filler" } 1 .. 4;
 my %mem = (
+    (map { sha256_digest($_) => $_ } @committing),
     sha256_digest($exact) => $exact,
     sha256_digest($huge) => $huge,
     'sha512:' . sha512_hex($sha512_ok) => $sha512_ok,
@@ -525,6 +532,63 @@ for my $case ([ 'sha256, 1 MiB', $layer{'multi-base'}{digest}, $layer{'multi-bas
     wait_for(sub { grep({ $_->{path} =~ /\Q$d\E/ } cache_log($t, $mark)) >= 2 });
     is_deeply([ sort map { $_->{cache} } grep { $_->{path} =~ /\Q$d\E/ } cache_log($t, $mark) ],
               [qw(JOIN MISS)], 'join: logged MISS and JOIN');
+}
+
+
+# clients that come while a fill commits (every byte written; the verdict,
+# the fsync and the rename under way in a thread) join it, for the fill's
+# repository and for another one: the blob is fetched once. The first
+# client has all but the last byte, which waits for the verdict; the
+# others' requests go at that moment, on connections opened before.
+
+# the status and body digest of the answer on a socket of a raw request
+sub raw_answer {
+    my ($s) = @_;
+    my $in = '';
+    my $deadline = time + 20;
+    while (time < $deadline) {
+        my $rin = '';
+        vec($rin, fileno($s), 1) = 1;
+        last unless select(my $rout = $rin, undef, undef, 1) >= 0;
+        my $n = sysread($s, my $buf, 65536);
+        last if defined $n && $n == 0;
+        $in .= $buf if $n;
+    }
+    my ($head, $body) = split /\r\n\r\n/, $in, 2;
+    my ($status) = ($head // '') =~ m{^HTTP/1\.\d (\d+)};
+    return ($status // 0, sha256_digest($body // ''));
+}
+
+{
+    my (@gets, @answers);
+
+    for my $bytes (@committing) {
+        my $d = sha256_digest($bytes);
+        $fake->reset_requests;
+
+        my %sock = map {
+            $_ => IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                        PeerPort => $t->port, Proto => 'tcp')
+                  || die "connect: $!"
+        } qw(commit commit-other);
+        my $asked = 0;
+        my $r = stream_get($t, "/v2/cache/library/commit/blobs/$d", timeout => 30,
+                           on_read => sub {
+            return if $asked || $_[0] < length($bytes) - 1;
+            $asked = 1;
+            syswrite($sock{$_}, "GET /v2/cache/library/$_/blobs/$d HTTP/1.0\r\n"
+                                . "Host: 127.0.0.1\r\n\r\n") for sort keys %sock;
+        });
+        ok($r->{complete} && $r->{sha256} eq $d, 'committing: the first client got the blob');
+        ok($asked, '... all but its last byte first, when the others asked');
+        push @answers, map { [ raw_answer($sock{$_}) ] } sort keys %sock;
+        push @gets, fake_gets(qr/\Q$d\E/);
+    }
+
+    is_deeply(\@answers, [ map { my $d = sha256_digest($_); ([ 200, $d ]) x 2 } @committing ],
+              'committing: the clients that came meanwhile got the blob, for its repository and another');
+    is_deeply(\@gets, [ (1) x @committing ], 'committing: each blob was fetched once')
+        or diag("upstream GETs of each: @gets");
 }
 
 $t->stop;
