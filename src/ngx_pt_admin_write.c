@@ -537,7 +537,7 @@ ngx_pt_admin_index_dist(ngx_pt_admin_t *ctx, MDB_txn *txn, void *rec,
                != 0))
     {
         return ngx_pt_content_delete_dist(ctx->pool, ctx->log, txn,
-                                          &dist->meta.id);
+                                          &dist->meta.id, opath);
     }
 
     return NGX_OK;
@@ -551,7 +551,8 @@ ngx_pt_admin_remove_dist(ngx_pt_admin_t *ctx, MDB_txn *txn, void *old)
 {
     ngx_pt_dist_t  *dist = old;
 
-    if (ngx_pt_content_delete_dist(ctx->pool, ctx->log, txn, &dist->meta.id)
+    if (ngx_pt_content_delete_dist(ctx->pool, ctx->log, txn, &dist->meta.id,
+                                   &dist->base_path)
         != NGX_OK
         || ngx_pt_index_del(ctx->log, txn, NGX_PT_DB_DIST_NAMES, &dist->name)
            == NGX_ERROR

@@ -46,8 +46,18 @@ static ngx_uint_t ngx_pt_content_same(ngx_pt_version_t *a,
     ngx_pt_version_t *b);
 static ngx_uint_t ngx_pt_strings_same(ngx_array_t *a, ngx_array_t *b);
 static ngx_int_t ngx_pt_content_add_unique(ngx_array_t *a, ngx_str_t *v);
+static ngx_int_t ngx_pt_content_delete_under(ngx_pool_t *pool,
+    ngx_log_t *log, MDB_txn *txn, ngx_str_t *base_path);
+static ngx_int_t ngx_pt_content_name_of(void *data, ngx_str_t *repo,
+    ngx_str_t *item, ngx_str_t *value);
 static ngx_int_t ngx_pt_content_delete_records(ngx_pool_t *pool,
     ngx_log_t *log, MDB_txn *txn, ngx_str_t *name, ngx_str_t *id);
+
+
+/* the databases of what a repository's pulls recorded */
+static ngx_uint_t  ngx_pt_content_dbs[] = {
+    NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS, NGX_PT_DB_REFERRERS
+};
 
 
 /* the digest a tag points at; with tag NULL, whether the repo exists */
@@ -1010,15 +1020,16 @@ ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 
 
 /*
- * Deleting a pull-through distribution deletes what its pulls made: the
- * per-image distributions, their repositories, versions and content
- * records. Blob files stay, shared by digest (garbage collection is
- * another matter).
+ * Deleting a pull-through distribution, or moving it to another base path,
+ * deletes what its pulls made under base_path: the per-image
+ * distributions, their repositories, versions and content records, then
+ * the records of repositories that have no per-image distribution. Blob
+ * files stay, shared by digest (garbage collection is another matter).
  */
 
 ngx_int_t
 ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
-    ngx_str_t *parent_id)
+    ngx_str_t *parent_id, ngx_str_t *base_path)
 {
     void        *rec;
     ngx_int_t    rc;
@@ -1045,7 +1056,92 @@ ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         }
     }
 
+    return ngx_pt_content_delete_under(pool, log, txn, base_path);
+}
+
+
+/*
+ * Repositories under base_path that pulls recorded content for without a
+ * manifest, hence without a repository record or a per-image
+ * distribution: blobs asked for before any manifest of their repository
+ * (as every node of a cluster keyed by digest is asked), referrers asked
+ * for alone. Their names are collected first (a walk's cursor must not
+ * see the deletions), each once per database: items are sorted by
+ * repository.
+ */
+
+static ngx_int_t
+ngx_pt_content_delete_under(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_str_t *base_path)
+{
+    ngx_str_t     prefix, empty, *name;
+    ngx_uint_t    i;
+    ngx_array_t   names;
+
+    prefix.len = base_path->len + 1;
+    prefix.data = ngx_pnalloc(pool, prefix.len);
+
+    if (prefix.data == NULL
+        || ngx_array_init(&names, pool, 8, sizeof(ngx_str_t)) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(prefix.data, base_path->data, base_path->len);
+    prefix.data[base_path->len] = '/';
+
+    for (i = 0; i < sizeof(ngx_pt_content_dbs) / sizeof(ngx_uint_t); i++) {
+        if (ngx_pt_items_under(pool, log, txn, ngx_pt_content_dbs[i],
+                               &prefix, ngx_pt_content_name_of, &names)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_str_null(&empty);
+    name = names.elts;
+
+    for (i = 0; i < names.nelts; i++) {
+        if (ngx_pt_content_delete_records(pool, log, txn, &name[i], &empty)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     return NGX_OK;
+}
+
+
+/* an item's repository, copied unless it is the last one collected */
+
+static ngx_int_t
+ngx_pt_content_name_of(void *data, ngx_str_t *repo, ngx_str_t *item,
+    ngx_str_t *value)
+{
+    ngx_array_t *names = data;
+
+    ngx_str_t  *last, *s;
+
+    last = names->nelts ? (ngx_str_t *) names->elts + names->nelts - 1
+                        : NULL;
+
+    if (last && last->len == repo->len
+        && ngx_strncmp(last->data, repo->data, repo->len) == 0)
+    {
+        return NGX_OK;
+    }
+
+    s = ngx_array_push(names);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->len = repo->len;
+    s->data = ngx_pstrdup(names->pool, repo);
+
+    return s->data ? NGX_OK : NGX_ERROR;
 }
 
 
@@ -1097,11 +1193,6 @@ ngx_pt_content_delete_records(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 {
     ngx_uint_t  i;
 
-    static ngx_uint_t  dbs[] = {
-        NGX_PT_DB_TAGS, NGX_PT_DB_MANIFESTS, NGX_PT_DB_BLOBS,
-        NGX_PT_DB_REFERRERS
-    };
-
     if (id->len
         && (ngx_pt_record_delete(log, txn, &ngx_pt_repo_type, id) == NGX_ERROR
             || ngx_pt_versions_delete(log, txn, id) != NGX_OK))
@@ -1113,8 +1204,10 @@ ngx_pt_content_delete_records(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
         return NGX_ERROR;
     }
 
-    for (i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
-        if (ngx_pt_items_delete(pool, log, txn, dbs[i], name) != NGX_OK) {
+    for (i = 0; i < sizeof(ngx_pt_content_dbs) / sizeof(ngx_uint_t); i++) {
+        if (ngx_pt_items_delete(pool, log, txn, ngx_pt_content_dbs[i], name)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
     }

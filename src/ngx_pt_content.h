@@ -68,7 +68,7 @@ ngx_int_t ngx_pt_content_names(ngx_pool_t *pool, ngx_log_t *log,
 ngx_array_t *ngx_pt_content_children(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *parent_id);
 ngx_int_t ngx_pt_content_delete_dist(ngx_pool_t *pool, ngx_log_t *log,
-    MDB_txn *txn, ngx_str_t *parent_id);
+    MDB_txn *txn, ngx_str_t *parent_id, ngx_str_t *base_path);
 ngx_int_t ngx_pt_content_delete_repo(ngx_pool_t *pool, ngx_log_t *log,
     MDB_txn *txn, ngx_str_t *name);
 ngx_int_t ngx_pt_content_delete_image(ngx_pool_t *pool, ngx_log_t *log,

@@ -1764,6 +1764,26 @@ ngx_pt_items_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
 }
 
 
+/* the items of every repository whose name begins with prefix */
+
+ngx_int_t
+ngx_pt_items_under(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *prefix, ngx_pt_item_pt handler, void *data)
+{
+    ngx_pt_walk_t  w;
+
+    ngx_memzero(&w, sizeof(ngx_pt_walk_t));
+
+    w.pool = pool;
+    w.log = log;
+    w.item = handler;
+    w.data = data;
+    w.db = db;
+
+    return ngx_pt_db_each(log, txn, db, prefix, NULL, ngx_pt_walk_item, &w);
+}
+
+
 static ngx_int_t
 ngx_pt_walk_item(void *data, ngx_str_t *key, ngx_str_t *val)
 {

@@ -201,6 +201,8 @@ ngx_int_t ngx_pt_manifest_decode(ngx_pool_t *pool, ngx_str_t *value,
     ngx_pt_manifest_rec_t *m);
 ngx_int_t ngx_pt_items_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *repo, ngx_pt_item_pt handler, void *data);
+ngx_int_t ngx_pt_items_under(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
+    ngx_uint_t db, ngx_str_t *prefix, ngx_pt_item_pt handler, void *data);
 ngx_int_t ngx_pt_items_list(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *repo, ngx_str_t *after, ngx_uint_t n,
     ngx_array_t *out, ngx_uint_t *more);

@@ -3,7 +3,9 @@
 # The store over time, as an operator sees it: the metrics after a known
 # sequence of pulls, Pulp's status with the store's figures, a repository
 # deleted through the admin API and its files removed by Pulp's orphan
-# cleanup (a task the cache manager runs), and a full disk (a tmpfs store
+# cleanup (a task the cache manager runs), the pull-through distribution
+# deleted with all it made (blobs asked for without a manifest too), and a
+# full disk (a tmpfs store
 # too small for a layer): the fill stops cleanly, no partial file stays,
 # an alert names the store, and smaller pulls still work.
 
@@ -165,6 +167,19 @@ is($m->{pullthrough_store_bytes}, bytes_of($app), '... the store\'s bytes are te
 is($m->{pullthrough_orphans_removed_total}, 4, '... 4 orphans counted');
 is_deeply(pull($t, 'library/hello', $hello, '1.0'), [ ('200 MISS') x 4 ],
           'hello:1.0 pulled again: fetched again, works');
+
+# a blob asked for before any manifest of its repository (a node of a
+# cluster is asked so, see docs/several-caches.md): recorded for a
+# repository that has no per-image distribution, and its
+my ($app_repo) = grep { $_->{name} eq 'cache/team/app' }
+                 @{ list_all($t, "$API/repositories/container/container/") };
+ok(task_of($t, $t->request('DELETE', $app_repo->{pulp_href})), 'team/app\'s repository deleted');
+is_deeply([ map { $_->{status} } map { logged_request($t, 'GET', "/v2/cache/team/app/blobs/$_") }
+            $app->{config}, @{ $app->{layers} } ], [ 200, 200, 200 ],
+          '... its blobs asked for again, without its manifest');
+ok(!(grep { $_->{name} eq 'cache/team/app' }
+     @{ list_all($t, "$API/repositories/container/container/") }),
+   '... they make no repository');
 
 # the pull-through distribution deleted: everything it made goes
 my ($pt) = @{ list_all($t, $DISTS) };
