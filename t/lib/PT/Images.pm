@@ -30,6 +30,12 @@ package PT::Images;
 #           team/multi:1.0, :latest (= 1.0)    the same as a Docker manifest
 #           list of v2s2 manifests (skopeo --all --format v2s2)
 #   big     library/big:1.0, :latest (= 1.0)   one layer of 100 MiB + 2 KiB
+#   fleet   fleet/svc-0:1.0 ... fleet/svc-9:1.0       ten OCI images, 450 KiB
+#           in all, sharing layers as images built FROM common bases do:
+#           every one has fleet-os (256 KiB), svc-0 to svc-4 fleet-runtime
+#           and svc-5 to svc-9 fleet-tools (64 KiB each), and each a small
+#           layer of its own (fleet-app-N): 13 layers and 10 configs, 23
+#           distinct blobs for 30 layer references
 #
 # Layers are uncompressed tars (application/vnd.oci.image.layer.v1.tar)
 # holding one file of incompressible bytes (AES-256-CTR of zeros, keyed by
@@ -76,6 +82,10 @@ our %LAYERS = (
     'multi-arm64' => 4 * $KiB + 5,
     'big-data'    => 100 * $MiB,
     'big-small'   => 2 * $KiB,
+    'fleet-os'      => 256 * $KiB,
+    'fleet-runtime' => 64 * $KiB + 3,
+    'fleet-tools'   => 64 * $KiB + 5,
+    (map { ("fleet-app-$_" => 4 * $KiB + 97 * $_) } 0 .. 9),
 );
 
 # images: name => { layers => [...], arch => 'amd64' (default) }
@@ -131,6 +141,15 @@ our %SETS = (
             [ 'big-1.0' => 'library/big:1.0', 'oci' ],
             [ 'library/big:1.0' => 'library/big:latest', 'alias' ],
         ],
+    },
+    fleet => {
+        images => { map {
+            ("fleet-$_" => { layers => [ 'fleet-os',
+                                         $_ < 5 ? 'fleet-runtime'
+                                                : 'fleet-tools',
+                                         "fleet-app-$_" ] })
+        } 0 .. 9 },
+        push => [ map { [ "fleet-$_" => "fleet/svc-$_:1.0", 'oci' ] } 0 .. 9 ],
     },
 );
 
