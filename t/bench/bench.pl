@@ -48,7 +48,15 @@
 #      same, direct and over libcurl, from a terminator that offers HTTP/2
 #      (the proxy module speaks HTTP/1.1 to upstreams); medians, and
 #      the TCP connections each pull opened to the far upstream (target:
-#      each through the cache within the direct pull + one RTT).
+#      each through the cache within the direct pull + one RTT);
+#  10. a cluster of three caches behind an nginx balancer (PT::Cluster:
+#      the configuration of docs/several-caches.md): the ten images of the
+#      fleet set (shared layers) pulled at once through the balancer, and
+#      the upstream downloads per distinct blob for the whole cluster, with
+#      the page's key (blobs by digest; target: 1.0) and, for comparison,
+#      with every request keyed by its repository; then hits through the
+#      balancer against the same hits straight from the node that has the
+#      blob (a 3 MiB blob's throughput, a small blob's requests/s).
 #
 # Load comes from wrk on loopback; each figure is the best of a few short
 # runs so that one noisy second does not decide it.
@@ -65,6 +73,7 @@
 #   eviction    6. and 7.
 #   lists       8. (BENCH_LIST_STAGES=100,1000,10000: the stages, in images)
 #   far         9.
+#   cluster     10.
 
 use strict;
 use warnings;
@@ -91,6 +100,7 @@ use PT::Images;
 use PT::Certs;
 use PT::FakeUpstream;
 use PT::LatencyProxy;
+use PT::Cluster;
 use PT::Pull qw(cache_conf cache_log wait_for);
 use PT::Util qw(open_cmd run_output slurp spew);
 
@@ -138,7 +148,7 @@ my @FAR_IMAGES = ([ 'small (hello, 2 layers)' => 'library/hello:1.0' ],
                   [ 'multi-arch (one platform)' => 'library/multi:1.0' ],
                   [ 'large (big, 100 MiB)' => 'library/big:1.0' ]);
 
-my @SECTIONS = qw(hits tags evict-hits evict-rate lists far);
+my @SECTIONS = qw(hits tags evict-hits evict-rate lists far cluster);
 my %ALIASES = (eviction => [ qw(evict-hits evict-rate) ]);
 
 my %WANT = sections(@ARGV ? @ARGV : ($ENV{BENCH_ONLY} // ''));
@@ -161,6 +171,7 @@ my $evh = want('evict-hits') ? bench_evict_hits() : undef;
 my $evr = want('evict-rate') ? bench_evict_rate() : undef;
 my $lists = want('lists') ? bench_lists() : undef;
 my $far = want('far') ? bench_far() : undef;
+my $cluster = want('cluster') ? bench_cluster() : undef;
 
 $reg->stop;
 
@@ -348,6 +359,34 @@ if ($far) {
 
     push @targets, sprintf('each cold pull through the cache within the '
                            . 'direct pull + %.0f ms (one RTT)', $FAR_DELAY * 2000);
+}
+
+if ($cluster) {
+    printf "\n%-34s %14s %14s %14s\n",
+           "3 nodes, $cluster->{refs} images pulled at once",
+           'downloads', 'blobs', 'per blob';
+    for my $k ([ digest => 'key: blob digest (the page)' ],
+               [ repository => 'key: repository' ])
+    {
+        my ($key, $label) = @$k;
+        printf "%-34s %14d %14d %14.2f\n", $label, $cluster->{$key}{gets},
+               $cluster->{blobs}, $cluster->{$key}{gets} / $cluster->{blobs};
+    }
+
+    my $h = $cluster->{hits};
+    printf "\n%-34s %14s %14s %8s\n", 'hits through the balancer',
+           'balancer', 'node direct', 'ratio';
+    printf "%-34s %11.0f MB/s %11.0f MB/s %8.2f\n",
+           "hit, $h->{large}{size_h} blob, throughput",
+           $h->{large}{module}{bps} / $MiB, $h->{large}{stock}{bps} / $MiB,
+           $h->{large}{module}{bps} / $h->{large}{stock}{bps};
+    printf "%-34s %12.0f r/s %12.0f r/s %8.2f\n",
+           "hit, $h->{small}{size_h} blob, requests",
+           $h->{small}{module}{rps}, $h->{small}{stock}{rps},
+           $h->{small}{module}{rps} / $h->{small}{stock}{rps};
+
+    push @targets, '1.00 upstream download per distinct blob for the '
+                   . 'cluster (blobs keyed by digest)';
 }
 
 print "\n", wrap('targets: ', ' ' x 9, join(', ', @targets)), "\n"
@@ -859,6 +898,73 @@ EOF
     $front->stop;
 
     return { images => \@out };
+}
+
+
+# 10. a cluster of three nodes behind the page's balancer: upstream
+# downloads of ten images pulled at once, keyed by digest and by
+# repository; hits through the balancer against the node direct (wrk runs
+# as in 1.: best of $ROUNDS)
+sub bench_cluster {
+    my $cimg = PT::Images::seed($reg, qw(fleet hello));
+    my @refs = map { "fleet/svc-$_:1.0" } 0 .. 9;
+    my %blobs = map { $_ => 1 }
+                map { ($cimg->{$_}{config}, @{ $cimg->{$_}{layers} }) } @refs;
+    my %out = (refs => scalar @refs, blobs => scalar keys %blobs);
+
+    for my $key (qw(repository digest)) {
+        my $c = PT::Cluster->new(nodes => 3, key => $key, config => {
+            remotes => [ { name => 'origin', url => $reg->url } ],
+            distributions => [ { name => 'cache', base_path => 'cache',
+                                 remote => 'origin' } ],
+        })->start;
+
+        $reg->reset_requests;
+        my @res = $c->pull_parallel(\@refs, "$work/cluster-$key");
+        die "pulls through the cluster failed:\n"
+            . join('', map { "$_->{ref}: $_->{out}" } grep { $_->{rc} } @res)
+            if grep { $_->{rc} } @res;
+        $out{$key}{gets} = scalar $reg->requests_matching('GET', qr{/blobs/});
+
+        $out{hits} = cluster_hits($c, $cimg) if $key eq 'digest';
+        $c->stop;
+    }
+
+    return \%out;
+}
+
+
+# hits of a 3 MiB blob (throughput) and of a small one (requests/s), through
+# the balancer and straight from the node that has each
+sub cluster_hits {
+    my ($c, $cimg) = @_;
+
+    my ($hello) = $c->pull_parallel([ 'library/hello:1.0' ],
+                                    "$work/cluster-hello");
+    die "pull of library/hello:1.0 through the cluster failed: $hello->{out}"
+        if $hello->{rc};
+
+    my ($large) = sort { $b->{size} <=> $a->{size} }
+                  layers($cimg->{'library/hello:1.0'});
+    my ($small) = sort { $a->{size} <=> $b->{size} }
+                  layers($cimg->{'fleet/svc-0:1.0'});
+    $large->{repo} = 'library/hello';
+    $small->{repo} = 'fleet/svc-0';
+
+    my %rate;
+    for my $case ([ large => $large, '-t1', '-c2' ],
+                  [ small => $small, '-t1', '-c16' ])
+    {
+        my ($name, $blob, @opts) = @$case;
+        my $path = "/v2/cache/$blob->{repo}/blobs/$blob->{digest}";
+        my $node = $c->node($c->owner($path) // 0);
+
+        $rate{$name} = best_rates($c->balancer->base_url . $path,
+                                  $node->base_url . $path, @opts);
+        $rate{$name}{size_h} = $blob->{size_h};
+    }
+
+    return \%rate;
 }
 
 
