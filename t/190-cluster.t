@@ -73,7 +73,6 @@ my $fake = PT::FakeUpstream->new(
 )->start;
 
 # the balancer's sndbuf as a far client's window: a slow client's data
-# stays with nginx, not in the kernel
 # stays with nginx, not in the kernel; origin without retries: the
 # upstream's outage at the end answers at once
 my $c = PT::Cluster->new(nodes => 3, listen => 'sndbuf=32k', config => {
