@@ -649,22 +649,35 @@ ngx_pt_registry_mirror_ns(void *data, void *rec)
 
 /*
  * Docker Hub keeps official images under "library/": "busybox" is
- * "library/busybox" upstream, and here both are one repository.
+ * "library/busybox" upstream, and here both are one repository. Only a
+ * one-component upstream name gets it: with a prefix in the remote's url
+ * the upstream name has two at least. So does a cache whose remote is
+ * another cache: that one adds "library/" if its own remote is Docker
+ * Hub, once along the chain.
  */
 
 static ngx_int_t
 ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    u_char  *p;
-    size_t   base;
+    u_char     *p;
+    size_t      base;
+    ngx_str_t   prefix;
 
     if (!ngx_pt_settings_docker_hub(ctx->remote)) {
         return NGX_OK;
     }
 
-    if (ngx_strlchr(ctx->name.data, ctx->name.data + ctx->name.len, '/')) {
+    ngx_pt_settings_prefix(ctx->remote, &prefix);
+
+    if (prefix.len
+        || ngx_strlchr(ctx->name.data, ctx->name.data + ctx->name.len, '/'))
+    {
         return NGX_OK;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough registry: Docker Hub's \"library/%V\"",
+                   &ctx->name);
 
     base = ctx->repo.len - ctx->name.len;
 
@@ -1378,20 +1391,25 @@ ngx_int_t
 ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     const char *what, ngx_str_t *ref, ngx_str_t *url)
 {
-    u_char     *p;
-    ngx_str_t   base;
+    u_char             *p;
+    ngx_pt_settings_t  *s;
 
-    base = ngx_pt_registry_settings(r, ctx)->base_url;
+    /* the upstream name: the remote's prefix and the name */
 
-    url->len = base.len + sizeof("/v2///") + ctx->name.len + ngx_strlen(what)
-               + ref->len;
+    s = ngx_pt_registry_settings(r, ctx);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    url->len = s->base_url.len + sizeof("/v2///") + s->name.len
+               + ngx_strlen(what) + ref->len;
     url->data = ngx_pnalloc(r->pool, url->len);
     if (url->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(url->data, "%V/v2/%V/%s/%V", &base, &ctx->name, what,
-                    ref);
+    p = ngx_sprintf(url->data, "%V/v2/%V/%s/%V", &s->base_url, &s->name,
+                    what, ref);
     url->len = p - url->data;
 
     return NGX_OK;
