@@ -63,6 +63,9 @@ static void ngx_pt_registry_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_registry_resume(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_gateway_error(ngx_http_request_t *r,
+    ngx_pt_fetch_t *f, ngx_uint_t status, const char *error,
+    const char *message);
 
 
 /* what fills ask of the registry */
@@ -1319,18 +1322,22 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     url = &f->url;
 
     if (!f->header) {
-        if (f->rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-            return ngx_pt_registry_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                         "UNAVAILABLE", "the upstream "
-                                         "registry timed out");
-        }
-
         if (f->rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream registry is unreachable");
+        if (f->rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+            return ngx_pt_registry_gateway_error(r, f,
+                                                 NGX_HTTP_GATEWAY_TIME_OUT,
+                                                 "http_response_timeout",
+                                                 "the upstream registry "
+                                                 "timed out");
+        }
+
+        return ngx_pt_registry_gateway_error(r, f, NGX_HTTP_BAD_GATEWAY,
+                                             "destination_unavailable",
+                                             "the upstream registry is "
+                                             "unreachable");
     }
 
     if (f->too_big) {
@@ -1346,8 +1353,10 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
     case NGX_HTTP_OK:
         /* an answer that ended early */
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream answer was incomplete");
+        return ngx_pt_registry_gateway_error(r, f, NGX_HTTP_BAD_GATEWAY,
+                                             "http_response_incomplete",
+                                             "the upstream answer was "
+                                             "incomplete");
 
     case NGX_HTTP_NOT_FOUND:
         return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, unknown,
@@ -1381,9 +1390,66 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "pullthrough: upstream answered %ui for \"%V\"",
                       f->status, url);
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream registry failed");
+        return ngx_pt_registry_gateway_error(r, f, NGX_HTTP_BAD_GATEWAY,
+                                             NULL, "the upstream registry "
+                                             "failed");
     }
+}
+
+
+/*
+ * A 502 or 504 of this cache's own, after its retries: its Proxy-Status
+ * (RFC 9209) says why, so that a cache pulling from this one knows that
+ * asking again would only repeat them (ngx_pt_fetch.c does not), and a
+ * client sees what failed along a chain of caches: the Proxy-Status of an
+ * upstream cache's answer first, this cache's member last.
+ */
+
+static ngx_int_t
+ngx_pt_registry_gateway_error(ngx_http_request_t *r, ngx_pt_fetch_t *f,
+    ngx_uint_t status, const char *error, const char *message)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   v, up;
+
+    up = f->proxy_status;
+
+    if (up.len > NGX_PT_PROXY_STATUS_MAX) {
+        up.len = 0;
+    }
+
+    len = up.len + sizeof(", " NGX_PT_PROXY_NAME "; error=; received-status=")
+          + (error ? ngx_strlen(error) : 0) + NGX_INT_T_LEN;
+
+    v.data = ngx_pnalloc(r->pool, len);
+    if (v.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = v.data;
+
+    if (up.len) {
+        p = ngx_sprintf(p, "%V, ", &up);
+    }
+
+    p = ngx_cpymem(p, NGX_PT_PROXY_NAME, sizeof(NGX_PT_PROXY_NAME) - 1);
+
+    if (error) {
+        p = ngx_sprintf(p, "; error=%s", error);
+    }
+
+    if (f->header) {
+        p = ngx_sprintf(p, "; received-status=%ui", f->status);
+    }
+
+    v.len = p - v.data;
+
+    if (ngx_pt_registry_set_header(r, "Proxy-Status", &v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_pt_registry_error(r, status, "UNAVAILABLE", message);
 }
 
 
