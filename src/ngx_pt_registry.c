@@ -66,6 +66,7 @@ static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
 static ngx_int_t ngx_pt_registry_gateway_error(ngx_http_request_t *r,
     ngx_pt_fetch_t *f, ngx_uint_t status, const char *error,
     const char *message);
+static ngx_uint_t ngx_pt_registry_printable(ngx_str_t *s);
 
 
 /* what fills ask of the registry */
@@ -1397,6 +1398,21 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 }
 
 
+static ngx_uint_t
+ngx_pt_registry_printable(ngx_str_t *s)
+{
+    size_t  i;
+
+    for (i = 0; i < s->len; i++) {
+        if ((s->data[i] < 0x20 && s->data[i] != '\t') || s->data[i] > 0x7e) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 /*
  * A 502 or 504 of this cache's own, after its retries: its Proxy-Status
  * (RFC 9209) says why, so that a cache pulling from this one knows that
@@ -1415,7 +1431,8 @@ ngx_pt_registry_gateway_error(ngx_http_request_t *r, ngx_pt_fetch_t *f,
 
     up = f->proxy_status;
 
-    if (up.len > NGX_PT_PROXY_STATUS_MAX) {
+    if (up.len > NGX_PT_PROXY_STATUS_MAX || !ngx_pt_registry_printable(&up)) {
+        /* an upstream's, passed on only as a sane header value */
         up.len = 0;
     }
 
