@@ -1,9 +1,10 @@
 
 /*
  * ngx_pullthrough: the checks of field values the tables name: URLs (a
- * remote's, with its name prefix, its proxy's), PEM certificates and keys, choices, base paths
- * on the OCI name grammar, ids; and the cross-field check of a remote (a
- * client key that matches its certificate).
+ * remote's, whose path is a prefix of upstream names, and its proxy's),
+ * PEM certificates and keys, choices, base paths on the OCI name grammar,
+ * ids; and the cross-field check of a remote (a client key that matches
+ * its certificate).
  */
 
 

@@ -1398,6 +1398,8 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 }
 
 
+/* printable ASCII (and tabs): what may go into a header line of ours */
+
 static ngx_uint_t
 ngx_pt_registry_printable(ngx_str_t *s)
 {
