@@ -43,6 +43,7 @@ CURL_TESTS := t/100-pull.t t/110-registry-api.t t/120-fill-integrity.t \
               t/140-fill-lifecycle.t t/145-range-miss.t \
               t/160-tag-freshness.t \
               t/165-stale-if-error.t t/170-index-versions.t \
+              t/180-hierarchy.t \
               t/200-upstream-access.t t/310-attack-lying-upstream.t \
               t/410-store-lifecycle.t \
               t/330-attack-process-faults.t \
