@@ -30,7 +30,7 @@ use strict;
 use warnings;
 
 use Test::More;
-use Fcntl qw(:flock);
+use Fcntl qw(:flock O_RDONLY);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use Time::HiRes qw(time);
@@ -70,9 +70,10 @@ my $tmp = tempdir('pt-500-XXXXXXXX', TMPDIR => 1, CLEANUP => !$ENV{PT_KEEP});
 chmod 0711, $tmp;           # the workers (www-data) reach the store in it
 
 # dpkg and the files it installs are the whole machine's: one run at a
-# time (another run of this test waits here)
-open my $lock, '>', '/run/lock/ngx-pullthrough-deb-test.lock'
-    or die "lock file: $!";
+# time, another run of this test waits here (a lock on the directory the
+# package changes, which leaves no file behind)
+sysopen(my $lock, '/etc/nginx/modules-enabled', O_RDONLY)
+    or die "/etc/nginx/modules-enabled: $!";
 flock($lock, LOCK_EX) or die "flock: $!";
 
 # dpkg's status of the package ("install ok installed", or half-way),
