@@ -21,6 +21,14 @@
 #include <ngx_http.h>
 
 
+/*
+ * the module's version: the one place it is written; the metrics report it
+ * (pullthrough_build_info) and "make deb" checks that the package's
+ * changelog agrees
+ */
+#define NGX_PT_VERSION                     "0.1.0"
+
+
 /* defaults and minimums of the directives */
 #define NGX_PT_DEFAULT_MAP_SIZE            (1024 * 1024 * 1024)
 #define NGX_PT_MIN_MAP_SIZE                (1024 * 1024)

@@ -13,6 +13,7 @@
 
 #include <ngx_pt.h>
 #include <ngx_pt_admin.h>
+#include <ngx_pt_settings.h>
 
 
 /* what every distribution shows in Pulp's generic list */
@@ -71,8 +72,9 @@ static ngx_pt_type_t  ngx_pt_image_remote_type = {
 };
 
 
-static void ngx_pt_admin_upstream_name(ngx_pt_admin_t *ctx, MDB_txn *txn,
-    ngx_pt_dist_t *dist, ngx_str_t *name);
+static ngx_int_t ngx_pt_admin_upstream_name(ngx_pt_admin_t *ctx,
+    MDB_txn *txn, ngx_pt_dist_t *dist, ngx_pt_remote_t *remote,
+    ngx_str_t *name);
 
 
 /* a distribution of either type, as Pulp's generic list shows it */
@@ -155,7 +157,11 @@ ngx_pt_admin_render_image_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
                                     "name");
     }
 
-    ngx_pt_admin_upstream_name(ctx, txn, dist, &upstream);
+    if (ngx_pt_admin_upstream_name(ctx, txn, dist, remote, &upstream)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ngx_pt_json_key(ctx->g, "upstream_name");
     ngx_pt_json_str(ctx->g, &upstream);
@@ -172,13 +178,16 @@ ngx_pt_admin_render_image_remote(ngx_pt_admin_t *ctx, MDB_txn *txn,
 }
 
 
-/* <name> of <base_path>/<name>: what follows the parent's base path */
+/* <name> of <base_path>/<name>: what follows the parent's base path,
+ * after the prefix of the remote's url if it has one */
 
-static void
+static ngx_int_t
 ngx_pt_admin_upstream_name(ngx_pt_admin_t *ctx, MDB_txn *txn,
-    ngx_pt_dist_t *dist, ngx_str_t *name)
+    ngx_pt_dist_t *dist, ngx_pt_remote_t *remote, ngx_str_t *name)
 {
+    u_char         *p;
     void           *rec;
+    ngx_str_t       prefix;
     ngx_pt_dist_t  *parent;
 
     *name = dist->name;
@@ -188,7 +197,7 @@ ngx_pt_admin_upstream_name(ngx_pt_admin_t *ctx, MDB_txn *txn,
                               &dist->parent, &rec)
            != NGX_OK)
     {
-        return;
+        return NGX_OK;
     }
 
     parent = rec;
@@ -201,4 +210,24 @@ ngx_pt_admin_upstream_name(ngx_pt_admin_t *ctx, MDB_txn *txn,
         name->data += parent->base_path.len + 1;
         name->len -= parent->base_path.len + 1;
     }
+
+    if (remote == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_pt_settings_prefix(remote, &prefix);
+
+    if (prefix.len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(ctx->pool, prefix.len + 1 + name->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    name->len = ngx_sprintf(p, "%V/%V", &prefix, name) - p;
+    name->data = p;
+
+    return NGX_OK;
 }

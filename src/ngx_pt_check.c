@@ -1,9 +1,10 @@
 
 /*
  * ngx_pullthrough: the checks of field values the tables name: URLs (a
- * remote's, its proxy's), PEM certificates and keys, choices, base paths
- * on the OCI name grammar, ids; and the cross-field check of a remote (a
- * client key that matches its certificate).
+ * remote's, whose path is a prefix of upstream names, and its proxy's),
+ * PEM certificates and keys, choices, base paths on the OCI name grammar,
+ * ids; and the cross-field check of a remote (a client key that matches
+ * its certificate).
  */
 
 
@@ -18,6 +19,8 @@
 
 static ngx_int_t ngx_pt_url_valid(ngx_str_t *url, ngx_uint_t proxy,
     ngx_str_t *err);
+static ngx_int_t ngx_pt_url_path_valid(u_char *p, u_char *last,
+    ngx_uint_t proxy, ngx_str_t *err);
 static EVP_PKEY *ngx_pt_read_key(ngx_str_t *pem);
 static int ngx_pt_no_passphrase(char *buf, int size, int rwflag, void *u);
 
@@ -81,6 +84,10 @@ ngx_pt_url_valid(ngx_str_t *url, ngx_uint_t proxy, ngx_str_t *err)
         }
     }
 
+    if (ngx_pt_url_path_valid(p, last, proxy, err) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
     last = p;
 
     if (host == last) {
@@ -132,6 +139,65 @@ invalid:
 
     ngx_str_set(err, "Enter a valid URL: the host or port is invalid.");
     return NGX_DECLINED;
+}
+
+
+/*
+ * What follows a URL's host: nothing for a proxy; for a remote a path
+ * that prefixes its upstream repository names, so components of the OCI
+ * name grammar, and neither a query nor a fragment. "/v2" would be that
+ * prefix too: refused, as the likely mistake of a url naming the API.
+ */
+
+static ngx_int_t
+ngx_pt_url_path_valid(u_char *p, u_char *last, ngx_uint_t proxy,
+    ngx_str_t *err)
+{
+    u_char  *c;
+
+    if (p < last && *p == '/') {
+        p++;
+    }
+
+    if (p < last && last[-1] == '/') {
+        last--;
+    }
+
+    if (p == last) {
+        return NGX_OK;
+    }
+
+    if (proxy) {
+        ngx_str_set(err, "Enter a valid URL: a proxy URL has no path.");
+        return NGX_DECLINED;
+    }
+
+    if (last - p >= 2 && p[0] == 'v' && p[1] == '2'
+        && (last - p == 2 || p[2] == '/'))
+    {
+        ngx_str_set(err, "Enter the registry's URL without /v2: a path on "
+                    "the URL is a prefix of the upstream repository "
+                    "names.");
+        return NGX_DECLINED;
+    }
+
+    for (c = p; c <= last; c = p + 1) {
+        p = ngx_strlchr(c, last, '/');
+        if (p == NULL) {
+            p = last;
+        }
+
+        if (!ngx_pt_oci_component_valid(c, p - c)) {
+            ngx_str_set(err, "Enter a valid URL: its path is a prefix of "
+                        "the upstream repository names, lowercase letters "
+                        "and digits separated by '.', '_', '__' or '-' "
+                        "between single '/', without a query or a "
+                        "fragment.");
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -4,7 +4,8 @@
  * record it. Both transports see the same header lines (the proxy module's
  * parsed headers, libcurl's raw ones) and keep the same few of them, in
  * the exchange's own pool: the subrequest or transfer they came from ends
- * before the exchange does.
+ * before the exchange does. What a kept header says about retrying (the
+ * Proxy-Status of an upstream cache) is read here too.
  */
 
 
@@ -33,6 +34,7 @@ ngx_pt_exchange_reset(ngx_pt_fetch_t *f)
     ngx_str_null(&f->location);
     ngx_str_null(&f->retry_after);
     ngx_str_null(&f->www_authenticate);
+    ngx_str_null(&f->proxy_status);
 
     if (f->body) {
         f->body->pos = f->body->start;
@@ -60,7 +62,9 @@ ngx_pt_exchange_header(ngx_pt_fetch_t *f, ngx_str_t *name, ngx_str_t *value)
           offsetof(ngx_pt_fetch_t, digest) },
         { ngx_string("Retry-After"), offsetof(ngx_pt_fetch_t, retry_after) },
         { ngx_string("WWW-Authenticate"),
-          offsetof(ngx_pt_fetch_t, www_authenticate) }
+          offsetof(ngx_pt_fetch_t, www_authenticate) },
+        { ngx_string("Proxy-Status"),
+          offsetof(ngx_pt_fetch_t, proxy_status) }
     };
 
     if (name->len == sizeof("Content-Length") - 1
@@ -97,4 +101,50 @@ ngx_pt_exchange_header(ngx_pt_fetch_t *f, ngx_str_t *name, ngx_str_t *value)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Whether the answer is the gateway error of an upstream that is a cache
+ * like this one, made after its own tries: its Proxy-Status (RFC 9209)
+ * has a member of ours. Asking it again would only repeat those tries.
+ */
+
+ngx_uint_t
+ngx_pt_exchange_gave_up(ngx_pt_fetch_t *f)
+{
+    u_char  *p, *last;
+
+    if (!f->header || f->status < 500 || f->status > 599) {
+        return 0;
+    }
+
+    p = f->proxy_status.data;
+    last = p + f->proxy_status.len;
+
+    while (p < last) {
+
+        /* a member begins after the start or a comma, and spaces */
+
+        while (p < last && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if ((size_t) (last - p) >= sizeof(NGX_PT_PROXY_NAME) - 1
+            && ngx_strncmp(p, NGX_PT_PROXY_NAME,
+                           sizeof(NGX_PT_PROXY_NAME) - 1) == 0
+            && (last - p == sizeof(NGX_PT_PROXY_NAME) - 1
+                || p[sizeof(NGX_PT_PROXY_NAME) - 1] == ';'))
+        {
+            return 1;
+        }
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        p++;
+    }
+
+    return 0;
 }

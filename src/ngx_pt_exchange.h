@@ -18,6 +18,11 @@
 typedef struct ngx_pt_fetch_s  ngx_pt_fetch_t;
 
 
+/* this cache in the Proxy-Status of its gateway errors (RFC 9209) */
+#define NGX_PT_PROXY_NAME          "ngx_pullthrough"
+#define NGX_PT_PROXY_STATUS_MAX    1024    /* an upstream's, passed on */
+
+
 /* how libcurl reaches a remote: proxy, CA, client certificate (C strings) */
 typedef struct {
     ngx_str_t                   ca_cert;     /* PEM */
@@ -92,6 +97,7 @@ struct ngx_pt_fetch_s {
     ngx_str_t                   location;
     ngx_str_t                   retry_after;
     ngx_str_t                   www_authenticate;
+    ngx_str_t                   proxy_status; /* RFC 9209 */
     ngx_buf_t                  *body;        /* memory sink, its size caps */
 
     /* transports hand the answer to the exchange */
@@ -141,6 +147,7 @@ struct ngx_pt_fetch_s {
 void ngx_pt_exchange_reset(ngx_pt_fetch_t *f);
 ngx_int_t ngx_pt_exchange_header(ngx_pt_fetch_t *f, ngx_str_t *name,
     ngx_str_t *value);
+ngx_uint_t ngx_pt_exchange_gave_up(ngx_pt_fetch_t *f);
 
 
 #endif /* _NGX_PT_EXCHANGE_H_INCLUDED_ */

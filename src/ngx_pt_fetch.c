@@ -639,7 +639,9 @@ ngx_pt_fetch_token(void *data, ngx_str_t *token, ngx_uint_t refused)
  * Connection errors, timeouts, 429 and 5xx are tried again, up to the
  * remote's max_retries, with exponential backoff (or the upstream's
  * Retry-After, when short). Only answers that were not streamed: a 200
- * whose body broke off has reached clients already.
+ * whose body broke off has reached clients already. Not the 5xx of an
+ * upstream cache that tried its own upstream already: the tries of a
+ * chain of caches would multiply.
  */
 
 static ngx_int_t
@@ -658,6 +660,14 @@ ngx_pt_fetch_retry(ngx_pt_fetch_t *f, ngx_int_t rc)
         if (f->status != NGX_HTTP_TOO_MANY_REQUESTS
             && (f->status < 500 || f->status > 599))
         {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_pt_exchange_gave_up(f)) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, f->log, 0,
+                           "pullthrough exchange: \"%V\" is an upstream "
+                           "cache's failure (%V): not tried again", &f->url,
+                           &f->proxy_status);
             return NGX_DECLINED;
         }
 

@@ -269,6 +269,11 @@ ngx_pt_metrics_handler(ngx_http_request_t *r)
         ngx_pt_txn_abort(txn);
     }
 
+    ngx_pt_metrics_line(&o, "# HELP pullthrough_build_info The module's "
+                        "version.\n"
+                        "# TYPE pullthrough_build_info gauge\n"
+                        "pullthrough_build_info{version=\"%s\"} 1\n",
+                        NGX_PT_VERSION);
     ngx_pt_metrics_line(&o, "# HELP pullthrough_store_bytes Bytes of the "
                         "files in the store (blobs and manifests).\n"
                         "# TYPE pullthrough_store_bytes gauge\n"

@@ -63,6 +63,10 @@ static void ngx_pt_registry_fetch_done(ngx_pt_fetch_t *f, ngx_int_t rc);
 static void ngx_pt_registry_resume(ngx_http_request_t *r);
 static ngx_int_t ngx_pt_registry_list(ngx_http_request_t *r,
     ngx_pt_req_t *ctx);
+static ngx_int_t ngx_pt_registry_gateway_error(ngx_http_request_t *r,
+    ngx_pt_fetch_t *f, ngx_uint_t status, const char *error,
+    const char *message);
+static ngx_uint_t ngx_pt_registry_printable(ngx_str_t *s);
 
 
 /* what fills ask of the registry */
@@ -649,22 +653,35 @@ ngx_pt_registry_mirror_ns(void *data, void *rec)
 
 /*
  * Docker Hub keeps official images under "library/": "busybox" is
- * "library/busybox" upstream, and here both are one repository.
+ * "library/busybox" upstream, and here both are one repository. Only a
+ * one-component upstream name gets it: with a prefix in the remote's url
+ * the upstream name has two at least. So does a cache whose remote is
+ * another cache: that one adds "library/" if its own remote is Docker
+ * Hub, once along the chain.
  */
 
 static ngx_int_t
 ngx_pt_registry_docker_hub(ngx_http_request_t *r, ngx_pt_req_t *ctx)
 {
-    u_char  *p;
-    size_t   base;
+    u_char     *p;
+    size_t      base;
+    ngx_str_t   prefix;
 
     if (!ngx_pt_settings_docker_hub(ctx->remote)) {
         return NGX_OK;
     }
 
-    if (ngx_strlchr(ctx->name.data, ctx->name.data + ctx->name.len, '/')) {
+    ngx_pt_settings_prefix(ctx->remote, &prefix);
+
+    if (prefix.len
+        || ngx_strlchr(ctx->name.data, ctx->name.data + ctx->name.len, '/'))
+    {
         return NGX_OK;
     }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "pullthrough registry: Docker Hub's \"library/%V\"",
+                   &ctx->name);
 
     base = ctx->repo.len - ctx->name.len;
 
@@ -1306,18 +1323,22 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     url = &f->url;
 
     if (!f->header) {
-        if (f->rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-            return ngx_pt_registry_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                                         "UNAVAILABLE", "the upstream "
-                                         "registry timed out");
-        }
-
         if (f->rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream registry is unreachable");
+        if (f->rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+            return ngx_pt_registry_gateway_error(r, f,
+                                                 NGX_HTTP_GATEWAY_TIME_OUT,
+                                                 "http_response_timeout",
+                                                 "the upstream registry "
+                                                 "timed out");
+        }
+
+        return ngx_pt_registry_gateway_error(r, f, NGX_HTTP_BAD_GATEWAY,
+                                             "destination_unavailable",
+                                             "the upstream registry is "
+                                             "unreachable");
     }
 
     if (f->too_big) {
@@ -1333,8 +1354,10 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
 
     case NGX_HTTP_OK:
         /* an answer that ended early */
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream answer was incomplete");
+        return ngx_pt_registry_gateway_error(r, f, NGX_HTTP_BAD_GATEWAY,
+                                             "http_response_incomplete",
+                                             "the upstream answer was "
+                                             "incomplete");
 
     case NGX_HTTP_NOT_FOUND:
         return ngx_pt_registry_error(r, NGX_HTTP_NOT_FOUND, unknown,
@@ -1368,9 +1391,84 @@ ngx_pt_registry_upstream_error(ngx_http_request_t *r, ngx_pt_req_t *ctx,
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "pullthrough: upstream answered %ui for \"%V\"",
                       f->status, url);
-        return ngx_pt_registry_error(r, NGX_HTTP_BAD_GATEWAY, "UNAVAILABLE",
-                                     "the upstream registry failed");
+        return ngx_pt_registry_gateway_error(r, f, NGX_HTTP_BAD_GATEWAY,
+                                             NULL, "the upstream registry "
+                                             "failed");
     }
+}
+
+
+/* printable ASCII (and tabs): what may go into a header line of ours */
+
+static ngx_uint_t
+ngx_pt_registry_printable(ngx_str_t *s)
+{
+    size_t  i;
+
+    for (i = 0; i < s->len; i++) {
+        if ((s->data[i] < 0x20 && s->data[i] != '\t') || s->data[i] > 0x7e) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * A 502 or 504 of this cache's own, after its retries: its Proxy-Status
+ * (RFC 9209) says why, so that a cache pulling from this one knows that
+ * asking again would only repeat them (ngx_pt_fetch.c does not), and a
+ * client sees what failed along a chain of caches: the Proxy-Status of an
+ * upstream cache's answer first, this cache's member last.
+ */
+
+static ngx_int_t
+ngx_pt_registry_gateway_error(ngx_http_request_t *r, ngx_pt_fetch_t *f,
+    ngx_uint_t status, const char *error, const char *message)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   v, up;
+
+    up = f->proxy_status;
+
+    if (up.len > NGX_PT_PROXY_STATUS_MAX || !ngx_pt_registry_printable(&up)) {
+        /* an upstream's, passed on only as a sane header value */
+        up.len = 0;
+    }
+
+    len = up.len + sizeof(", " NGX_PT_PROXY_NAME "; error=; received-status=")
+          + (error ? ngx_strlen(error) : 0) + NGX_INT_T_LEN;
+
+    v.data = ngx_pnalloc(r->pool, len);
+    if (v.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = v.data;
+
+    if (up.len) {
+        p = ngx_sprintf(p, "%V, ", &up);
+    }
+
+    p = ngx_cpymem(p, NGX_PT_PROXY_NAME, sizeof(NGX_PT_PROXY_NAME) - 1);
+
+    if (error) {
+        p = ngx_sprintf(p, "; error=%s", error);
+    }
+
+    if (f->header) {
+        p = ngx_sprintf(p, "; received-status=%ui", f->status);
+    }
+
+    v.len = p - v.data;
+
+    if (ngx_pt_registry_set_header(r, "Proxy-Status", &v) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_pt_registry_error(r, status, "UNAVAILABLE", message);
 }
 
 
@@ -1378,20 +1476,25 @@ ngx_int_t
 ngx_pt_registry_upstream_url(ngx_http_request_t *r, ngx_pt_req_t *ctx,
     const char *what, ngx_str_t *ref, ngx_str_t *url)
 {
-    u_char     *p;
-    ngx_str_t   base;
+    u_char             *p;
+    ngx_pt_settings_t  *s;
 
-    base = ngx_pt_registry_settings(r, ctx)->base_url;
+    /* the upstream name: the remote's prefix and the name */
 
-    url->len = base.len + sizeof("/v2///") + ctx->name.len + ngx_strlen(what)
-               + ref->len;
+    s = ngx_pt_registry_settings(r, ctx);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    url->len = s->base_url.len + sizeof("/v2///") + s->name.len
+               + ngx_strlen(what) + ref->len;
     url->data = ngx_pnalloc(r->pool, url->len);
     if (url->data == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(url->data, "%V/v2/%V/%s/%V", &base, &ctx->name, what,
-                    ref);
+    p = ngx_sprintf(url->data, "%V/v2/%V/%s/%V", &s->base_url, &s->name,
+                    what, ref);
     url->len = p - url->data;
 
     return NGX_OK;

@@ -6,6 +6,12 @@
  * exchange, and every part of an exchange (the transports, token
  * requests, the limits, retries and timeouts) reads it there. A fill,
  * which outlives the request that started it, copies it whole.
+ *
+ * A remote's url is a registry's scheme and host, and optionally a path:
+ * a registry serves its API at /v2/ of its host, so the path cannot be
+ * where the API is; it is a prefix of every upstream repository name
+ * (http://regional:5000/hub pulls "library/x" as "hub/library/x"), the
+ * way to point at one distribution of another cache, or at a namespace.
  */
 
 
@@ -22,6 +28,8 @@
 
 static ngx_int_t ngx_pt_settings_base_url(ngx_pool_t *pool,
     ngx_pt_remote_t *remote, ngx_str_t *url);
+static ngx_int_t ngx_pt_settings_name(ngx_pool_t *pool,
+    ngx_pt_remote_t *remote, ngx_str_t *name, ngx_str_t *out);
 static ngx_int_t ngx_pt_settings_basic(ngx_pool_t *pool,
     ngx_pt_remote_t *remote, ngx_str_t *out);
 static ngx_msec_t ngx_pt_settings_seconds(double seconds);
@@ -52,7 +60,10 @@ ngx_pt_settings_create(ngx_http_request_t *r, ngx_pt_remote_t *remote,
 
     src.remote = remote->meta.id;
     src.remote_name = remote->name;
-    src.name = *name;
+
+    if (ngx_pt_settings_name(r->pool, remote, name, &src.name) != NGX_OK) {
+        return NULL;
+    }
 
     if (remote->username.data) {
         src.username = remote->username;
@@ -162,7 +173,9 @@ ngx_pt_settings_authority(ngx_pt_remote_t *remote, ngx_str_t *authority,
 
     host = p + 3;
 
-    for (p = host; p < last && *p != '/' && *p != '?'; p++) { /* void */ }
+    for (p = host; p < last && *p != '/' && *p != '?' && *p != '#'; p++) {
+        /* void */
+    }
 
     authority->data = host;
     authority->len = p - host;
@@ -241,23 +254,93 @@ ngx_pt_settings_serves(ngx_pt_remote_t *remote, ngx_str_t *registry)
 }
 
 
-/* Docker Hub's registry whatever host of it the remote names */
+/*
+ * The path of a remote's url, the prefix of its upstream names: without
+ * its slashes, empty when the url has none. Into the url itself.
+ */
+
+void
+ngx_pt_settings_prefix(ngx_pt_remote_t *remote, ngx_str_t *prefix)
+{
+    u_char     *p, *last;
+    size_t      host_len;
+    ngx_str_t   authority;
+
+    ngx_str_null(prefix);
+
+    if (ngx_pt_settings_authority(remote, &authority, &host_len) != NGX_OK) {
+        return;
+    }
+
+    last = remote->url.data + remote->url.len;
+    p = authority.data + authority.len;
+
+    while (p < last && *p == '/') {
+        p++;
+    }
+
+    prefix->data = p;
+
+    while (p < last && *p != '?' && *p != '#') {
+        p++;
+    }
+
+    while (p > prefix->data && p[-1] == '/') {
+        p--;
+    }
+
+    prefix->len = p - prefix->data;
+}
+
+
+/* the upstream name of a local name: the remote's prefix, then the name */
+
+static ngx_int_t
+ngx_pt_settings_name(ngx_pool_t *pool, ngx_pt_remote_t *remote,
+    ngx_str_t *name, ngx_str_t *out)
+{
+    ngx_str_t  prefix;
+
+    ngx_pt_settings_prefix(remote, &prefix);
+
+    if (prefix.len == 0) {
+        *out = *name;
+        return NGX_OK;
+    }
+
+    out->len = prefix.len + 1 + name->len;
+    out->data = ngx_pnalloc(pool, out->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(out->data, "%V/%V", &prefix, name);
+
+    return NGX_OK;
+}
+
+
+/* scheme://host[:port]: Docker Hub's registry whatever host of it the
+ * remote names */
 
 static ngx_int_t
 ngx_pt_settings_base_url(ngx_pool_t *pool, ngx_pt_remote_t *remote,
     ngx_str_t *url)
 {
-    ngx_str_t  base;
+    size_t     host_len;
+    ngx_str_t  base, authority;
 
     if (ngx_pt_settings_docker_hub(remote)) {
         ngx_str_set(&base, NGX_PT_DOCKER_HUB_URL);
 
+    } else if (ngx_pt_settings_authority(remote, &authority, &host_len)
+               == NGX_OK)
+    {
+        base.data = remote->url.data;
+        base.len = authority.data + authority.len - remote->url.data;
+
     } else {
         base = remote->url;
-    }
-
-    while (base.len && base.data[base.len - 1] == '/') {
-        base.len--;
     }
 
     return ngx_pt_settings_dup(pool, url, &base);

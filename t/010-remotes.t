@@ -168,10 +168,17 @@ is_field_errors($t->post($REMOTES, { name => 'x', url => '' }),
 
 for my $url ('ftp://x.example', 'https://', 'http:///path', 'registry-1.docker.io',
              'https://user:secret@x.example', 'https://user@x.example', 'not a url',
-             "https://x.example/a\nb") {
+             "https://x.example/a\nb",
+             # a path is a prefix of upstream names: their grammar, no /v2
+             'https://x.example/v2/', 'https://x.example/v2', 'https://x.example/v2/hub',
+             'https://x.example/Hub', 'https://x.example/a//b', 'https://x.example//a',
+             'https://x.example/a?x=1', 'https://x.example?x=1', 'https://x.example/#top',
+             'https://x.example/a-', 'https://x.example/a/.b') {
     is_field_errors($t->post($REMOTES, { name => 'x', url => $url }), { url => undef },
                     "url " . dump_json($url) . " refused");
 }
+like($t->post($REMOTES, { name => 'x', url => 'https://x.example/v2/' })->{json}{url}[0],
+     qr/without \/v2/, 'a url ending in /v2/: the message says to leave it out');
 
 for my $f (qw(ca_cert client_cert)) {
     is_field_errors($t->post($REMOTES, { name => 'x', url => 'https://x.example', $f => 'garbage' }),
@@ -190,7 +197,8 @@ ok($r->{status} == 400 && ref $r->{json} eq 'HASH'
    'client_cert and client_key that do not match') or diag(dump_json($r));
 unlike($r->{content}, qr/PRIVATE KEY|\Q@{[ substr($other_key, 40, 40) ]}\E/, 'and the key is not echoed');
 
-for my $p ('https://u:p@proxy.example', 'ftp://proxy.example', 'proxy.example:3128') {
+for my $p ('https://u:p@proxy.example', 'ftp://proxy.example', 'proxy.example:3128',
+           'http://proxy.example:3128/path') {
     is_field_errors($t->post($REMOTES, { name => 'x', url => 'https://x.example', proxy_url => $p }),
                     { proxy_url => undef }, "proxy_url $p refused");
 }
@@ -271,6 +279,12 @@ ok($r->{status} == 400 && ($r->{json}{detail} // '') =~ /^JSON parse error - /,
 
 is($count->(), $before, 'failed creates created nothing');
 
+for my $url ('https://x.example/hub', 'https://x.example/hub/', 'http://127.0.0.1:5000/a.b/c__d/e-f') {
+    my $r = $t->post($REMOTES, { name => "prefix-$url", url => $url });
+    is($r->{status}, 201, "url $url accepted (a name prefix)") or diag(dump_json($r));
+    is($r->{json}{url}, $url, '... kept as written');
+}
+
 # strings as DRF's CharField takes them: spaces around are trimmed, so
 # spaces only are blank; a NUL is refused, or at least never cuts the name
 is_field_errors($t->post($REMOTES, { name => '   ', url => 'https://x.example' }),
@@ -285,7 +299,7 @@ ok(($r->{status} == 400 && ref $r->{json}{name} eq 'ARRAY')
 
 my $orig = $t->get($full->{pulp_href})->{json};
 
-$r = $t->patch($full->{pulp_href}, { url => 'https://quay.io/v2/' });
+$r = $t->patch($full->{pulp_href}, { url => 'https://quay.io/myorg/' });
 my $task = task_of($t, $r);
 is_deeply(keys_of($r->{json}), [ 'task' ], 'PATCH: 202 {"task"}');
 like($r->{json}{task}, qr{^\Q$TASKS\E$UUID_RE/$}, 'task href');
@@ -294,7 +308,7 @@ ok(!defined $task->{error}, 'PATCH task has no error');
 is_deeply($task->{created_resources}, [], 'PATCH task created nothing');
 
 my $now = $t->get($full->{pulp_href})->{json};
-is($now->{url}, 'https://quay.io/v2/', 'PATCH changed url');
+is($now->{url}, 'https://quay.io/myorg/', 'PATCH changed url');
 is($now->{pulp_created}, $orig->{pulp_created}, 'PATCH kept pulp_created');
 ok(ts_epoch($now->{pulp_last_updated}) > ts_epoch($orig->{pulp_last_updated}),
    'PATCH moved pulp_last_updated');

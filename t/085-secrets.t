@@ -60,14 +60,14 @@ my $task = req(patch => $href, { username => 'SeCrEt-user-2', password => 'SeCrE
 req(get => $task);
 $r = req(get => $href);
 my $got = $r->{json};
-$got->{url} = 'https://registry.example/v2/';
+$got->{url} = 'https://registry.example/team/';
 $task = req(put => $href, { %$got, password => 'SeCrEt-pass-3' })->{json}{task};
 req(get => $task);
 req(get => $TASKS);
 my $d = req(post => $DISTS, { name => 'd', base_path => 'd', remote => $href })->{json}{task};
 req(get => $d);
 req(get => $DISTS);
-is($t->get($href)->{json}{url}, 'https://registry.example/v2/', 'PUT applied');
+is($t->get($href)->{json}{url}, 'https://registry.example/team/', 'PUT applied');
 is_deeply([ map { $_->{is_set} ? 1 : 0 } @{ $t->get($href)->{json}{hidden_fields} } ], [ 1, 1, 1, 1, 1 ],
           'secrets still set');
 
