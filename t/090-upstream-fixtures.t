@@ -40,7 +40,7 @@ for my $set (PT::Images::sets()) {
 }
 
 $t0 = time;
-my $img = PT::Images::seed($reg, qw(hello app multi big));
+my $img = PT::Images::seed($reg, qw(hello app multi big fleet));
 note(sprintf 'seeded in %.2f s', time - $t0);
 
 my %expect = (
@@ -56,6 +56,7 @@ my %expect = (
     'team/multi:latest'    => $MT{v2_list},
     'library/big:1.0'      => $MT{oci_manifest},
     'library/big:latest'   => $MT{oci_manifest},
+    map { ("fleet/svc-$_:1.0" => $MT{oci_manifest}) } 0 .. 9,
 );
 is_deeply([ sort keys %$img ], [ sort keys %expect ], 'seed: every tag');
 is_deeply([ sort keys %$img ],
@@ -136,6 +137,18 @@ for my $ref (qw(team/app:1.0 team/app:1.1)) {
     is($a->{layers}[0], $b->{layers}[0], 'app 1.0 and 1.1 share a layer');
 }
 
+{
+    my @f = map { $img->{"fleet/svc-$_:1.0"} } 0 .. 9;
+    my %os = map { $_->{layers}[0] => 1 } @f;
+    is(scalar(keys %os), 1, 'fleet: the ten images share their first layer');
+    my %second = map { $_->{layers}[1] => 1 } @f;
+    is(scalar(keys %second), 2, '... five and five a second one');
+    is(scalar(keys %{ { map { $_->{layers}[2] => 1 } @f } }), 10,
+       '... each a third of its own');
+    my %blobs = map { $_ => 1 } map { ($_->{config}, @{ $_->{layers} }) } @f;
+    is(scalar(keys %blobs), 23, '... 23 distinct blobs in all');
+}
+
 for my $ref (qw(library/multi:1.0 team/multi:1.0)) {
     my $i = $img->{$ref};
     my $child_mt = $ref =~ /^library/ ? $MT{oci_manifest} : $MT{v2s2};
@@ -184,8 +197,9 @@ is_deeply([ sort @{ decode_json($http->get($reg->url
                     . '/v2/library/hello/tags/list')->{content})->{tags} } ],
           [qw(1.0 1.1 latest)], 'hello: tags/list');
 is_deeply(decode_json($http->get($reg->url . '/v2/_catalog')->{content}),
-          { repositories => [qw(library/big library/hello library/multi
-                                team/app team/multi)] }, 'catalog');
+          { repositories => [ (map { "fleet/svc-$_" } 0 .. 9),
+                              qw(library/big library/hello library/multi
+                                 team/app team/multi) ] }, 'catalog');
 
 
 # layer sizes and contents
