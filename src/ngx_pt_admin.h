@@ -193,6 +193,7 @@ void ngx_pt_admin_query_get(ngx_pt_admin_t *ctx, const char *name,
 ngx_int_t ngx_pt_admin_list(ngx_pt_admin_t *ctx);
 ngx_int_t ngx_pt_admin_page(ngx_pt_admin_t *ctx, ngx_uint_t count);
 ngx_uint_t ngx_pt_admin_filterable(ngx_pt_field_t *f);
+ngx_uint_t ngx_pt_admin_listed(ngx_str_t *list, ngx_str_t *s);
 
 /* a filter's operation: the index of its suffix in ngx_pt_admin_filter_ops */
 #define NGX_PT_OP_EXACT       0

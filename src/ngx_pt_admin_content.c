@@ -666,26 +666,12 @@ ngx_pt_admin_content_all(ngx_pt_admin_t *ctx)
 static ngx_uint_t
 ngx_pt_admin_content_typed(ngx_str_t *types, ngx_uint_t kind)
 {
-    u_char      *p, *c, *last;
-    const char  *type;
+    ngx_str_t  type;
 
-    type = ngx_pt_unit_prn(kind);
-    last = types->data + types->len;
+    type.data = (u_char *) ngx_pt_unit_prn(kind);
+    type.len = ngx_strlen(type.data);
 
-    for (c = types->data; c <= last; c = p + 1) {
-        p = ngx_strlchr(c, last, ',');
-        if (p == NULL) {
-            p = last;
-        }
-
-        if ((size_t) (p - c) == ngx_strlen(type)
-            && ngx_strncmp(c, type, p - c) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    return ngx_pt_admin_listed(types, &type);
 }
 
 

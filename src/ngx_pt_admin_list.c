@@ -862,7 +862,6 @@ ngx_pt_admin_filter_match_list(ngx_pt_filter_t *flt, ngx_array_t *list)
 static ngx_int_t
 ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec)
 {
-    u_char     *p, *c, *last;
     ngx_str_t  *s;
 
     if (flt->op == NGX_PT_OP_LABELS) {
@@ -896,23 +895,34 @@ ngx_pt_admin_filter_match(ngx_pt_filter_t *flt, void *rec)
                && ngx_strncmp(s->data, flt->value.data, flt->value.len) == 0;
 
     default: /* NGX_PT_OP_IN */
-        last = flt->value.data + flt->value.len;
+        return ngx_pt_admin_listed(&flt->value, s);
+    }
+}
 
-        for (c = flt->value.data; c <= last; c = p + 1) {
-            p = ngx_strlchr(c, last, ',');
-            if (p == NULL) {
-                p = last;
-            }
 
-            if ((size_t) (p - c) == s->len
-                && ngx_strncmp(c, s->data, s->len) == 0)
-            {
-                return 1;
-            }
+/* whether s is one of the values of a comma-separated list */
+
+ngx_uint_t
+ngx_pt_admin_listed(ngx_str_t *list, ngx_str_t *s)
+{
+    u_char  *p, *c, *last;
+
+    last = list->data + list->len;
+
+    for (c = list->data; c <= last; c = p + 1) {
+        p = ngx_strlchr(c, last, ',');
+        if (p == NULL) {
+            p = last;
         }
 
-        return 0;
+        if ((size_t) (p - c) == s->len
+            && ngx_strncmp(c, s->data, s->len) == 0)
+        {
+            return 1;
+        }
     }
+
+    return 0;
 }
 
 

@@ -71,6 +71,7 @@ static void ngx_pt_declare_kept(ngx_pt_declare_t *d, ngx_uint_t kind,
     ngx_str_t *name);
 static void ngx_pt_declare_refused(ngx_pt_declare_t *d, ngx_uint_t kind,
     ngx_str_t *name);
+static void ngx_pt_declare_answer(ngx_pt_declare_t *d, ngx_str_t *answer);
 
 
 ngx_int_t
@@ -133,17 +134,16 @@ ngx_pt_declare_apply(ngx_conf_t *cf, ngx_http_pullthrough_main_conf_t *pmcf)
         }
     }
 
+    if (d.failed) {
+        goto failed;
+    }
+
     /* distributions go first: a remote in use cannot be deleted */
 
     for (i = 2; i > 0; i--) {
         if (before && ngx_pt_declare_prune(&d, i - 1, before) != NGX_OK) {
             goto failed;
         }
-    }
-
-    if (d.failed) {
-        ngx_pt_txn_abort(d.txn);
-        return NGX_ERROR;
     }
 
     if (ngx_pt_declare_record(&d) != NGX_OK) {
@@ -797,20 +797,14 @@ ngx_pt_declare_kept(ngx_pt_declare_t *d, ngx_uint_t kind, ngx_str_t *name)
 {
     ngx_str_t  answer;
 
-    if (ngx_pt_json_result(d->ctx.g, d->ctx.pool, &answer) != NGX_OK) {
-        ngx_str_set(&answer, "refused");
-    }
+    ngx_pt_declare_answer(d, &answer);
 
     ngx_log_error(NGX_LOG_WARN, d->cf->log, 0,
                   "pullthrough_config \"%V\": %s \"%V\", no longer in the "
                   "file, is kept: %V", d->file, ngx_pt_declare_kinds[kind],
                   name, &answer);
-
-    d->ctx.g = ngx_pt_json_gen(d->ctx.pool);
 }
 
-
-/* what the admin API answered, as it would have: field errors, detail */
 
 static void
 ngx_pt_declare_refused(ngx_pt_declare_t *d, ngx_uint_t kind,
@@ -818,15 +812,24 @@ ngx_pt_declare_refused(ngx_pt_declare_t *d, ngx_uint_t kind,
 {
     ngx_str_t  answer;
 
-    if (d->ctx.g == NULL
-        || ngx_pt_json_result(d->ctx.g, d->ctx.pool, &answer) != NGX_OK)
-    {
-        ngx_str_set(&answer, "refused");
-    }
-
+    ngx_pt_declare_answer(d, &answer);
     ngx_pt_declare_error(d, kind, name, "%V", &answer);
+}
 
-    /* the next object's errors in an answer of their own */
+
+/*
+ * What the admin API answered, as it would have (field errors, detail);
+ * the next object's go in an answer of their own.
+ */
+
+static void
+ngx_pt_declare_answer(ngx_pt_declare_t *d, ngx_str_t *answer)
+{
+    if (d->ctx.g == NULL
+        || ngx_pt_json_result(d->ctx.g, d->ctx.pool, answer) != NGX_OK)
+    {
+        ngx_str_set(answer, "refused");
+    }
 
     d->ctx.g = ngx_pt_json_gen(d->ctx.pool);
 }

@@ -23,6 +23,7 @@
 
 #define NGX_PT_FILL_HOLD       1000     /* ms: the period of its keep timer */
 
+#define NGX_PT_FILL_KEEP_POOL  4096     /* the commit thread's pool */
 
 /*
  * A fill a miss can follow: fetching, or committing (every byte written,
@@ -33,7 +34,6 @@
 #define ngx_pt_fill_live(fill)                                               \
     ((fill)->state == NGX_PT_FILL_RUNNING                                    \
      || (fill)->state == NGX_PT_FILL_COMMIT)
-#define NGX_PT_FILL_KEEP_POOL  4096     /* the commit thread's pool */
 
 
 /* the fill's one thread task: a write, or the verdict and the commit */

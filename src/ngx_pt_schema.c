@@ -1744,23 +1744,14 @@ ngx_int_t
 ngx_pt_items_each(ngx_pool_t *pool, ngx_log_t *log, MDB_txn *txn,
     ngx_uint_t db, ngx_str_t *repo, ngx_pt_item_pt handler, void *data)
 {
-    ngx_str_t      prefix;
-    ngx_pt_walk_t  w;
-
-    ngx_memzero(&w, sizeof(ngx_pt_walk_t));
-
-    w.pool = pool;
-    w.log = log;
-    w.item = handler;
-    w.data = data;
-    w.db = db;
+    ngx_str_t  prefix;
 
     if (repo && ngx_pt_key_item(pool, repo, NULL, &prefix) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_pt_db_each(log, txn, db, repo ? &prefix : NULL, NULL,
-                          ngx_pt_walk_item, &w);
+    return ngx_pt_items_under(pool, log, txn, db, repo ? &prefix : NULL,
+                              handler, data);
 }
 
 
