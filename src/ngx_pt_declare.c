@@ -188,7 +188,9 @@ ngx_pt_declare_read(ngx_pt_declare_t *d, yajl_val *doc)
         return NGX_ERROR;
     }
 
-    v = ngx_pt_json_parse(d->cf->temp_pool, &text, &err);
+    /* as strictly as the admin API reads its bodies (UTF-8 checked) */
+
+    v = ngx_pt_json_parse_input(d->cf->temp_pool, &text, &err);
 
     if (v == NULL) {
         ngx_log_error(NGX_LOG_EMERG, d->cf->log, 0,
@@ -417,9 +419,21 @@ ngx_pt_declare_body(ngx_pt_declare_t *d, ngx_uint_t kind, yajl_val obj,
         return NGX_ERROR;
     }
 
-    *body = ngx_pt_json_parse(d->ctx.pool, &text, &err);
+    /* what files gave is checked as the rest of the file was */
 
-    return *body ? NGX_OK : NGX_ERROR;
+    *body = ngx_pt_json_parse_input(d->ctx.pool, &text, &err);
+
+    if (*body == NULL) {
+        if (err.len == 0) {
+            return NGX_ERROR;
+        }
+
+        ngx_pt_declare_error(d, kind, &name, "a value read from a file: %V",
+                             &err);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -33,6 +33,7 @@ PT::Images::seed($reg, qw(hello));
 
 my $file = "$tmp/pullthrough.json";
 spew("$tmp/hub-password", "s3cret\n");
+spew("$tmp/latin1", "caf\xe9\n");
 
 sub declare { spew($file, $JSON->encode({ @_ })) }
 
@@ -139,6 +140,9 @@ my @bad = (
     [ 'a secret file that is missing',
       { remotes => [ { name => 'origin', url => $reg->url, password_file => "$tmp/nope" } ] },
       qr/open\(\) "\Q$tmp\E\/nope" failed/ ],
+    [ 'a secret file that is not UTF-8',
+      { remotes => [ { name => 'origin', url => $reg->url, password_file => "$tmp/latin1" } ] },
+      qr/remote "origin": a value read from a file: invalid UTF-8 at byte/ ],
     [ 'a secret given both ways',
       { remotes => [ { name => 'origin', url => $reg->url, password => 'x', password_file => "$tmp/hub-password" } ] },
       qr/"password" and "password_file" are both given/ ],
